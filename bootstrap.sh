@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Sets up tally-tasks on a machine with only Python 3 and git:
+#  - installs tmux with the system's package manager (apt-get, dnf, pacman, apk or brew)
+#    when it is missing, using sudo when not root;
+#  - creates a virtualenv in .venv and pip-installs this package with its test extras
+#    (invoke, fabric, libtmux, GitPython, colorama, pytest, hypothesis, ruff, mypy).
+# Safe to run again: it only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v tmux >/dev/null 2>&1; then
+  echo "bootstrap: tmux is missing; installing it with the system package manager" >&2
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo_ env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+  elif command -v dnf >/dev/null 2>&1; then sudo_ dnf install -y -q tmux
+  elif command -v pacman >/dev/null 2>&1; then sudo_ pacman -S --noconfirm tmux
+  elif command -v apk >/dev/null 2>&1; then sudo_ apk add -q tmux
+  elif command -v brew >/dev/null 2>&1; then brew install tmux
+  else
+    echo "bootstrap: no known package manager; install tmux yourself and run again" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv" >&2
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+echo "bootstrap: ready (tmux $(tmux -V | cut -d' ' -f2), venv .venv)" >&2

@@ -1,0 +1,270 @@
+"""Claude Code's per-project settings for a new worktree: approvals and folder trust.
+
+Claude Code keys ``~/.claude.json``'s ``projects`` by absolute path, so every worktree is
+a new project: its tool approvals (``allowedTools``, read by older versions) and its
+trust-dialog answer (``hasTrustDialogAccepted``) are copied from the main checkout.
+Newer versions keep allow rules in ``.claude/settings.local.json``, copied (merged) too.
+
+Claude Code rewrites ``~/.claude.json`` itself, all the time. Each change here takes the
+lock it takes (a ``~/.claude.json.lock`` directory, the proper-lockfile convention),
+re-reads the file right before an atomic ``os.replace``, keeps every other key and the
+file's mode, and keeps a one-time ``~/.claude.json.bak`` of the original. A file that is
+not valid JSON is never rewritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import TallyError
+from .links import Outcome
+from .registry import write_atomic
+
+DEFAULT_CONFIG = "~/.claude.json"
+
+
+def config_path(configured: str) -> Path:
+    """Where Claude Code's config lives: an explicit setting, else CLAUDE_CONFIG_DIR, else ~."""
+    if configured and configured != DEFAULT_CONFIG:
+        return Path(configured).expanduser()
+    config_dir = os.environ.get("CLAUDE_CONFIG_DIR")
+    if config_dir:
+        return Path(config_dir).expanduser() / ".claude.json"
+    return Path(DEFAULT_CONFIG).expanduser()
+
+
+@contextlib.contextmanager
+def claude_lock(config: Path, stale: float, wait: float | None = None) -> Iterator[None]:
+    """Claude Code's own lock: ``mkdir <config>.lock``; older than `stale` s is abandoned."""
+    lock = config.with_name(config.name + ".lock")
+    deadline = time.monotonic() + (wait if wait is not None else stale + 5)
+    while True:
+        try:
+            os.mkdir(lock)
+            break
+        except FileExistsError:
+            try:
+                age = time.time() - lock.stat().st_mtime
+            except FileNotFoundError:
+                continue  # released between mkdir and stat
+            if age > stale:
+                # stale: its holder died. Take it over the way proper-lockfile does.
+                with contextlib.suppress(OSError):
+                    os.rmdir(lock)
+                continue
+            if time.monotonic() > deadline:
+                raise TallyError(
+                    f"{lock} is held by another program (Claude Code?); try again in a moment"
+                ) from None
+            time.sleep(0.05)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(lock)
+
+
+def _read(config: Path) -> tuple[bytes, dict[str, Any]] | None:
+    try:
+        raw = config.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(raw) if raw.strip() else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        raise _Corrupt()
+    return raw, data
+
+
+class _Corrupt(Exception):
+    pass
+
+
+def update(config: Path, change: Callable[[dict[str, Any]], bool], stale: float = 10.0) -> str:
+    """Apply `change` to the parsed config and write it back if it says it changed.
+
+    Returns ``"missing"``, ``"corrupt"``, ``"unchanged"`` or ``"changed"``.
+    """
+    if not config.exists():
+        return "missing"
+    with claude_lock(config, stale):
+        for _ in range(5):
+            try:
+                got = _read(config)
+            except _Corrupt:
+                return "corrupt"
+            if got is None:
+                return "missing"
+            raw, data = got
+            if not change(data):
+                return "unchanged"
+            text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+            try:
+                if config.read_bytes() != raw:
+                    continue  # a writer that ignores the lock got in: redo on its version
+            except FileNotFoundError:
+                return "missing"
+            _backup_once(config, raw)
+            write_atomic(config, text)
+            return "changed"
+    raise TallyError(f"{config} keeps changing under us; try again when Claude Code is idle")
+
+
+def _backup_once(config: Path, raw: bytes) -> None:
+    bak = config.with_name(config.name + ".bak")
+    if bak.exists():
+        return
+    fd = os.open(bak, os.O_WRONLY | os.O_CREAT | os.O_EXCL, config.stat().st_mode & 0o777)
+    with os.fdopen(fd, "wb") as f:
+        f.write(raw)
+
+
+def _project(data: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    projects = data.get("projects")
+    if not isinstance(projects, dict):
+        return None
+    entry = projects.get(str(path))
+    return entry if isinstance(entry, dict) else None
+
+
+def inherit(
+    config: Path, main: Path, worktree: Path, trust: str = "inherit", stale: float = 10.0
+) -> Outcome:
+    """Give the worktree's project entry the main checkout's approvals and trust."""
+    summary: list[str] = []
+
+    def change(data: dict[str, Any]) -> bool:
+        summary.clear()
+        source = _project(data, main) or {}
+        tools = source.get("allowedTools")
+        tools = [t for t in tools if isinstance(t, str)] if isinstance(tools, list) else []
+        trusted = trust == "inherit" and source.get("hasTrustDialogAccepted") is True
+        if not tools and not trusted:
+            return False
+        projects = data.setdefault("projects", {})
+        if not isinstance(projects, dict):
+            return False
+        entry = projects.setdefault(str(worktree), {})
+        if not isinstance(entry, dict):
+            return False
+        changed = False
+        have = entry.get("allowedTools")
+        have = list(have) if isinstance(have, list) else []
+        new = [t for t in tools if t not in have]
+        if new or "allowedTools" not in entry:
+            entry["allowedTools"] = have + new
+            changed = True
+        if tools:
+            summary.append(f"{len(tools)} allowed tools")
+        if trusted:
+            if entry.get("hasTrustDialogAccepted") is not True:
+                entry["hasTrustDialogAccepted"] = True
+                changed = True
+            summary.append("trusted")
+        return changed
+
+    state = update(config, change, stale)
+    if state == "missing":
+        return Outcome(str(config), True, f"no {config.name}, nothing to copy")
+    if state == "corrupt":
+        return Outcome(str(config), False, f"{config} is not valid JSON, left untouched")
+    if not summary:
+        return Outcome(str(config), True, "main checkout has no approvals to copy")
+    return Outcome(str(config), True, " · ".join(summary))
+
+
+def forget(config: Path, paths: list[Path], stale: float = 10.0) -> str:
+    """Drop the project entries of `paths` (a removed worktree)."""
+    keys = {str(p) for p in paths}
+
+    def change(data: dict[str, Any]) -> bool:
+        projects = data.get("projects")
+        if not isinstance(projects, dict):
+            return False
+        gone = [k for k in projects if k in keys]
+        for k in gone:
+            del projects[k]
+        return bool(gone)
+
+    return update(config, change, stale)
+
+
+def prune(config: Path, under: Path, prefix: str, stale: float = 10.0) -> list[str]:
+    """Drop entries for folders that no longer exist, under `under` named `prefix`*."""
+    dropped: list[str] = []
+
+    def change(data: dict[str, Any]) -> bool:
+        dropped.clear()
+        projects = data.get("projects")
+        if not isinstance(projects, dict):
+            return False
+        for key in list(projects):
+            p = Path(key)
+            if p.parent == under and p.name.startswith(prefix) and not p.exists():
+                del projects[key]
+                dropped.append(key)
+        return bool(dropped)
+
+    state = update(config, change, stale)
+    if state == "corrupt":
+        raise TallyError(f"{config} is not valid JSON; left untouched")
+    return dropped
+
+
+def copy_local_settings(main: Path, worktree: Path) -> Outcome | None:
+    """Copy (or merge into) the worktree's ``.claude/settings.local.json``."""
+    rel = ".claude/settings.local.json"
+    src, dest = main / rel, worktree / rel
+    if not src.is_file():
+        return None
+    try:
+        theirs = json.loads(src.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return Outcome(rel, False, f"main's {rel} is not valid JSON, not copied")
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tally-{os.getpid()}")
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, src.stat().st_mode & 0o777)
+        os.replace(tmp, dest)
+        return Outcome(rel, True, f"{rel} copied")
+    try:
+        mine = json.loads(dest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return Outcome(rel, False, f"worktree's {rel} is not valid JSON, left alone")
+    if not isinstance(mine, dict) or not isinstance(theirs, dict):
+        return Outcome(rel, False, f"{rel} is not a JSON object, left alone")
+    if not _merge_permissions(mine, theirs):
+        return Outcome(rel, True, f"{rel} ok")
+    write_atomic(dest, json.dumps(mine, indent=2) + "\n")
+    return Outcome(rel, True, f"{rel} merged")
+
+
+def _merge_permissions(mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    src = theirs.get("permissions")
+    if not isinstance(src, dict):
+        return False
+    dst = mine.setdefault("permissions", {})
+    if not isinstance(dst, dict):
+        return False
+    changed = False
+    for key in ("allow", "deny", "ask"):
+        rules = src.get(key)
+        if not isinstance(rules, list):
+            continue
+        current = dst.get(key)
+        have: list[Any] = current if isinstance(current, list) else []
+        new = [r for r in rules if r not in have]
+        if new:
+            dst[key] = list(have) + new
+            changed = True
+    return changed

@@ -1,0 +1,273 @@
+"""Every setting, declared once, and the checks that turn raw config into `Settings`.
+
+Invoke merges mappings key by key and replaces lists wholesale, so: ``ports`` is a
+mapping (a project adds a port, or drops one by setting it to ``null``), while
+``windows``, ``links`` and ``copies`` are lists (a project replaces the defaults).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from .errors import TallyError
+
+STEPS = ("ports", "worktree", "links", "env", "claude_perms", "tmux")
+LINK_MODES = ("symlink", "hardlink", "reflink", "copy")
+HOOKS = ("post_add", "pre_remove", "post_resume")
+
+DEFAULTS: dict[str, Any] = {
+    # Project name used in folder and tmux names; empty = the main repo's folder name.
+    "project": "",
+    # Folder that holds the worktrees; empty = the main repo's parent folder.
+    "worktrees": "",
+    # Session registry, relative to the main repo (or absolute).
+    "registry": ".tally-sessions",
+    # Seconds to wait for another tally-session holding the registry lock.
+    "lock_timeout": 30.0,
+    # Named ports and their bases; each session takes base+k for the lowest free k.
+    "ports": {"backend": 8000, "frontend": 5000},
+    # Paths symlinked (or hard-linked / copied, see `mode`) from the main repo.
+    "links": ["frontend/node_modules", "backend/db.sqlite3"],
+    # Paths copied from the main repo, private to each session (mode kept).
+    "copies": ["backend/.env", "frontend/.env"],
+    # Shell command run before every window command, joined with &&; empty = none.
+    "activate": "workon {project}",
+    # The tmux windows, in order. `dir` is relative to the worktree.
+    "windows": [
+        {
+            "name": "backend",
+            "dir": "backend",
+            "cmd": "python manage.py runserver {backend_port}",
+            "resume_cmd": "",
+        },
+        {
+            "name": "frontend",
+            "dir": "frontend",
+            "cmd": "npm run dev -- --port {frontend_port} --strictPort",
+            "resume_cmd": "",
+        },
+        {
+            "name": "claude",
+            "dir": "",
+            "cmd": "claude -n {session}",
+            "resume_cmd": "claude --resume {session} || claude -n {session}",
+        },
+    ],
+    # The steps `session.add` runs, in order.
+    "add_steps": list(STEPS),
+    "claude": {
+        # Claude Code's config file; CLAUDE_CONFIG_DIR, when set, wins over the default.
+        "config": "~/.claude.json",
+        # inherit: a worktree is trusted when the main checkout is; never: leave it.
+        "trust": "inherit",
+        # Seconds after which Claude Code's ~/.claude.json.lock is taken as stale.
+        "lock_stale": 10.0,
+    },
+    # tmux socket name (tmux -L); empty = tmux's default server.
+    "tmux_socket": "",
+    # Shell commands run in the worktree at these points, with the same placeholders.
+    "hooks": {"post_add": [], "pre_remove": [], "post_resume": []},
+}
+
+_WINDOW_NAME = re.compile(r"[A-Za-z_-][A-Za-z0-9_-]*")
+_PORT_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Window:
+    name: str
+    dir: str
+    cmd: str
+    resume_cmd: str
+
+
+@dataclass(frozen=True)
+class Link:
+    path: str
+    mode: str = "symlink"
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str = ""
+    worktrees: str = ""
+    registry: str = ".tally-sessions"
+    lock_timeout: float = 30.0
+    ports: dict[str, int] = field(default_factory=dict)
+    links: tuple[Link, ...] = ()
+    copies: tuple[str, ...] = ()
+    activate: str = ""
+    windows: tuple[Window, ...] = ()
+    add_steps: tuple[str, ...] = STEPS
+    claude_config: str = "~/.claude.json"
+    claude_trust: str = "inherit"
+    claude_lock_stale: float = 10.0
+    tmux_socket: str = ""
+    hooks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def plain(value: Any) -> Any:
+    """Invoke's DataProxy (and any Mapping) as plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def _bad(key: str, expected: str, got: Any) -> TallyError:
+    return TallyError(
+        f"config key tally.{key} must be {expected}, got {got!r} "
+        "(set it in invoke.yaml or an INVOKE_TALLY_... variable)"
+    )
+
+
+def _str(raw: Mapping[str, Any], key: str, full: str | None = None) -> str:
+    value = raw.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _bad(full or key, "a string", value)
+    return value
+
+
+def _number(raw: Mapping[str, Any], key: str, full: str) -> float:
+    value = raw.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise _bad(full, "a number of seconds", value)
+    return float(value)
+
+
+def _rel_path(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(key, "a relative path", value)
+    p = PurePosixPath(value)
+    if p.is_absolute() or ".." in p.parts:
+        raise _bad(key, "a path inside the repository (no leading / and no ..)", value)
+    return str(p)
+
+
+def _str_list(value: Any, key: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _bad(key, "a list", value)
+    return value
+
+
+def _ports(value: Any) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        raise _bad("ports", "a mapping of name: base port", value)
+    ports: dict[str, int] = {}
+    for name, base in value.items():
+        if base is None:  # `frontend: null` drops a default port
+            continue
+        if not isinstance(name, str) or not _PORT_NAME.fullmatch(name):
+            raise _bad(f"ports.{name}", "named with lowercase letters, digits and _", name)
+        if isinstance(base, bool) or not isinstance(base, int) or not 1 <= base <= 65535:
+            raise _bad(f"ports.{name}", "a port number from 1 to 65535", base)
+        ports[name] = base
+    if len(set(ports.values())) != len(ports):
+        raise _bad("ports", "distinct base ports", value)
+    return ports
+
+
+def _links(value: Any) -> tuple[Link, ...]:
+    links = []
+    for i, item in enumerate(_str_list(value, "links")):
+        if isinstance(item, str):
+            links.append(Link(_rel_path(item, f"links[{i}]")))
+        elif isinstance(item, Mapping):
+            mode = item.get("mode") or "symlink"
+            if mode not in LINK_MODES:
+                raise _bad(f"links[{i}].mode", "one of " + ", ".join(LINK_MODES), mode)
+            links.append(Link(_rel_path(item.get("path"), f"links[{i}].path"), mode))
+        else:
+            raise _bad(f"links[{i}]", "a path or {path, mode}", item)
+    return tuple(links)
+
+
+def _windows(value: Any) -> tuple[Window, ...]:
+    windows = []
+    seen: set[str] = set()
+    for i, item in enumerate(_str_list(value, "windows")):
+        key = f"windows[{i}]"
+        if not isinstance(item, Mapping):
+            raise _bad(key, "a mapping with name, dir, cmd, resume_cmd", item)
+        name = _str(item, "name", f"{key}.name")
+        if not _WINDOW_NAME.fullmatch(name):
+            raise _bad(f"{key}.name", "a name of letters, digits, _ and - (not a number)", name)
+        if name in seen:
+            raise _bad(f"{key}.name", "unique among the windows", name)
+        seen.add(name)
+        folder = _str(item, "dir", f"{key}.dir")
+        if folder:
+            folder = _rel_path(folder, f"{key}.dir")
+        windows.append(
+            Window(
+                name=name,
+                dir=folder,
+                cmd=_str(item, "cmd", f"{key}.cmd"),
+                resume_cmd=_str(item, "resume_cmd", f"{key}.resume_cmd"),
+            )
+        )
+    return tuple(windows)
+
+
+def settings_from(raw: Mapping[str, Any] | None) -> Settings:
+    """Check the `tally` config mapping and return typed settings (defaults filled in)."""
+    merged = plain(DEFAULTS)
+    for key, value in plain(raw or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    steps = _str_list(merged.get("add_steps"), "add_steps")
+    for step in steps:
+        if step not in STEPS:
+            raise _bad("add_steps", "a list of " + ", ".join(STEPS), steps)
+    copies = tuple(
+        _rel_path(p, f"copies[{i}]")
+        for i, p in enumerate(_str_list(merged.get("copies"), "copies"))
+    )
+    claude = merged.get("claude")
+    if not isinstance(claude, dict):
+        raise _bad("claude", "a mapping", claude)
+    trust = _str(claude, "trust", "claude.trust") or "inherit"
+    if trust not in ("inherit", "never"):
+        raise _bad("claude.trust", "inherit or never", trust)
+    hooks_raw = merged.get("hooks") or {}
+    if not isinstance(hooks_raw, dict):
+        raise _bad("hooks", "a mapping", hooks_raw)
+    hooks: dict[str, tuple[str, ...]] = {}
+    for name, cmds in hooks_raw.items():
+        if name not in HOOKS:
+            raise _bad(f"hooks.{name}", "one of " + ", ".join(HOOKS), name)
+        items = _str_list(cmds, f"hooks.{name}")
+        if not all(isinstance(c, str) for c in items):
+            raise _bad(f"hooks.{name}", "a list of shell commands", items)
+        hooks[name] = tuple(items)
+    project = _str(merged, "project")
+    if project and ("/" in project or project in (".", "..")):
+        raise _bad("project", "a plain name (no /)", project)
+    return Settings(
+        project=project,
+        worktrees=_str(merged, "worktrees"),
+        registry=_str(merged, "registry") or ".tally-sessions",
+        lock_timeout=_number(merged, "lock_timeout", "lock_timeout"),
+        ports=_ports(merged.get("ports")),
+        links=_links(merged.get("links")),
+        copies=copies,
+        activate=_str(merged, "activate"),
+        windows=_windows(merged.get("windows")),
+        add_steps=tuple(steps),
+        claude_config=_str(claude, "config", "claude.config") or "~/.claude.json",
+        claude_trust=trust,
+        claude_lock_stale=_number(claude, "lock_stale", "claude.lock_stale"),
+        tmux_socket=_str(merged, "tmux_socket"),
+        hooks=hooks,
+    )

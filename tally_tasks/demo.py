@@ -1,0 +1,271 @@
+"""`inv demo`: the real pipeline on a built-in sample project, for a first try in a minute.
+
+The sample is shaped like the Tally layout: a backend and a frontend (small HTTP servers
+from Python's standard library, started like ``manage.py runserver`` and ``npm run dev``),
+an untracked ``backend/.env`` (0600), a SQLite database and a ``node_modules`` folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from invoke import Context, task
+
+from . import output, pipeline, registry
+from . import tmux as tmux_
+from .config import plain, settings_from
+from .errors import TallyError
+from .repo import find_main
+from .session import Project
+from .tasks import boundary
+
+SAMPLE = "tally-sample"
+SESSION = "demo"
+
+MANAGE_PY = '''\
+"""A stand-in for Django's manage.py: `python manage.py runserver PORT`."""
+import http.server, json, os, sqlite3, sys
+
+def env():
+    try:
+        with open(".env") as f:
+            return dict(l.strip().split("=", 1) for l in f if "=" in l)
+    except OSError:
+        return {}
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with sqlite3.connect("db.sqlite3") as db:
+            todos = [r[0] for r in db.execute("select title from todo")]
+        body = json.dumps({"app": "backend", "port": PORT, "cwd": os.getcwd(),
+                           "secret_key_set": bool(env().get("SECRET_KEY")),
+                           "todos": todos}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.end_headers()
+        self.wfile.write(body)
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["runserver"]:
+        sys.exit("usage: python manage.py runserver PORT")
+    PORT = int(sys.argv[2])
+    print(f"Starting development server at http://127.0.0.1:{PORT}/", flush=True)
+    http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+'''
+
+SERVE_PY = '''\
+"""A stand-in for `npm run dev -- --port PORT --strictPort` (a Vite dev server)."""
+import argparse, http.server
+
+p = argparse.ArgumentParser()
+p.add_argument("--port", type=int, required=True)
+p.add_argument("--backend", type=int, required=True)
+p.add_argument("--strictPort", action="store_true")
+a = p.parse_args()
+PAGE = f"""<!doctype html><title>tally sample</title>
+<h1>Frontend on port {a.port}</h1><p>Backend: <a href="http://localhost:{a.backend}/">
+http://localhost:{a.backend}/</a></p><pre id=out></pre>
+<script>fetch("http://localhost:{a.backend}/").then(r => r.json())
+.then(j => out.textContent = JSON.stringify(j, null, 2))</script>""".encode()
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(PAGE)
+
+print(f"  VITE ready: http://localhost:{a.port}/", flush=True)
+http.server.ThreadingHTTPServer(("127.0.0.1", a.port), Handler).serve_forever()
+'''
+
+
+def default_base() -> Path:
+    return Path(tempfile.gettempdir()) / "tally-demo"
+
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=tally demo",
+            "-c",
+            "user.email=demo@example.invalid",
+            "-c",
+            "commit.gpgsign=false",
+            *args,
+        ],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
+
+
+def build_sample(main: Path) -> None:
+    """The sample main checkout, committed, with its untracked shared and secret files."""
+    (main / "backend").mkdir(parents=True)
+    (main / "frontend" / "node_modules" / "left-pad").mkdir(parents=True)
+    (main / "backend" / "manage.py").write_text(MANAGE_PY)
+    (main / "frontend" / "serve.py").write_text(SERVE_PY)
+    (main / "frontend" / "package.json").write_text(
+        '{"name": "tally-sample", "scripts": {"dev": "vite"}}\n'
+    )
+    (main / "frontend" / "node_modules" / "left-pad" / "index.js").write_text(
+        "module.exports = (s, n) => String(s).padStart(n);\n"
+    )
+    (main / ".gitignore").write_text(
+        ".env\ndb.sqlite3\nnode_modules/\n.tally-sessions\ninvoke.yaml\n"
+    )
+    (main / "README.md").write_text("A sample project for `inv demo` (tally-tasks).\n")
+    env = main / "backend" / ".env"
+    fd = os.open(env, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("SECRET_KEY=demo-not-a-secret\nDEBUG=1\n")
+    (main / "frontend" / ".env").write_text("VITE_API=http://localhost\n")
+    db = sqlite3.connect(main / "backend" / "db.sqlite3")
+    with db:
+        db.execute("create table todo (title text)")
+        db.executemany("insert into todo values (?)", [("try tally-tasks",), ("ship it",)])
+    db.close()
+    (main / "tasks.py").write_text("from tally_tasks import ns  # noqa: F401\n")
+    _git(main, "init", "-q", "-b", "main")
+    _git(main, "add", "-A")
+    _git(main, "commit", "-q", "-m", "Sample project")
+
+
+def demo_settings(raw: dict[str, object], main: Path) -> dict[str, object]:
+    """The sample's windows; ports, socket and lock timeout come from the user's config."""
+    py = shlex.quote(sys.executable)
+    agent = (
+        "claude -n {session}"
+        if shutil.which("claude")
+        else (
+            "echo 'Claude Code is not installed (npm install -g @anthropic-ai/claude-code);"
+            " this window would run: claude -n {session}'"
+        )
+    )
+    shared = ("ports", "tmux_socket", "lock_timeout")
+    keep: dict[str, object] = {k: raw[k] for k in shared if k in raw}
+    return {
+        **keep,
+        "project": "",
+        "worktrees": "",
+        "registry": ".tally-sessions",
+        "activate": "",
+        "links": ["frontend/node_modules", "backend/db.sqlite3"],
+        "copies": ["backend/.env", "frontend/.env"],
+        "hooks": {"post_add": [], "pre_remove": [], "post_resume": []},
+        "windows": [
+            {
+                "name": "backend",
+                "dir": "backend",
+                "cmd": f"{py} manage.py runserver {{backend_port}}",
+                "resume_cmd": "",
+            },
+            {
+                "name": "frontend",
+                "dir": "frontend",
+                "cmd": f"{py} serve.py --port {{frontend_port}} --backend {{backend_port}}"
+                " --strictPort",
+                "resume_cmd": "",
+            },
+            {"name": "claude", "dir": "", "cmd": agent, "resume_cmd": ""},
+        ],
+        "add_steps": ["ports", "worktree", "links", "env", "claude_perms", "tmux"],
+    }
+
+
+def wait_for(url: str, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def _project(main: Path, raw: dict[str, object]) -> Project:
+    config = demo_settings(raw, main)
+    # The sample's own invoke.yaml, so `inv session.list` there sees the same settings
+    # (JSON is YAML). Untracked: ports and paths are this machine's.
+    registry.write_atomic(main / "invoke.yaml", json.dumps({"tally": config}, indent=2) + "\n")
+    settings = settings_from(config)
+    main, common = find_main(main)
+    return Project(main=main, common_dir=common, settings=settings)
+
+
+def clean_sample(base: Path, raw: dict[str, object]) -> None:
+    main = base / SAMPLE
+    if (main / ".git").is_dir():
+        project = _project(main, raw)
+        srv = tmux_.server(project.settings.tmux_socket)
+        for name in registry.load(project.registry_path):
+            pipeline.remove(project, name, srv, force=True)
+    if base.exists():
+        shutil.rmtree(base)
+    output.step("demo", f"removed {base}")
+
+
+def run(base: Path, raw: dict[str, object]) -> None:
+    main = base / SAMPLE
+    if not main.exists():
+        build_sample(main)
+        output.step("sample", f"{main} (git repo with backend/, frontend/, .env, db.sqlite3)")
+    project = _project(main, raw)
+    srv = tmux_.server(project.settings.tmux_socket)
+    entries = registry.load(project.registry_path)
+    if SESSION in entries and entries[SESSION].get("state") != pipeline.CREATING:
+        session = project.session(SESSION, entries[SESSION])
+        pipeline.step_tmux(project, session, srv)
+    else:
+        session = pipeline.add(project, SESSION, srv)
+    urls = {p: f"http://localhost:{n}/" for p, n in session.ports.items()}
+    for port, url in urls.items():
+        if not wait_for(url):
+            raise TallyError(
+                f"the sample's {port} did not answer at {url} within 20 s; look at its window: "
+                f"{pipeline.attach_line(project, session)}"
+            )
+        output.step("serving", f"{port} answers at {url}")
+    output.info()
+    output.info(output.bold("The demo session is running:"))
+    for port, url in urls.items():
+        output.info(f"  {port:<9} {url}")
+    output.info(f"  worktree  {session.worktree}")
+    output.info(f"  attach    {pipeline.attach_line(project, session)}   (detach: Ctrl-b d)")
+    output.info(f"  list      cd {shlex.quote(str(main))} && inv session.list")
+    output.info("  clean up  inv demo --clean")
+
+
+@task(
+    help={
+        "path": "folder for the sample project (default: <tmp>/tally-demo)",
+        "clean": "remove the demo session and the sample project",
+        "quiet": "print only errors",
+    }
+)
+@boundary
+def demo(c: Context, path: str = "", clean: bool = False, quiet: bool = False) -> None:
+    """Try it: build a sample project and run session.add on it, with both dev servers."""
+    base = Path(path).expanduser().resolve() if path else default_base()
+    raw = plain(c.config.get("tally") or {})
+    if clean:
+        clean_sample(base, raw)
+    else:
+        run(base, raw)

@@ -1,0 +1,69 @@
+"""Private copies of untracked files (``.env`` and friends) from the main checkout.
+
+A copy keeps its source's mode and is never readable by others while it is written:
+the temp file starts at 0600, gets the source's mode, then is renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import TallyError
+from .links import Outcome
+
+
+def apply(main: Path, worktree: Path, paths: Sequence[str], force: bool = False) -> list[Outcome]:
+    return [copy_one(main, worktree, rel, force) for rel in paths]
+
+
+def copy_one(main: Path, worktree: Path, rel: str, force: bool = False) -> Outcome:
+    src, dest = main / rel, worktree / rel
+    if not src.exists():
+        return Outcome(rel, False, f"{rel} missing in main, skipped")
+    if not dest.parent.resolve().is_relative_to(worktree.resolve()):
+        return Outcome(rel, False, f"{rel} lies behind a link out of the worktree, skipped")
+    if dest.is_symlink():
+        # moved from `links` to `copies`: the session gets its own snapshot now
+        dest.unlink()
+    elif dest.exists() and not force:
+        return Outcome(rel, True, f"{rel} kept (exists; --force to overwrite)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if src.is_dir():
+            _copy_dir(src, dest)
+        else:
+            _copy_file(src, dest)
+    except OSError as e:
+        raise TallyError(f"cannot copy {src}: {e.strerror}; fix its permissions") from None
+    return Outcome(rel, True, f"{rel} copied")
+
+
+def _copy_file(src: Path, dest: Path) -> None:
+    mode = src.stat().st_mode & 0o7777
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out)
+        os.chmod(tmp, mode)
+        shutil.copystat(src, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _copy_dir(src: Path, dest: Path) -> None:
+    parent = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        shutil.copytree(src, parent / dest.name, symlinks=True)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.rename(parent / dest.name, dest)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)

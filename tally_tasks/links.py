@@ -1,0 +1,129 @@
+"""Shared paths from the main checkout: symlinks, or hard-linked, reflinked or copied trees.
+
+Some dev servers refuse what lies behind a symlink (Vite's fs allow list checks real
+paths, Turbopack refuses symlinks leaving the root), hence the other modes for e.g.
+``node_modules``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Link
+from .errors import TallyError
+
+
+@dataclass(frozen=True)
+class Outcome:
+    path: str
+    ok: bool  # False: skipped or left alone, worth a warning
+    detail: str
+
+
+def apply(main: Path, worktree: Path, links: Sequence[Link]) -> list[Outcome]:
+    """Make every link that is missing or wrong; leave the user's own files alone."""
+    return [_one(main, worktree, link) for link in links]
+
+
+def _one(main: Path, worktree: Path, link: Link) -> Outcome:
+    src, dest = main / link.path, worktree / link.path
+    if not (src.exists() or src.is_symlink()):
+        return Outcome(link.path, False, f"{link.path} missing in main, skipped")
+    if _escapes(worktree, dest):
+        return Outcome(
+            link.path, False, f"{link.path} lies behind a link out of the worktree, skipped"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if link.mode == "symlink":
+        if dest.is_symlink():
+            if os.readlink(dest) == str(src):
+                return Outcome(link.path, True, f"{link.path} ok")
+            _replace_symlink(src, dest)
+            return Outcome(link.path, True, f"{link.path} relinked")
+        if dest.exists():
+            return Outcome(link.path, False, f"{link.path} exists and is not a link, left alone")
+        _replace_symlink(src, dest)
+        return Outcome(link.path, True, f"{link.path} → main")
+    if dest.is_symlink():
+        dest.unlink()  # was a symlink in an earlier config: give it the new mode
+    elif dest.exists():
+        return Outcome(link.path, True, f"{link.path} ok ({link.mode})")
+    with _staging(dest) as tmp:
+        if link.mode == "hardlink":
+            _hardlink_tree(src, tmp)
+        elif link.mode == "reflink":
+            _reflink(src, tmp)
+        else:
+            _copy(src, tmp)
+    return Outcome(link.path, True, f"{link.path} ({link.mode} of main)")
+
+
+def _escapes(worktree: Path, dest: Path) -> bool:
+    """True when a parent of `dest` is a symlink leading out of the worktree."""
+    try:
+        return not dest.parent.resolve().is_relative_to(worktree.resolve())
+    except OSError:
+        return True
+
+
+def _replace_symlink(src: Path, dest: Path) -> None:
+    tmp = dest.with_name(f".{dest.name}.tally-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(src, tmp)
+    os.replace(tmp, dest)
+
+
+@contextlib.contextmanager
+def _staging(dest: Path) -> Iterator[Path]:
+    """A temp path beside `dest`, renamed onto it when the body succeeds."""
+    parent = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmp = parent / dest.name
+    try:
+        yield tmp
+        os.rename(tmp, dest)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def _hardlink_tree(src: Path, dest: Path) -> None:
+    try:
+        if not src.is_dir() or src.is_symlink():
+            os.link(src, dest, follow_symlinks=False)
+            return
+        shutil.copytree(src, dest, symlinks=True, copy_function=_link_file)
+    except OSError as e:
+        raise TallyError(
+            f"cannot hard-link {src} into the worktree ({e.strerror}); hard links need one "
+            "filesystem: use mode reflink or copy"
+        ) from None
+
+
+def _link_file(src: str, dest: str) -> None:
+    os.link(src, dest, follow_symlinks=False)
+
+
+def _reflink(src: Path, dest: Path) -> None:
+    flag = ["-c"] if sys.platform == "darwin" else ["--reflink=auto"]
+    proc = subprocess.run(["cp", "-a", *flag, str(src), str(dest)], capture_output=True)
+    if proc.returncode != 0:
+        shutil.rmtree(dest, ignore_errors=True)
+        _copy(src, dest)
+
+
+def _copy(src: Path, dest: Path) -> None:
+    try:
+        if src.is_dir() and not src.is_symlink():
+            shutil.copytree(src, dest, symlinks=True)
+        else:
+            shutil.copy2(src, dest, follow_symlinks=False)
+    except OSError as e:
+        raise TallyError(f"cannot copy {src}: {e.strerror}") from None

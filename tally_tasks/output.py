@@ -1,0 +1,110 @@
+"""All printing goes through here: step lines, warnings, errors, colour rules."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+_state = {"quiet": False}
+
+GREEN, YELLOW, RED, DIM, BOLD, RESET = (
+    "\033[32m",
+    "\033[33m",
+    "\033[31m",
+    "\033[2m",
+    "\033[1m",
+    "\033[0m",
+)
+
+
+def set_quiet(quiet: bool) -> None:
+    _state["quiet"] = bool(quiet)
+
+
+def is_quiet() -> bool:
+    return _state["quiet"]
+
+
+def use_color(stream: TextIO) -> bool:
+    """Colour only on a terminal, never with NO_COLOR set or TERM=dumb."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _paint(text: str, color: str, stream: TextIO) -> str:
+    if not use_color(stream):
+        return text
+    if sys.platform == "win32":  # pragma: no cover - colorama translates ANSI there
+        import colorama
+
+        colorama.just_fix_windows_console()
+    return f"{color}{text}{RESET}"
+
+
+def _mark(symbol: str, fallback: str, stream: TextIO) -> str:
+    encoding = getattr(stream, "encoding", None) or "ascii"
+    try:
+        symbol.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return fallback
+    return symbol
+
+
+def _write(text: str, stream: TextIO) -> None:
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def step(name: str, detail: str = "") -> None:
+    """A pipeline step that completed: ``✓ worktree  ../tally-x (new branch x)``."""
+    if is_quiet():
+        return
+    out = sys.stdout
+    mark = _paint(_mark("✓", "+", out), GREEN, out)
+    _write(f"{mark} {name:<12} {detail}".rstrip(), out)
+
+
+def warn(name: str, detail: str) -> None:
+    """Something skipped or odd, not fatal: ``! links  backend/db.sqlite3 missing``."""
+    if is_quiet():
+        return
+    out = sys.stdout
+    mark = _paint("!", YELLOW, out)
+    _write(f"{mark} {name:<12} {detail}", out)
+
+
+def error(message: str) -> None:
+    """An error line on stderr, red on a terminal (shown even with --quiet)."""
+    err = sys.stderr
+    _write(_paint(f"{_mark('✗', 'x', err)} {message}", RED, err), err)
+
+
+def info(text: str = "") -> None:
+    """A plain line (summaries, tables)."""
+    if is_quiet():
+        return
+    _write(text, sys.stdout)
+
+
+def data(text: str) -> None:
+    """Machine-readable output (``--json``): printed even with --quiet."""
+    _write(text, sys.stdout)
+
+
+def bold(text: str) -> str:
+    return _paint(text, BOLD, sys.stdout)
+
+
+def dim(text: str) -> str:
+    return _paint(text, DIM, sys.stdout)
+
+
+def green(text: str) -> str:
+    return _paint(text, GREEN, sys.stdout)
+
+
+def red(text: str) -> str:
+    return _paint(text, RED, sys.stdout)

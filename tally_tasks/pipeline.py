@@ -1,0 +1,505 @@
+"""The session pipeline: each step on its own, and add / remove / resume / rows built on them.
+
+Every function takes a `Project` (paths and settings) and, for tmux, a `libtmux.Server`:
+no invoke Context, so tests drive them directly against real git and tmux.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import libtmux
+
+from . import claude, envfiles, links, output, registry, tmux, worktree
+from . import ports as ports_
+from . import repo as repo_
+from .errors import TallyError
+from .session import Project, Session, check_name, render, slugify
+
+CREATING = "creating"
+_FAULT_ENV = "TALLY_TEST_FAULT"  # tests: "pause:<step>" / "fail:<step>" to hit a boundary
+
+
+def _fault(step: str) -> None:
+    """Test hook: pause or fail at a step boundary, so kill/rollback tests are exact."""
+    spec = os.environ.get(_FAULT_ENV, "")
+    if not spec:
+        return
+    action, _, where = spec.partition(":")
+    if where != step:
+        return
+    if action == "fail":
+        raise TallyError(f"injected failure after {step}")
+    if action == "pause":
+        marker = os.environ.get("TALLY_TEST_FAULT_MARK")
+        if marker:
+            Path(marker).write_text(step)
+        time.sleep(3600)
+
+
+def _editing(project: Project) -> Any:
+    return registry.editing(project.registry_path, project.lock_path, project.settings.lock_timeout)
+
+
+def _locked(project: Project) -> Any:
+    return registry.locked(
+        project.lock_path, project.settings.lock_timeout, project.registry_path.name
+    )
+
+
+def load(project: Project) -> registry.Registry:
+    return registry.load(project.registry_path)
+
+
+def get(project: Project, name: str) -> Session:
+    """A registered session, or a clear error."""
+    entries = load(project)
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none yet"
+        raise TallyError(
+            f"no session named {name!r} (sessions: {known}); "
+            f"create it with: inv session.add --name {name}"
+        )
+    return project.session(name, entries[name])
+
+
+# --- steps ------------------------------------------------------------------------------
+
+
+def step_ports(project: Project, name: str, create: bool = False) -> Session:
+    """Give the session its ports (creating its registry entry when `create`)."""
+    check_name(name)
+    bases = project.settings.ports
+    with _editing(project) as entries:
+        entry = entries.get(name)
+        if entry is None:
+            if not create:
+                raise TallyError(
+                    f"no session named {name!r}; create it with: inv session.add --name {name}"
+                )
+            slug = slugify(name)
+            for other in entries:
+                if other != name and slugify(other) == slug:
+                    raise TallyError(
+                        f"session name {name!r} clashes with existing session {other!r} "
+                        f"(both become {project.tmux_name(name)}); pick another name"
+                    )
+            fresh = project.new_session(name)
+            entry = {"worktree": str(fresh.worktree), "branch": fresh.branch}
+            entry["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            entry["state"] = CREATING
+            entries[name] = entry
+        have = registry.ports_of(entry)
+        taken = {
+            p
+            for other, e in entries.items()
+            if other != name
+            for p in registry.ports_of(e).values()
+        }
+        found = ports_.allocate(bases, {k: v for k, v in have.items() if k in bases}, taken)
+        for port, number in found.items():
+            entry[f"{port}_port"] = number
+        session = project.session(name, entry)
+    shown = " · ".join(f"{p} {n}" for p, n in found.items()) or "none configured"
+    output.step("ports", shown)
+    return session
+
+
+def step_worktree(project: Project, session: Session) -> str:
+    with repo_.open_repo(project.main) as repo, _locked(project):
+        what = worktree.create(repo, session.worktree, session.branch)
+    output.step("worktree", f"{_short(project, session.worktree)}  ({what})")
+    return what
+
+
+def _require_worktree(session: Session) -> None:
+    if not session.worktree.is_dir():
+        raise TallyError(
+            f"worktree {session.worktree} is missing; "
+            f"run: inv session.worktree --name {session.name}"
+        )
+
+
+def step_links(project: Project, session: Session) -> None:
+    _require_worktree(session)
+    outcomes = links.apply(project.main, session.worktree, project.settings.links)
+    _report("links", outcomes)
+
+
+def step_env(project: Project, session: Session, force: bool = False) -> None:
+    _require_worktree(session)
+    outcomes = envfiles.apply(project.main, session.worktree, project.settings.copies, force)
+    _report("env", outcomes)
+
+
+def step_claude(project: Project, session: Session) -> None:
+    _require_worktree(session)
+    s = project.settings
+    config = claude.config_path(s.claude_config)
+    result = claude.inherit(
+        config, project.main, session.worktree, s.claude_trust, s.claude_lock_stale
+    )
+    outcomes = [result]
+    local = claude.copy_local_settings(project.main, session.worktree)
+    if local is not None:
+        outcomes.append(local)
+    _report("claude-perms", outcomes)
+
+
+def window_runs(project: Project, session: Session, resume: bool = False) -> list[tmux.WindowRun]:
+    s = project.settings
+    values = session.values(project)
+    activate = render(s.activate, values).strip()
+    runs = []
+    for win in s.windows:
+        folder = session.worktree / win.dir if win.dir else session.worktree
+        if not folder.is_dir():
+            output.warn("tmux", f"{win.name}: {win.dir}/ missing in the worktree, using its root")
+            folder = session.worktree
+        cmd = (win.resume_cmd if resume and win.resume_cmd else win.cmd).strip()
+        line = render(cmd, values)
+        if activate and line:
+            line = f"{activate} && {line}"
+        runs.append(tmux.WindowRun(win.name, folder, line))
+    return runs
+
+
+def step_tmux(project: Project, session: Session, srv: libtmux.Server, resume: bool = False) -> str:
+    """Start the session's tmux session, or add the windows it is missing."""
+    _require_worktree(session)
+    runs = window_runs(project, session, resume)
+    if tmux.exists(srv, session.tmux_name):
+        have = set(tmux.window_names(srv, session.tmux_name))
+        missing = [r for r in runs if r.name not in have]
+        if not missing:
+            output.step("tmux", f"{session.tmux_name} running")
+            return "running"
+        tmux.add_windows(srv, session.tmux_name, missing, session.env())
+        output.step("tmux", f"{session.tmux_name}: restarted " + ", ".join(r.name for r in missing))
+        return "mended"
+    tmux.create(srv, session.tmux_name, runs, session.env())
+    output.step("tmux", f"{session.tmux_name}  ({', '.join(r.name for r in runs)})")
+    return "started"
+
+
+def run_hooks(project: Project, session: Session, point: str) -> None:
+    cmds = project.settings.hooks.get(point, ())
+    if not cmds:
+        return
+    values = session.values(project)
+    env = {**os.environ, **session.env()}
+    cwd = session.worktree if session.worktree.is_dir() else project.main
+    for template in cmds:
+        line = render(template, values)
+        proc = subprocess.run(
+            ["/bin/sh", "-c", line], cwd=cwd, env=env, capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+            raise TallyError(
+                f"hook {point} `{line}` failed with status {proc.returncode}"
+                + (": " + " | ".join(tail) if tail else "")
+            )
+        output.step(point.replace("_", "-"), line)
+
+
+def _report(step: str, outcomes: list[links.Outcome]) -> None:
+    if not outcomes:
+        output.step(step, "nothing configured")
+        return
+    good = [o.detail for o in outcomes if o.ok]
+    for o in outcomes:
+        if not o.ok:
+            output.warn(step, o.detail)
+    if good:
+        output.step(step, " · ".join(good))
+
+
+def _short(project: Project, path: Path) -> str:
+    try:
+        return os.path.relpath(path, Path.cwd()) if len(str(path)) > 40 else str(path)
+    except ValueError:
+        return str(path)
+
+
+# --- add ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Undo:
+    actions: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+
+    def push(self, what: str, action: Callable[[], None]) -> None:
+        self.actions.append((what, action))
+
+    def run(self) -> list[str]:
+        done = []
+        for what, action in reversed(self.actions):
+            try:
+                action()
+                done.append(what)
+            except Exception as e:  # noqa: BLE001 - undo what we can, report the rest
+                output.warn("undo", f"could not undo {what}: {e}")
+        return done
+
+
+def add(project: Project, name: str, srv: libtmux.Server, force: bool = False) -> Session:
+    """The whole pipeline. On failure, undoes what this run created (see README: Safety)."""
+    check_name(name)
+    steps = project.settings.add_steps
+    for needed in ("ports", "worktree"):
+        if needed not in steps:
+            raise TallyError(f"tally.add_steps must include {needed!r} (it has {list(steps)})")
+    existing = load(project).get(name)
+    if existing is not None and existing.get("state") != CREATING:
+        raise TallyError(
+            f"session {name!r} already exists; restart its windows with "
+            f"inv session.resume --name {name}, or remove it first"
+        )
+    undo = _Undo()
+    session = None
+    current = "ports"
+    try:
+        for current in steps:
+            if current == "ports":
+                session = step_ports(project, name, create=True)
+                if existing is None:
+                    undo.push("registry entry", lambda: _drop_entry(project, name))
+            elif session is None:
+                raise TallyError("tally.add_steps must start with 'ports'")
+            elif current == "worktree":
+                with repo_.open_repo(project.main) as repo:
+                    had_branch = repo_.branch_exists(repo, session.branch)
+                what = step_worktree(project, session)
+                if what != "exists":
+                    undo.push("worktree", _undo_worktree(project, session, had_branch))
+            elif current == "links":
+                step_links(project, session)
+            elif current == "env":
+                step_env(project, session, force)
+            elif current == "claude_perms":
+                step_claude(project, session)
+            elif current == "tmux":
+                state = step_tmux(project, session, srv)
+                if state == "started":
+                    undo.push("tmux session", functools.partial(_kill, srv, session.tmux_name))
+            _fault(current)
+        if session is None:
+            raise TallyError("tally.add_steps must start with 'ports'")
+        run_hooks(project, session, "post_add")
+        with _editing(project) as entries:
+            if name in entries:
+                entries[name].pop("state", None)
+    except BaseException as e:
+        undone = undo.run()
+        if isinstance(e, TallyError):
+            tail = f" (undone: {', '.join(undone)})" if undone else ""
+            raise TallyError(f"{current.replace('_', '-')} step failed: {e}{tail}") from None
+        raise
+    return session
+
+
+def _drop_entry(project: Project, name: str) -> None:
+    with _editing(project) as entries:
+        entries.pop(name, None)
+
+
+def _kill(srv: libtmux.Server, name: str) -> None:
+    tmux.kill(srv, name)
+
+
+def _undo_worktree(project: Project, session: Session, had_branch: bool) -> Callable[[], None]:
+    def action() -> None:
+        with repo_.open_repo(project.main) as repo:
+            worktree.unlink_ours(session.worktree, [lk.path for lk in project.settings.links])
+            worktree.remove(repo, session.worktree)
+            if not had_branch and repo_.branch_exists(repo, session.branch):
+                repo_.run(repo, "branch", "-D", session.branch)
+
+    return action
+
+
+def summary(project: Project, session: Session) -> None:
+    output.info()
+    output.info(output.bold(f"Session {session.name} is ready"))
+    output.info(f"  worktree  {session.worktree}")
+    output.info(f"  branch    {session.branch}")
+    for port, number in session.ports.items():
+        output.info(f"  {port:<9} http://localhost:{number}")
+    output.info(f"  attach    {attach_line(project, session)}")
+
+
+def attach_line(project: Project, session: Session) -> str:
+    sock = project.settings.tmux_socket
+    prefix = f"tmux -L {sock}" if sock else "tmux"
+    return f"{prefix} attach -t ={session.tmux_name}"
+
+
+# --- remove ---------------------------------------------------------------------------
+
+
+def _stashes(repo: Any, branch: str) -> list[str]:
+    out = repo_.run(repo, "stash", "list", "--format=%gd: %gs")
+    return [ln for ln in out.splitlines() if f"n {branch}:" in ln]
+
+
+def _unmerged(repo: Any, branch: str) -> tuple[str, list[str]]:
+    """(main branch, one-line commits on `branch` not in it)."""
+    main_ref = repo_.current_branch(repo) or "HEAD"
+    out = repo_.run(repo, "log", "--format=%h %s", f"{main_ref}..refs/heads/{branch}")
+    return main_ref, out.splitlines()
+
+
+def _unpushed(repo: Any, branch: str) -> list[str]:
+    if not repo_.ok(repo, "rev-parse", "--verify", "--quiet", f"{branch}@{{upstream}}"):
+        return []
+    out = repo_.run(repo, "log", "--format=%h %s", f"{branch}@{{upstream}}..refs/heads/{branch}")
+    return out.splitlines()
+
+
+def remove(
+    project: Project,
+    name: str,
+    srv: libtmux.Server,
+    force: bool = False,
+    keep_branch: bool = False,
+) -> None:
+    """Take the session away; never the user's work unless `force` (README: Safety)."""
+    session = get(project, name)
+    wt = session.worktree
+    with repo_.open_repo(project.main) as repo:
+        known = worktree.find(repo, wt)
+        if wt.is_dir() and known is None:
+            raise TallyError(
+                f"{wt} is not a git worktree of {project.main}; it is left alone. Move it away, "
+                f"then run: inv session.remove --name {name}"
+            )
+        if not force:
+            problems: list[str] = []
+            if wt.is_dir():
+                changes = worktree.user_changes(wt, project.own_paths())
+                if changes:
+                    shown = ", ".join(changes[:8]) + (" …" if len(changes) > 8 else "")
+                    problems.append(f"{len(changes)} uncommitted or untracked change(s): {shown}")
+            has_branch = repo_.branch_exists(repo, session.branch)
+            if has_branch:
+                stashes = _stashes(repo, session.branch)
+                if stashes:
+                    problems.append(f"stash(es) of {session.branch}: " + ", ".join(stashes[:5]))
+            if problems:
+                raise TallyError(
+                    f"session {name} has work that would be lost: "
+                    + "; ".join(problems)
+                    + ". Commit or stash it elsewhere, or run: "
+                    + f"inv session.remove --name {name} --force"
+                )
+        run_hooks(project, session, "pre_remove")
+        if tmux.kill(srv, session.tmux_name):
+            output.step("tmux", f"killed {session.tmux_name}")
+        if wt.exists() or known is not None:
+            worktree.unlink_ours(wt, [lk.path for lk in project.settings.links])
+            worktree.remove(repo, wt)
+            output.step("worktree", f"removed {wt}")
+        _remove_branch(repo, session.branch, force, keep_branch)
+    config = claude.config_path(project.settings.claude_config)
+    if claude.forget(config, [wt], project.settings.claude_lock_stale) == "corrupt":
+        output.warn("claude", f"{config} is not valid JSON, left untouched")
+    _drop_entry(project, name)
+    output.step("registry", f"dropped {name} (ports freed)")
+
+
+def _remove_branch(repo: Any, branch: str, force: bool, keep: bool) -> None:
+    if not repo_.branch_exists(repo, branch):
+        return
+    if keep:
+        output.step("branch", f"kept {branch} (--keep-branch)")
+        return
+    main_ref, commits = _unmerged(repo, branch)
+    unpushed = _unpushed(repo, branch)
+    if (commits or unpushed) and not force:
+        lost = commits or unpushed
+        what = f"not merged into {main_ref}" if commits else "not pushed"
+        output.warn(
+            "branch",
+            f"kept {branch}: {len(lost)} commit(s) {what} "
+            f"({lost[0]}{' …' if len(lost) > 1 else ''}); "
+            f"delete it with: git branch -D {branch}",
+        )
+        return
+    for w in worktree.listing(repo):
+        if w.branch == branch:
+            output.warn("branch", f"kept {branch}: checked out at {w.path}")
+            return
+    repo_.run(repo, "branch", "-D", branch)
+    output.step("branch", f"deleted {branch}")
+
+
+# --- resume and list ---------------------------------------------------------------------
+
+
+def resume(project: Project, srv: libtmux.Server, name: str | None = None) -> list[str]:
+    """Recreate the tmux session of every registered session (or one); returns those started."""
+    entries = load(project)
+    if name:
+        get(project, name)
+        entries = {name: entries[name]}
+    if not entries:
+        output.info("no sessions to resume")
+        return []
+    live = tmux.running(srv)
+    started = []
+    for n, entry in entries.items():
+        session = project.session(n, entry)
+        if session.tmux_name in live:
+            output.step("resume", f"{n}: already running")
+            continue
+        if not session.worktree.is_dir():
+            output.warn(
+                "resume",
+                f"{n}: worktree {session.worktree} is gone; drop it with: "
+                f"inv session.remove --name {n} --force",
+            )
+            continue
+        tmux.create(
+            srv, session.tmux_name, window_runs(project, session, resume=True), session.env()
+        )
+        output.step("resume", f"{n}: started {session.tmux_name}")
+        run_hooks(project, session, "post_resume")
+        started.append(n)
+    return started
+
+
+def rows(project: Project, srv: libtmux.Server) -> list[dict[str, Any]]:
+    """One dict per session for `list` (running state from one tmux call)."""
+    entries = load(project)
+    live = tmux.running(srv) if entries else set()
+    result = []
+    for n, entry in entries.items():
+        session = project.session(n, entry)
+        row: dict[str, Any] = {
+            "name": n,
+            "branch": session.branch,
+            "worktree": str(session.worktree),
+            "running": session.tmux_name in live,
+            "tmux": session.tmux_name,
+        }
+        for port, number in session.ports.items():
+            row[f"{port}_port"] = number
+        if entry.get("state") == CREATING:
+            row["state"] = CREATING
+        if "created" in entry:
+            row["created"] = entry["created"]
+        result.append(row)
+    return result
+
+
+def as_json(rows_: list[dict[str, Any]]) -> str:
+    return json.dumps(rows_, indent=2)

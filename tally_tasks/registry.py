@@ -1,0 +1,153 @@
+"""`.tally-sessions`: the JSON registry of sessions, shared by concurrent processes.
+
+The format is the old script's, so existing files keep working::
+
+    {"feature-auth": {"backend_port": 8000, "frontend_port": 5000,
+                      "worktree": "/abs/path", "branch": "feature-auth"}}
+
+Every change is lock -> read -> change -> write temp file -> ``os.replace``. The lock is
+``fcntl.flock`` on a file in the repository's git dir: it dies with its holder, so a
+killed process never blocks the next one, and it also serialises ``git worktree add``,
+which is not safe to run concurrently in one repository.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import TallyError
+
+Entry = dict[str, Any]
+Registry = dict[str, Entry]
+
+
+@contextlib.contextmanager
+def locked(lock_path: Path, timeout: float, what: str = ".tally-sessions") -> Iterator[None]:
+    """Hold the repository's tally lock; fail with a clear message after `timeout` s."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise TallyError(
+                        f"another tally-session is holding {what} {_holder(lock_path)}; "
+                        "wait for it to finish, or stop it and run the command again"
+                    ) from None
+                time.sleep(0.02)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {time.time():.0f}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+def _holder(lock_path: Path) -> str:
+    try:
+        pid, since = lock_path.read_text().split()[:2]
+        stamp = time.strftime("%H:%M:%S", time.localtime(float(since)))
+        return f"since {stamp} (pid {pid})"
+    except (OSError, ValueError):
+        return "right now"
+
+
+def _check(path: Path, data: Any) -> Registry:
+    if not isinstance(data, dict):
+        raise TallyError(
+            f"{path} is not a session registry (expected a JSON object of sessions); "
+            "fix or move the file"
+        )
+    for name, entry in data.items():
+        where = f"{path}: session {name!r}"
+        if not isinstance(entry, dict):
+            raise TallyError(f"{where} must be an object, got {entry!r}; fix or remove that entry")
+        for key in ("worktree", "branch"):
+            if key in entry and not isinstance(entry[key], str):
+                raise TallyError(f"{where}: key {key!r} must be a string, got {entry[key]!r}")
+        for key, value in entry.items():
+            if key.endswith("_port") and (
+                isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536
+            ):
+                raise TallyError(f"{where}: key {key!r} must be a port number, got {value!r}")
+    return data
+
+
+def load(path: Path) -> Registry:
+    """The registry's sessions; an absent or empty file is an empty registry."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise TallyError(f"cannot read {path}: {e.strerror}") from None
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TallyError(
+            f"{path} is not valid JSON (line {e.lineno}: {e.msg}); fix it or restore a backup"
+        ) from None
+    return _check(path, data)
+
+
+def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """Write `text` to `path` through a temp file in the same folder and ``os.replace``.
+
+    The file keeps its current mode; a new file gets `mode`, or the user's umask.
+    """
+    try:
+        current: int | None = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        current = mode
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if current is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            current = 0o666 & ~umask
+        os.chmod(tmp, current)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save(path: Path, registry: Registry) -> None:
+    write_atomic(path, json.dumps(registry, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def editing(path: Path, lock_path: Path, timeout: float) -> Iterator[Registry]:
+    """Lock, load, let the caller change the registry, save it if it changed."""
+    with locked(lock_path, timeout, path.name):
+        registry = load(path)
+        before = json.dumps(registry, sort_keys=True)
+        yield registry
+        if json.dumps(registry, sort_keys=True) != before:
+            save(path, registry)
+
+
+def ports_of(entry: Entry) -> dict[str, int]:
+    """``{"backend": 8000, ...}`` from an entry's ``backend_port`` keys."""
+    return {k[: -len("_port")]: v for k, v in entry.items() if k.endswith("_port")}

@@ -1,0 +1,155 @@
+"""What a session is: its name rules, its derived names and paths, its placeholders."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Settings
+from .errors import TallyError
+from .registry import Entry, ports_of
+
+MAX_NAME = 100
+_NAME = re.compile(r"[A-Za-z0-9._/-]+")
+_PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+
+
+def slugify(name: str) -> str:
+    """``feature/auth`` -> ``feature-auth``: safe for folder and tmux session names."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", name)
+
+
+def check_name(name: str) -> None:
+    """Refuse anything that is not a branch name a person would type."""
+    shown = repr(name) if len(name) <= 60 else repr(name[:57] + "...")
+    if not name:
+        raise TallyError("session name is empty; give one, e.g. --name feature-auth")
+    if len(name) > MAX_NAME:
+        raise TallyError(f"session name {shown} is too long ({len(name)} > {MAX_NAME} characters)")
+    if not _NAME.fullmatch(name):
+        raise TallyError(
+            f"session name {shown} may only contain letters, digits, '.', '_', '-' and '/'"
+        )
+    if name[0] in "-./" or ".." in name or "//" in name or name.endswith(("/", ".", ".lock")):
+        raise TallyError(
+            f"session name {shown} is not a valid branch name "
+            "(no leading - . or /, no .., no trailing / or . or .lock)"
+        )
+    try:
+        ok = (
+            subprocess.run(
+                ["git", "check-ref-format", "--branch", name], capture_output=True
+            ).returncode
+            == 0
+        )
+    except FileNotFoundError:
+        raise TallyError("git is not installed or not on PATH; install git first") from None
+    if not ok:
+        raise TallyError(f"session name {shown} is not a valid git branch name")
+
+
+def render(template: str, values: dict[str, str | int]) -> str:
+    """Fill ``{placeholders}``; every string value is shell-quoted, others left as written.
+
+    Unknown ``{words}`` stay as they are, so shell and awk braces need no escaping.
+    """
+
+    def sub(m: re.Match[str]) -> str:
+        key = m.group(1)
+        if key not in values:
+            return m.group(0)
+        value = values[key]
+        return str(value) if isinstance(value, int) else shlex.quote(value)
+
+    return _PLACEHOLDER.sub(sub, template)
+
+
+@dataclass(frozen=True)
+class Session:
+    name: str
+    branch: str
+    worktree: Path
+    tmux_name: str
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        return slugify(self.name)
+
+    def values(self, project: Project) -> dict[str, str | int]:
+        vals: dict[str, str | int] = {
+            "name": self.name,
+            "slug": self.slug,
+            "project": project.name,
+            "session": self.tmux_name,
+            "worktree": str(self.worktree),
+            "branch": self.branch,
+            "main": str(project.main),
+        }
+        for port, number in self.ports.items():
+            vals[f"{port}_port"] = number
+        return vals
+
+    def env(self) -> dict[str, str]:
+        """TALLY_SESSION and TALLY_<PORT>_PORT for windows, hooks and the agent."""
+        env = {"TALLY_SESSION": self.name}
+        for port, number in self.ports.items():
+            env[f"TALLY_{port.upper()}_PORT"] = str(number)
+        return env
+
+
+@dataclass(frozen=True)
+class Project:
+    main: Path
+    common_dir: Path
+    settings: Settings
+
+    @property
+    def name(self) -> str:
+        return self.settings.project or self.main.name
+
+    @property
+    def registry_path(self) -> Path:
+        return self.main / Path(self.settings.registry).expanduser()
+
+    @property
+    def lock_path(self) -> Path:
+        return self.common_dir / "tally-sessions.lock"
+
+    @property
+    def worktrees_dir(self) -> Path:
+        if not self.settings.worktrees:
+            return self.main.parent
+        return self.main / Path(self.settings.worktrees).expanduser()
+
+    def tmux_name(self, name: str) -> str:
+        return f"{slugify(self.name)}-{slugify(name)}"
+
+    def new_session(self, name: str) -> Session:
+        slug = slugify(name)
+        return Session(
+            name=name,
+            branch=name,
+            worktree=self.worktrees_dir / f"{self.name}-{slug}",
+            tmux_name=self.tmux_name(name),
+        )
+
+    def session(self, name: str, entry: Entry) -> Session:
+        """The session as recorded (the registry wins over derived paths)."""
+        fresh = self.new_session(name)
+        return Session(
+            name=name,
+            branch=entry.get("branch") or fresh.branch,
+            worktree=Path(entry["worktree"]) if entry.get("worktree") else fresh.worktree,
+            tmux_name=fresh.tmux_name,
+            ports={p: ports_of(entry)[p] for p in ports_of(entry)},
+        )
+
+    def own_paths(self) -> set[str]:
+        """Paths in a worktree that the tool puts there (not the user's work)."""
+        paths = {link.path for link in self.settings.links} | set(self.settings.copies)
+        paths.add(".claude/settings.local.json")
+        return paths

@@ -1,0 +1,207 @@
+"""The `session` task collection: thin tasks over `pipeline`, errors turned into Exit."""
+
+from __future__ import annotations
+
+import functools
+import json as _json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from invoke import Collection, Context, Exit, task
+
+from . import claude, output, pipeline
+from . import tmux as tmux_
+from .config import settings_from
+from .errors import TallyError
+from .repo import find_main
+from .session import Project
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+NAME_HELP = "session name (also a branch name), e.g. feature-auth; may be given positionally"
+QUIET_HELP = "print only errors"
+
+
+def boundary(fn: F) -> F:
+    """Turn TallyError into one red line on stderr and exit status 1; apply --quiet."""
+
+    @functools.wraps(fn)
+    def wrapper(c: Context, *args: Any, **kwargs: Any) -> Any:
+        output.set_quiet(bool(kwargs.get("quiet")))
+        try:
+            return fn(c, *args, **kwargs)
+        except TallyError as e:
+            output.error(str(e))
+            raise Exit(code=1) from None
+        except KeyboardInterrupt:
+            output.error("interrupted")
+            raise Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def project_of(c: Context) -> Project:
+    """The main repo around the current folder, with the `tally` settings."""
+    settings = settings_from(c.config.get("tally"))
+    main, common = find_main(Path.cwd())
+    return Project(main=main, common_dir=common, settings=settings)
+
+
+def _server(project: Project) -> Any:
+    return tmux_.server(project.settings.tmux_socket)
+
+
+@task(
+    help={
+        "name": NAME_HELP,
+        "force": "overwrite existing copies of .env files",
+        "quiet": QUIET_HELP,
+    }
+)
+@boundary
+def add(c: Context, name: str, force: bool = False, quiet: bool = False) -> None:
+    """Create a session: ports, worktree, links, env copies, Claude perms, tmux windows."""
+    project = project_of(c)
+    session = pipeline.add(project, name, _server(project), force=force)
+    pipeline.summary(project, session)
+
+
+@task(
+    help={
+        "name": NAME_HELP,
+        "force": "also remove uncommitted work, stashes and an unmerged or unpushed branch",
+        "keep_branch": "keep the session's branch",
+        "quiet": QUIET_HELP,
+    }
+)
+@boundary
+def remove(
+    c: Context, name: str, force: bool = False, keep_branch: bool = False, quiet: bool = False
+) -> None:
+    """Remove a session (tmux, worktree, branch, ports); refuses to lose work without --force."""
+    project = project_of(c)
+    pipeline.remove(project, name, _server(project), force=force, keep_branch=keep_branch)
+
+
+@task(help={"name": "resume only this session (default: all)", "quiet": QUIET_HELP})
+@boundary
+def resume(c: Context, name: str = "", quiet: bool = False) -> None:
+    """Restart the tmux sessions of every registered session (or one) after a reboot."""
+    project = project_of(c)
+    pipeline.resume(project, _server(project), name or None)
+
+
+@task(name="list", help={"json": "print a JSON list instead of a table"})
+@boundary
+def list_(c: Context, json: bool = False) -> None:
+    """List sessions: name, branch, ports, worktree, running."""
+    project = project_of(c)
+    rows = pipeline.rows(project, _server(project))
+    if json:
+        output.data(_json.dumps(rows, indent=2))
+        return
+    if not rows:
+        output.info("no sessions; create one with: inv session.add --name NAME")
+        return
+    ports = list(project.settings.ports)
+    header = ["NAME", "BRANCH", "RUNNING", *[p.upper() for p in ports], "WORKTREE"]
+    table = [header]
+    for r in rows:
+        state = "yes" if r["running"] else "no"
+        if r.get("state") == pipeline.CREATING:
+            state += " (unfinished)"
+        table.append(
+            [
+                r["name"],
+                r["branch"],
+                state,
+                *[str(r.get(f"{p}_port", "-")) for p in ports],
+                r["worktree"],
+            ]
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for i, row in enumerate(table):
+        line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        output.info(output.bold(line) if i == 0 else line)
+
+
+# --- the steps, each on its own ---------------------------------------------------------
+
+
+@task(help={"name": NAME_HELP, "quiet": QUIET_HELP})
+@boundary
+def ports(c: Context, name: str, quiet: bool = False) -> None:
+    """Give a session its ports (creates its registry entry)."""
+    pipeline.step_ports(project_of(c), name, create=True)
+
+
+@task(help={"name": NAME_HELP, "quiet": QUIET_HELP})
+@boundary
+def worktree(c: Context, name: str, quiet: bool = False) -> None:
+    """Create the session's worktree and branch if missing."""
+    project = project_of(c)
+    pipeline.step_worktree(project, pipeline.get(project, name))
+
+
+@task(aliases=["relink"], help={"name": NAME_HELP, "quiet": QUIET_HELP})
+@boundary
+def links(c: Context, name: str, quiet: bool = False) -> None:
+    """(Re)make the links to the main checkout's shared files (node_modules, db)."""
+    project = project_of(c)
+    pipeline.step_links(project, pipeline.get(project, name))
+
+
+@task(help={"name": NAME_HELP, "force": "overwrite existing copies", "quiet": QUIET_HELP})
+@boundary
+def env(c: Context, name: str, force: bool = False, quiet: bool = False) -> None:
+    """Copy the private files (.env) from the main checkout if missing."""
+    project = project_of(c)
+    pipeline.step_env(project, pipeline.get(project, name), force=force)
+
+
+@task(help={"name": NAME_HELP, "quiet": QUIET_HELP})
+@boundary
+def claude_perms(c: Context, name: str, quiet: bool = False) -> None:
+    """Give the worktree the main checkout's Claude Code approvals and trust."""
+    project = project_of(c)
+    pipeline.step_claude(project, pipeline.get(project, name))
+
+
+@task(name="tmux", help={"name": NAME_HELP, "quiet": QUIET_HELP})
+@boundary
+def tmux(c: Context, name: str, quiet: bool = False) -> None:
+    """Start the session's tmux windows, or restart the ones that are missing."""
+    project = project_of(c)
+    pipeline.step_tmux(project, pipeline.get(project, name), _server(project))
+
+
+@task(help={"quiet": QUIET_HELP})
+@boundary
+def claude_prune(c: Context, quiet: bool = False) -> None:
+    """Drop ~/.claude.json entries of worktrees that no longer exist."""
+    project = project_of(c)
+    config = claude.config_path(project.settings.claude_config)
+    dropped = claude.prune(
+        config, project.worktrees_dir, f"{project.name}-", project.settings.claude_lock_stale
+    )
+    for key in dropped:
+        output.step("claude", f"dropped {key}")
+    if not dropped:
+        output.step("claude", "nothing to prune")
+
+
+session = Collection(
+    "session",
+    add,
+    remove,
+    resume,
+    list_,
+    ports,
+    worktree,
+    links,
+    env,
+    claude_perms,
+    tmux,
+    claude_prune,
+)

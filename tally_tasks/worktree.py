@@ -1,0 +1,150 @@
+"""Git worktrees: create, inspect, remove. Never follows a link into shared data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from . import repo as repo_
+from .errors import TallyError
+
+
+@dataclass(frozen=True)
+class Worktree:
+    path: Path
+    branch: str | None  # None when detached
+    prunable: bool = False
+
+
+def listing(repo: git.Repo) -> list[Worktree]:
+    """Every worktree git knows of (the main checkout first)."""
+    out = repo_.run(repo, "worktree", "list", "--porcelain", "-z")
+    result: list[Worktree] = []
+    for block in out.split("\0\0"):
+        fields = [f for f in block.split("\0") if f]
+        if not fields:
+            continue
+        path: Path | None = None
+        branch = None
+        prunable = False
+        for f in fields:
+            key, _, value = f.partition(" ")
+            if key == "worktree":
+                path = Path(value)
+            elif key == "branch":
+                branch = value.removeprefix("refs/heads/")
+            elif key == "prunable":
+                prunable = True
+        if path is not None:
+            result.append(Worktree(path, branch, prunable))
+    return result
+
+
+def find(repo: git.Repo, path: Path) -> Worktree | None:
+    for wt in listing(repo):
+        if _same(wt.path, path):
+            return wt
+    return None
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def create(repo: git.Repo, path: Path, branch: str) -> str:
+    """Make the worktree at `path` on `branch`; says what it did.
+
+    Idempotent: a worktree already there on that branch is left as it is. The caller
+    serialises this per repository (concurrent ``git worktree add`` fails inside git).
+    """
+    existing = find(repo, path)
+    if existing is not None:
+        if existing.prunable or not path.is_dir():
+            repo_.run(repo, "worktree", "prune")
+        elif existing.branch != branch:
+            raise TallyError(
+                f"{path} is a worktree on {existing.branch or 'a detached HEAD'}, not {branch}; "
+                "check it out there or remove that worktree"
+            )
+        else:
+            return "exists"
+    if path.exists() or path.is_symlink():
+        raise TallyError(
+            f"{path} already exists and is not this session's worktree; "
+            "move it away or set tally.worktrees to another folder"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if repo_.branch_exists(repo, branch):
+        for wt in listing(repo):
+            if wt.branch == branch:
+                raise TallyError(
+                    f"branch {branch} is already checked out at {wt.path}; "
+                    "pick another session name or switch that checkout to another branch"
+                )
+        repo_.run(repo, "worktree", "add", str(path), branch)
+        return f"existing branch {branch}"
+    base = repo_.current_branch(repo) or "HEAD"
+    repo_.run(repo, "worktree", "add", "-b", branch, str(path), "HEAD")
+    return f"new branch {branch} from {base}"
+
+
+def user_changes(path: Path, ours: set[str]) -> list[str]:
+    """``git status`` lines of the user's changes, leaving out the tool's own paths.
+
+    `ours` holds paths relative to the worktree (links and copies the tool made). A
+    ``node_modules/`` ignore rule does not match a symlink, so links show up as
+    untracked unless left out here.
+    """
+    with repo_.open_repo(path) as wt_repo:
+        out = repo_.run(wt_repo, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+    lines: list[str] = []
+    entries = out.split("\0")
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        code, rel = entry[:2], entry[3:]
+        if code[0] in "RC":
+            i += 1  # the rename's source path follows
+        if code == "??" and _is_ours(rel, ours):
+            continue
+        lines.append(f"{code} {rel}")
+    return lines
+
+
+def _is_ours(rel: str, ours: set[str]) -> bool:
+    rel = rel.rstrip("/")
+    return any(rel == p or rel.startswith(p + "/") for p in ours)
+
+
+def unlink_ours(path: Path, links: list[str]) -> None:
+    """Take away the tool's symlinks before removal, so nothing can follow them."""
+    for rel in links:
+        target = path / rel
+        if target.is_symlink():
+            target.unlink()
+
+
+def remove(repo: git.Repo, path: Path) -> bool:
+    """Remove the worktree folder and git's record of it; False when git knows no such worktree.
+
+    A folder at `path` that git does not know as a worktree is never deleted here.
+    """
+    if find(repo, path) is None:
+        return False
+    if path.is_dir():
+        repo_.run(repo, "worktree", "remove", "--force", "--force", str(path))
+    if path.is_dir() and not path.is_symlink():
+        # git left something behind; rmtree unlinks symlinks, it never follows them
+        shutil.rmtree(path)
+    repo_.run(repo, "worktree", "prune")
+    return True

@@ -1,0 +1,234 @@
+"""Shared fixtures: real git repos, a private tmux server, a temp HOME, recording stand-ins.
+
+Nothing here touches the real HOME, the real tmux server or port 8000: every test gets
+HOME, TMUX_TMPDIR and port bases of its own, and `guard_real_home` fails a test that
+writes into the real HOME anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import libtmux
+import pytest
+
+from tally_tasks import output
+from tally_tasks.config import settings_from
+from tally_tasks.session import Project
+
+REAL_HOME = Path(os.path.expanduser("~"))
+VENV_BIN = Path(sys.executable).parent
+
+# A stand-in for python/npm/claude: records argv, cwd and whether the activation ran.
+STUB = """#!/bin/sh
+log="{log}/$(basename "$0").jsonl"
+{py} - "$0" "$@" <<'PYEOF' >> "$log"
+import json, os, sys
+print(json.dumps({{"prog": os.path.basename(sys.argv[1]), "argv": sys.argv[2:],
+                   "cwd": os.getcwd(), "activated": os.environ.get("TALLY_ACTIVATED"),
+                   "env": {{k: v for k, v in os.environ.items() if k.startswith("TALLY_")}}}}))
+PYEOF
+"""
+
+
+def poll(fn: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Call `fn` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {fn}")
+        time.sleep(interval)
+
+
+def free_base(span: int = 50) -> int:
+    """A port base well away from 8000/5000 with `span` free ports above it."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000, 10)
+        ok = True
+        for p in range(base, base + span, 7):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port range")
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Temp HOME with its own shell rc, a private tmux socket dir, fixed git identity."""
+    home = tmp_path / "home"
+    home.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "log"
+    log.mkdir()
+    for prog in ("python", "npm", "claude"):
+        stub = bin_dir / prog
+        stub.write_text(STUB.format(log=log, py=sys.executable))
+        stub.chmod(0o755)
+    # A pane's login shell resets PATH from /etc/profile: give it back the stand-ins.
+    path = f"{bin_dir}:{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+    (home / ".profile").write_text(f'export PATH="{path}"\n')
+    tmux_dir = Path(tempfile.mkdtemp(prefix="tt", dir="/tmp"))  # short: socket paths
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PATH", path)
+    monkeypatch.setenv("SHELL", "/bin/sh")
+    monkeypatch.setenv("TMUX_TMPDIR", str(tmux_dir))
+    monkeypatch.delenv("TMUX", raising=False)
+    monkeypatch.delenv("TMUX_PANE", raising=False)
+    monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    for key in list(os.environ):
+        if key.startswith(("INVOKE_", "GIT_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Test")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.invalid")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Test")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "test@example.invalid")
+    (home / ".gitconfig").write_text(
+        "[init]\n\tdefaultBranch = main\n[commit]\n\tgpgsign = false\n"
+    )
+    output.set_quiet(False)
+    yield tmp_path
+    subprocess.run(["tmux", "kill-server"], capture_output=True)
+    shutil.rmtree(tmux_dir, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def guard_real_home() -> Iterator[None]:
+    """Fail any test that writes into the real HOME."""
+
+    def snapshot() -> dict[str, float]:
+        out = {}
+        for p in (REAL_HOME / ".claude.json", REAL_HOME / ".tally-sessions", REAL_HOME):
+            try:
+                out[str(p)] = p.stat().st_mtime
+            except OSError:
+                out[str(p)] = -1.0
+        return out
+
+    before = snapshot()
+    yield
+    assert snapshot() == before, "a test wrote into the real HOME"
+
+
+@dataclass
+class Sample:
+    """A main checkout shaped like Tally, with its config and stand-in logs."""
+
+    root: Path  # tmp_path
+    main: Path
+    log: Path
+    config: dict[str, Any]
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    def project(self, **overrides: Any) -> Project:
+        settings = settings_from({**self.config, **overrides})
+        return Project(self.main, self.main / ".git", settings)
+
+    def calls(self, prog: str) -> list[dict[str, Any]]:
+        f = self.log / f"{prog}.jsonl"
+        if not f.exists():
+            return []
+        return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+
+    def wait_calls(self, prog: str, n: int = 1, timeout: float = 15.0) -> list[dict[str, Any]]:
+        return poll(lambda: len(self.calls(prog)) >= n and self.calls(prog), timeout)
+
+    def registry(self) -> dict[str, Any]:
+        f = self.main / ".tally-sessions"
+        return json.loads(f.read_text()) if f.exists() else {}
+
+    def write_config(self, **overrides: Any) -> None:
+        """invoke.yaml beside tasks.py (JSON is YAML), for the end-to-end tests."""
+        (self.main / "invoke.yaml").write_text(json.dumps({"tally": {**self.config, **overrides}}))
+
+
+def make_sample(root: Path, parent: str = "Dev", name: str = "tally") -> Sample:
+    main = root / parent / name
+    (main / "backend").mkdir(parents=True)
+    (main / "frontend" / "node_modules" / "pkg").mkdir(parents=True)
+    (main / "frontend" / "node_modules" / "pkg" / "index.js").write_text("module.exports = 1\n")
+    (main / "backend" / "manage.py").write_text("# django\n")
+    (main / "frontend" / "package.json").write_text("{}\n")
+    (main / ".gitignore").write_text(".env\ndb.sqlite3\nnode_modules/\n.tally-sessions\n")
+    (main / "tasks.py").write_text("from tally_tasks import ns  # noqa: F401\n")
+    env = main / "backend" / ".env"
+    env.write_text("SECRET_KEY=s3cret\n")
+    env.chmod(0o600)
+    (main / "frontend" / ".env").write_text("VITE_X=1\n")
+    with sqlite3.connect(main / "backend" / "db.sqlite3") as db:
+        db.execute("create table t (x)")
+    git(main, "init", "-q", "-b", "main")
+    git(main, "add", "-A")
+    git(main, "commit", "-q", "-m", "init")
+    backend, frontend = free_base(), free_base()
+    while abs(frontend - backend) < 100:
+        frontend = free_base()
+    config: dict[str, Any] = {
+        "ports": {"backend": backend, "frontend": frontend},
+        "activate": "export TALLY_ACTIVATED=yes",
+        "lock_timeout": 5.0,
+    }
+    return Sample(root=root, main=main, log=root / "log", config=config)
+
+
+@pytest.fixture
+def sample(isolated_env: Path) -> Sample:
+    s = make_sample(isolated_env)
+    s.write_config()
+    git(s.main, "add", "invoke.yaml")
+    git(s.main, "commit", "-q", "-m", "config")
+    return s
+
+
+@pytest.fixture
+def srv(isolated_env: Path) -> Iterator[libtmux.Server]:
+    server = libtmux.Server()
+    yield server
+    server.kill() if server.is_alive() else None
+
+
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run `inv ...` or `tally-session ...` from the venv, as a user types it."""
+    prog = str(VENV_BIN / args[0])
+    return subprocess.run(
+        [prog, *args[1:]],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
