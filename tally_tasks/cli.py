@@ -14,7 +14,7 @@ from pathlib import Path
 
 from invoke import Collection, Program
 
-from . import __version__
+from . import __version__, output
 from .config import DEFAULTS
 from .demo import demo
 from .tasks import session
@@ -80,6 +80,7 @@ program = TallyProgram(
 
 
 def main() -> None:
+    output.set_program("tally-session")
     argv = [sys.argv[0], *translate(sys.argv[1:])]
     program.run(argv)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from typing import TextIO
 
-_state = {"quiet": False}
+_state: dict[str, object] = {"quiet": False, "program": "inv"}
 
 GREEN, YELLOW, RED, DIM, BOLD, RESET = (
     "\033[32m",
@@ -23,7 +24,21 @@ def set_quiet(quiet: bool) -> None:
 
 
 def is_quiet() -> bool:
-    return _state["quiet"]
+    return bool(_state["quiet"])
+
+
+def set_program(name: str) -> None:
+    """Which command line the user typed (``inv`` or ``tally-session``), for hints."""
+    _state["program"] = name
+
+
+def command(task: str, name: str | None = None, *flags: str) -> str:
+    """A command to suggest, spelled for the program in use: ``inv session.remove --name x``."""
+    quoted = [shlex.quote(name)] if name is not None else []
+    if _state["program"] == "tally-session":
+        return " ".join(["tally-session", task.replace("_", "-"), *quoted, *flags])
+    named = ["--name", *quoted] if quoted else []
+    return " ".join(["inv", f"session.{task.replace('_', '-')}", *named, *flags])
 
 
 def use_color(stream: TextIO) -> bool:

@@ -66,7 +66,7 @@ def get(project: Project, name: str) -> Session:
         known = ", ".join(sorted(entries)) or "none yet"
         raise TallyError(
             f"no session named {name!r} (sessions: {known}); "
-            f"create it with: inv session.add --name {name}"
+            "create it with: " + output.command("add", name)
         )
     return project.session(name, entries[name])
 
@@ -83,7 +83,7 @@ def step_ports(project: Project, name: str, create: bool = False) -> Session:
         if entry is None:
             if not create:
                 raise TallyError(
-                    f"no session named {name!r}; create it with: inv session.add --name {name}"
+                    f"no session named {name!r}; create it with: " + output.command("add", name)
                 )
             slug = slugify(name)
             for other in entries:
@@ -105,9 +105,11 @@ def step_ports(project: Project, name: str, create: bool = False) -> Session:
             for p in registry.ports_of(e).values()
         }
         found = ports_.allocate(bases, {k: v for k, v in have.items() if k in bases}, taken)
-        for port, number in found.items():
-            entry[f"{port}_port"] = number
-        session = project.session(name, entry)
+        # the old script's key order: ports, worktree, branch; then our extra keys
+        ordered = {f"{port}_port": number for port, number in found.items()}
+        ordered.update({k: v for k, v in entry.items() if k not in ordered})
+        entries[name] = ordered
+        session = project.session(name, ordered)
     shown = " · ".join(f"{p} {n}" for p, n in found.items()) or "none configured"
     output.step("ports", shown)
     return session
@@ -124,7 +126,7 @@ def _require_worktree(session: Session) -> None:
     if not session.worktree.is_dir():
         raise TallyError(
             f"worktree {session.worktree} is missing; "
-            f"run: inv session.worktree --name {session.name}"
+            "run: " + output.command("worktree", session.name)
         )
 
 
@@ -262,7 +264,8 @@ def add(project: Project, name: str, srv: libtmux.Server, force: bool = False) -
     if existing is not None and existing.get("state") != CREATING:
         raise TallyError(
             f"session {name!r} already exists; restart its windows with "
-            f"inv session.resume --name {name}, or remove it first"
+            + output.command("resume", name)
+            + ", or remove it first"
         )
     undo = _Undo()
     session = None
@@ -380,7 +383,7 @@ def remove(
         if wt.is_dir() and known is None:
             raise TallyError(
                 f"{wt} is not a git worktree of {project.main}; it is left alone. Move it away, "
-                f"then run: inv session.remove --name {name}"
+                "then run: " + output.command("remove", name)
             )
         if not force:
             problems: list[str] = []
@@ -399,7 +402,7 @@ def remove(
                     f"session {name} has work that would be lost: "
                     + "; ".join(problems)
                     + ". Commit or stash it elsewhere, or run: "
-                    + f"inv session.remove --name {name} --force"
+                    + output.command("remove", name, "--force")
                 )
         run_hooks(project, session, "pre_remove")
         if tmux.kill(srv, session.tmux_name):
@@ -465,7 +468,7 @@ def resume(project: Project, srv: libtmux.Server, name: str | None = None) -> li
             output.warn(
                 "resume",
                 f"{n}: worktree {session.worktree} is gone; drop it with: "
-                f"inv session.remove --name {n} --force",
+                + output.command("remove", n, "--force"),
             )
             continue
         tmux.create(

@@ -102,7 +102,7 @@ def list_(c: Context, json: bool = False) -> None:
         output.data(_json.dumps(rows, indent=2))
         return
     if not rows:
-        output.info("no sessions; create one with: inv session.add --name NAME")
+        output.info("no sessions; create one with: " + output.command("add", "NAME"))
         return
     ports = list(project.settings.ports)
     header = ["NAME", "BRANCH", "RUNNING", *[p.upper() for p in ports], "WORKTREE"]
