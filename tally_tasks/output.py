@@ -82,11 +82,11 @@ def step(name: str, detail: str = "") -> None:
     _write(f"{mark} {name:<12} {detail}".rstrip(), out)
 
 
-def warn(name: str, detail: str) -> None:
+def warn(name: str, detail: str, to_stderr: bool = False) -> None:
     """Something skipped or odd, not fatal: ``! links  backend/db.sqlite3 missing``."""
     if is_quiet():
         return
-    out = sys.stdout
+    out = sys.stderr if to_stderr else sys.stdout
     mark = _paint("!", YELLOW, out)
     _write(f"{mark} {name:<12} {detail}", out)
 
@@ -107,6 +107,16 @@ def info(text: str = "") -> None:
 def data(text: str) -> None:
     """Machine-readable output (``--json``): printed even with --quiet."""
     _write(text, sys.stdout)
+
+
+def table(rows: list[list[str]]) -> None:
+    """Columns padded to width; the first row is the header (bold on a terminal)."""
+    if is_quiet() or not rows:
+        return
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        line = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        info(bold(line) if i == 0 else line)
 
 
 def bold(text: str) -> str:

@@ -7,7 +7,6 @@ no invoke Context, so tests drive them directly against real git and tmux.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import subprocess
 import time
@@ -187,9 +186,57 @@ def step_tmux(project: Project, session: Session, srv: libtmux.Server, resume: b
         tmux.add_windows(srv, session.tmux_name, missing, session.env())
         output.step("tmux", f"{session.tmux_name}: restarted " + ", ".join(r.name for r in missing))
         return "mended"
+    warn_foreign_ports(session)
     tmux.create(srv, session.tmux_name, runs, session.env())
     output.step("tmux", f"{session.tmux_name}  ({', '.join(r.name for r in runs)})")
     return "started"
+
+
+def foreign_holders(session: Session) -> dict[str, list[ports_.Holder]]:
+    """Port name -> processes outside the worktree holding that port of the session."""
+    held = ports_.holders(session.ports.values())
+    inside = str(session.worktree)
+    found: dict[str, list[ports_.Holder]] = {}
+    for port, number in session.ports.items():
+        if number not in held:
+            continue
+        others = [
+            h
+            for h in held[number]
+            if not (h.cwd and (h.cwd == inside or h.cwd.startswith(inside + os.sep)))
+        ]
+        if others or not held[number]:
+            found[port] = others
+    return found
+
+
+def warn_foreign_ports(session: Session) -> None:
+    """Before starting windows: say which recorded ports another program holds."""
+    for port, procs in foreign_holders(session).items():
+        number = session.ports[port]
+        who = ", ".join(h.describe() for h in procs) or "another program"
+        output.warn(
+            "ports",
+            f"{port} port {number} is held by {who}; its window will fail to bind. "
+            f"Stop it (see: lsof -i :{number}) or give the session new ports with: "
+            + output.command("remove", session.name)
+            + " and add again",
+        )
+
+
+def stop_orphans(session: Session) -> list[ports_.Holder]:
+    """End processes left in the worktree that still hold the session's ports."""
+    held = ports_.holders(session.ports.values())
+    inside = str(session.worktree)
+    orphans = [
+        h
+        for procs in held.values()
+        for h in procs
+        if h.cwd and (h.cwd == inside or h.cwd.startswith(inside + os.sep))
+    ]
+    if orphans:
+        ports_.stop(h.pid for h in orphans)
+    return orphans
 
 
 def run_hooks(project: Project, session: Session, point: str) -> None:
@@ -266,6 +313,12 @@ def add(project: Project, name: str, srv: libtmux.Server, force: bool = False) -
             f"session {name!r} already exists; restart its windows with "
             + output.command("resume", name)
             + ", or remove it first"
+        )
+    if existing is None and tmux.exists(srv, project.tmux_name(name)):
+        raise TallyError(
+            f"a tmux session {project.tmux_name(name)} already runs but no session {name!r} is "
+            f"registered; end it with: tmux kill-session -t ={project.tmux_name(name)}, "
+            "or pick another name"
         )
     undo = _Undo()
     session = None
@@ -407,6 +460,8 @@ def remove(
         run_hooks(project, session, "pre_remove")
         if tmux.kill(srv, session.tmux_name):
             output.step("tmux", f"killed {session.tmux_name}")
+        for h in stop_orphans(session):
+            output.step("processes", f"stopped {h.describe()}, still holding a session port")
         if wt.exists() or known is not None:
             worktree.unlink_ours(wt, [lk.path for lk in project.settings.links])
             worktree.remove(repo, wt)
@@ -471,6 +526,7 @@ def resume(project: Project, srv: libtmux.Server, name: str | None = None) -> li
                 + output.command("remove", n, "--force"),
             )
             continue
+        warn_foreign_ports(session)
         tmux.create(
             srv, session.tmux_name, window_runs(project, session, resume=True), session.env()
         )
@@ -478,31 +534,3 @@ def resume(project: Project, srv: libtmux.Server, name: str | None = None) -> li
         run_hooks(project, session, "post_resume")
         started.append(n)
     return started
-
-
-def rows(project: Project, srv: libtmux.Server) -> list[dict[str, Any]]:
-    """One dict per session for `list` (running state from one tmux call)."""
-    entries = load(project)
-    live = tmux.running(srv) if entries else set()
-    result = []
-    for n, entry in entries.items():
-        session = project.session(n, entry)
-        row: dict[str, Any] = {
-            "name": n,
-            "branch": session.branch,
-            "worktree": str(session.worktree),
-            "running": session.tmux_name in live,
-            "tmux": session.tmux_name,
-        }
-        for port, number in session.ports.items():
-            row[f"{port}_port"] = number
-        if entry.get("state") == CREATING:
-            row["state"] = CREATING
-        if "created" in entry:
-            row["created"] = entry["created"]
-        result.append(row)
-    return result
-
-
-def as_json(rows_: list[dict[str, Any]]) -> str:
-    return json.dumps(rows_, indent=2)

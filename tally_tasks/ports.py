@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
+import signal
 import socket
+import subprocess
+import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import TallyError
 
@@ -87,3 +93,142 @@ def allocate(
         found[n] = b + next_offset({n: b}, taken, free)
         taken.add(found[n])
     return {n: found[n] for n in bases}
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A process listening on a port (what ``lsof -i :PORT`` would show)."""
+
+    pid: int
+    command: str
+    cwd: str | None
+
+    def describe(self) -> str:
+        cmd = " ".join(self.command.split())
+        return f"pid {self.pid} ({cmd[:57] + '...' if len(cmd) > 60 else cmd})"
+
+
+def listening(ports: Iterable[int]) -> set[int]:
+    """Which of `ports` something listens on (one read of /proc/net, else a connect each)."""
+    wanted = set(ports)
+    if Path("/proc/net/tcp").exists():
+        return set(_listening_inodes(wanted).values())
+    return {p for p in wanted if is_listening(p) or is_listening(p, "::1")}
+
+
+def _listening_inodes(ports: set[int]) -> dict[str, int]:
+    """socket inode -> port, for LISTEN sockets on `ports` (Linux /proc/net)."""
+    found: dict[str, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != "0A":  # 0A = LISTEN
+                continue
+            port = int(fields[1].rsplit(":", 1)[1], 16)
+            if port in ports:
+                found[fields[9]] = port
+    return found
+
+
+def _proc_cmd(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return raw.replace(b"\0", b" ").decode(errors="replace").strip() or "?"
+    except OSError:
+        return "?"
+
+
+def holders(ports: Iterable[int]) -> dict[int, list[Holder]]:
+    """For each port that something listens on: the processes holding it (when visible)."""
+    wanted = set(ports)
+    result: dict[int, list[Holder]] = {}
+    if Path("/proc/net/tcp").exists():
+        inodes = _listening_inodes(wanted)
+        if not inodes:
+            return {}
+        targets = {f"socket:[{inode}]": port for inode, port in inodes.items()}
+        for pid_dir in Path("/proc").iterdir():
+            if not pid_dir.name.isdigit():
+                continue
+            try:
+                fds = list((pid_dir / "fd").iterdir())
+            except OSError:
+                continue
+            ports_held = set()
+            for fd in fds:
+                try:
+                    link = os.readlink(fd)
+                except OSError:
+                    continue
+                if link in targets:
+                    ports_held.add(targets[link])
+            if not ports_held:
+                continue
+            pid = int(pid_dir.name)
+            try:
+                cwd: str | None = os.readlink(pid_dir / "cwd")
+            except OSError:
+                cwd = None
+            for port in ports_held:
+                result.setdefault(port, []).append(Holder(pid, _proc_cmd(pid), cwd))
+        for port in set(inodes.values()) - set(result):
+            result[port] = []  # listening, but the holder is not ours to see
+        return result
+    return _lsof_holders(wanted)
+
+
+def _lsof_holders(ports: set[int]) -> dict[int, list[Holder]]:
+    result: dict[int, list[Holder]] = {}
+    for port in sorted(ports):
+        try:
+            proc = subprocess.run(
+                ["lsof", "-nP", f"-iTCP:{port}", "-sTCP:LISTEN", "-Fpc"],
+                capture_output=True,
+                text=True,
+            )
+        except OSError:
+            return {p: [] for p in ports if not is_free(p)}
+        pid = 0
+        for line in proc.stdout.splitlines():
+            if line.startswith("p"):
+                pid = int(line[1:])
+            elif line.startswith("c") and pid:
+                result.setdefault(port, []).append(Holder(pid, line[1:], None))
+    return result
+
+
+def stop(pids: Iterable[int], grace: float = 3.0) -> list[int]:
+    """SIGTERM, then SIGKILL after `grace` seconds for those still alive; returns those ended."""
+    pids = [p for p in set(pids) if p != os.getpid()]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        alive = {p for p in alive if _alive(p)}
+        if alive:
+            time.sleep(0.05)
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return [p for p in pids if not _alive(p) or p in alive]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours is gone for our purposes
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return True

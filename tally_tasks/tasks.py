@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import json as _json
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from invoke import Collection, Context, Exit, task
 
-from . import claude, output, pipeline
+from . import claude, output, pipeline, status
 from . import tmux as tmux_
 from .config import settings_from
 from .errors import TallyError
@@ -37,6 +39,11 @@ def boundary(fn: F) -> F:
         except KeyboardInterrupt:
             output.error("interrupted")
             raise Exit(code=130) from None
+        except BrokenPipeError:
+            # `inv session.list | head`: the reader left; say nothing more
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -92,38 +99,56 @@ def resume(c: Context, name: str = "", quiet: bool = False) -> None:
     pipeline.resume(project, _server(project), name or None)
 
 
-@task(name="list", help={"json": "print a JSON list instead of a table"})
+@task(
+    name="list",
+    help={
+        "json": "print a JSON list instead of a table",
+        "brief": "skip the git state (dirty, ahead/behind): fastest",
+    },
+)
 @boundary
-def list_(c: Context, json: bool = False) -> None:
-    """List sessions: name, branch, ports, worktree, running."""
+def list_(c: Context, json: bool = False, brief: bool = False) -> None:
+    """List sessions: name, branch, running, ports, ahead/behind, dirty, age, worktree."""
     project = project_of(c)
-    rows = pipeline.rows(project, _server(project))
+    srv = _server(project)
+    rows = status.rows(project, srv, git_state=not brief)
     if json:
         output.data(_json.dumps(rows, indent=2))
-        return
-    if not rows:
+    elif not rows:
         output.info("no sessions; create one with: " + output.command("add", "NAME"))
-        return
+    else:
+        output.table(_table(project, rows, brief))
+    for note in status.stale(project, srv, pipeline.load(project)):
+        output.warn("stale", note, to_stderr=json)
+
+
+def _table(project: Project, rows: list[dict[str, Any]], brief: bool) -> list[list[str]]:
     ports = list(project.settings.ports)
-    header = ["NAME", "BRANCH", "RUNNING", *[p.upper() for p in ports], "WORKTREE"]
+    header = ["NAME", "BRANCH", "RUNNING", *[p.upper() for p in ports]]
+    if not brief:
+        header += ["AHEAD", "BEHIND", "DIRTY"]
+    header += ["AGE", "WORKTREE"]
     table = [header]
     for r in rows:
         state = "yes" if r["running"] else "no"
         if r.get("state") == pipeline.CREATING:
             state += " (unfinished)"
-        table.append(
-            [
-                r["name"],
-                r["branch"],
-                state,
-                *[str(r.get(f"{p}_port", "-")) for p in ports],
-                r["worktree"],
-            ]
-        )
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for i, row in enumerate(table):
-        line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        output.info(output.bold(line) if i == 0 else line)
+        cells = [r["name"], r["branch"], state]
+        for p in ports:
+            number = r.get(f"{p}_port")
+            up = r["listening"].get(p)
+            cells.append("-" if number is None else f"{number}{'' if up else ' (down)'}")
+        if not brief:
+            dirty = {True: "yes", False: "no", None: "?"}[r["dirty"]]
+            cells += [_num(r["ahead"]), _num(r["behind"]), dirty]
+        worktree = r["worktree"] + ("" if r["worktree_exists"] else " (missing)")
+        cells += [status.age(r["created"]), worktree]
+        table.append(cells)
+    return table
+
+
+def _num(value: int | None) -> str:
+    return "?" if value is None else str(value)
 
 
 # --- the steps, each on its own ---------------------------------------------------------

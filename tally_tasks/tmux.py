@@ -56,6 +56,18 @@ def running(srv: libtmux.Server) -> set[str]:
     return set(out)
 
 
+def pane_paths(srv: libtmux.Server) -> dict[str, set[str]]:
+    """Session name -> the folders its panes are in, for every session, in one call."""
+    out, err = _cmd(srv, "list-panes", "-a", "-F", "#{session_name}\t#{pane_current_path}")
+    if err and not _no_server(err):
+        raise TallyError("tmux list-panes failed: " + " ".join(err))
+    result: dict[str, set[str]] = {}
+    for line in out:
+        name, _, path = line.partition("\t")
+        result.setdefault(name, set()).add(path)
+    return result
+
+
 def exists(srv: libtmux.Server, name: str) -> bool:
     _, err = _cmd(srv, "has-session", "-t", f"={name}")
     return not err

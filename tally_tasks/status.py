@@ -1,0 +1,192 @@
+"""What `list` shows: sessions with their git and port state, and stale state around them.
+
+Everything is gathered at once: tmux state from one ``list-panes`` call, listening ports
+from one read of /proc/net, one ``git status`` per worktree run in parallel, and
+ahead/behind from one ``for-each-ref`` (one ``rev-list`` per branch on git < 2.41).
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import libtmux
+
+from . import ports as ports_
+from . import registry, tmux
+from .pipeline import CREATING, load
+from .session import Project
+
+
+def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def dirty(worktree: Path, ours: set[str]) -> bool | None:
+    """True when the worktree has the user's uncommitted or untracked changes; None if gone."""
+    if not worktree.is_dir():
+        return None
+    proc = _git(worktree, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+    if proc.returncode != 0:
+        return None
+    entries = proc.stdout.split("\0")
+    skip = False
+    for entry in entries:
+        if skip:
+            skip = False
+            continue
+        if len(entry) < 4:
+            continue
+        code, rel = entry[:2], entry[3:].rstrip("/")
+        if code[0] in "RC":
+            skip = True
+        if code == "??" and any(rel == p or rel.startswith(p + "/") for p in ours):
+            continue
+        return True
+    return False
+
+
+def ahead_behind(main: Path, branches: list[str]) -> dict[str, tuple[int, int]]:
+    """branch -> (commits ahead of, behind) the main checkout's branch."""
+    head = _git(main, "symbolic-ref", "--quiet", "--short", "HEAD").stdout.strip() or "HEAD"
+    proc = _git(
+        main, "for-each-ref", f"--format=%(refname:short)%00%(ahead-behind:{head})", "refs/heads/"
+    )
+    result: dict[str, tuple[int, int]] = {}
+    if proc.returncode == 0 and "%(" not in proc.stdout:
+        for line in proc.stdout.splitlines():
+            name, _, ab = line.partition("\0")
+            if name in branches and ab:
+                a, b = ab.split()
+                result[name] = (int(a), int(b))
+        return result
+
+    def one(branch: str) -> tuple[str, tuple[int, int] | None]:
+        p = _git(main, "rev-list", "--left-right", "--count", f"refs/heads/{branch}...{head}")
+        if p.returncode != 0:
+            return branch, None
+        a, b = p.stdout.split()
+        return branch, (int(a), int(b))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for branch, ab_ in pool.map(one, branches):
+            if ab_ is not None:
+                result[branch] = ab_
+    return result
+
+
+def age(created: str | None, now: float | None = None) -> str:
+    if not created:
+        return "-"
+    try:
+        then = time.mktime(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return "-"
+    secs = max(0, (now or time.time()) - then)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{int(secs // size)}{unit}"
+    return f"{int(secs)}s"
+
+
+def rows(project: Project, srv: libtmux.Server, git_state: bool = True) -> list[dict[str, Any]]:
+    """One dict per session, with `dirty`, `ahead`, `behind` unless `git_state` is False."""
+    entries = load(project)
+    if not entries:
+        return []
+    live = set(tmux.pane_paths(srv))
+    sessions = {n: project.session(n, e) for n, e in entries.items()}
+    all_ports = [p for s in sessions.values() for p in s.ports.values()]
+    up = ports_.listening(all_ports)
+    dirt: Mapping[str, bool | None] = {}
+    ab: Mapping[str, tuple[int, int]] = {}
+    if git_state:
+        ours = project.own_paths()
+        with ThreadPoolExecutor(max_workers=min(8, len(sessions))) as pool:
+            ab_future = pool.submit(
+                ahead_behind, project.main, [s.branch for s in sessions.values()]
+            )
+            dirt = dict(
+                zip(
+                    sessions,
+                    pool.map(lambda s: dirty(s.worktree, ours), sessions.values()),
+                    strict=True,
+                )
+            )
+            ab = ab_future.result()
+    result = []
+    for n, session in sessions.items():
+        entry = entries[n]
+        row: dict[str, Any] = {
+            "name": n,
+            "branch": session.branch,
+            "worktree": str(session.worktree),
+            "running": session.tmux_name in live,
+            "tmux": session.tmux_name,
+        }
+        for port, number in session.ports.items():
+            row[f"{port}_port"] = number
+        row["listening"] = {port: number in up for port, number in session.ports.items()}
+        if git_state:
+            row["dirty"] = dirt.get(n)
+            a, b = ab.get(session.branch, (None, None))
+            row["ahead"], row["behind"] = a, b
+        row["created"] = entry.get("created")
+        row["worktree_exists"] = session.worktree.is_dir()
+        if entry.get("state") == CREATING:
+            row["state"] = CREATING
+        result.append(row)
+    return result
+
+
+def stale(project: Project, srv: libtmux.Server, entries: registry.Registry) -> list[str]:
+    """Plain-words reports of state that does not add up, each with the command that fixes it."""
+    from . import output  # local: keeps this module's import light for `rows`
+
+    notes = []
+    registered = {project.session(n, e).worktree for n, e in entries.items()}
+    for n, e in entries.items():
+        s = project.session(n, e)
+        if not s.worktree.is_dir():
+            notes.append(
+                f"session {n}: worktree {s.worktree} is gone; drop the entry with: "
+                + output.command("remove", n, "--force")
+            )
+    prefix = f"{project.name}-"
+    proc = _git(project.main, "worktree", "list", "--porcelain")
+    for block in proc.stdout.split("\n\n"):
+        fields = dict(line.partition(" ")[::2] for line in block.splitlines())
+        if "worktree" not in fields:
+            continue
+        path = Path(fields["worktree"])
+        if path == project.main or path in registered:
+            continue
+        if path.parent == project.worktrees_dir and path.name.startswith(prefix):
+            branch = fields.get("branch", "").removeprefix("refs/heads/")
+            adopt = (
+                "adopt it with " + output.command("add", branch) + ", or "
+                if branch and project.new_session(branch).worktree == path
+                else ""
+            )
+            notes.append(
+                f"worktree {path} is not in {project.registry_path.name}; {adopt}"
+                f"remove it with: git worktree remove {shlex.quote(str(path))}"
+            )
+    tmux_names = {project.session(n, e).tmux_name for n, e in entries.items()}
+    tprefix = project.tmux_name("")
+    base = str(project.worktrees_dir / prefix)
+    for name, paths in tmux.pane_paths(srv).items():
+        # another project's sessions can share the prefix: only those working in our folders
+        if name in tmux_names or not name.startswith(tprefix):
+            continue
+        if any(p.startswith(base) for p in paths):
+            notes.append(
+                f"tmux session {name} has no registry entry; end it with: "
+                f"tmux kill-session -t ={name}"
+            )
+    return notes
