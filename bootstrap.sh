@@ -3,7 +3,7 @@
 #  - installs tmux with the system's package manager (apt-get, dnf, pacman, apk or brew)
 #    when it is missing, using sudo when not root;
 #  - creates a virtualenv in .venv and pip-installs this package with its test extras
-#    (invoke, fabric, libtmux, GitPython, colorama, pytest, hypothesis, ruff, mypy).
+#    (invoke, fabric, libtmux, colorama, pytest, hypothesis, ruff, mypy).
 # Safe to run again: it only does what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -70,6 +70,17 @@ def get(project: Project, name: str) -> Session:
     return project.session(name, entries[name])
 
 
+def check_slug(project: Project, entries: registry.Registry, name: str) -> None:
+    """Refuse a name whose folder and tmux name another session already has."""
+    slug = slugify(name)
+    for other in entries:
+        if other != name and slugify(other) == slug:
+            raise TallyError(
+                f"session name {name!r} clashes with existing session {other!r} "
+                f"(both become {project.tmux_name(name)}); pick another name"
+            )
+
+
 # --- steps ------------------------------------------------------------------------------
 
 
@@ -84,13 +95,7 @@ def step_ports(project: Project, name: str, create: bool = False) -> Session:
                 raise TallyError(
                     f"no session named {name!r}; create it with: " + output.command("add", name)
                 )
-            slug = slugify(name)
-            for other in entries:
-                if other != name and slugify(other) == slug:
-                    raise TallyError(
-                        f"session name {name!r} clashes with existing session {other!r} "
-                        f"(both become {project.tmux_name(name)}); pick another name"
-                    )
+            check_slug(project, entries, name)
             fresh = project.new_session(name)
             entry = {"worktree": str(fresh.worktree), "branch": fresh.branch}
             entry["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -307,7 +312,10 @@ def add(project: Project, name: str, srv: libtmux.Server, force: bool = False) -
     for needed in ("ports", "worktree"):
         if needed not in steps:
             raise TallyError(f"tally.add_steps must include {needed!r} (it has {list(steps)})")
-    existing = load(project).get(name)
+    entries = load(project)
+    existing = entries.get(name)
+    if existing is None:
+        check_slug(project, entries, name)
     if existing is not None and existing.get("state") != CREATING:
         raise TallyError(
             f"session {name!r} already exists; restart its windows with "
@@ -374,7 +382,7 @@ def _kill(srv: libtmux.Server, name: str) -> None:
 
 def _undo_worktree(project: Project, session: Session, had_branch: bool) -> Callable[[], None]:
     def action() -> None:
-        with repo_.open_repo(project.main) as repo:
+        with repo_.open_repo(project.main) as repo, _locked(project):
             worktree.unlink_ours(session.worktree, [lk.path for lk in project.settings.links])
             worktree.remove(repo, session.worktree)
             if not had_branch and repo_.branch_exists(repo, session.branch):
@@ -431,8 +439,11 @@ def remove(
     """Take the session away; never the user's work unless `force` (README: Safety)."""
     session = get(project, name)
     wt = session.worktree
+    # Every `git worktree` call holds the repository lock: git reads all worktrees'
+    # records, and another process's half-made one makes it fail.
     with repo_.open_repo(project.main) as repo:
-        known = worktree.find(repo, wt)
+        with _locked(project):
+            known = worktree.find(repo, wt)
         if wt.is_dir() and known is None:
             raise TallyError(
                 f"{wt} is not a git worktree of {project.main}; it is left alone. Move it away, "
@@ -462,11 +473,12 @@ def remove(
             output.step("tmux", f"killed {session.tmux_name}")
         for h in stop_orphans(session):
             output.step("processes", f"stopped {h.describe()}, still holding a session port")
-        if wt.exists() or known is not None:
-            worktree.unlink_ours(wt, [lk.path for lk in project.settings.links])
-            worktree.remove(repo, wt)
-            output.step("worktree", f"removed {wt}")
-        _remove_branch(repo, session.branch, force, keep_branch)
+        with _locked(project):
+            if wt.exists() or known is not None:
+                worktree.unlink_ours(wt, [lk.path for lk in project.settings.links])
+                worktree.remove(repo, wt)
+                output.step("worktree", f"removed {wt}")
+            _remove_branch(repo, session.branch, force, keep_branch)
     config = claude.config_path(project.settings.claude_config)
     if claude.forget(config, [wt], project.settings.claude_lock_stale) == "corrupt":
         output.warn("claude", f"{config} is not valid JSON, left untouched")

@@ -6,8 +6,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import git
-
 from .errors import TallyError
 
 # A git hook or a wrapper can leave these behind; they would point every git call at
@@ -48,47 +46,68 @@ def find_main(start: Path) -> tuple[Path, Path]:
     return common.parent, common
 
 
-def open_repo(path: Path) -> git.Repo:
+class Repo:
+    """A git checkout to run git in: an argument list, an explicit cwd, no shell.
+
+    Not GitPython: it expands ``$VARS`` in every path it runs git in (even with
+    ``expand_vars=False``), so a checkout under a folder named ``$HOME`` ran git
+    elsewhere; and each ``Repo`` leaves ``git cat-file`` children running.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __enter__(self) -> Repo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"Repo({str(self.path)!r})"
+
+
+def open_repo(path: Path) -> Repo:
+    if not Path(path).is_dir():
+        raise TallyError(f"{path} is not a git repository")
+    return Repo(path)
+
+
+def _git(repo: Repo, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
     try:
-        return git.Repo(path)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise TallyError(f"{path} is not a git repository") from None
+        return subprocess.run(
+            ["git", *args], cwd=repo.path, capture_output=True, text=True, errors="replace"
+        )
+    except FileNotFoundError:
+        if not repo.path.is_dir():
+            raise TallyError(f"{repo.path} does not exist") from None
+        raise TallyError("git is not installed or not on PATH; install git first") from None
 
 
-def run(repo: git.Repo, *args: str) -> str:
+def run(repo: Repo, *args: str) -> str:
     """Run git with an argument list in `repo`; a failure becomes TallyError."""
-    try:
-        out: str = repo.git.execute(["git", *args], strip_newline_in_stdout=False)
-        return out
-    except git.GitCommandError as e:
-        detail = (e.stderr or "").strip().removeprefix("stderr:").strip(" '\n")
-        lines = [ln for ln in detail.splitlines() if ln.strip()]
-        msg = lines[-1] if lines else f"exit status {e.status}"
-        raise TallyError(f"git {args[0]} failed: {msg}") from None
+    proc = _git(repo, args)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        msg = lines[-1].strip() if lines else f"exit status {proc.returncode}"
+        raise TallyError(f"git {args[0]} failed: {msg.removeprefix('fatal: ')}")
+    return proc.stdout
 
 
-def ok(repo: git.Repo, *args: str) -> bool:
+def ok(repo: Repo, *args: str) -> bool:
     """True when git exits 0 (for yes/no questions such as show-ref --verify)."""
-    try:
-        repo.git.execute(["git", *args])
-        return True
-    except git.GitCommandError:
-        return False
+    return _git(repo, args).returncode == 0
 
 
-def branch_exists(repo: git.Repo, branch: str) -> bool:
+def branch_exists(repo: Repo, branch: str) -> bool:
     return ok(repo, "show-ref", "--verify", "--quiet", f"refs/heads/{branch}")
 
 
-def current_branch(repo: git.Repo) -> str | None:
+def current_branch(repo: Repo) -> str | None:
     """The main checkout's branch, or None when HEAD is detached."""
-    out = (
-        run(repo, "symbolic-ref", "--quiet", "--short", "HEAD")
-        if ok(repo, "symbolic-ref", "--quiet", "HEAD")
-        else ""
-    )
-    return out.strip() or None
+    proc = _git(repo, ("symbolic-ref", "--quiet", "--short", "HEAD"))
+    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
 
 
-def check_branch_name(repo: git.Repo, name: str) -> bool:
+def check_branch_name(repo: Repo, name: str) -> bool:
     return ok(repo, "check-ref-format", "--branch", name)

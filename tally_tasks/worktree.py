@@ -7,8 +7,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
-
 from . import repo as repo_
 from .errors import TallyError
 
@@ -20,7 +18,7 @@ class Worktree:
     prunable: bool = False
 
 
-def listing(repo: git.Repo) -> list[Worktree]:
+def listing(repo: repo_.Repo) -> list[Worktree]:
     """Every worktree git knows of (the main checkout first)."""
     out = repo_.run(repo, "worktree", "list", "--porcelain", "-z")
     result: list[Worktree] = []
@@ -44,7 +42,7 @@ def listing(repo: git.Repo) -> list[Worktree]:
     return result
 
 
-def find(repo: git.Repo, path: Path) -> Worktree | None:
+def find(repo: repo_.Repo, path: Path) -> Worktree | None:
     for wt in listing(repo):
         if _same(wt.path, path):
             return wt
@@ -58,7 +56,7 @@ def _same(a: Path, b: Path) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def create(repo: git.Repo, path: Path, branch: str) -> str:
+def create(repo: repo_.Repo, path: Path, branch: str) -> str:
     """Make the worktree at `path` on `branch`; says what it did.
 
     Idempotent: a worktree already there on that branch is left as it is. The caller
@@ -134,7 +132,7 @@ def unlink_ours(path: Path, links: list[str]) -> None:
             target.unlink()
 
 
-def remove(repo: git.Repo, path: Path) -> bool:
+def remove(repo: repo_.Repo, path: Path) -> bool:
     """Remove the worktree folder and git's record of it; False when git knows no such worktree.
 
     A folder at `path` that git does not know as a worktree is never deleted here.
