@@ -48,7 +48,7 @@ def _editing(project: Project) -> Any:
     return registry.editing(project.registry_path, project.lock_path, project.settings.lock_timeout)
 
 
-def _locked(project: Project) -> Any:
+def locked_repo(project: Project) -> Any:
     return registry.locked(
         project.lock_path, project.settings.lock_timeout, project.registry_path.name
     )
@@ -120,7 +120,7 @@ def step_ports(project: Project, name: str, create: bool = False) -> Session:
 
 
 def step_worktree(project: Project, session: Session) -> str:
-    with repo_.open_repo(project.main) as repo, _locked(project):
+    with repo_.open_repo(project.main) as repo, locked_repo(project):
         what = worktree.create(repo, session.worktree, session.branch)
     output.step("worktree", f"{_short(project, session.worktree)}  ({what})")
     return what
@@ -336,7 +336,7 @@ def add(project: Project, name: str, srv: libtmux.Server, force: bool = False) -
             if current == "ports":
                 session = step_ports(project, name, create=True)
                 if existing is None:
-                    undo.push("registry entry", lambda: _drop_entry(project, name))
+                    undo.push("registry entry", lambda: drop_entry(project, name))
             elif session is None:
                 raise TallyError("tally.add_steps must start with 'ports'")
             elif current == "worktree":
@@ -371,7 +371,7 @@ def add(project: Project, name: str, srv: libtmux.Server, force: bool = False) -
     return session
 
 
-def _drop_entry(project: Project, name: str) -> None:
+def drop_entry(project: Project, name: str) -> None:
     with _editing(project) as entries:
         entries.pop(name, None)
 
@@ -382,7 +382,7 @@ def _kill(srv: libtmux.Server, name: str) -> None:
 
 def _undo_worktree(project: Project, session: Session, had_branch: bool) -> Callable[[], None]:
     def action() -> None:
-        with repo_.open_repo(project.main) as repo, _locked(project):
+        with repo_.open_repo(project.main) as repo, locked_repo(project):
             worktree.unlink_ours(session.worktree, [lk.path for lk in project.settings.links])
             worktree.remove(repo, session.worktree)
             if not had_branch and repo_.branch_exists(repo, session.branch):
@@ -442,7 +442,7 @@ def remove(
     # Every `git worktree` call holds the repository lock: git reads all worktrees'
     # records, and another process's half-made one makes it fail.
     with repo_.open_repo(project.main) as repo:
-        with _locked(project):
+        with locked_repo(project):
             known = worktree.find(repo, wt)
         if wt.is_dir() and known is None:
             raise TallyError(
@@ -473,7 +473,7 @@ def remove(
             output.step("tmux", f"killed {session.tmux_name}")
         for h in stop_orphans(session):
             output.step("processes", f"stopped {h.describe()}, still holding a session port")
-        with _locked(project):
+        with locked_repo(project):
             if wt.exists() or known is not None:
                 worktree.unlink_ours(wt, [lk.path for lk in project.settings.links])
                 worktree.remove(repo, wt)
@@ -482,7 +482,7 @@ def remove(
     config = claude.config_path(project.settings.claude_config)
     if claude.forget(config, [wt], project.settings.claude_lock_stale) == "corrupt":
         output.warn("claude", f"{config} is not valid JSON, left untouched")
-    _drop_entry(project, name)
+    drop_entry(project, name)
     output.step("registry", f"dropped {name} (ports freed)")
 
 

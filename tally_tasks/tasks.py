@@ -151,6 +151,84 @@ def _num(value: int | None) -> str:
     return "?" if value is None else str(value)
 
 
+@task(
+    help={
+        "name": "check only this session (default: all, and the environment)",
+        "fix": "repair what is safe: links, copies, tmux, entries whose worktree is gone",
+        "quiet": QUIET_HELP,
+    }
+)
+@boundary
+def doctor(c: Context, name: str = "", fix: bool = False, quiet: bool = False) -> None:
+    """Check sessions and tools; --fix mends links, copies, tmux and stale entries."""
+    from . import doctor as doctor_
+
+    project = project_of(c)
+    srv = _server(project)
+    report = doctor_.run(project, srv, name or None, fix)
+    if fix and report.fixed:
+        was = output.is_quiet()
+        output.set_quiet(True)
+        remaining = doctor_.run(project, srv, name or None, fix=False).problems
+        output.set_quiet(was)
+    else:
+        remaining = report.problems
+    if remaining:
+        output.error(
+            f"{len(remaining)} problem(s) found"
+            + (f", {len(report.fixed)} fixed" if report.fixed else "")
+            + (
+                ""
+                if fix
+                else f"; run {output.command('doctor', None, '--fix')} to mend the safe ones"
+            )
+        )
+        raise Exit(code=1)
+    output.info(f"all good{f' ({len(report.fixed)} fixed)' if report.fixed else ''}")
+
+
+@task(help={"name": NAME_HELP})
+@boundary
+def attach(c: Context, name: str) -> None:
+    """Attach to the session's tmux session (switch to it when already inside tmux)."""
+    project = project_of(c)
+    session = pipeline.get(project, name)
+    srv = _server(project)
+    if not tmux_.exists(srv, session.tmux_name):
+        raise TallyError(
+            f"tmux session {session.tmux_name} is not running; start it with: "
+            + output.command("resume", name)
+        )
+    tmux_.attach(project.settings.tmux_socket, session.tmux_name)
+
+
+@task(
+    name="open",
+    help={
+        "name": NAME_HELP,
+        "port": "which port's URL (default: frontend, else the first)",
+        "browser": "open it with the platform's opener instead of printing it",
+    },
+)
+@boundary
+def open_(c: Context, name: str, port: str = "", browser: bool = False) -> None:
+    """Print (or open in a browser) the session's frontend URL."""
+    project = project_of(c)
+    session = pipeline.get(project, name)
+    if not session.ports:
+        raise TallyError(f"session {name} has no ports")
+    which = port or ("frontend" if "frontend" in session.ports else next(iter(session.ports)))
+    if which not in session.ports:
+        raise TallyError(f"session {name} has no {which} port (it has: {', '.join(session.ports)})")
+    url = f"http://localhost:{session.ports[which]}/"
+    if browser:
+        import webbrowser
+
+        if not webbrowser.open(url):
+            raise TallyError(f"no browser opener found; open {url} yourself")
+    output.data(url)
+
+
 # --- the steps, each on its own ---------------------------------------------------------
 
 
@@ -222,6 +300,9 @@ session = Collection(
     remove,
     resume,
     list_,
+    doctor,
+    attach,
+    open_,
     ports,
     worktree,
     links,

@@ -7,6 +7,8 @@ is ``=name``. Windows are targeted as ``=session:=window`` for the same reason.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,5 +143,18 @@ def kill(srv: libtmux.Server, name: str) -> bool:
     return not err
 
 
-def inside_tmux() -> bool:
-    return bool(os.environ.get("TMUX"))
+def attach(socket_name: str, name: str) -> None:
+    """Become `tmux attach` (or `switch-client` inside tmux); does not return on success."""
+    if shutil.which("tmux") is None:
+        raise TallyError("tmux is not installed or not on PATH; install it first")
+    sock = ["-L", socket_name] if socket_name else []
+    verb = ["switch-client", "-t"] if os.environ.get("TMUX") else ["attach-session", "-t"]
+    args = ["tmux", *sock, *verb, f"={name}"]
+    if os.environ.get("TMUX"):
+        proc = subprocess.run(args, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise TallyError(f"tmux switch-client failed: {proc.stderr.strip()}")
+        return
+    if not os.isatty(0):
+        raise TallyError(f"not a terminal; run: {' '.join(args)}")
+    os.execvp("tmux", args)
