@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,3 +68,33 @@ def _copy_dir(src: Path, dest: Path) -> None:
         os.rename(parent / dest.name, dest)
     finally:
         shutil.rmtree(parent, ignore_errors=True)
+
+
+def worktree_include(main: Path) -> list[str]:
+    """Paths matched by the main checkout's ``.worktreeinclude`` that git ignores.
+
+    The file has gitignore syntax (the convention Claude Code, worktrunk and others
+    read). Only ignored, untracked paths qualify: tracked files come with the checkout.
+    """
+    include = main / ".worktreeinclude"
+    if not include.is_file():
+        return []
+
+    def listed(*args: str) -> list[str]:
+        proc = subprocess.run(
+            ["git", "ls-files", "-z", "--others", "--ignored", "--directory", *args],
+            cwd=main,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise TallyError(f"cannot read {include}: {proc.stderr.strip()}")
+        return [p.rstrip("/") for p in proc.stdout.split("\0") if p]
+
+    wanted = listed(f"--exclude-from={include}")
+    ignored = listed("--exclude-standard")
+
+    def is_ignored(rel: str) -> bool:
+        return any(rel == i or rel.startswith(i + "/") for i in ignored)
+
+    return [rel for rel in wanted if is_ignored(rel) and rel != ".worktreeinclude"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -141,13 +142,30 @@ def step_links(project: Project, session: Session) -> None:
 
 
 def step_env(project: Project, session: Session, force: bool = False) -> None:
+    """Copy `copies` and what `.worktreeinclude` names (never a linked path)."""
     _require_worktree(session)
-    outcomes = envfiles.apply(project.main, session.worktree, project.settings.copies, force)
+    paths = list(project.settings.copies)
+    linked = {lk.path for lk in project.settings.links}
+    for rel in envfiles.worktree_include(project.main):
+        if rel not in paths and rel not in linked:
+            paths.append(rel)
+    outcomes = envfiles.apply(project.main, session.worktree, paths, force)
     _report("env", outcomes)
+
+
+def uses_claude(project: Project) -> bool:
+    """True when a window starts Claude Code (else claude-perms has nothing to do)."""
+    pattern = re.compile(r"(^|[;&|(]\s*)claude(\s|$)")
+    return any(
+        pattern.search(w.cmd) or pattern.search(w.resume_cmd) for w in project.settings.windows
+    )
 
 
 def step_claude(project: Project, session: Session) -> None:
     _require_worktree(session)
+    if not uses_claude(project):
+        output.step("claude-perms", "no window runs Claude Code, nothing to do")
+        return
     s = project.settings
     config = claude.config_path(s.claude_config)
     result = claude.inherit(
@@ -429,6 +447,40 @@ def _unpushed(repo: Any, branch: str) -> list[str]:
     return out.splitlines()
 
 
+def at_risk(project: Project, repo: repo_.Repo, session: Session) -> list[str]:
+    """What removing the session would destroy: the user's changes and the branch's stashes."""
+    problems: list[str] = []
+    if session.worktree.is_dir():
+        changes = worktree.user_changes(session.worktree, project.own_paths())
+        if changes:
+            shown = ", ".join(changes[:8]) + (" …" if len(changes) > 8 else "")
+            problems.append(f"{len(changes)} uncommitted or untracked change(s): {shown}")
+    if repo_.branch_exists(repo, session.branch):
+        stashes = _stashes(repo, session.branch)
+        if stashes:
+            problems.append(f"stash(es) of {session.branch}: " + ", ".join(stashes[:5]))
+    return problems
+
+
+def branch_fate(repo: repo_.Repo, branch: str, force: bool, keep: bool) -> tuple[bool, str]:
+    """(delete it?, why) for the session's branch on remove."""
+    if not repo_.branch_exists(repo, branch):
+        return False, ""
+    if keep:
+        return False, f"kept {branch} (--keep-branch)"
+    main_ref, commits = _unmerged(repo, branch)
+    unpushed = _unpushed(repo, branch)
+    if (commits or unpushed) and not force:
+        lost = commits or unpushed
+        what = f"not merged into {main_ref}" if commits else "not pushed"
+        more = " …" if len(lost) > 1 else ""
+        return False, (
+            f"kept {branch}: {len(lost)} commit(s) {what} ({lost[0]}{more}); "
+            f"delete it with: git branch -D {branch}"
+        )
+    return True, f"deleted {branch}"
+
+
 def remove(
     project: Project,
     name: str,
@@ -450,17 +502,7 @@ def remove(
                 "then run: " + output.command("remove", name)
             )
         if not force:
-            problems: list[str] = []
-            if wt.is_dir():
-                changes = worktree.user_changes(wt, project.own_paths())
-                if changes:
-                    shown = ", ".join(changes[:8]) + (" …" if len(changes) > 8 else "")
-                    problems.append(f"{len(changes)} uncommitted or untracked change(s): {shown}")
-            has_branch = repo_.branch_exists(repo, session.branch)
-            if has_branch:
-                stashes = _stashes(repo, session.branch)
-                if stashes:
-                    problems.append(f"stash(es) of {session.branch}: " + ", ".join(stashes[:5]))
+            problems = at_risk(project, repo, session)
             if problems:
                 raise TallyError(
                     f"session {name} has work that would be lost: "
@@ -486,30 +528,19 @@ def remove(
     output.step("registry", f"dropped {name} (ports freed)")
 
 
-def _remove_branch(repo: Any, branch: str, force: bool, keep: bool) -> None:
-    if not repo_.branch_exists(repo, branch):
-        return
-    if keep:
-        output.step("branch", f"kept {branch} (--keep-branch)")
-        return
-    main_ref, commits = _unmerged(repo, branch)
-    unpushed = _unpushed(repo, branch)
-    if (commits or unpushed) and not force:
-        lost = commits or unpushed
-        what = f"not merged into {main_ref}" if commits else "not pushed"
-        output.warn(
-            "branch",
-            f"kept {branch}: {len(lost)} commit(s) {what} "
-            f"({lost[0]}{' …' if len(lost) > 1 else ''}); "
-            f"delete it with: git branch -D {branch}",
-        )
-        return
-    for w in worktree.listing(repo):
-        if w.branch == branch:
-            output.warn("branch", f"kept {branch}: checked out at {w.path}")
-            return
-    repo_.run(repo, "branch", "-D", branch)
-    output.step("branch", f"deleted {branch}")
+def _remove_branch(repo: repo_.Repo, branch: str, force: bool, keep: bool) -> None:
+    delete, why = branch_fate(repo, branch, force, keep)
+    if delete:
+        for w in worktree.listing(repo):
+            if w.branch == branch:
+                output.warn("branch", f"kept {branch}: checked out at {w.path}")
+                return
+        repo_.run(repo, "branch", "-D", branch)
+        output.step("branch", why)
+    elif why.startswith(f"kept {branch}:"):
+        output.warn("branch", why)
+    elif why:
+        output.step("branch", why)
 
 
 # --- resume and list ---------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from invoke import Collection, Context, Exit, task
 
-from . import claude, output, pipeline, status
+from . import claude, output, pipeline, plan, status
 from . import tmux as tmux_
 from .config import settings_from
 from .errors import TallyError
@@ -63,13 +63,19 @@ def _server(project: Project) -> Any:
     help={
         "name": NAME_HELP,
         "force": "overwrite existing copies of .env files",
+        "dry_run": "print what would be done and change nothing",
         "quiet": QUIET_HELP,
     }
 )
 @boundary
-def add(c: Context, name: str, force: bool = False, quiet: bool = False) -> None:
+def add(
+    c: Context, name: str, force: bool = False, dry_run: bool = False, quiet: bool = False
+) -> None:
     """Create a session: ports, worktree, links, env copies, Claude perms, tmux windows."""
     project = project_of(c)
+    if dry_run:
+        plan.add(project, name, _server(project))
+        return
     session = pipeline.add(project, name, _server(project), force=force)
     pipeline.summary(project, session)
 
@@ -79,15 +85,24 @@ def add(c: Context, name: str, force: bool = False, quiet: bool = False) -> None
         "name": NAME_HELP,
         "force": "also remove uncommitted work, stashes and an unmerged or unpushed branch",
         "keep_branch": "keep the session's branch",
+        "dry_run": "print what would be done and change nothing",
         "quiet": QUIET_HELP,
     }
 )
 @boundary
 def remove(
-    c: Context, name: str, force: bool = False, keep_branch: bool = False, quiet: bool = False
+    c: Context,
+    name: str,
+    force: bool = False,
+    keep_branch: bool = False,
+    dry_run: bool = False,
+    quiet: bool = False,
 ) -> None:
     """Remove a session (tmux, worktree, branch, ports); refuses to lose work without --force."""
     project = project_of(c)
+    if dry_run:
+        plan.remove(project, name, _server(project), force, keep_branch)
+        return
     pipeline.remove(project, name, _server(project), force=force, keep_branch=keep_branch)
 
 
