@@ -11,12 +11,10 @@ import json
 import os
 import shlex
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from invoke import Context, task
@@ -115,6 +113,8 @@ def _git(cwd: Path, *args: str) -> None:
 
 def build_sample(main: Path) -> None:
     """The sample main checkout, committed, with its untracked shared and secret files."""
+    import sqlite3  # here, not at the top: every command imports this module
+
     (main / "backend").mkdir(parents=True)
     (main / "frontend" / "node_modules" / "left-pad").mkdir(parents=True)
     (main / "backend" / "manage.py").write_text(MANAGE_PY)
@@ -188,6 +188,8 @@ def demo_settings(raw: dict[str, object], main: Path) -> dict[str, object]:
 
 
 def wait_for(url: str, timeout: float = 20.0) -> bool:
+    import urllib.request
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -13,8 +13,6 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-import libtmux
-
 from . import output, pipeline, registry, status, tmux, worktree
 from . import repo as repo_
 from .errors import TallyError
@@ -99,7 +97,7 @@ def _available(word: str) -> bool:
 def check_session(
     project: Project,
     session: Session,
-    srv: libtmux.Server,
+    srv: tmux.TmuxServer,
     live: set[str],
     fix: bool,
     report: Report,
@@ -177,7 +175,7 @@ def _check_copies(project: Project, session: Session, report: Report) -> list[st
 def _check_tmux(
     project: Project,
     session: Session,
-    srv: libtmux.Server,
+    srv: tmux.TmuxServer,
     live: set[str],
     fix: bool,
     report: Report,
@@ -209,7 +207,7 @@ def _check_ports(session: Session, report: Report) -> None:
         )
 
 
-def run(project: Project, srv: libtmux.Server, name: str | None, fix: bool) -> Report:
+def run(project: Project, srv: tmux.TmuxServer, name: str | None, fix: bool) -> Report:
     report = Report()
     check_tools(project, report)
     entries = pipeline.load(project)

@@ -1,7 +1,8 @@
-"""The session pipeline: each step on its own, and add / remove / resume / rows built on them.
+"""The session pipeline: each step on its own, and add / remove / resume built on them.
 
-Every function takes a `Project` (paths and settings) and, for tmux, a `libtmux.Server`:
-no invoke Context, so tests drive them directly against real git and tmux.
+Every function takes a `Project` (paths and settings) and, for tmux, a server (a
+``libtmux.Server`` or `tmux.Server`): no invoke Context, so tests drive them directly
+against real git and tmux.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import libtmux
 
 from . import claude, envfiles, links, output, registry, tmux, worktree
 from . import ports as ports_
@@ -196,7 +195,9 @@ def window_runs(project: Project, session: Session, resume: bool = False) -> lis
     return runs
 
 
-def step_tmux(project: Project, session: Session, srv: libtmux.Server, resume: bool = False) -> str:
+def step_tmux(
+    project: Project, session: Session, srv: tmux.TmuxServer, resume: bool = False
+) -> str:
     """Start the session's tmux session, or add the windows it is missing."""
     _require_worktree(session)
     runs = window_runs(project, session, resume)
@@ -323,7 +324,7 @@ class _Undo:
         return done
 
 
-def add(project: Project, name: str, srv: libtmux.Server, force: bool = False) -> Session:
+def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) -> Session:
     """The whole pipeline. On failure, undoes what this run created (see README: Safety)."""
     check_name(name)
     steps = project.settings.add_steps
@@ -394,7 +395,7 @@ def drop_entry(project: Project, name: str) -> None:
         entries.pop(name, None)
 
 
-def _kill(srv: libtmux.Server, name: str) -> None:
+def _kill(srv: tmux.TmuxServer, name: str) -> None:
     tmux.kill(srv, name)
 
 
@@ -484,7 +485,7 @@ def branch_fate(repo: repo_.Repo, branch: str, force: bool, keep: bool) -> tuple
 def remove(
     project: Project,
     name: str,
-    srv: libtmux.Server,
+    srv: tmux.TmuxServer,
     force: bool = False,
     keep_branch: bool = False,
 ) -> None:
@@ -546,8 +547,12 @@ def _remove_branch(repo: repo_.Repo, branch: str, force: bool, keep: bool) -> No
 # --- resume and list ---------------------------------------------------------------------
 
 
-def resume(project: Project, srv: libtmux.Server, name: str | None = None) -> list[str]:
-    """Recreate the tmux session of every registered session (or one); returns those started."""
+def resume(project: Project, srv: tmux.TmuxServer, name: str | None = None) -> list[str]:
+    """Recreate the tmux session of every registered session (or one); returns those started.
+
+    All sessions start in one tmux call (the bare script's twenty `tmux` runs cost more
+    than our whole start-up).
+    """
     entries = load(project)
     if name:
         get(project, name)
@@ -556,24 +561,37 @@ def resume(project: Project, srv: libtmux.Server, name: str | None = None) -> li
         output.info("no sessions to resume")
         return []
     live = tmux.running(srv)
-    started = []
+    todo: list[Session] = []
     for n, entry in entries.items():
         session = project.session(n, entry)
         if session.tmux_name in live:
             output.step("resume", f"{n}: already running")
-            continue
-        if not session.worktree.is_dir():
+        elif not session.worktree.is_dir():
             output.warn(
                 "resume",
                 f"{n}: worktree {session.worktree} is gone; drop it with: "
                 + output.command("remove", n, "--force"),
             )
-            continue
-        warn_foreign_ports(session)
-        tmux.create(
-            srv, session.tmux_name, window_runs(project, session, resume=True), session.env()
+        else:
+            todo.append(session)
+    busy = ports_.listening(p for s in todo for p in s.ports.values())
+    for session in todo:
+        if busy.intersection(session.ports.values()):
+            warn_foreign_ports(session)
+    failed = set(
+        tmux.create_many(
+            srv,
+            [(s.tmux_name, window_runs(project, s, resume=True), s.env()) for s in todo],
         )
-        output.step("resume", f"{n}: started {session.tmux_name}")
+    )
+    started = []
+    for session in todo:
+        if session.tmux_name in failed:
+            output.warn("resume", f"{session.name}: tmux could not start {session.tmux_name}")
+            continue
+        output.step("resume", f"{session.name}: started {session.tmux_name}")
         run_hooks(project, session, "post_resume")
-        started.append(n)
+        started.append(session.name)
+    if failed:
+        raise TallyError(f"{len(failed)} session(s) did not start: " + ", ".join(sorted(failed)))
     return started

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import libtmux
-
 from . import claude, output, pipeline, tmux, worktree
 from . import ports as ports_
 from . import repo as repo_
@@ -16,7 +14,7 @@ def _line(step: str, detail: str) -> None:
     output.info(f"· {step:<12} {detail}")
 
 
-def add(project: Project, name: str, srv: libtmux.Server) -> None:
+def add(project: Project, name: str, srv: tmux.TmuxServer) -> None:
     check_name(name)
     entries = pipeline.load(project)
     existing = entries.get(name)
@@ -72,7 +70,7 @@ def add(project: Project, name: str, srv: libtmux.Server) -> None:
 
 
 def remove(
-    project: Project, name: str, srv: libtmux.Server, force: bool, keep_branch: bool
+    project: Project, name: str, srv: tmux.TmuxServer, force: bool, keep_branch: bool
 ) -> None:
     session = pipeline.get(project, name)
     output.info(output.bold(f"Would remove session {name} (dry run: nothing changed)"))

@@ -15,8 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import libtmux
-
 from . import ports as ports_
 from . import registry, tmux
 from .pipeline import CREATING, load
@@ -94,7 +92,7 @@ def age(created: str | None, now: float | None = None) -> str:
     return f"{int(secs)}s"
 
 
-def rows(project: Project, srv: libtmux.Server, git_state: bool = True) -> list[dict[str, Any]]:
+def rows(project: Project, srv: tmux.TmuxServer, git_state: bool = True) -> list[dict[str, Any]]:
     """One dict per session, with `dirty`, `ahead`, `behind` unless `git_state` is False."""
     entries = load(project)
     if not entries:
@@ -144,7 +142,7 @@ def rows(project: Project, srv: libtmux.Server, git_state: bool = True) -> list[
     return result
 
 
-def stale(project: Project, srv: libtmux.Server, entries: registry.Registry) -> list[str]:
+def stale(project: Project, srv: tmux.TmuxServer, entries: registry.Registry) -> list[str]:
     """Plain-words reports of state that does not add up, each with the command that fixes it."""
     from . import output  # local: keeps this module's import light for `rows`
 

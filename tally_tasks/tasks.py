@@ -117,22 +117,24 @@ def resume(c: Context, name: str = "", quiet: bool = False) -> None:
 @task(
     name="list",
     help={
-        "json": "print a JSON list instead of a table",
-        "brief": "skip the git state (dirty, ahead/behind): fastest",
+        "json": "print a JSON list (with the git state unless --brief)",
+        "git": "add the git state: commits ahead/behind the main branch, uncommitted changes",
+        "brief": "with --json: leave out the git state (fastest)",
     },
 )
 @boundary
-def list_(c: Context, json: bool = False, brief: bool = False) -> None:
-    """List sessions: name, branch, running, ports, ahead/behind, dirty, age, worktree."""
+def list_(c: Context, json: bool = False, git: bool = False, brief: bool = False) -> None:
+    """List sessions: name, branch, running, ports, age, worktree (--git: ahead/behind, dirty)."""
     project = project_of(c)
     srv = _server(project)
-    rows = status.rows(project, srv, git_state=not brief)
+    with_git = git or (json and not brief)
+    rows = status.rows(project, srv, git_state=with_git)
     if json:
         output.data(_json.dumps(rows, indent=2))
     elif not rows:
         output.info("no sessions; create one with: " + output.command("add", "NAME"))
     else:
-        output.table(_table(project, rows, brief))
+        output.table(_table(project, rows, not with_git))
     for note in status.stale(project, srv, pipeline.load(project)):
         output.warn("stale", note, to_stderr=json)
 
