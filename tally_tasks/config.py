@@ -71,6 +71,8 @@ DEFAULTS: dict[str, Any] = {
     "tmux_socket": "",
     # Shell commands run in the worktree at these points, with the same placeholders.
     "hooks": {"post_add": [], "pre_remove": [], "post_resume": []},
+    # Remote dev hosts: name -> {host: user@box, main: ~/Dev/tally, port, key, command, env}.
+    "hosts": {},
 }
 
 _WINDOW_NAME = re.compile(r"[A-Za-z_-][A-Za-z0-9_-]*")

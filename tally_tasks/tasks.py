@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json as _json
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any, TypeVar
 
 from invoke import Collection, Context, Exit, task
 
-from . import claude, output, pipeline, plan, status
+from . import claude, output, pipeline, plan, remote, status
 from . import tmux as tmux_
 from .config import settings_from
 from .errors import TallyError
@@ -59,19 +60,53 @@ def _server(project: Project) -> Any:
     return tmux_.server(project.settings.tmux_socket)
 
 
+HOST_HELP = "run it on this host from tally.hosts (over SSH)"
+
+
+def _hosts(c: Context) -> dict[str, remote.Host]:
+    return remote.hosts_from((c.config.get("tally") or {}).get("hosts"))
+
+
+def _on_host(c: Context, host: str, task_name: str, name: str = "", **flags: Any) -> None:
+    """Run the same task on `host` (one implementation, two transports); keep its status."""
+    hosts = _hosts(c)
+    target = remote.least_busy(hosts) if host == "auto" else remote.pick(hosts, host)
+    if host == "auto":
+        output.step("host", f"{target.name} (fewest sessions)")
+    argv = [task_name] + (["--name", name] if name else [])
+    for key, value in flags.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value not in (False, None, ""):
+            argv += [flag, str(value)]
+    result = remote.run(target, argv)
+    if result.exited != 0:
+        raise Exit(code=result.exited)
+
+
 @task(
     help={
         "name": NAME_HELP,
         "force": "overwrite existing copies of .env files",
         "dry_run": "print what would be done and change nothing",
+        "host": HOST_HELP + "; auto: the host with the fewest sessions",
         "quiet": QUIET_HELP,
     }
 )
 @boundary
 def add(
-    c: Context, name: str, force: bool = False, dry_run: bool = False, quiet: bool = False
+    c: Context,
+    name: str,
+    force: bool = False,
+    dry_run: bool = False,
+    host: str = "",
+    quiet: bool = False,
 ) -> None:
     """Create a session: ports, worktree, links, env copies, Claude perms, tmux windows."""
+    if host:
+        _on_host(c, host, "add", name, force=force, dry_run=dry_run, quiet=quiet)
+        return
     project = project_of(c)
     if dry_run:
         plan.add(project, name, _server(project))
@@ -86,6 +121,7 @@ def add(
         "force": "also remove uncommitted work, stashes and an unmerged or unpushed branch",
         "keep_branch": "keep the session's branch",
         "dry_run": "print what would be done and change nothing",
+        "host": HOST_HELP,
         "quiet": QUIET_HELP,
     }
 )
@@ -96,9 +132,22 @@ def remove(
     force: bool = False,
     keep_branch: bool = False,
     dry_run: bool = False,
+    host: str = "",
     quiet: bool = False,
 ) -> None:
     """Remove a session (tmux, worktree, branch, ports); refuses to lose work without --force."""
+    if host:
+        _on_host(
+            c,
+            host,
+            "remove",
+            name,
+            force=force,
+            keep_branch=keep_branch,
+            dry_run=dry_run,
+            quiet=quiet,
+        )
+        return
     project = project_of(c)
     if dry_run:
         plan.remove(project, name, _server(project), force, keep_branch)
@@ -106,10 +155,15 @@ def remove(
     pipeline.remove(project, name, _server(project), force=force, keep_branch=keep_branch)
 
 
-@task(help={"name": "resume only this session (default: all)", "quiet": QUIET_HELP})
+@task(
+    help={"name": "resume only this session (default: all)", "host": HOST_HELP, "quiet": QUIET_HELP}
+)
 @boundary
-def resume(c: Context, name: str = "", quiet: bool = False) -> None:
+def resume(c: Context, name: str = "", host: str = "", quiet: bool = False) -> None:
     """Restart the tmux sessions of every registered session (or one) after a reboot."""
+    if host:
+        _on_host(c, host, "resume", name, quiet=quiet)
+        return
     project = project_of(c)
     pipeline.resume(project, _server(project), name or None)
 
@@ -120,11 +174,26 @@ def resume(c: Context, name: str = "", quiet: bool = False) -> None:
         "json": "print a JSON list (with the git state unless --brief)",
         "git": "add the git state: commits ahead/behind the main branch, uncommitted changes",
         "brief": "with --json: leave out the git state (fastest)",
+        "host": HOST_HELP,
+        "all_hosts": "this machine's sessions and every host's, in one table (HOST column)",
     },
 )
 @boundary
-def list_(c: Context, json: bool = False, git: bool = False, brief: bool = False) -> None:
+def list_(
+    c: Context,
+    json: bool = False,
+    git: bool = False,
+    brief: bool = False,
+    host: str = "",
+    all_hosts: bool = False,
+) -> None:
     """List sessions: name, branch, running, ports, age, worktree (--git: ahead/behind, dirty)."""
+    if host:
+        _on_host(c, host, "list", json=json, git=git, brief=brief)
+        return
+    if all_hosts:
+        _list_all_hosts(c, json)
+        return
     project = project_of(c)
     srv = _server(project)
     with_git = git or (json and not brief)
@@ -134,15 +203,40 @@ def list_(c: Context, json: bool = False, git: bool = False, brief: bool = False
     elif not rows:
         output.info("no sessions; create one with: " + output.command("add", "NAME"))
     else:
-        output.table(_table(project, rows, not with_git))
+        output.table(_table(rows, with_git))
     for note in status.stale(project, srv, pipeline.load(project)):
         output.warn("stale", note, to_stderr=json)
 
 
-def _table(project: Project, rows: list[dict[str, Any]], brief: bool) -> list[list[str]]:
-    ports = list(project.settings.ports)
-    header = ["NAME", "BRANCH", "RUNNING", *[p.upper() for p in ports]]
-    if not brief:
+def _list_all_hosts(c: Context, as_json: bool) -> None:
+    rows: list[dict[str, Any]] = []
+    unreachable: dict[str, str] = {}
+    try:
+        project = project_of(c)
+        rows = [{"host": "local", **r} for r in status.rows(project, _server(project), False)]
+    except TallyError as e:
+        unreachable["local"] = str(e)
+    for host, answer in remote.all_sessions(_hosts(c)).items():
+        if isinstance(answer, str):
+            unreachable[host] = answer
+        else:
+            rows += [{"host": host, **r} for r in answer]
+    if as_json:
+        output.data(_json.dumps({"sessions": rows, "unreachable": unreachable}, indent=2))
+        return
+    if rows:
+        output.table(_table(rows, False, host_column=True))
+    for host, why in unreachable.items():
+        output.warn(host, "unreachable: " + why if host != "local" else why)
+
+
+def _table(
+    rows: list[dict[str, Any]], with_git: bool, host_column: bool = False
+) -> list[list[str]]:
+    ports = list(dict.fromkeys(k[:-5] for r in rows for k in r if k.endswith("_port")))
+    header = ["HOST"] if host_column else []
+    header += ["NAME", "BRANCH", "RUNNING", *[p.upper() for p in ports]]
+    if with_git:
         header += ["AHEAD", "BEHIND", "DIRTY"]
     header += ["AGE", "WORKTREE"]
     table = [header]
@@ -150,16 +244,17 @@ def _table(project: Project, rows: list[dict[str, Any]], brief: bool) -> list[li
         state = "yes" if r["running"] else "no"
         if r.get("state") == pipeline.CREATING:
             state += " (unfinished)"
-        cells = [r["name"], r["branch"], state]
+        cells = [r["host"]] if host_column else []
+        cells += [r["name"], r["branch"], state]
         for p in ports:
             number = r.get(f"{p}_port")
-            up = r["listening"].get(p)
+            up = r.get("listening", {}).get(p)
             cells.append("-" if number is None else f"{number}{'' if up else ' (down)'}")
-        if not brief:
-            dirty = {True: "yes", False: "no", None: "?"}[r["dirty"]]
-            cells += [_num(r["ahead"]), _num(r["behind"]), dirty]
-        worktree = r["worktree"] + ("" if r["worktree_exists"] else " (missing)")
-        cells += [status.age(r["created"]), worktree]
+        if with_git:
+            dirty = {True: "yes", False: "no", None: "?"}[r.get("dirty")]
+            cells += [_num(r.get("ahead")), _num(r.get("behind")), dirty]
+        worktree = r["worktree"] + ("" if r.get("worktree_exists", True) else " (missing)")
+        cells += [status.age(r.get("created")), worktree]
         table.append(cells)
     return table
 
@@ -172,12 +267,18 @@ def _num(value: int | None) -> str:
     help={
         "name": "check only this session (default: all, and the environment)",
         "fix": "repair what is safe: links, copies, tmux, entries whose worktree is gone",
+        "host": HOST_HELP,
         "quiet": QUIET_HELP,
     }
 )
 @boundary
-def doctor(c: Context, name: str = "", fix: bool = False, quiet: bool = False) -> None:
+def doctor(
+    c: Context, name: str = "", fix: bool = False, host: str = "", quiet: bool = False
+) -> None:
     """Check sessions and tools; --fix mends links, copies, tmux and stale entries."""
+    if host:
+        _on_host(c, host, "doctor", name, fix=fix, quiet=quiet)
+        return
     from . import doctor as doctor_
 
     project = project_of(c)
@@ -197,17 +298,27 @@ def doctor(c: Context, name: str = "", fix: bool = False, quiet: bool = False) -
             + (
                 ""
                 if fix
-                else f"; run {output.command('doctor', None, '--fix')} to mend the safe ones"
+                else "; mend the safe ones with: " + output.command("doctor", None, "--fix")
             )
         )
         raise Exit(code=1)
     output.info(f"all good{f' ({len(report.fixed)} fixed)' if report.fixed else ''}")
 
 
-@task(help={"name": NAME_HELP})
+@task(help={"name": NAME_HELP, "host": HOST_HELP})
 @boundary
-def attach(c: Context, name: str) -> None:
+def attach(c: Context, name: str, host: str = "") -> None:
     """Attach to the session's tmux session (switch to it when already inside tmux)."""
+    if host:
+        target = remote.pick(_hosts(c), host)
+        row = remote.find_session(target, name)
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in target.env.items())
+        argv = remote.ssh_argv(
+            target, f"{env + ' ' if env else ''}tmux attach-session -t ={row['tmux']}"
+        )
+        if not os.isatty(0):
+            raise TallyError("not a terminal; run: " + " ".join(shlex.quote(a) for a in argv))
+        os.execvp(argv[0], argv)
     project = project_of(c)
     session = pipeline.get(project, name)
     srv = _server(project)
@@ -217,6 +328,24 @@ def attach(c: Context, name: str) -> None:
             + output.command("resume", name)
         )
     tmux_.attach(project.settings.tmux_socket, session.tmux_name)
+
+
+@task(
+    help={
+        "name": NAME_HELP,
+        "host": "the host the session runs on (from tally.hosts)",
+        "offset": "add this to each local port (when the same ports are taken here)",
+    }
+)
+@boundary
+def forward(c: Context, name: str, host: str = "", offset: int = 0) -> None:
+    """Forward a remote session's ports to localhost until Ctrl-C."""
+    if not host:
+        raise TallyError("forward needs --host: a session on this machine is already on localhost")
+    target = remote.pick(_hosts(c), host)
+    row = remote.find_session(target, name)
+    ports = {k[:-5]: v for k, v in row.items() if k.endswith("_port")}
+    remote.forward(target, ports, offset)
 
 
 @task(
@@ -248,50 +377,64 @@ def open_(c: Context, name: str, port: str = "", browser: bool = False) -> None:
 
 # --- the steps, each on its own ---------------------------------------------------------
 
+STEP_HELP = {"name": NAME_HELP, "host": HOST_HELP, "quiet": QUIET_HELP}
 
-@task(help={"name": NAME_HELP, "quiet": QUIET_HELP})
+
+@task(help=STEP_HELP)
 @boundary
-def ports(c: Context, name: str, quiet: bool = False) -> None:
+def ports(c: Context, name: str, host: str = "", quiet: bool = False) -> None:
     """Give a session its ports (creates its registry entry)."""
+    if host:
+        return _on_host(c, host, "ports", name, quiet=quiet)
     pipeline.step_ports(project_of(c), name, create=True)
 
 
-@task(help={"name": NAME_HELP, "quiet": QUIET_HELP})
+@task(help=STEP_HELP)
 @boundary
-def worktree(c: Context, name: str, quiet: bool = False) -> None:
+def worktree(c: Context, name: str, host: str = "", quiet: bool = False) -> None:
     """Create the session's worktree and branch if missing."""
+    if host:
+        return _on_host(c, host, "worktree", name, quiet=quiet)
     project = project_of(c)
     pipeline.step_worktree(project, pipeline.get(project, name))
 
 
-@task(aliases=["relink"], help={"name": NAME_HELP, "quiet": QUIET_HELP})
+@task(aliases=["relink"], help=STEP_HELP)
 @boundary
-def links(c: Context, name: str, quiet: bool = False) -> None:
+def links(c: Context, name: str, host: str = "", quiet: bool = False) -> None:
     """(Re)make the links to the main checkout's shared files (node_modules, db)."""
+    if host:
+        return _on_host(c, host, "links", name, quiet=quiet)
     project = project_of(c)
     pipeline.step_links(project, pipeline.get(project, name))
 
 
-@task(help={"name": NAME_HELP, "force": "overwrite existing copies", "quiet": QUIET_HELP})
+@task(help={**STEP_HELP, "force": "overwrite existing copies"})
 @boundary
-def env(c: Context, name: str, force: bool = False, quiet: bool = False) -> None:
+def env(c: Context, name: str, force: bool = False, host: str = "", quiet: bool = False) -> None:
     """Copy the private files (.env) from the main checkout if missing."""
+    if host:
+        return _on_host(c, host, "env", name, force=force, quiet=quiet)
     project = project_of(c)
     pipeline.step_env(project, pipeline.get(project, name), force=force)
 
 
-@task(help={"name": NAME_HELP, "quiet": QUIET_HELP})
+@task(help=STEP_HELP)
 @boundary
-def claude_perms(c: Context, name: str, quiet: bool = False) -> None:
+def claude_perms(c: Context, name: str, host: str = "", quiet: bool = False) -> None:
     """Give the worktree the main checkout's Claude Code approvals and trust."""
+    if host:
+        return _on_host(c, host, "claude-perms", name, quiet=quiet)
     project = project_of(c)
     pipeline.step_claude(project, pipeline.get(project, name))
 
 
-@task(name="tmux", help={"name": NAME_HELP, "quiet": QUIET_HELP})
+@task(name="tmux", help=STEP_HELP)
 @boundary
-def tmux(c: Context, name: str, quiet: bool = False) -> None:
+def tmux(c: Context, name: str, host: str = "", quiet: bool = False) -> None:
     """Start the session's tmux windows, or restart the ones that are missing."""
+    if host:
+        return _on_host(c, host, "tmux", name, quiet=quiet)
     project = project_of(c)
     pipeline.step_tmux(project, pipeline.get(project, name), _server(project))
 
@@ -320,6 +463,7 @@ session = Collection(
     doctor,
     attach,
     open_,
+    forward,
     ports,
     worktree,
     links,
