@@ -190,7 +190,9 @@ def window_runs(project: Project, session: Session, resume: bool = False) -> lis
         cmd = (win.resume_cmd if resume and win.resume_cmd else win.cmd).strip()
         line = render(cmd, values)
         if activate and line:
-            line = f"{activate} && {line}"
+            # `act && a || b` would run b when act fails: group what follows the activation
+            grouped = f"( {line} )" if re.search(r"[;&|]", line) else line
+            line = f"{activate} && {grouped}"
         runs.append(tmux.WindowRun(win.name, folder, line))
     return runs
 
@@ -348,6 +350,7 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
             "or pick another name"
         )
     undo = _Undo()
+    created_worktree = False
     session = None
     current = "ports"
     try:
@@ -362,7 +365,8 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
                 with repo_.open_repo(project.main) as repo:
                     had_branch = repo_.branch_exists(repo, session.branch)
                 what = step_worktree(project, session)
-                if what != "exists":
+                created_worktree = what != "exists"
+                if created_worktree:
                     undo.push("worktree", _undo_worktree(project, session, had_branch))
             elif current == "links":
                 step_links(project, session)
@@ -370,6 +374,10 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
                 step_env(project, session, force)
             elif current == "claude_perms":
                 step_claude(project, session)
+                if created_worktree:
+                    undo.push(
+                        "Claude Code entry", functools.partial(_forget_claude, project, session)
+                    )
             elif current == "tmux":
                 state = step_tmux(project, session, srv)
                 if state == "started":
@@ -393,6 +401,11 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
 def drop_entry(project: Project, name: str) -> None:
     with _editing(project) as entries:
         entries.pop(name, None)
+
+
+def _forget_claude(project: Project, session: Session) -> None:
+    s = project.settings
+    claude.forget(claude.config_path(s.claude_config), [session.worktree], s.claude_lock_stale)
 
 
 def _kill(srv: tmux.TmuxServer, name: str) -> None:
@@ -430,8 +443,15 @@ def attach_line(project: Project, session: Session) -> str:
 
 
 def _stashes(repo: Any, branch: str) -> list[str]:
-    out = repo_.run(repo, "stash", "list", "--format=%gd: %gs")
-    return [ln for ln in out.splitlines() if f"n {branch}:" in ln]
+    """Stashes made on `branch` (git's own "WIP on b:" / "On b:" prefix, not the message)."""
+    out = repo_.run(repo, "stash", "list", "--format=%gd %gs")
+    found = []
+    for line in out.splitlines():
+        ref, _, subject = line.partition(" ")
+        # a branch name cannot contain ":", so the prefix is exact
+        if subject.startswith((f"WIP on {branch}: ", f"On {branch}: ")):
+            found.append(f"{ref}: {subject}")
+    return found
 
 
 def _unmerged(repo: Any, branch: str) -> tuple[str, list[str]]:
@@ -456,6 +476,11 @@ def at_risk(project: Project, repo: repo_.Repo, session: Session) -> list[str]:
         if changes:
             shown = ", ".join(changes[:8]) + (" …" if len(changes) > 8 else "")
             problems.append(f"{len(changes)} uncommitted or untracked change(s): {shown}")
+        orphaned = worktree.detached_commits(session.worktree)
+        if orphaned:
+            problems.append(
+                f"{len(orphaned)} commit(s) on a detached HEAD, on no branch ({orphaned[0]})"
+            )
     if repo_.branch_exists(repo, session.branch):
         stashes = _stashes(repo, session.branch)
         if stashes:

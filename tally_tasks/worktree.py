@@ -119,6 +119,17 @@ def user_changes(path: Path, ours: set[str]) -> list[str]:
     return lines
 
 
+def detached_commits(path: Path) -> list[str]:
+    """Commits a detached HEAD in the worktree holds that no branch, tag or remote has."""
+    with repo_.open_repo(path) as wt_repo:
+        if repo_.ok(wt_repo, "symbolic-ref", "-q", "HEAD"):
+            return []  # on a branch: the branch keeps its commits
+        out = repo_.run(
+            wt_repo, "log", "--format=%h %s", "HEAD", "--not", "--branches", "--tags", "--remotes"
+        )
+    return out.splitlines()
+
+
 def _is_ours(rel: str, ours: set[str]) -> bool:
     rel = rel.rstrip("/")
     return any(rel == p or rel.startswith(p + "/") for p in ours)

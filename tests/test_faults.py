@@ -445,3 +445,17 @@ def test_lock_file_lives_in_git_dir_not_in_the_checkout(sample: Sample) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody holds it now
     finally:
         os.close(fd)
+
+
+def test_commits_on_a_detached_head_block_remove(sample: Sample) -> None:
+    assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    wt = sample.main.parent / "tally-x"
+    git(wt, "checkout", "-q", "--detach")
+    (wt / "f.txt").write_text("work\n")
+    git(wt, "add", "f.txt")
+    git(wt, "commit", "-q", "-m", "detached work")
+    r = run_cli(["inv", "session.remove", "x"], sample.main)
+    assert r.returncode == 1
+    assert "commit(s) on a detached HEAD, on no branch" in r.stderr and "detached work" in r.stderr
+    assert wt.exists()
+    assert run_cli(["inv", "session.remove", "x", "--force"], sample.main).returncode == 0

@@ -1,0 +1,217 @@
+"""tmux sessions against a real tmux server on a private socket, through both server kinds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import libtmux
+import pytest
+from conftest import Sample, poll
+
+from tally_tasks import tmux
+from tally_tasks.errors import TallyError
+from tally_tasks.tmux import WindowRun
+
+
+@pytest.fixture(params=["libtmux", "tally"])
+def server(request: pytest.FixtureRequest, srv: libtmux.Server) -> tmux.TmuxServer:
+    """The same private server, seen through libtmux or through tally's own `tmux.Server`."""
+    return srv if request.param == "libtmux" else tmux.Server()
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> dict[str, Path]:
+    found = {}
+    for name in ("a", "b", "c"):
+        found[name] = tmp_path / "work" / name
+        found[name].mkdir(parents=True)
+    return found
+
+
+def panes(srv: tmux.TmuxServer, name: str) -> list[tuple[str, str]]:
+    """(window name, pane folder) per window of session `name`, in window order."""
+    out = srv.cmd(
+        "list-panes", "-s", "-t", f"={name}", "-F", "#{window_name}\t#{pane_current_path}"
+    ).stdout
+    return [(w, p) for w, _, p in (line.partition("\t") for line in out)]
+
+
+def session_id(srv: tmux.TmuxServer, name: str) -> str:
+    """tmux's id for session `name` (a recreated session gets a new one)."""
+    out = srv.cmd("list-sessions", "-F", "#{session_name} #{session_id}").stdout
+    [found] = [line.split()[1] for line in out if line.split()[0] == name]
+    return str(found)
+
+
+def idle(name: str, folder: Path) -> WindowRun:
+    return WindowRun(name, folder, "")
+
+
+# --- create ---------------------------------------------------------------------------------
+
+
+def test_create_makes_windows_in_order_in_their_folders(
+    server: tmux.TmuxServer, dirs: dict[str, Path]
+) -> None:
+    runs = [idle("backend", dirs["b"]), idle("frontend", dirs["a"]), idle("claude", dirs["c"])]
+    tmux.create(server, "tally-x", runs, {})
+    assert tmux.window_names(server, "tally-x") == ["backend", "frontend", "claude"]
+    want = [("backend", str(dirs["b"])), ("frontend", str(dirs["a"])), ("claude", str(dirs["c"]))]
+    poll(lambda: panes(server, "tally-x") == want)
+
+
+def test_create_types_each_line_into_its_window_with_the_env(
+    sample: Sample, server: tmux.TmuxServer, dirs: dict[str, Path]
+) -> None:
+    runs = [
+        WindowRun("one", dirs["a"], "export TALLY_ACTIVATED=yes && python one 'two words'"),
+        WindowRun("two", dirs["b"], "npm run dev"),
+    ]
+    tmux.create(server, "tally-x", runs, {"TALLY_SESSION": "x", "TALLY_BACKEND_PORT": "8123"})
+    py = sample.wait_calls("python")[0]
+    assert (py["argv"], py["cwd"], py["activated"]) == (["one", "two words"], str(dirs["a"]), "yes")
+    assert py["env"]["TALLY_SESSION"] == "x"
+    assert py["env"]["TALLY_BACKEND_PORT"] == "8123"
+    npm = sample.wait_calls("npm")[0]
+    assert (npm["argv"], npm["cwd"], npm["activated"]) == (["run", "dev"], str(dirs["b"]), None)
+    assert npm["env"]["TALLY_SESSION"] == "x"  # later windows inherit the session's env
+
+
+@pytest.mark.parametrize(
+    ("line", "argv"),
+    [
+        ("python semi;", ["semi"]),
+        ("python one; python two;", ["two"]),
+        ("python escaped \\;", ["escaped", ";"]),
+        ("python -- -t =x", ["--", "-t", "=x"]),
+    ],
+    ids=["trailing-semicolon", "two-commands", "escaped-semicolon", "dashes"],
+)
+def test_typed_line_runs_exactly_as_written(
+    sample: Sample, srv: libtmux.Server, dirs: dict[str, Path], line: str, argv: list[str]
+) -> None:
+    tmux.create(srv, "tally-x", [WindowRun("w", dirs["a"], line)], {})
+    want = line.count("python")
+    calls = sample.wait_calls("python", want)
+    assert calls[-1]["argv"] == argv
+    assert len(calls) == want
+    # the shell saw the line as written, trailing `;` included
+    poll(lambda: line in "\n".join(srv.cmd("capture-pane", "-p", "-t", "=tally-x:=w").stdout))
+
+
+def test_create_refuses_a_duplicate_and_leaves_the_running_one(
+    server: tmux.TmuxServer, dirs: dict[str, Path]
+) -> None:
+    tmux.create(server, "tally-x", [idle("one", dirs["a"])], {})
+    with pytest.raises(TallyError, match="tmux session tally-x already exists"):
+        tmux.create(server, "tally-x", [idle("two", dirs["b"]), idle("three", dirs["c"])], {})
+    assert tmux.window_names(server, "tally-x") == ["one"]
+
+
+def test_create_without_windows_is_refused(srv: libtmux.Server) -> None:
+    with pytest.raises(TallyError, match="tally.windows is empty"):
+        tmux.create(srv, "tally-x", [], {})
+    assert tmux.running(srv) == set()
+
+
+def test_create_many_starts_all_in_one_go_and_skips_a_running_one(
+    server: tmux.TmuxServer, dirs: dict[str, Path]
+) -> None:
+    tmux.create(server, "tally-a", [idle("w", dirs["a"])], {})
+    before = session_id(server, "tally-a")
+    failed = tmux.create_many(
+        server,
+        [
+            ("tally-a", [idle("w", dirs["a"])], {}),
+            ("tally-b", [idle("w", dirs["b"]), idle("v", dirs["c"])], {"TALLY_SESSION": "b"}),
+        ],
+    )
+    assert failed == []
+    assert tmux.running(server) == {"tally-a", "tally-b"}
+    assert tmux.window_names(server, "tally-b") == ["w", "v"]
+    assert session_id(server, "tally-a") == before
+    assert tmux.create_many(server, []) == []
+
+
+# --- exact targeting ------------------------------------------------------------------------
+
+
+def test_a_name_never_matches_a_longer_session_by_prefix(
+    server: tmux.TmuxServer, dirs: dict[str, Path]
+) -> None:
+    tmux.create(server, "tally-ab", [idle("w", dirs["a"])], {})
+    assert tmux.exists(server, "tally-ab")
+    assert not tmux.exists(server, "tally-a")
+    assert tmux.window_names(server, "tally-a") == []
+    assert tmux.kill(server, "tally-a") is False
+    assert tmux.running(server) == {"tally-ab"}
+
+    tmux.create(server, "tally-a", [idle("w", dirs["b"])], {})
+    assert tmux.running(server) == {"tally-a", "tally-ab"}
+    assert tmux.kill(server, "tally-a") is True
+    assert tmux.running(server) == {"tally-ab"}
+    assert tmux.exists(server, "tally-ab")
+    assert not tmux.exists(server, "tally-a")
+
+
+def test_add_windows_targets_the_exact_session(
+    server: tmux.TmuxServer, dirs: dict[str, Path]
+) -> None:
+    tmux.create(server, "tally-ab", [idle("w", dirs["a"])], {})
+    tmux.create(server, "tally-a", [idle("w", dirs["a"])], {})
+    tmux.add_windows(server, "tally-a", [idle("v", dirs["b"])], {})
+    assert tmux.window_names(server, "tally-a") == ["w", "v"]
+    assert tmux.window_names(server, "tally-ab") == ["w"]
+
+
+# --- no server, absent sessions -------------------------------------------------------------
+
+
+def test_no_server_running_means_nothing_runs(server: tmux.TmuxServer) -> None:
+    assert tmux.running(server) == set()
+    assert tmux.pane_paths(server) == {}
+    assert tmux.exists(server, "tally-x") is False
+    assert tmux.window_names(server, "tally-x") == []
+    assert tmux.kill(server, "tally-x") is False
+
+
+def test_kill_an_absent_session_on_a_live_server(
+    server: tmux.TmuxServer, dirs: dict[str, Path]
+) -> None:
+    tmux.create(server, "tally-y", [idle("w", dirs["a"])], {})
+    assert tmux.kill(server, "tally-x") is False
+    assert tmux.running(server) == {"tally-y"}
+
+
+def test_pane_paths_maps_sessions_to_their_folders(
+    server: tmux.TmuxServer, dirs: dict[str, Path]
+) -> None:
+    tmux.create(server, "tally-x", [idle("w", dirs["a"]), idle("v", dirs["b"])], {})
+    tmux.create(server, "tally-y", [idle("w", dirs["c"])], {})
+    want = {"tally-x": {str(dirs["a"]), str(dirs["b"])}, "tally-y": {str(dirs["c"])}}
+    poll(lambda: tmux.pane_paths(server) == want)
+
+
+# --- add_windows ----------------------------------------------------------------------------
+
+
+def test_add_windows_adds_a_missing_window_and_runs_its_line(
+    sample: Sample, server: tmux.TmuxServer, dirs: dict[str, Path]
+) -> None:
+    tmux.create(server, "tally-x", [idle("backend", dirs["a"])], {"TALLY_SESSION": "x"})
+    runs = [WindowRun("frontend", dirs["b"], "npm run dev;"), idle("claude", dirs["c"])]
+    tmux.add_windows(server, "tally-x", runs, {"TALLY_SESSION": "x", "TALLY_FRONTEND_PORT": "7"})
+    assert tmux.window_names(server, "tally-x") == ["backend", "frontend", "claude"]
+    npm = sample.wait_calls("npm")[0]
+    assert (npm["argv"], npm["cwd"]) == (["run", "dev"], str(dirs["b"]))
+    assert npm["env"]["TALLY_FRONTEND_PORT"] == "7"
+    poll(lambda: ("claude", str(dirs["c"])) in panes(server, "tally-x"))
+
+
+def test_add_windows_to_an_absent_session_fails_clearly(
+    server: tmux.TmuxServer, dirs: dict[str, Path]
+) -> None:
+    tmux.create(server, "tally-xy", [idle("w", dirs["a"])], {})
+    with pytest.raises(TallyError, match="tmux could not add windows to tally-x"):
+        tmux.add_windows(server, "tally-x", [idle("v", dirs["b"])], {})
+    assert tmux.window_names(server, "tally-xy") == ["w"]

@@ -1,0 +1,249 @@
+"""Worktrees against real git: create, inspect, remove, and finding the main checkout."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from conftest import Sample, git
+
+from tally_tasks import envfiles, links, worktree
+from tally_tasks import repo as repo_
+from tally_tasks.errors import TallyError
+
+
+def head(cwd: Path, ref: str = "HEAD") -> str:
+    return git(cwd, "rev-parse", ref).strip()
+
+
+def branches(main: Path) -> set[str]:
+    return set(git(main, "branch", "--format=%(refname:short)").split())
+
+
+def commit_on_branch(main: Path, branch: str, filename: str) -> str:
+    """A branch with one commit main lacks; main stays checked out."""
+    git(main, "checkout", "-q", "-b", branch)
+    (main / filename).write_text(f"{branch}\n")
+    git(main, "add", filename)
+    git(main, "commit", "-q", "-m", f"work on {branch}")
+    git(main, "checkout", "-q", "main")
+    return head(main, branch)
+
+
+def with_tool_paths(sample: Sample, path: Path) -> None:
+    """What the pipeline puts in a worktree: links into main and private copies."""
+    settings = sample.project().settings
+    links.apply(sample.main, path, settings.links)
+    envfiles.apply(sample.main, path, settings.copies)
+
+
+def main_data_intact(main: Path) -> None:
+    index = main / "frontend" / "node_modules" / "pkg" / "index.js"
+    assert index.read_text() == "module.exports = 1\n"
+    with sqlite3.connect(main / "backend" / "db.sqlite3") as db:
+        assert db.execute("select count(*) from t").fetchone() == (0,)
+
+
+@pytest.fixture
+def repo(sample: Sample) -> repo_.Repo:
+    return repo_.Repo(sample.main)
+
+
+@pytest.fixture
+def path(sample: Sample) -> Path:
+    return sample.main.parent / "tally-x"
+
+
+# --- create ---------------------------------------------------------------------------------
+
+
+def test_create_makes_a_new_branch_from_mains_head(
+    sample: Sample, repo: repo_.Repo, path: Path
+) -> None:
+    assert worktree.create(repo, path, "x") == "new branch x from main"
+    assert head(sample.main, "refs/heads/x") == head(sample.main)
+    assert git(path, "branch", "--show-current").strip() == "x"
+    assert (path / "backend" / "manage.py").read_text() == "# django\n"
+    assert git(path, "status", "--porcelain") == ""
+
+
+def test_create_checks_out_an_existing_branch_instead_of_failing(
+    sample: Sample, repo: repo_.Repo, path: Path
+) -> None:
+    tip = commit_on_branch(sample.main, "x", "work.txt")
+    assert worktree.create(repo, path, "x") == "existing branch x"
+    assert head(path) == tip
+    assert (path / "work.txt").read_text() == "x\n"
+    assert git(path, "branch", "--show-current").strip() == "x"
+
+
+def test_create_twice_says_exists_and_changes_nothing(
+    sample: Sample, repo: repo_.Repo, path: Path
+) -> None:
+    worktree.create(repo, path, "x")
+    (path / "mine.txt").write_text("keep me\n")
+    assert worktree.create(repo, path, "x") == "exists"
+    assert (path / "mine.txt").read_text() == "keep me\n"
+    assert [w.path for w in worktree.listing(repo)] == [sample.main, path]
+
+
+def test_create_refuses_a_folder_that_is_not_a_worktree(
+    sample: Sample, repo: repo_.Repo, path: Path
+) -> None:
+    path.mkdir()
+    (path / "notes.txt").write_text("not yours\n")
+    with pytest.raises(TallyError, match="already exists and is not this session's worktree"):
+        worktree.create(repo, path, "x")
+    assert [p.name for p in path.iterdir()] == ["notes.txt"]
+    assert (path / "notes.txt").read_text() == "not yours\n"
+    assert branches(sample.main) == {"main"}
+    assert worktree.find(repo, path) is None
+
+
+def test_create_refuses_a_worktree_on_another_branch(repo: repo_.Repo, path: Path) -> None:
+    worktree.create(repo, path, "x")
+    with pytest.raises(TallyError, match="is a worktree on x, not y"):
+        worktree.create(repo, path, "y")
+
+
+@pytest.mark.parametrize("where", ["main-checkout", "other-worktree"])
+def test_create_refuses_a_branch_checked_out_elsewhere(
+    sample: Sample, repo: repo_.Repo, path: Path, where: str
+) -> None:
+    if where == "main-checkout":
+        branch, holder = "main", sample.main
+    else:
+        branch, holder = "x", sample.main.parent / "elsewhere"
+        worktree.create(repo, holder, branch)
+    with pytest.raises(TallyError, match=re.escape(f"{branch} is already checked out at {holder}")):
+        worktree.create(repo, path, branch)
+    assert not path.exists()
+    assert worktree.find(repo, path) is None
+
+
+# --- user_changes ---------------------------------------------------------------------------
+
+
+def test_user_changes_leaves_out_the_tools_links_and_copies(
+    sample: Sample, repo: repo_.Repo, path: Path
+) -> None:
+    worktree.create(repo, path, "x")
+    with_tool_paths(sample, path)
+    assert (path / "frontend" / "node_modules").is_symlink()
+    # `node_modules/` in .gitignore matches directories only, never a symlink
+    assert "?? frontend/node_modules" in worktree.user_changes(path, set())
+    assert worktree.user_changes(path, sample.project().own_paths()) == []
+
+
+def test_user_changes_reports_modified_and_untracked_files(
+    sample: Sample, repo: repo_.Repo, path: Path
+) -> None:
+    worktree.create(repo, path, "x")
+    with_tool_paths(sample, path)
+    (path / "backend" / "manage.py").write_text("# changed\n")
+    (path / "docs").mkdir()
+    (path / "docs" / "new notes.md").write_text("mine\n")
+    changes = worktree.user_changes(path, sample.project().own_paths())
+    assert sorted(changes) == [" M backend/manage.py", "?? docs/new notes.md"]
+
+
+def test_user_changes_reports_a_staged_rename_once(
+    sample: Sample, repo: repo_.Repo, path: Path
+) -> None:
+    worktree.create(repo, path, "x")
+    git(path, "mv", "backend/manage.py", "backend/run.py")
+    assert worktree.user_changes(path, set()) == ["R  backend/run.py"]
+
+
+# --- remove ---------------------------------------------------------------------------------
+
+
+def test_remove_takes_folder_and_record_but_never_follows_links_into_main(
+    sample: Sample, repo: repo_.Repo, path: Path
+) -> None:
+    worktree.create(repo, path, "x")
+    with_tool_paths(sample, path)
+    (path / "untracked.txt").write_text("gone with the worktree\n")
+    assert worktree.remove(repo, path) is True
+    assert not path.exists()
+    assert worktree.find(repo, path) is None
+    assert str(path) not in git(sample.main, "worktree", "list")
+    main_data_intact(sample.main)
+    assert (sample.main / "backend" / ".env").read_text() == "SECRET_KEY=s3cret\n"
+    assert branches(sample.main) == {"main", "x"}  # the branch is the caller's business
+
+
+def test_remove_leaves_a_folder_git_does_not_know(
+    sample: Sample, repo: repo_.Repo, path: Path
+) -> None:
+    path.mkdir()
+    (path / "notes.txt").write_text("not yours\n")
+    assert worktree.remove(repo, path) is False
+    assert (path / "notes.txt").read_text() == "not yours\n"
+
+
+def test_remove_of_a_deleted_folder_forgets_the_record(repo: repo_.Repo, path: Path) -> None:
+    worktree.create(repo, path, "x")
+    shutil.rmtree(path)
+    assert worktree.find(repo, path) is not None
+    assert worktree.remove(repo, path) is True
+    assert worktree.find(repo, path) is None
+
+
+def test_unlink_ours_only_takes_symlinks(sample: Sample, repo: repo_.Repo, path: Path) -> None:
+    worktree.create(repo, path, "x")
+    with_tool_paths(sample, path)
+    worktree.unlink_ours(path, ["frontend/node_modules", "backend/.env", "missing/thing"])
+    assert not (path / "frontend" / "node_modules").exists()
+    assert (path / "backend" / ".env").read_text() == "SECRET_KEY=s3cret\n"  # a copy, kept
+    main_data_intact(sample.main)
+
+
+# --- listing and find_main ------------------------------------------------------------------
+
+
+def test_listing_has_main_first_then_worktrees_with_branches(
+    sample: Sample, repo: repo_.Repo, path: Path
+) -> None:
+    worktree.create(repo, path, "x")
+    detached = sample.main.parent / "tally-detached"
+    git(sample.main, "worktree", "add", "-q", "--detach", str(detached))
+    got = worktree.listing(repo)
+    assert got[0] == worktree.Worktree(sample.main, "main")
+    assert sorted(got[1:], key=str) == sorted(
+        [worktree.Worktree(path, "x"), worktree.Worktree(detached, None)], key=str
+    )
+    shutil.rmtree(detached)
+    assert worktree.find(repo, detached) == worktree.Worktree(detached, None, prunable=True)
+    assert worktree.find(repo, path / ".." / "tally-x") == worktree.Worktree(path, "x")
+
+
+@pytest.mark.parametrize(
+    ("inside", "sub"),
+    [
+        ("main", "."),
+        ("main", "backend"),
+        ("worktree", "."),
+        ("worktree", "frontend"),
+        ("worktree", "backend"),
+    ],
+    ids=["main", "main-subfolder", "worktree", "worktree-subfolder", "worktree-beside-db-link"],
+)
+def test_find_main_from_anywhere_inside(
+    sample: Sample, repo: repo_.Repo, path: Path, inside: str, sub: str
+) -> None:
+    worktree.create(repo, path, "x")
+    with_tool_paths(sample, path)
+    main, common = repo_.find_main((sample.main if inside == "main" else path) / sub)
+    assert main == sample.main.resolve()
+    assert common == sample.main.resolve() / ".git"
+
+
+def test_find_main_outside_any_repository(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    with pytest.raises(TallyError, match="is not in a git repository"):
+        repo_.find_main(outside)
