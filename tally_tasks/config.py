@@ -7,6 +7,7 @@ mapping (a project adds a port, or drops one by setting it to ``null``), while
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -139,7 +140,12 @@ def _str(raw: Mapping[str, Any], key: str, full: str | None = None) -> str:
 
 def _number(raw: Mapping[str, Any], key: str, full: str) -> float:
     value = raw.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
         raise _bad(full, "a number of seconds", value)
     return float(value)
 
@@ -148,7 +154,7 @@ def _rel_path(value: Any, key: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _bad(key, "a relative path", value)
     p = PurePosixPath(value)
-    if p.is_absolute() or ".." in p.parts:
+    if p.is_absolute() or ".." in p.parts or str(p) == ".":
         raise _bad(key, "a path inside the repository (no leading / and no ..)", value)
     return str(p)
 

@@ -93,6 +93,10 @@ def load(path: Path) -> Registry:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError as e:
+        raise TallyError(
+            f"{path} is not valid JSON (not UTF-8 at byte {e.start}); fix it or restore a backup"
+        ) from None
     except OSError as e:
         raise TallyError(f"cannot read {path}: {e.strerror}") from None
     if not text.strip():
