@@ -251,8 +251,23 @@ def run(base: Path, raw: dict[str, object]) -> None:
         output.info(f"  {port:<9} {url}")
     output.info(f"  worktree  {session.worktree}")
     output.info(f"  attach    {pipeline.attach_line(project, session)}   (detach: Ctrl-b d)")
-    output.info(f"  list      cd {shlex.quote(str(main))} && inv session.list")
-    output.info("  clean up  inv demo --clean")
+    inv = _inv()
+    list_cmd = f"{inv} list" if inv.endswith("tally-session") else f"{inv} session.list"
+    output.info(f"  list      cd {shlex.quote(str(main))} && {list_cmd}")
+    again = "" if base == default_base() else f" --path {shlex.quote(str(base))}"
+    output.info(f"  clean up  {inv} demo --clean{again}")
+
+
+def _inv() -> str:
+    """The program as the user can type it: bare when on PATH, else the path they ran."""
+    ran = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    name = os.path.basename(ran)
+    if name not in ("inv", "invoke", "tally-session"):
+        return "inv"
+    on_path = shutil.which(name)
+    if on_path and os.path.realpath(on_path) == os.path.realpath(ran):
+        return name
+    return shlex.quote(ran)
 
 
 @task(
