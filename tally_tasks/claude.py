@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import TallyError
 from .links import Outcome
-from .registry import write_atomic
+from .registry import replacing, write_atomic
 
 DEFAULT_CONFIG = "~/.claude.json"
 
@@ -232,10 +232,8 @@ def copy_local_settings(main: Path, worktree: Path) -> Outcome | None:
         return Outcome(rel, False, f"main's {rel} is not valid JSON, not copied")
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tally-{os.getpid()}")
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, src.stat().st_mode & 0o777)
-        os.replace(tmp, dest)
+        with open(src, "rb") as inp, replacing(dest, src.stat().st_mode & 0o777) as out:
+            shutil.copyfileobj(inp, out)
         return Outcome(rel, True, f"{rel} copied")
     try:
         mine = json.loads(dest.read_text(encoding="utf-8"))

@@ -6,7 +6,6 @@ the temp file starts at 0600, gets the source's mode, then is renamed into place
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from .errors import TallyError
 from .links import Outcome
+from .registry import replacing
 
 
 def apply(main: Path, worktree: Path, paths: Sequence[str], force: bool = False) -> list[Outcome]:
@@ -45,18 +45,9 @@ def copy_one(main: Path, worktree: Path, rel: str, force: bool = False) -> Outco
 
 
 def _copy_file(src: Path, dest: Path) -> None:
-    mode = src.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out)
-        os.chmod(tmp, mode)
-        shutil.copystat(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with open(src, "rb") as inp, replacing(dest, src.stat().st_mode & 0o7777) as out:
+        shutil.copyfileobj(inp, out)
+    shutil.copystat(src, dest)
 
 
 def _copy_dir(src: Path, dest: Path) -> None:

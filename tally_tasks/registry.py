@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import TallyError
 
@@ -110,31 +110,37 @@ def load(path: Path) -> Registry:
     return _check(path, data)
 
 
-def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
-    """Write `text` to `path` through a temp file in the same folder and ``os.replace``.
-
-    The file keeps its current mode; a new file gets `mode`, or the user's umask.
-    """
-    try:
-        current: int | None = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        current = mode
+@contextlib.contextmanager
+def replacing(path: Path, mode: int) -> Iterator[BinaryIO]:
+    """Write `path` whole or not at all: a temp file beside it (0600 while written), given
+    `mode`, then ``os.replace``d onto it. On any failure the temp file is removed."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
-        if current is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            current = 0o666 & ~umask
-        os.chmod(tmp, current)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """Write `text` to `path` atomically; it keeps its mode, a new file gets `mode` or umask."""
+    try:
+        current: int | None = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        current = mode
+    if current is None:
+        umask = os.umask(0)
+        os.umask(umask)
+        current = 0o666 & ~umask
+    data = text.encode("utf-8")
+    with replacing(path, current) as f:
+        f.write(data)
 
 
 def save(path: Path, registry: Registry) -> None:
