@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -63,7 +64,7 @@ def claude_lock(config: Path, stale: float, wait: float | None = None) -> Iterat
                 raise TallyError(
                     f"{lock} is held by another program (Claude Code?); try again in a moment"
                 ) from None
-            time.sleep(0.05)
+            time.sleep(0.005 + random.random() * 0.01)  # jitter: no lockstep with a writer
     try:
         yield
     finally:

@@ -107,8 +107,17 @@ def _describe(host: Host) -> str:
     return f"{host.name} ({host.host}{f':{host.port}' if host.port else ''})"
 
 
+def _reason(e: BaseException) -> str:
+    """One line for any error: invoke's ThreadException wraps a thread's traceback."""
+    inner = getattr(e, "exceptions", None)
+    if inner and hasattr(inner[0], "value"):
+        e = inner[0].value
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
 def _unreachable(host: Host, e: BaseException) -> TallyError:
-    reason = str(e) or type(e).__name__
+    reason = _reason(e)
     return TallyError(
         f"cannot reach host {_describe(host)}: {reason}; check tally.hosts.{host.name}"
     )
@@ -192,16 +201,30 @@ def forward(host: Host, ports: Mapping[str, int], offset: int = 0) -> None:
     import threading
 
     from . import output
+    from .ports import is_free
 
+    local = {name: number + offset for name, number in ports.items()}
+    outside = [f"{name} {number}" for name, number in local.items() if not 0 < number < 65536]
+    if outside:
+        raise TallyError(
+            f"--offset {offset} puts {', '.join(outside)} outside 1-65535; pick another offset"
+        )
+    # the tunnel binds in a background thread: a taken port would only show at Ctrl-C
+    taken = [f"{name} {number}" for name, number in local.items() if not is_free(number)]
+    if taken:
+        raise TallyError(
+            f"local port(s) {', '.join(taken)} already in use here; "
+            "forward to other local ports with --offset N"
+        )
     try:
         with connect(host) as conn, contextlib.ExitStack() as stack:
             for port_name, number in ports.items():
                 stack.enter_context(
-                    conn.forward_local(local_port=number + offset, remote_port=number)
+                    conn.forward_local(local_port=local[port_name], remote_port=number)
                 )
                 output.step(
                     "forward",
-                    f"{port_name}: http://localhost:{number + offset}/ → {host.name}:{number}",
+                    f"{port_name}: http://localhost:{local[port_name]}/ → {host.name}:{number}",
                 )
             output.info("forwarding; press Ctrl-C to stop")
             threading.Event().wait()

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -335,6 +336,9 @@ def test_claude_json_rewritten_concurrently_loses_no_keys(sample: Sample) -> Non
                 i += 1
             finally:
                 os.rmdir(lock)
+            # Claude Code writes on events, not in a spin: a writer that takes the lock
+            # back the instant it drops it would starve any mkdir-lock user
+            time.sleep(0.001)
 
     writer = threading.Thread(target=claude_code)
     writer.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -16,12 +17,15 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN, Sample, free_base, make_sample, poll, run_cli
+from conftest import VENV_BIN, Sample, make_sample, poll, run_cli
+
+from tally_tasks.ports import is_free
+from tally_tasks.registry import ports_of
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 pytestmark = pytest.mark.skipif(
@@ -222,7 +226,8 @@ def test_forward_brings_a_remote_dev_server_to_localhost(
             return False
 
     poll(lambda: serving(port), timeout=20)  # the host's own server
-    offset = free_base() - port  # "laptop" and host are one machine here: shift the ports
+    # "laptop" and host are one machine here: shift every port to a free one
+    offset = _free_offset(ports_of(box2.sample.registry()["web"]).values())
     proc = subprocess.Popen(
         [str(VENV_BIN / "inv"), "session.forward", "web", "--host", "box2", f"--offset={offset}"],
         cwd=sample.main,
@@ -237,6 +242,31 @@ def test_forward_brings_a_remote_dev_server_to_localhost(
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert f"http://localhost:{port + offset}/" in out and "stopped" in out
+
+
+def _free_offset(numbers: Iterable[int]) -> int:
+    numbers = list(numbers)
+    for _ in range(100):
+        offset = random.randrange(1024, 65000) - min(numbers)
+        if all(1024 <= n + offset <= 65535 and is_free(n + offset) for n in numbers):
+            return offset
+    raise RuntimeError("no free offset")
+
+
+def test_forward_refuses_ports_it_cannot_bind(sample: Sample, hosts: dict[str, FakeHost]) -> None:
+    assert (
+        run_cli(["inv", "session.add", "web", "--host", "box2", "-q"], sample.main).returncode == 0
+    )
+    entry = hosts["box2"].sample.registry()["web"]
+    r = run_cli(["inv", "session.forward", "web", "--host", "box2", "--offset=70000"], sample.main)
+    assert r.returncode == 1 and "outside 1-65535" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    # the host's own server already holds its port here: forwarding onto it must say so
+    poll(lambda: not is_free(entry["backend_port"]), timeout=20)
+    r = run_cli(["inv", "session.forward", "web", "--host", "box2"], sample.main, timeout=30)
+    assert r.returncode == 1 and "already in use here" in r.stderr, r.stderr
+    assert f"backend {entry['backend_port']}" in r.stderr and "--offset" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_local_commands_do_not_import_fabric(sample: Sample) -> None:
