@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up tally-tasks on a machine with only Python 3 and git:
 #  - installs tmux with the system's package manager (apt-get, dnf, pacman, apk or brew)
-#    when it is missing, using sudo when not root;
+#    when it is missing, using sudo when not root; on Debian/Ubuntu also python3-venv
+#    when python3 cannot make a virtualenv;
 #  - creates a virtualenv in .venv and pip-installs this package with its test extras
 #    (invoke, fabric, libtmux, colorama, pytest, hypothesis, ruff, mypy).
 # Safe to run again: it only does what is missing.
@@ -27,7 +28,21 @@ fi
 
 if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv" >&2
-  python3 -m venv .venv
+  if ! python3 -m venv .venv >/dev/null 2>&1; then
+    rm -rf .venv
+    # Debian and Ubuntu ship python3 without its venv module (ensurepip)
+    if command -v apt-get >/dev/null 2>&1; then
+      ver=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+      echo "bootstrap: python3 cannot make a venv; installing python${ver}-venv" >&2
+      sudo_ env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+      sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "python${ver}-venv" >/dev/null \
+        || sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      python3 -m venv .venv
+    else
+      echo "bootstrap: 'python3 -m venv' fails here; install Python's venv module and run again" >&2
+      exit 1
+    fi
+  fi
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 echo "bootstrap: ready (tmux $(tmux -V | cut -d' ' -f2), venv .venv)" >&2

@@ -50,6 +50,11 @@ def claude_lock(config: Path, stale: float, wait: float | None = None) -> Iterat
         try:
             os.mkdir(lock)
             break
+        except (PermissionError, FileNotFoundError) as e:
+            raise TallyError(
+                f"cannot take Claude Code's lock {lock}: {e.strerror}; "
+                f"check that {lock.parent} exists and is yours"
+            ) from None
         except FileExistsError:
             try:
                 age = time.time() - lock.stat().st_mtime
@@ -95,6 +100,8 @@ def update(config: Path, change: Callable[[dict[str, Any]], bool], stale: float 
 
     Returns ``"missing"``, ``"corrupt"``, ``"unchanged"`` or ``"changed"``.
     """
+    # A dotfiles symlink stays one: write (and lock, as proper-lockfile does) the real file.
+    config = Path(os.path.realpath(config))
     if not config.exists():
         return "missing"
     with claude_lock(config, stale):
@@ -129,11 +136,24 @@ def _backup_once(config: Path, raw: bytes) -> None:
         f.write(raw)
 
 
+def _key(path: Path) -> str:
+    """The key Claude Code files a folder under: the physical path it runs in (getcwd)."""
+    return os.path.realpath(path)
+
+
+def _unique(items: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out
+
+
 def _project(data: dict[str, Any], path: Path) -> dict[str, Any] | None:
     projects = data.get("projects")
     if not isinstance(projects, dict):
         return None
-    entry = projects.get(str(path))
+    entry = projects.get(_key(path))
     return entry if isinstance(entry, dict) else None
 
 
@@ -147,14 +167,14 @@ def inherit(
         summary.clear()
         source = _project(data, main) or {}
         tools = source.get("allowedTools")
-        tools = [t for t in tools if isinstance(t, str)] if isinstance(tools, list) else []
+        tools = _unique([t for t in tools if isinstance(t, str)] if isinstance(tools, list) else [])
         trusted = trust == "inherit" and source.get("hasTrustDialogAccepted") is True
         if not tools and not trusted:
             return False
         projects = data.setdefault("projects", {})
         if not isinstance(projects, dict):
             return False
-        entry = projects.setdefault(str(worktree), {})
+        entry = projects.setdefault(_key(worktree), {})
         if not isinstance(entry, dict):
             return False
         changed = False
@@ -184,14 +204,14 @@ def inherit(
 
 
 def forget(config: Path, paths: list[Path], stale: float = 10.0) -> str:
-    """Drop the project entries of `paths` (a removed worktree)."""
-    keys = {str(p) for p in paths}
+    """Drop the project entries of `paths` (a removed worktree) and of folders inside them."""
+    roots = [Path(_key(p)) for p in paths]
 
     def change(data: dict[str, Any]) -> bool:
         projects = data.get("projects")
         if not isinstance(projects, dict):
             return False
-        gone = [k for k in projects if k in keys]
+        gone = [k for k in projects if any(Path(k).is_relative_to(r) for r in roots)]
         for k in gone:
             del projects[k]
         return bool(gone)
@@ -200,8 +220,9 @@ def forget(config: Path, paths: list[Path], stale: float = 10.0) -> str:
 
 
 def prune(config: Path, under: Path, prefix: str, stale: float = 10.0) -> list[str]:
-    """Drop entries for folders that no longer exist, under `under` named `prefix`*."""
+    """Drop entries for folders that no longer exist in (or inside) `under`/`prefix`*."""
     dropped: list[str] = []
+    under = Path(_key(under))
 
     def change(data: dict[str, Any]) -> bool:
         dropped.clear()
@@ -210,14 +231,19 @@ def prune(config: Path, under: Path, prefix: str, stale: float = 10.0) -> list[s
             return False
         for key in list(projects):
             p = Path(key)
-            if p.parent == under and p.name.startswith(prefix) and not p.exists():
+            if not p.is_relative_to(under) or p == under:
+                continue
+            if p.relative_to(under).parts[0].startswith(prefix) and not p.exists():
                 del projects[key]
                 dropped.append(key)
         return bool(dropped)
 
     state = update(config, change, stale)
     if state == "corrupt":
-        raise TallyError(f"{config} is not valid JSON; left untouched")
+        raise TallyError(
+            f"{config} is not valid JSON, left untouched; repair it (or let Claude Code "
+            "rewrite it) and run this again"
+        )
     return dropped
 
 
@@ -262,7 +288,7 @@ def _merge_permissions(mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
             continue
         current = dst.get(key)
         have: list[Any] = current if isinstance(current, list) else []
-        new = [r for r in rules if r not in have]
+        new = [r for r in _unique(rules) if r not in have]
         if new:
             dst[key] = list(have) + new
             changed = True

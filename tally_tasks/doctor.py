@@ -1,8 +1,10 @@
 """`session.doctor`: find what is broken about sessions and their environment; mend the safe part.
 
 What `--fix` mends: missing or wrong links, missing copies, a tmux session or window that is
-gone, a registry entry whose worktree is gone (after ``git worktree prune``). What it never
-does: kill a process it did not start (a foreign program on a session's port is reported).
+gone, a registry entry whose worktree is gone (after ``git worktree prune``, ending its tmux
+session), and processes left over in a worktree whose tmux session is gone that still hold
+the session's ports. What it never does: kill a process from outside the worktree (a foreign
+program on a session's port is reported, with its PID and command).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import subprocess
 from dataclasses import dataclass, field
 
 from . import output, pipeline, registry, status, tmux, worktree
+from . import ports as ports_
 from . import repo as repo_
 from .errors import TallyError
-from .session import Project, Session
+from .session import Project, Session, commands, render
 
 
 @dataclass
@@ -39,12 +42,18 @@ def check_tools(project: Project, report: Report) -> None:
             output.step("tools", f"{tool} found")
         else:
             report.bad("tools", f"{tool} is not on PATH; install it")
+    have = tmux.version() if shutil.which("tmux") else None
+    if have is not None and have < tmux.MIN_VERSION:
+        report.bad(
+            "tools", f"tmux {have[0]}.{have[1]} is too old; tally-tasks needs tmux 3.2 or newer"
+        )
+    known = {"project": project.name, "main": str(project.main)}
     programs = []
     for win in project.settings.windows:
         for cmd in (win.cmd, win.resume_cmd):
-            word = _first_word(cmd)
-            if word and word not in programs:
-                programs.append(word)
+            for word in commands(render(cmd, known)):
+                if "{" not in word and word not in programs:  # `{worktree}/x`: per session
+                    programs.append(word)
     for word in programs:
         if _available(word):
             output.step("tools", f"{word} found")
@@ -56,7 +65,7 @@ def check_tools(project: Project, report: Report) -> None:
                 else "install it, or change tally.windows"
             )
             report.bad("tools", f"{word} (a window command) is not on PATH; {hint}")
-    word = _first_word(project.settings.activate)
+    word = next(iter(commands(render(project.settings.activate, known))), "")
     if word and not _available(word):
         report.bad(
             "activate",
@@ -65,14 +74,6 @@ def check_tools(project: Project, report: Report) -> None:
         )
     elif word:
         output.step("activate", f"{word} available")
-
-
-def _first_word(line: str) -> str:
-    try:
-        words = shlex.split(line)
-    except ValueError:
-        return ""
-    return words[0] if words else ""
 
 
 def _available(word: str) -> bool:
@@ -109,6 +110,11 @@ def check_session(
         if not wt.is_dir():
             report.bad(where, f"worktree {wt} is missing")
             if fix:
+                # its windows work in a folder that is gone; left running, they would be
+                # stale state of their own once the entry is dropped
+                if tmux.kill(srv, session.tmux_name):
+                    report.mended(where, f"ended tmux session {session.tmux_name}")
+                _stop_orphans(session, report)
                 with pipeline.locked_repo(project):
                     repo_.run(repo, "worktree", "prune")
                 pipeline.drop_entry(project, session.name)
@@ -183,7 +189,14 @@ def _check_tmux(
     want = [w.name for w in project.settings.windows]
     if session.tmux_name not in live:
         report.bad(session.name, f"tmux session {session.tmux_name} is not running")
+        for h in _orphans(session):
+            report.bad(
+                session.name,
+                f"{h.describe()} from the worktree still holds a port of this session; "
+                "--fix stops it before restarting the windows",
+            )
         if fix:
+            _stop_orphans(session, report)
             pipeline.step_tmux(project, session, srv, resume=True)
             report.mended(session.name, f"restarted {session.tmux_name}")
         return
@@ -194,6 +207,29 @@ def _check_tmux(
         if fix:
             pipeline.step_tmux(project, session, srv, resume=True)
             report.mended(session.name, "restarted windows " + ", ".join(missing))
+
+
+def _orphans(session: Session) -> list[ports_.Holder]:
+    """Processes working in the worktree (or in its deleted folder) holding the session's ports.
+
+    Only meaningful when the session's tmux session is gone: then nothing of ours runs them.
+    """
+    inside = str(session.worktree)
+    found: dict[int, ports_.Holder] = {}
+    for procs in ports_.holders(session.ports.values()).values():
+        for h in procs:
+            cwd = (h.cwd or "").removesuffix(" (deleted)")
+            if cwd == inside or cwd.startswith(inside + os.sep):
+                found[h.pid] = h
+    return list(found.values())
+
+
+def _stop_orphans(session: Session, report: Report) -> None:
+    orphans = _orphans(session)
+    if orphans:
+        ports_.stop(h.pid for h in orphans)
+    for h in orphans:
+        report.mended(session.name, f"stopped {h.describe()}, left over from the worktree")
 
 
 def _check_ports(session: Session, report: Report) -> None:

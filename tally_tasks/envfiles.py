@@ -6,6 +6,7 @@ the temp file starts at 0600, gets the source's mode, then is renamed into place
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import TallyError
-from .links import Outcome
+from .links import Outcome, why
 from .registry import replacing
 
 
@@ -40,7 +41,8 @@ def copy_one(main: Path, worktree: Path, rel: str, force: bool = False) -> Outco
         else:
             _copy_file(src, dest)
     except OSError as e:
-        raise TallyError(f"cannot copy {src}: {e.strerror}; fix its permissions") from None
+        hint = "fix its permissions" if e.errno in (errno.EACCES, errno.EPERM) else "fix it in main"
+        raise TallyError(f"cannot copy {src}: {why(e)}; {hint}") from None
     return Outcome(rel, True, f"{rel} copied")
 
 
@@ -54,8 +56,10 @@ def _copy_dir(src: Path, dest: Path) -> None:
     parent = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         shutil.copytree(src, parent / dest.name, symlinks=True)
-        if dest.exists():
+        if dest.is_dir():
             shutil.rmtree(dest)
+        elif dest.exists():
+            dest.unlink()
         os.rename(parent / dest.name, dest)
     finally:
         shutil.rmtree(parent, ignore_errors=True)
@@ -85,7 +89,16 @@ def worktree_include(main: Path) -> list[str]:
     wanted = listed(f"--exclude-from={include}")
     ignored = listed("--exclude-standard")
 
-    def is_ignored(rel: str) -> bool:
-        return any(rel == i or rel.startswith(i + "/") for i in ignored)
+    def under(rel: str, top: str) -> bool:
+        return rel == top or rel.startswith(top + "/")
 
-    return [rel for rel in wanted if is_ignored(rel) and rel != ".worktreeinclude"]
+    found: list[str] = []
+    for rel in wanted:
+        if any(under(rel, i) for i in ignored):
+            found.append(rel)
+        else:
+            # a matched folder git does not ignore as a whole: take its ignored parts
+            found.extend(i for i in ignored if under(i, rel))
+    # git may list a folder and a file in it: keep the outermost
+    outer = [r for r in found if not any(r != o and under(r, o) for o in found)]
+    return [r for r in dict.fromkeys(outer) if r != ".worktreeinclude"]

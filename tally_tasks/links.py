@@ -8,6 +8,7 @@ paths, Turbopack refuses symlinks leaving the root), hence the other modes for e
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import subprocess
@@ -91,7 +92,24 @@ def _staging(dest: Path) -> Iterator[Path]:
         yield tmp
         os.rename(tmp, dest)
     finally:
-        shutil.rmtree(parent, ignore_errors=True)
+        _remove(parent)
+
+
+def _remove(path: Path) -> None:
+    """Delete what the tool half-made, even folders a failed ``cp -a`` left unreadable."""
+    if path.is_symlink() or not path.is_dir():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    with contextlib.suppress(OSError):
+        path.chmod(0o700)
+    for top, dirs, _ in os.walk(path):
+        for d in dirs:
+            sub = os.path.join(top, d)
+            if not os.path.islink(sub):
+                with contextlib.suppress(OSError):
+                    os.chmod(sub, 0o700)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _hardlink_tree(src: Path, dest: Path) -> None:
@@ -101,21 +119,39 @@ def _hardlink_tree(src: Path, dest: Path) -> None:
             return
         shutil.copytree(src, dest, symlinks=True, copy_function=_link_file)
     except OSError as e:
-        raise TallyError(
-            f"cannot hard-link {src} into the worktree ({e.strerror}); hard links need one "
-            "filesystem: use mode reflink or copy"
-        ) from None
+        raise _cannot_hardlink(src, e) from None
 
 
 def _link_file(src: str, dest: str) -> None:
-    os.link(src, dest, follow_symlinks=False)
+    try:
+        os.link(src, dest, follow_symlinks=False)
+    except OSError as e:
+        # a TallyError is no OSError: copytree stops here instead of failing file by file
+        raise _cannot_hardlink(Path(src), e) from None
+
+
+def _cannot_hardlink(src: Path, e: OSError) -> TallyError:
+    hint = "hard links need one filesystem: " if e.errno == errno.EXDEV else ""
+    return TallyError(
+        f"cannot hard-link {src} into the worktree ({why(e)}); {hint}use mode reflink or copy"
+    )
+
+
+def why(e: OSError) -> str:
+    """The reason in a few words: copytree's ``shutil.Error`` has no strerror, only a list."""
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        failures = e.args[0]
+        _, _, reason = failures[0]
+        more = f" and {len(failures) - 1} more" if len(failures) > 1 else ""
+        return f"{reason}{more}"
+    return e.strerror or str(e)
 
 
 def _reflink(src: Path, dest: Path) -> None:
     flag = ["-c"] if sys.platform == "darwin" else ["--reflink=auto"]
     proc = subprocess.run(["cp", "-a", *flag, str(src), str(dest)], capture_output=True)
     if proc.returncode != 0:
-        shutil.rmtree(dest, ignore_errors=True)
+        _remove(dest)  # whatever cp made, so the plain copy starts clean
         _copy(src, dest)
 
 
@@ -126,4 +162,4 @@ def _copy(src: Path, dest: Path) -> None:
         else:
             shutil.copy2(src, dest, follow_symlinks=False)
     except OSError as e:
-        raise TallyError(f"cannot copy {src}: {e.strerror}") from None
+        raise TallyError(f"cannot copy {src}: {why(e)}") from None

@@ -32,10 +32,27 @@ def set_program(name: str) -> None:
     _state["program"] = name
 
 
+def program() -> str:
+    return str(_state["program"])
+
+
+def via() -> tuple[str, str] | None:
+    """(program, host) when this run was started over SSH by ``--host`` (TALLY_VIA)."""
+    caller, _, host = os.environ.get("TALLY_VIA", "").partition(" ")
+    return (caller, host) if caller in ("inv", "tally-session") and host else None
+
+
 def command(task: str, name: str | None = None, *flags: str) -> str:
-    """A command to suggest, spelled for the program in use: ``inv session.remove --name x``."""
+    """A command to suggest, spelled for the program in use: ``inv session.remove --name x``.
+
+    On a host reached with ``--host``, spelled for the laptop that asked."""
+    prog = program()
+    remote = via()
+    if remote:
+        prog, host = remote
+        flags = (*flags, "--host", shlex.quote(host))
     quoted = [shlex.quote(name)] if name is not None else []
-    if _state["program"] == "tally-session":
+    if prog == "tally-session":
         return " ".join(["tally-session", task.replace("_", "-"), *quoted, *flags])
     named = ["--name", *quoted] if quoted else []
     return " ".join(["inv", f"session.{task.replace('_', '-')}", *named, *flags])
@@ -59,6 +76,11 @@ def _paint(text: str, color: str, stream: TextIO) -> str:
     return f"{color}{text}{RESET}"
 
 
+# What the step lines use, spelled for a stream that cannot encode it (LANG=C, a pipe
+# with PYTHONIOENCODING=ascii); anything else becomes "?" rather than a traceback.
+_ASCII = str.maketrans({"✓": "+", "✗": "x", "·": "-", "→": "->", "…": "...", "—": "-"})
+
+
 def _mark(symbol: str, fallback: str, stream: TextIO) -> str:
     encoding = getattr(stream, "encoding", None) or "ascii"
     try:
@@ -68,8 +90,20 @@ def _mark(symbol: str, fallback: str, stream: TextIO) -> str:
     return symbol
 
 
+def _encodable(text: str, stream: TextIO) -> str:
+    encoding = getattr(stream, "encoding", None) or "ascii"
+    try:
+        text.encode(encoding)
+        return text
+    except LookupError:
+        encoding = "ascii"
+    except UnicodeEncodeError:
+        pass
+    return text.translate(_ASCII).encode(encoding, "replace").decode(encoding)
+
+
 def _write(text: str, stream: TextIO) -> None:
-    stream.write(text + "\n")
+    stream.write(_encodable(text, stream) + "\n")
     stream.flush()
 
 

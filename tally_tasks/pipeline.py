@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from . import claude, envfiles, links, output, registry, tmux, worktree
 from . import ports as ports_
 from . import repo as repo_
 from .errors import TallyError
-from .session import Project, Session, check_name, render, slugify
+from .session import Project, Session, check_name, programs, render, slugify
 
 CREATING = "creating"
 _FAULT_ENV = "TALLY_TEST_FAULT"  # tests: "pause:<step>" / "fail:<step>" to hit a boundary
@@ -86,8 +87,16 @@ def check_slug(project: Project, entries: registry.Registry, name: str) -> None:
 
 def step_ports(project: Project, name: str, create: bool = False) -> Session:
     """Give the session its ports (creating its registry entry when `create`)."""
+    return _ports(project, name, create)[0]
+
+
+def _ports(project: Project, name: str, create: bool, claim: bool = False) -> tuple[Session, bool]:
+    """The ports step; also (for `add`, `claim`) decides under the lock whether this run
+    owns the session: a new entry, or an unfinished one whose adder is gone. Returns the
+    session and whether this run created its entry."""
     check_name(name)
     bases = project.settings.ports
+    created = False
     with _editing(project) as entries:
         entry = entries.get(name)
         if entry is None:
@@ -101,6 +110,11 @@ def step_ports(project: Project, name: str, create: bool = False) -> Session:
             entry["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             entry["state"] = CREATING
             entries[name] = entry
+            created = True
+        elif claim:
+            _check_claim(name, entry)
+        if claim:
+            entry["pid"] = os.getpid()
         have = registry.ports_of(entry)
         taken = {
             p
@@ -116,7 +130,23 @@ def step_ports(project: Project, name: str, create: bool = False) -> Session:
         session = project.session(name, ordered)
     shown = " · ".join(f"{p} {n}" for p, n in found.items()) or "none configured"
     output.step("ports", shown)
-    return session
+    return session, created
+
+
+def _check_claim(name: str, entry: registry.Entry) -> None:
+    """May this `add` take over the entry? Only an unfinished one nobody is working on."""
+    if entry.get("state") != CREATING:
+        raise TallyError(
+            f"session {name!r} already exists; restart its windows with "
+            + output.command("resume", name)
+            + ", or remove it first"
+        )
+    pid = entry.get("pid")
+    if isinstance(pid, int) and pid != os.getpid() and ports_.is_alive(pid):
+        raise TallyError(
+            f"another tally-session (pid {pid}) is adding {name!r} right now; "
+            "wait for it to finish, or stop it and run add again"
+        )
 
 
 def step_worktree(project: Project, session: Session) -> str:
@@ -141,22 +171,30 @@ def step_links(project: Project, session: Session) -> None:
 
 
 def step_env(project: Project, session: Session, force: bool = False) -> None:
-    """Copy `copies` and what `.worktreeinclude` names (never a linked path)."""
+    """Copy `copies` (`force`: over existing copies) and what `.worktreeinclude` names
+    (never over anything, never in, at or around a linked path)."""
     _require_worktree(session)
-    paths = list(project.settings.copies)
-    linked = {lk.path for lk in project.settings.links}
-    for rel in envfiles.worktree_include(project.main):
-        if rel not in paths and rel not in linked:
-            paths.append(rel)
-    outcomes = envfiles.apply(project.main, session.worktree, paths, force)
+    copies = list(project.settings.copies)
+    linked = [lk.path for lk in project.settings.links]
+
+    def near_link(rel: str) -> bool:
+        return any(rel == p or rel.startswith(p + "/") or p.startswith(rel + "/") for p in linked)
+
+    included = [
+        rel
+        for rel in envfiles.worktree_include(project.main)
+        if rel not in copies and not near_link(rel)
+    ]
+    outcomes = envfiles.apply(project.main, session.worktree, copies, force)
+    outcomes += envfiles.apply(project.main, session.worktree, included, force=False)
     _report("env", outcomes)
 
 
 def uses_claude(project: Project) -> bool:
     """True when a window starts Claude Code (else claude-perms has nothing to do)."""
-    pattern = re.compile(r"(^|[;&|(]\s*)claude(\s|$)")
     return any(
-        pattern.search(w.cmd) or pattern.search(w.resume_cmd) for w in project.settings.windows
+        "claude" in programs(w.cmd) or "claude" in programs(w.resume_cmd)
+        for w in project.settings.windows
     )
 
 
@@ -265,25 +303,72 @@ def stop_orphans(session: Session) -> list[ports_.Holder]:
     return orphans
 
 
+# What bash -i says on stderr when it has no terminal: not the hook's output.
+_NO_TTY_NOISE = (
+    "cannot set terminal process group",
+    "no job control in this shell",
+    "can't access tty",
+)
+
+
+def _end_group(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM the process group `proc` leads, SIGKILL it if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def run_hooks(project: Project, session: Session, point: str) -> None:
+    """Run the hooks of `point` in the worktree, as a window runs its command: in the
+    user's login shell, after the activation command, with the TALLY_* variables."""
     cmds = project.settings.hooks.get(point, ())
     if not cmds:
         return
+    step = point.replace("_", "-")
+    if not session.worktree.is_dir():
+        # never in the main checkout instead: `rm -rf node_modules` there is shared data
+        output.warn(step, f"worktree {session.worktree} is gone; hooks not run")
+        return
     values = session.values(project)
     env = {**os.environ, **session.env()}
-    cwd = session.worktree if session.worktree.is_dir() else project.main
+    activate = render(project.settings.activate, values).strip()
+    shell = os.environ.get("SHELL") or "/bin/sh"
     for template in cmds:
         line = render(template, values)
-        proc = subprocess.run(
-            ["/bin/sh", "-c", line], cwd=cwd, env=env, capture_output=True, text=True
+        full = f"{activate} && ( {line} )" if activate else line
+        # Its own session: an interactive shell with our terminal would take it over
+        # (job control); on Ctrl-C here, its whole group is ended.
+        proc = subprocess.Popen(
+            [shell, "-lic", full],
+            cwd=session.worktree,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=True,
         )
+        try:
+            out, err = proc.communicate()
+        except BaseException:
+            _end_group(proc)
+            raise
         if proc.returncode != 0:
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+            said = (out + err).strip().splitlines()
+            tail = [ln for ln in said if not any(n in ln for n in _NO_TTY_NOISE)][-5:]
             raise TallyError(
                 f"hook {point} `{line}` failed with status {proc.returncode}"
                 + (": " + " | ".join(tail) if tail else "")
             )
-        output.step(point.replace("_", "-"), line)
+        output.step(step, line)
 
 
 def _report(step: str, outcomes: list[links.Outcome]) -> None:
@@ -337,12 +422,8 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
     existing = entries.get(name)
     if existing is None:
         check_slug(project, entries, name)
-    if existing is not None and existing.get("state") != CREATING:
-        raise TallyError(
-            f"session {name!r} already exists; restart its windows with "
-            + output.command("resume", name)
-            + ", or remove it first"
-        )
+    else:
+        _check_claim(name, existing)  # again under the lock, in the ports step
     if existing is None and tmux.exists(srv, project.tmux_name(name)):
         raise TallyError(
             f"a tmux session {project.tmux_name(name)} already runs but no session {name!r} is "
@@ -356,8 +437,8 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
     try:
         for current in steps:
             if current == "ports":
-                session = step_ports(project, name, create=True)
-                if existing is None:
+                session, created = _ports(project, name, create=True, claim=True)
+                if created:
                     undo.push("registry entry", lambda: drop_entry(project, name))
             elif session is None:
                 raise TallyError("tally.add_steps must start with 'ports'")
@@ -385,10 +466,12 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
             _fault(current)
         if session is None:
             raise TallyError("tally.add_steps must start with 'ports'")
+        current = "post_add"
         run_hooks(project, session, "post_add")
         with _editing(project) as entries:
             if name in entries:
                 entries[name].pop("state", None)
+                entries[name].pop("pid", None)
     except BaseException as e:
         undone = undo.run()
         if isinstance(e, TallyError):
@@ -428,9 +511,17 @@ def summary(project: Project, session: Session) -> None:
     output.info(output.bold(f"Session {session.name} is ready"))
     output.info(f"  worktree  {session.worktree}")
     output.info(f"  branch    {session.branch}")
+    remote = output.via()
+    where = f"{remote[1]}'s localhost" if remote else "localhost"
     for port, number in session.ports.items():
-        output.info(f"  {port:<9} http://localhost:{number}")
-    output.info(f"  attach    {attach_line(project, session)}")
+        output.info(
+            f"  {port:<9} http://localhost:{number}" + (f"  (on {where})" if remote else "")
+        )
+    if remote:  # run over SSH by --host: say what works from the laptop
+        output.info(f"  forward   {output.command('forward', session.name)}")
+        output.info(f"  attach    {output.command('attach', session.name)}")
+    else:
+        output.info(f"  attach    {attach_line(project, session)}")
 
 
 def attach_line(project: Project, session: Session) -> str:
@@ -517,6 +608,14 @@ def remove(
     """Take the session away; never the user's work unless `force` (README: Safety)."""
     session = get(project, name)
     wt = session.worktree
+    others = [
+        n for n, e in load(project).items() if n != name and project.session(n, e).worktree == wt
+    ]
+    if others:
+        raise TallyError(
+            f"{wt} is the worktree of session {others[0]!r} too; nothing removed. Fix the entry "
+            f"of {name!r} in {project.registry_path}"
+        )
     # Every `git worktree` call holds the repository lock: git reads all worktrees'
     # records, and another process's half-made one makes it fail.
     with repo_.open_repo(project.main) as repo:
@@ -529,6 +628,14 @@ def remove(
             )
         if not force:
             problems = at_risk(project, repo, session)
+            if known is not None and known.branch != session.branch:
+                problems.insert(
+                    0,
+                    f"the worktree is on {known.branch or 'a detached HEAD'}, not {session.branch}",
+                )
+            if known is not None and known.locked is not None:
+                why = f" ({known.locked})" if known.locked else ""
+                problems.insert(0, f"the worktree is locked{why}: git worktree unlock it first")
             if problems:
                 raise TallyError(
                     f"session {name} has work that would be lost: "
@@ -537,7 +644,12 @@ def remove(
                     + output.command("remove", name, "--force")
                 )
         run_hooks(project, session, "pre_remove")
-        if tmux.kill(srv, session.tmux_name):
+        # Run from one of the session's own windows, killing tmux first would hang up on
+        # this very process halfway: then tmux goes last, and the hang-up is ignored.
+        inside = tmux.current_session(srv) == session.tmux_name
+        if inside:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        elif tmux.kill(srv, session.tmux_name):
             output.step("tmux", f"killed {session.tmux_name}")
         for h in stop_orphans(session):
             output.step("processes", f"stopped {h.describe()}, still holding a session port")
@@ -548,10 +660,16 @@ def remove(
                 output.step("worktree", f"removed {wt}")
             _remove_branch(repo, session.branch, force, keep_branch)
     config = claude.config_path(project.settings.claude_config)
-    if claude.forget(config, [wt], project.settings.claude_lock_stale) == "corrupt":
-        output.warn("claude", f"{config} is not valid JSON, left untouched")
+    try:
+        if claude.forget(config, [wt], project.settings.claude_lock_stale) == "corrupt":
+            output.warn("claude", f"{config} is not valid JSON, left untouched")
+    except TallyError as e:  # the worktree is gone already: the record must go too
+        output.warn("claude", f"{e}; drop the entry later with: " + output.command("claude_prune"))
     drop_entry(project, name)
     output.step("registry", f"dropped {name} (ports freed)")
+    if inside:
+        output.step("tmux", f"killing {session.tmux_name}, this window with it")
+        tmux.kill(srv, session.tmux_name)
 
 
 def _remove_branch(repo: repo_.Repo, branch: str, force: bool, keep: bool) -> None:
@@ -610,13 +728,22 @@ def resume(project: Project, srv: tmux.TmuxServer, name: str | None = None) -> l
         )
     )
     started = []
+    hooks_failed = []
     for session in todo:
         if session.tmux_name in failed:
             output.warn("resume", f"{session.name}: tmux could not start {session.tmux_name}")
             continue
         output.step("resume", f"{session.name}: started {session.tmux_name}")
-        run_hooks(project, session, "post_resume")
         started.append(session.name)
+        try:
+            run_hooks(project, session, "post_resume")
+        except TallyError as e:  # one session's hook does not stop the others'
+            output.warn("post-resume", f"{session.name}: {e}")
+            hooks_failed.append(session.name)
     if failed:
         raise TallyError(f"{len(failed)} session(s) did not start: " + ", ".join(sorted(failed)))
+    if hooks_failed:
+        raise TallyError(
+            "post_resume hooks failed for " + ", ".join(hooks_failed) + " (their sessions run)"
+        )
     return started

@@ -198,7 +198,31 @@ def _lsof_holders(ports: set[int]) -> dict[int, list[Holder]]:
                 pid = int(line[1:])
             elif line.startswith("c") and pid:
                 result.setdefault(port, []).append(Holder(pid, line[1:], None))
-    return result
+    cwds = _lsof_cwds({h.pid for hs in result.values() for h in hs})
+    return {
+        port: [Holder(h.pid, h.command, cwds.get(h.pid)) for h in hs] for port, hs in result.items()
+    }
+
+
+def _lsof_cwds(pids: set[int]) -> dict[int, str]:
+    """pid -> working folder, where /proc is missing (macOS): whose dev server is it?"""
+    if not pids:
+        return {}
+    arg = ",".join(str(p) for p in sorted(pids))
+    try:
+        proc = subprocess.run(
+            ["lsof", "-a", "-p", arg, "-d", "cwd", "-Fn"], capture_output=True, text=True
+        )
+    except OSError:
+        return {}
+    found: dict[int, str] = {}
+    pid = 0
+    for line in proc.stdout.splitlines():
+        if line.startswith("p"):
+            pid = int(line[1:])
+        elif line.startswith("n") and pid:
+            found[pid] = line[1:]
+    return found
 
 
 def stop(pids: Iterable[int], grace: float = 3.0) -> list[int]:
@@ -210,16 +234,17 @@ def stop(pids: Iterable[int], grace: float = 3.0) -> list[int]:
     deadline = time.monotonic() + grace
     alive = set(pids)
     while alive and time.monotonic() < deadline:
-        alive = {p for p in alive if _alive(p)}
+        alive = {p for p in alive if is_alive(p)}
         if alive:
             time.sleep(0.05)
     for pid in alive:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-    return [p for p in pids if not _alive(p) or p in alive]
+    return [p for p in pids if not is_alive(p) or p in alive]
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
+    """True while process `pid` runs (a zombie counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -79,6 +79,10 @@ def _check(path: Path, data: Any) -> Registry:
         for key in ("worktree", "branch"):
             if key in entry and not isinstance(entry[key], str):
                 raise TallyError(f"{where}: key {key!r} must be a string, got {entry[key]!r}")
+        if entry.get("worktree") and not os.path.isabs(entry["worktree"]):
+            raise TallyError(
+                f"{where}: key 'worktree' must be an absolute path, got {entry['worktree']!r}"
+            )
         for key, value in entry.items():
             if key.endswith("_port") and (
                 isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536
@@ -114,6 +118,7 @@ def load(path: Path) -> Registry:
 def replacing(path: Path, mode: int) -> Iterator[BinaryIO]:
     """Write `path` whole or not at all: a temp file beside it (0600 while written), given
     `mode`, then ``os.replace``d onto it. On any failure the temp file is removed."""
+    path = Path(os.path.realpath(path))  # a dotfiles symlink stays a symlink: write its target
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -130,6 +135,7 @@ def replacing(path: Path, mode: int) -> Iterator[BinaryIO]:
 
 def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
     """Write `text` to `path` atomically; it keeps its mode, a new file gets `mode` or umask."""
+    path = Path(os.path.realpath(path))
     try:
         current: int | None = path.stat().st_mode & 0o7777
     except FileNotFoundError:

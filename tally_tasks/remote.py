@@ -9,6 +9,7 @@ only when a remote operation runs: local commands never pay for them.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,9 @@ from typing import Any
 from .errors import TallyError
 
 NOT_INSTALLED = 127
+NO_CHECKOUT = 126
+CONNECT_TIMEOUT = 10.0  # seconds for TCP, the SSH banner and auth, each
+LIST_TIMEOUT = 5.0  # a listing asks every host: a silent one must not hold it up long
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class Host:
     key: str | None = None
     command: str = "tally-session"
     env: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None  # seconds to connect; None: CONNECT_TIMEOUT, LIST_TIMEOUT
+    ssh_args: tuple[str, ...] = ()  # extra arguments for the interactive `ssh -t` (attach)
 
 
 def hosts_from(raw: Any) -> dict[str, Host]:
@@ -50,8 +56,22 @@ def hosts_from(raw: Any) -> dict[str, Host]:
         if not isinstance(main, str) or not main:
             raise TallyError(f"config key {key}.main must be the main checkout's path there")
         port = spec.get("port")
-        if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
+        if port is not None and (
+            isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536
+        ):
             raise TallyError(f"config key {key}.port must be a port number, got {port!r}")
+        timeout = spec.get("timeout")
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout < 3600
+        ):
+            raise TallyError(f"config key {key}.timeout must be seconds, got {timeout!r}")
+        ssh_args = spec.get("ssh_args") or []
+        if not isinstance(ssh_args, list) or not all(isinstance(a, str) for a in ssh_args):
+            raise TallyError(
+                f"config key {key}.ssh_args must be a list of ssh arguments, got {ssh_args!r}"
+            )
         keyfile = spec.get("key")
         if keyfile is not None and not isinstance(keyfile, str):
             raise TallyError(f"config key {key}.key must be a path, got {keyfile!r}")
@@ -60,7 +80,15 @@ def hosts_from(raw: Any) -> dict[str, Host]:
         if not isinstance(command, str) or not isinstance(env, Mapping):
             raise TallyError(f"config key {key}: command must be a string and env a mapping")
         hosts[str(name)] = Host(
-            str(name), host, main, port, keyfile, command, {str(k): str(v) for k, v in env.items()}
+            str(name),
+            host,
+            main,
+            port,
+            keyfile,
+            command,
+            {str(k): str(v) for k, v in env.items()},
+            None if timeout is None else float(timeout),
+            tuple(ssh_args),
         )
     return hosts
 
@@ -81,26 +109,58 @@ def _path(path: str) -> str:
     return shlex.quote(path)
 
 
-def command_line(host: Host, argv: Sequence[str]) -> str:
-    """The shell line run on the host: cd to its main checkout, run the same task."""
-    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in host.env.items())
-    prog = _path(host.command) if "/" in host.command else shlex.quote(host.command)
+def _program(command: str) -> str:
+    """``~/venv/bin/python -m tally_tasks.cli`` -> its words quoted, the first as a path."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = [command]
+    first = _path(words[0]) if "/" in words[0] else shlex.quote(words[0])
+    return " ".join([first, *(shlex.quote(w) for w in words[1:])])
+
+
+def command_line(host: Host, argv: Sequence[str], caller: str = "inv") -> str:
+    """The shell line run on the host: cd to its main checkout, run the same task.
+
+    ``TALLY_VIA`` tells the host's tally-session who asked, so the commands it suggests
+    are the caller's (``inv session.resume --name x --host box1``).
+    """
+    env = {**host.env, "TALLY_VIA": f"{caller} {host.name}"}
+    assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    prog = _program(host.command)
+    first = prog.split(" ", 1)[0]
     args = " ".join(shlex.quote(a) for a in argv)
-    check = f"command -v {prog} >/dev/null 2>&1 || exit {NOT_INSTALLED}"
-    return f"cd {_path(host.main)} && {check} && {env + ' ' if env else ''}{prog} {args}"
+    return (
+        f"{{ cd {_path(host.main)} 2>/dev/null || exit {NO_CHECKOUT}; }} && "
+        f"{{ command -v {first} >/dev/null 2>&1 || exit {NOT_INSTALLED}; }} && "
+        f"{assigns} {prog} {args}"
+    )
 
 
-def connect(host: Host, timeout: float = 10.0) -> Any:
+def _address(host: Host) -> tuple[str, int | None]:
+    """``user@box:2222`` -> (``user@box``, 2222); an explicit `port` wins."""
+    name, sep, port = host.host.rpartition(":")
+    if sep and port.isdigit() and "]" not in port and ":" not in name:
+        return name, host.port or int(port)
+    return host.host, host.port
+
+
+def connect(host: Host, timeout: float | None = None) -> Any:
+    import logging
+
     import fabric  # here: paramiko costs every local command 50-200 ms
 
-    kwargs: dict[str, Any] = {}
+    # paramiko logs a failed handshake from its own thread as a traceback on stderr
+    quiet = logging.getLogger("paramiko")
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+    timeout = timeout or host.timeout or CONNECT_TIMEOUT
+    kwargs: dict[str, Any] = {"banner_timeout": timeout, "auth_timeout": timeout}
     if host.key:
-        import os
-
         kwargs["key_filename"] = os.path.expanduser(host.key)
-    return fabric.Connection(
-        host.host, port=host.port, connect_timeout=timeout, connect_kwargs=kwargs
-    )
+    address, port = _address(host)
+    return fabric.Connection(address, port=port, connect_timeout=timeout, connect_kwargs=kwargs)
 
 
 def _describe(host: Host) -> str:
@@ -116,38 +176,75 @@ def _reason(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
-def _unreachable(host: Host, e: BaseException) -> TallyError:
+def _unreachable(host: Host, e: BaseException, timeout: float = CONNECT_TIMEOUT) -> TallyError:
     reason = _reason(e)
+    # paramiko's words for a port that accepts but never speaks SSH (a hung sshd, a
+    # firewall, a web server): a timeout or a banner it could not read
+    silent = reason in ("No existing session", "timed out") or reason.startswith(
+        "Error reading SSH protocol banner"
+    )
+    if isinstance(e, TimeoutError) or silent:
+        reason = f"no SSH server answered within {timeout:g} s"
     return TallyError(
         f"cannot reach host {_describe(host)}: {reason}; check tally.hosts.{host.name}"
     )
 
 
 def run(
-    host: Host, argv: Sequence[str], capture: bool = False, timeout: float | None = None
+    host: Host,
+    argv: Sequence[str],
+    capture: bool = False,
+    timeout: float | None = None,
+    caller: str = "inv",
+    connect_timeout: float | None = None,
 ) -> Any:
-    """Run the task there; output streams through unless `capture`. Returns invoke's Result."""
-    line = command_line(host, argv)
+    """Run the task there; output streams through unless `capture`. Returns invoke's Result.
+
+    Streamed to a terminal, it runs in a pty, so Ctrl-C reaches the task there (which
+    undoes what it made, as it does here) instead of leaving it running unseen.
+    """
+    import sys
+
+    line = command_line(host, argv, caller)
+    connect_timeout = host.timeout or connect_timeout or CONNECT_TIMEOUT
+    pty = not capture and sys.stdin.isatty() and sys.stdout.isatty()
     try:
-        with connect(host) as conn:
+        with connect(host, connect_timeout) as conn:
             result = conn.run(
-                line, warn=True, hide=capture, in_stream=False, pty=False, timeout=timeout
+                line, warn=True, hide=capture, in_stream=False, pty=pty, timeout=timeout
             )
     except TallyError:
         raise
     except Exception as e:  # paramiko, socket and invoke errors: one plain line
-        raise _unreachable(host, e) from None
+        raise _unreachable(host, e, connect_timeout) from None
+    if result.exited == NO_CHECKOUT:
+        raise TallyError(
+            f"{host.main} does not exist on {_describe(host)}; "
+            f"set tally.hosts.{host.name}.main to the main checkout there"
+        )
     if result.exited == NOT_INSTALLED:
         raise TallyError(
-            f"{host.command} is not installed on {_describe(host)} (or {host.main} is missing): "
-            f"run `pip install tally-tasks` there, or set tally.hosts.{host.name}.command"
+            f"{host.command} is not installed on {_describe(host)}: run "
+            f"`pip install tally-tasks` there, or set tally.hosts.{host.name}.command"
+        )
+    if result.exited is None or result.exited < 0:
+        raise TallyError(
+            f"{host.command} on {host.name} ended without an exit status (killed, or the "
+            "connection dropped); see what it left with: "
+            f"{caller} session.list --host {host.name}"
         )
     return result
 
 
-def sessions(host: Host, timeout: float = 8.0) -> list[dict[str, Any]]:
+def sessions(host: Host, timeout: float = LIST_TIMEOUT) -> list[dict[str, Any]]:
     """The host's sessions (`list --json --brief`), or TallyError when it cannot say."""
-    result = run(host, ["list", "--json", "--brief"], capture=True, timeout=timeout)
+    result = run(
+        host,
+        ["list", "--json", "--brief"],
+        capture=True,
+        timeout=timeout + 10,  # the listing itself, once connected
+        connect_timeout=timeout,
+    )
     if result.exited != 0:
         last = (result.stderr.strip().splitlines() or ["exit status " + str(result.exited)])[-1]
         raise TallyError(f"{host.name}: {last}")
@@ -159,9 +256,9 @@ def sessions(host: Host, timeout: float = 8.0) -> list[dict[str, Any]]:
 
 
 def all_sessions(
-    hosts: Mapping[str, Host], timeout: float = 8.0
+    hosts: Mapping[str, Host], timeout: float = LIST_TIMEOUT
 ) -> dict[str, list[dict[str, Any]] | str]:
-    """Every host's sessions, asked in parallel: rows, or the reason it could not answer."""
+    """Every host's sessions, all asked at once: rows, or the reason it could not answer."""
 
     def one(host: Host) -> list[dict[str, Any]] | str:
         try:
@@ -171,11 +268,15 @@ def all_sessions(
 
     if not hosts:
         return {}
-    with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
+    pool = ThreadPoolExecutor(max_workers=len(hosts))
+    try:
         return dict(zip(hosts, pool.map(one, hosts.values()), strict=True))
+    finally:
+        # on Ctrl-C, do not wait for the silent hosts' timeouts
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
-def least_busy(hosts: Mapping[str, Host], timeout: float = 8.0) -> Host:
+def least_busy(hosts: Mapping[str, Host], timeout: float = LIST_TIMEOUT) -> Host:
     """The reachable host with the fewest sessions (ties: the first configured)."""
     if not hosts:
         raise TallyError("--host auto needs hosts in tally.hosts")
@@ -184,6 +285,11 @@ def least_busy(hosts: Mapping[str, Host], timeout: float = 8.0) -> Host:
     if not counts:
         reasons = "; ".join(str(r) for r in answers.values())
         raise TallyError(f"no host answered: {reasons}")
+    from . import output
+
+    for n, r in answers.items():
+        if isinstance(r, str):
+            output.warn("host", f"skipped {n}: {r}")
     best = min(counts, key=lambda n: (counts[n], list(hosts).index(n)))
     return hosts[best]
 
@@ -196,9 +302,14 @@ def find_session(host: Host, name: str) -> dict[str, Any]:
 
 
 def forward(host: Host, ports: Mapping[str, int], offset: int = 0) -> None:
-    """Forward the ports from the host to localhost (+offset) until Ctrl-C."""
-    import contextlib
-    import threading
+    """Forward the ports from the host to localhost (+offset) until Ctrl-C.
+
+    Our own accept loop, not Fabric's ``forward_local``: there, one connection to a port
+    nothing listens on yet (Vite still starting) kills the tunnel for good, and a local
+    port it cannot bind only shows at Ctrl-C.
+    """
+    import select
+    import socket
 
     from . import output
     from .ports import is_free
@@ -209,38 +320,103 @@ def forward(host: Host, ports: Mapping[str, int], offset: int = 0) -> None:
         raise TallyError(
             f"--offset {offset} puts {', '.join(outside)} outside 1-65535; pick another offset"
         )
-    # the tunnel binds in a background thread: a taken port would only show at Ctrl-C
     taken = [f"{name} {number}" for name, number in local.items() if not is_free(number)]
     if taken:
         raise TallyError(
             f"local port(s) {', '.join(taken)} already in use here; "
             "forward to other local ports with --offset N"
         )
+    listeners: dict[socket.socket, tuple[str, int]] = {}
     try:
-        with connect(host) as conn, contextlib.ExitStack() as stack:
+        with connect(host) as conn:
+            conn.open()
             for port_name, number in ports.items():
-                stack.enter_context(
-                    conn.forward_local(local_port=local[port_name], remote_port=number)
-                )
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listeners[sock] = (port_name, number)
+                try:
+                    sock.bind(("127.0.0.1", local[port_name]))
+                except OSError as e:
+                    raise TallyError(
+                        f"cannot listen on local port {local[port_name]} ({e.strerror}); "
+                        "forward to other local ports with --offset N"
+                    ) from None
+                sock.listen(64)
                 output.step(
                     "forward",
                     f"{port_name}: http://localhost:{local[port_name]}/ → {host.name}:{number}",
                 )
             output.info("forwarding; press Ctrl-C to stop")
-            threading.Event().wait()
+            _serve(conn.transport, listeners, host, select.select)
     except KeyboardInterrupt:
         output.step("forward", "stopped")
     except TallyError:
         raise
     except Exception as e:
         raise _unreachable(host, e) from None
+    finally:
+        for sock in listeners:
+            sock.close()
+
+
+def _serve(transport: Any, listeners: Mapping[Any, tuple[str, int]], host: Host, wait: Any) -> None:
+    """Accept on every listener; each connection gets its own channel to the host's port."""
+    import threading
+
+    from . import output
+
+    down: set[str] = set()
+    while True:
+        if not transport.is_active():
+            raise TallyError(f"the connection to {host.name} was lost; run forward again")
+        ready, _, _ = wait(list(listeners), [], [], 0.5)
+        for sock in ready:
+            port_name, number = listeners[sock]
+            client, peer = sock.accept()
+            try:
+                channel = transport.open_channel(
+                    "direct-tcpip", ("localhost", number), peer[:2], timeout=10
+                )
+            except Exception as e:  # nothing listens there (yet): refuse this one, go on
+                client.close()
+                if port_name not in down:
+                    down.add(port_name)
+                    output.warn(
+                        "forward",
+                        f"{port_name}: nothing answers on {host.name}:{number} yet "
+                        f"({_reason(e)}); still forwarding",
+                    )
+                continue
+            if port_name in down:
+                down.discard(port_name)
+                output.step("forward", f"{port_name}: {host.name}:{number} answers now")
+            threading.Thread(target=_pipe, args=(client, channel, wait), daemon=True).start()
+
+
+def _pipe(client: Any, channel: Any, wait: Any) -> None:
+    """Copy bytes both ways until either side closes."""
+    try:
+        while True:
+            ready, _, _ = wait([client, channel], [], [], 1.0)
+            for src, dst in ((client, channel), (channel, client)):
+                if src in ready:
+                    data = src.recv(65536)
+                    if not data:
+                        return
+                    dst.sendall(data)
+    except OSError:
+        return
+    finally:
+        channel.close()
+        client.close()
 
 
 def ssh_argv(host: Host, remote_cmd: str) -> list[str]:
     """An interactive `ssh -t` command line for the host (for attach)."""
+    address, port = _address(host)
     argv = ["ssh", "-t"]
-    if host.port:
-        argv += ["-p", str(host.port)]
+    if port:
+        argv += ["-p", str(port)]
     if host.key:
-        argv += ["-i", host.key]
-    return [*argv, host.host, remote_cmd]
+        argv += ["-i", os.path.expanduser(host.key)]
+    return [*argv, *host.ssh_args, "--", address, remote_cmd]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,42 @@ def check_name(name: str) -> None:
         raise TallyError(f"session name {shown} is not a valid git branch name")
 
 
-def render(template: str, values: dict[str, str | int]) -> str:
+# Words that run the command after them: `exec claude`, `env A=1 claude`, `nohup npm ...`.
+_WRAPPERS = {"exec", "env", "command", "nohup", "nice", "time", "builtin"}
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.S)
+
+
+def commands(line: str) -> list[str]:
+    """The commands a shell line runs, as written, in order: ``workon x && (cd y && claude)``
+    -> [workon, cd, claude]. A reading of the words (nothing expanded): wrappers such as
+    ``exec``/``env`` and ``NAME=value`` assignments are looked through."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    found: list[str] = []
+    first, target = True, False
+    try:
+        for word in lexer:
+            if word and all(c in "();<>|&" for c in word) and ("<" in word or ">" in word):
+                target = True  # a redirection: the next word is a file
+            elif word and all(c in "();<>|&" for c in word):
+                first = True  # an operator: a new command starts after it
+            elif target:
+                target = False
+            elif first and not (word in _WRAPPERS or _ASSIGNMENT.fullmatch(word)):
+                if word not in found:
+                    found.append(word)
+                first = False
+    except ValueError:  # an unclosed quote: what was read so far
+        pass
+    return found
+
+
+def programs(line: str) -> set[str]:
+    """The programs a shell line runs, by base name (``~/.claude/local/claude`` -> claude)."""
+    return {word.rsplit("/", 1)[-1] for word in commands(line)}
+
+
+def render(template: str, values: Mapping[str, str | int]) -> str:
     """Fill ``{placeholders}``; every string value is shell-quoted, others left as written.
 
     Unknown ``{words}`` stay as they are, so shell and awk braces need no escaping.
@@ -123,7 +159,9 @@ class Project:
     def worktrees_dir(self) -> Path:
         if not self.settings.worktrees:
             return self.main.parent
-        return self.main / Path(self.settings.worktrees).expanduser()
+        # real path: `../trees` must not stay in the registry, and Claude Code keys
+        # ~/.claude.json by the real path it runs in
+        return (self.main / Path(self.settings.worktrees).expanduser()).resolve()
 
     def tmux_name(self, name: str) -> str:
         return f"{slugify(self.name)}-{slugify(name)}"

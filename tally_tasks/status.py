@@ -7,11 +7,13 @@ ahead/behind from one ``for-each-ref`` (one ``rev-list`` per branch on git < 2.4
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,26 +80,44 @@ def ahead_behind(main: Path, branches: list[str]) -> dict[str, tuple[int, int]]:
     return result
 
 
+def _epoch(created: str) -> float | None:
+    """Seconds since the epoch of an ISO time; one without an offset is local time."""
+    for text, fmt in (
+        (created, "%Y-%m-%dT%H:%M:%S%z"),  # what `add` writes: 2024-05-01T10:00:00+0200
+        (created[:19], "%Y-%m-%dT%H:%M:%S"),
+    ):
+        try:
+            return datetime.strptime(text, fmt).timestamp()
+        except ValueError:
+            continue
+    return None
+
+
 def age(created: str | None, now: float | None = None) -> str:
-    if not created:
+    """``5m``, ``3h``, ``2d``: how long ago `created` was; ``-`` when unknown."""
+    then = _epoch(created) if created else None
+    if then is None:
         return "-"
-    try:
-        then = time.mktime(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return "-"
-    secs = max(0, (now or time.time()) - then)
+    secs = max(0.0, (time.time() if now is None else now) - then)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if secs >= size:
             return f"{int(secs // size)}{unit}"
     return f"{int(secs)}s"
 
 
-def rows(project: Project, srv: tmux.TmuxServer, git_state: bool = True) -> list[dict[str, Any]]:
-    """One dict per session, with `dirty`, `ahead`, `behind` unless `git_state` is False."""
+Panes = dict[str, set[str]]
+
+
+def rows(
+    project: Project, srv: tmux.TmuxServer, git_state: bool = True, panes: Panes | None = None
+) -> list[dict[str, Any]]:
+    """One dict per session, with `dirty`, `ahead`, `behind` unless `git_state` is False.
+
+    `panes` is `tmux.pane_paths(srv)` when the caller already has it (one tmux call)."""
     entries = load(project)
     if not entries:
         return []
-    live = set(tmux.pane_paths(srv))
+    live = set(tmux.pane_paths(srv) if panes is None else panes)
     sessions = {n: project.session(n, e) for n, e in entries.items()}
     all_ports = [p for s in sessions.values() for p in s.ports.values()]
     up = ports_.listening(all_ports)
@@ -142,7 +162,9 @@ def rows(project: Project, srv: tmux.TmuxServer, git_state: bool = True) -> list
     return result
 
 
-def stale(project: Project, srv: tmux.TmuxServer, entries: registry.Registry) -> list[str]:
+def stale(
+    project: Project, srv: tmux.TmuxServer, entries: registry.Registry, panes: Panes | None = None
+) -> list[str]:
     """Plain-words reports of state that does not add up, each with the command that fixes it."""
     from . import output  # local: keeps this module's import light for `rows`
 
@@ -156,13 +178,17 @@ def stale(project: Project, srv: tmux.TmuxServer, entries: registry.Registry) ->
                 + output.command("remove", n, "--force")
             )
     prefix = f"{project.name}-"
+    ours = {str(p) for p in registered}  # folders our worktrees are (or were) in
     proc = _git(project.main, "worktree", "list", "--porcelain")
     for block in proc.stdout.split("\n\n"):
         fields = dict(line.partition(" ")[::2] for line in block.splitlines())
         if "worktree" not in fields:
             continue
         path = Path(fields["worktree"])
-        if path == project.main or path in registered:
+        if path == project.main:
+            continue
+        ours.add(str(path))
+        if path in registered:
             continue
         if path.parent == project.worktrees_dir and path.name.startswith(prefix):
             branch = fields.get("branch", "").removeprefix("refs/heads/")
@@ -178,11 +204,22 @@ def stale(project: Project, srv: tmux.TmuxServer, entries: registry.Registry) ->
     tmux_names = {project.session(n, e).tmux_name for n, e in entries.items()}
     tprefix = project.tmux_name("")
     base = str(project.worktrees_dir / prefix)
-    for name, paths in tmux.pane_paths(srv).items():
+
+    def in_ours(pane: str) -> bool:
+        # `Dev/tally-mobile` may be another repository with a tmux session `tally-mobile`:
+        # only a worktree of ours, or a folder of ours deleted since, counts
+        pane = pane.removesuffix(" (deleted)")
+        if not pane.startswith(base):
+            return False
+        return not os.path.exists(pane) or any(
+            pane == p or pane.startswith(p + os.sep) for p in ours
+        )
+
+    for name, paths in (tmux.pane_paths(srv) if panes is None else panes).items():
         # another project's sessions can share the prefix: only those working in our folders
         if name in tmux_names or not name.startswith(tprefix):
             continue
-        if any(p.startswith(base) for p in paths):
+        if any(in_ours(p) for p in paths):
             notes.append(
                 f"tmux session {name} has no registry entry; end it with: "
                 f"tmux kill-session -t ={name}"

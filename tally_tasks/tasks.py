@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from invoke import Collection, Context, Exit, task
+from invoke import Collection, Context, Exit, Program, Task
+from invoke import task as _task
 
 from . import claude, output, pipeline, plan, remote, status
 from . import tmux as tmux_
@@ -21,6 +22,18 @@ from .repo import find_main
 from .session import Project
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class TallyTask(Task):
+    """A task whose flags never take ``-h``: that stays invoke's help (``--host`` is ``-o``)."""
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        return super().arg_opts(name, default, taken_names | {"h"})
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    return _task(*args, klass=TallyTask, **kwargs)
+
 
 NAME_HELP = "session name (also a branch name), e.g. feature-auth; may be given positionally"
 QUIET_HELP = "print only errors"
@@ -33,6 +46,10 @@ def boundary(fn: F) -> F:
     def wrapper(c: Context, *args: Any, **kwargs: Any) -> Any:
         output.set_quiet(bool(kwargs.get("quiet")))
         try:
+            if kwargs.get("name") in ("-h", "--help"):
+                # invoke hands a pending positional any word, even `add --help`
+                _task_help(fn.__name__.rstrip("_").replace("_", "-"))
+                return None
             return fn(c, *args, **kwargs)
         except TallyError as e:
             output.error(str(e))
@@ -49,11 +66,53 @@ def boundary(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _task_help(task_name: str) -> None:
+    """Print the task's help as ``--help TASK`` would, from the program that is running."""
+    if output.program() == "tally-session":
+        from . import cli
+
+        running: Program = cli.program
+        key = task_name
+    else:
+        from invoke.main import program as running
+
+        key = f"session.{task_name}"
+    try:
+        running.print_task_help(key)
+    except (AttributeError, KeyError):  # a collection nested under another name
+        raise TallyError(
+            f"'--help' is not a session name; for help run: {output.program()} --help TASK"
+        ) from None
+
+
 def project_of(c: Context) -> Project:
     """The main repo around the current folder, with the `tally` settings."""
-    settings = settings_from(c.config.get("tally"))
     main, common = find_main(Path.cwd())
+    settings = settings_from(tally_config(c, main))
     return Project(main=main, common_dir=common, settings=settings)
+
+
+def tally_config(c: Context, main: Path) -> Any:
+    """The `tally` settings, from the main checkout's invoke.yaml.
+
+    Run from a worktree, `inv` found the worktree's tasks.py and read the invoke.yaml
+    beside it: the branch's committed copy, or none. The settings are the main
+    checkout's (as `tally-session` reads them), so that layer is read again from there.
+    """
+    loaded = getattr(c.config, "_project_prefix", None)
+    if loaded:
+        here = Path(loaded)
+        if here.resolve() != main.resolve() and not here.resolve().is_relative_to(main):
+            try:
+                theirs, _ = find_main(here)
+            except TallyError:
+                theirs = None
+            if theirs == main:  # a worktree of this same repository
+                config = c.config.clone()
+                config.set_project_location(str(main))
+                config.load_project()
+                return config.get("tally")
+    return c.config.get("tally")
 
 
 def _server(project: Project) -> Any:
@@ -64,15 +123,26 @@ HOST_HELP = "run it on this host from tally.hosts (over SSH)"
 
 
 def _hosts(c: Context) -> dict[str, remote.Host]:
-    return remote.hosts_from((c.config.get("tally") or {}).get("hosts"))
+    try:
+        raw = tally_config(c, find_main(Path.cwd())[0])
+    except TallyError:  # outside any checkout: the invoke.yaml invoke found, if any
+        raw = c.config.get("tally")
+    return remote.hosts_from((raw or {}).get("hosts"))
 
 
 def _on_host(c: Context, host: str, task_name: str, name: str = "", **flags: Any) -> None:
     """Run the same task on `host` (one implementation, two transports); keep its status."""
     hosts = _hosts(c)
-    target = remote.least_busy(hosts) if host == "auto" else remote.pick(hosts, host)
-    if host == "auto":
+    if host == "auto" and "auto" not in hosts:
+        if task_name != "add":
+            raise TallyError(
+                f"--host auto only places new sessions (add); name the host {task_name} acts on"
+                f" ({', '.join(hosts) or 'none configured'})"
+            )
+        target = remote.least_busy(hosts)
         output.step("host", f"{target.name} (fewest sessions)")
+    else:
+        target = remote.pick(hosts, host)
     argv = [task_name] + (["--name", name] if name else [])
     for key, value in flags.items():
         flag = "--" + key.replace("_", "-")
@@ -80,7 +150,7 @@ def _on_host(c: Context, host: str, task_name: str, name: str = "", **flags: Any
             argv.append(flag)
         elif value not in (False, None, ""):
             argv += [flag, str(value)]
-    result = remote.run(target, argv)
+    result = remote.run(target, argv, caller=output.program())
     if result.exited != 0:
         raise Exit(code=result.exited)
 
@@ -188,6 +258,8 @@ def list_(
     all_hosts: bool = False,
 ) -> None:
     """List sessions: name, branch, running, ports, age, worktree (--git: ahead/behind, dirty)."""
+    if host and all_hosts:
+        raise TallyError("give --host NAME or --all-hosts, not both")
     if host:
         _on_host(c, host, "list", json=json, git=git, brief=brief)
         return
@@ -197,14 +269,15 @@ def list_(
     project = project_of(c)
     srv = _server(project)
     with_git = git or (json and not brief)
-    rows = status.rows(project, srv, git_state=with_git)
+    panes = tmux_.pane_paths(srv)  # once, for the rows and the stale check
+    rows = status.rows(project, srv, git_state=with_git, panes=panes)
     if json:
         output.data(_json.dumps(rows, indent=2))
     elif not rows:
         output.info("no sessions; create one with: " + output.command("add", "NAME"))
     else:
         output.table(_table(rows, with_git))
-    for note in status.stale(project, srv, pipeline.load(project)):
+    for note in status.stale(project, srv, pipeline.load(project), panes):
         output.warn("stale", note, to_stderr=json)
 
 
@@ -292,6 +365,9 @@ def doctor(
     else:
         remaining = report.problems
     if remaining:
+        if output.is_quiet():  # the warnings were not shown: the errors must name them
+            for problem in remaining:
+                output.error(problem)
         output.error(
             f"{len(remaining)} problem(s) found"
             + (f", {len(report.fixed)} fixed" if report.fixed else "")
@@ -310,13 +386,11 @@ def doctor(
 def attach(c: Context, name: str, host: str = "") -> None:
     """Attach to the session's tmux session (switch to it when already inside tmux)."""
     if host:
+        # the host's own attach: its tmux socket, its checks, over `ssh -t`
         target = remote.pick(_hosts(c), host)
-        row = remote.find_session(target, name)
-        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in target.env.items())
-        argv = remote.ssh_argv(
-            target, f"{env + ' ' if env else ''}tmux attach-session -t ={row['tmux']}"
-        )
-        if not os.isatty(0):
+        line = remote.command_line(target, ["attach", name], caller=output.program())
+        argv = remote.ssh_argv(target, line)
+        if not (os.isatty(0) and os.isatty(1)):
             raise TallyError("not a terminal; run: " + " ".join(shlex.quote(a) for a in argv))
         os.execvp(argv[0], argv)
     project = project_of(c)

@@ -12,6 +12,7 @@ command sequences anyway).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -119,6 +120,41 @@ def pane_paths(srv: TmuxServer) -> dict[str, set[str]]:
     return result
 
 
+MIN_VERSION = (3, 2)  # new-session/new-window -e (the TALLY_* variables)
+
+
+def version() -> tuple[int, int] | None:
+    """tmux's version as (major, minor), None when unknown (``tmux next-3.4``, no tmux)."""
+    try:
+        out = subprocess.run(["tmux", "-V"], capture_output=True, text=True).stdout
+    except OSError:
+        return None
+    m = re.search(r"(\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _too_old(message: str) -> str:
+    if "unknown flag" not in message and "usage:" not in message:
+        return ""
+    have = version()
+    if have is None or have >= MIN_VERSION:
+        return ""
+    return f" (this is tmux {have[0]}.{have[1]}; tally-tasks needs tmux 3.2 or newer)"
+
+
+def current_session(srv: TmuxServer) -> str | None:
+    """The session this process runs inside, when that is on `srv`'s server."""
+    pane, inside = os.environ.get("TMUX_PANE"), os.environ.get("TMUX", "").split(",")[0]
+    if not pane or not inside:
+        return None
+    out, err = _cmd(srv, "display-message", "-p", "-t", pane, "#{socket_path}\t#{session_name}")
+    if err or not out:
+        return None
+    socket_path, _, name = out[0].partition("\t")
+    same = os.path.realpath(socket_path) == os.path.realpath(inside)
+    return name if same else None
+
+
 def exists(srv: TmuxServer, name: str) -> bool:
     _, err = _cmd(srv, "has-session", "-t", f"={name}")
     return not err
@@ -169,7 +205,7 @@ def create(
         if "duplicate session" in message:
             raise TallyError(f"tmux session {name} already exists")
         kill(srv, name)  # leave nothing half-made
-        raise TallyError(f"tmux could not start session {name}: {message}")
+        raise TallyError(f"tmux could not start session {name}: {message}{_too_old(message)}")
 
 
 def create_many(
@@ -220,7 +256,8 @@ def add_windows(
             args += [";", "send-keys", "-t", target, "Enter"]
     _, err = _cmd(srv, *args)
     if err:
-        raise TallyError(f"tmux could not add windows to {name}: " + " ".join(err))
+        message = " ".join(err)
+        raise TallyError(f"tmux could not add windows to {name}: {message}{_too_old(message)}")
 
 
 def kill(srv: TmuxServer, name: str) -> bool:

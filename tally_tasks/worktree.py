@@ -16,6 +16,7 @@ class Worktree:
     path: Path
     branch: str | None  # None when detached
     prunable: bool = False
+    locked: str | None = None  # the reason ("" for none given); None when not locked
 
 
 def listing(repo: repo_.Repo) -> list[Worktree]:
@@ -29,6 +30,7 @@ def listing(repo: repo_.Repo) -> list[Worktree]:
         path: Path | None = None
         branch = None
         prunable = False
+        locked = None
         for f in fields:
             key, _, value = f.partition(" ")
             if key == "worktree":
@@ -37,8 +39,10 @@ def listing(repo: repo_.Repo) -> list[Worktree]:
                 branch = value.removeprefix("refs/heads/")
             elif key == "prunable":
                 prunable = True
+            elif key == "locked":
+                locked = value
         if path is not None:
-            result.append(Worktree(path, branch, prunable))
+            result.append(Worktree(path, branch, prunable, locked))
     return result
 
 

@@ -95,6 +95,37 @@ def test_adds_racing_removes(sample: Sample) -> None:
     assert sorted(sample.registry()) == ["new0", "new1", "new2"]
     assert not any((sample.main.parent / f"tally-old{i}").exists() for i in range(3))
     assert branches(sample.main) == {"main", "new0", "new1", "new2"}
+    assert {"tally-new0", "tally-new1", "tally-new2"} == tmux_sessions()
+
+
+def test_two_adds_of_one_name_make_one_session_and_the_loser_takes_nothing(
+    sample: Sample, tmp_path: Path
+) -> None:
+    mark = tmp_path / "paused"
+    first = start(
+        ["inv", "session.add", "dup", "-q"],
+        sample.main,
+        TALLY_TEST_FAULT="pause:worktree",
+        TALLY_TEST_FAULT_MARK=str(mark),
+    )
+    try:
+        poll(mark.exists, timeout=30)
+        # the second comes while the first is still adding: refused, and it undoes nothing
+        r = run_cli(["inv", "session.add", "dup"], sample.main)
+        assert r.returncode == 1 and f"(pid {first.pid}) is adding 'dup'" in r.stderr, r.stderr
+        assert "dup" in sample.registry() and (sample.main.parent / "tally-dup").is_dir()
+        # a second that fails on its own (a step after the claim) must not drop the entry
+        r = run_cli(["inv", "session.add", "dup"], sample.main, env={"TALLY_TEST_FAULT": "x"})
+        assert r.returncode == 1 and "dup" in sample.registry()
+    finally:
+        first.kill()
+        first.wait()
+    # the adder is gone: the next add may finish the session
+    r = run_cli(["inv", "session.add", "dup", "-q"], sample.main)
+    assert r.returncode == 0, r.stderr
+    entry = sample.registry()["dup"]
+    assert "state" not in entry and "pid" not in entry
+    assert "tally-dup" in tmux_sessions()
 
 
 HOLD_LOCK = """

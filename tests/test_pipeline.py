@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -521,6 +522,99 @@ def test_remove_leaves_a_folder_that_is_not_a_worktree(sample: Sample, srv: libt
         pipeline.remove(sample.project(), "x", srv, force=True)
     assert (folder / "notes.txt").read_text() == "not yours\n"
     assert "x" in sample.registry()
+
+
+def test_remove_refuses_a_locked_worktree_unless_forced(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    add(sample, srv, "x", add_steps=NO_TMUX)
+    git(sample.main, "worktree", "lock", "--reason", "on a USB disk", str(wt_of(sample, "x")))
+    with pytest.raises(TallyError, match=r"the worktree is locked \(on a USB disk\)"):
+        pipeline.remove(sample.project(), "x", srv)
+    assert wt_of(sample, "x").is_dir() and "x" in sample.registry()
+    pipeline.remove(sample.project(), "x", srv, force=True)
+    assert_nothing_left(sample, srv, "x", "x")
+
+
+def test_remove_never_takes_a_worktree_another_entry_owns(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    add(sample, srv, "dup", add_steps=NO_TMUX)
+    reg = sample.registry()
+    reg["evil"] = {"worktree": reg["dup"]["worktree"], "branch": "evil"}
+    (sample.main / ".tally-sessions").write_text(json.dumps(reg))
+    for force in (False, True):
+        with pytest.raises(TallyError, match="is the worktree of session 'dup' too"):
+            pipeline.remove(sample.project(), "evil", srv, force=force)
+    assert wt_of(sample, "dup").is_dir() and set(sample.registry()) == {"dup", "evil"}
+
+
+def test_remove_refuses_a_worktree_switched_to_another_branch_unless_forced(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    add(sample, srv, "x", add_steps=NO_TMUX)
+    git(wt_of(sample, "x"), "switch", "-q", "-c", "experiment")
+    with pytest.raises(TallyError, match="the worktree is on experiment, not x"):
+        pipeline.remove(sample.project(), "x", srv)
+    pipeline.remove(sample.project(), "x", srv, force=True)
+    assert not wt_of(sample, "x").exists() and "x" not in sample.registry()
+
+
+def test_a_pre_remove_hook_never_runs_in_main_when_the_worktree_is_gone(
+    sample: Sample, srv: libtmux.Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = sample.project(add_steps=NO_TMUX, hooks={"pre_remove": ["touch HOOK_RAN_HERE"]})
+    pipeline.add(project, "x", srv)
+    shutil.rmtree(wt_of(sample, "x"))
+    pipeline.remove(project, "x", srv, force=True)
+    assert not (sample.main / "HOOK_RAN_HERE").exists()
+    assert "hooks not run" in capsys.readouterr().out
+    assert "x" not in sample.registry()
+
+
+def test_a_claude_lock_held_at_remove_still_drops_the_entry(
+    sample: Sample, srv: libtmux.Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_claude_json(sample)
+    project = sample.project(add_steps=STEPS[:-1], claude={"lock_stale": 0.5})
+    pipeline.add(project, "x", srv)
+    lock = config.with_name(".claude.json.lock")
+    lock.mkdir()  # held, and kept fresh: never stale
+    stop = threading.Event()
+
+    def touch() -> None:
+        while not stop.wait(0.1):
+            os.utime(lock)
+
+    keeper = threading.Thread(target=touch)
+    keeper.start()
+    try:
+        pipeline.remove(project, "x", srv)
+    finally:
+        stop.set()
+        keeper.join()
+    assert "x" not in sample.registry() and not wt_of(sample, "x").exists()
+    assert "claude-prune" in capsys.readouterr().out
+
+
+def test_remove_from_inside_the_sessions_own_window_finishes(
+    sample: Sample, srv: libtmux.Server, tmp_path: Path
+) -> None:
+    add(sample, srv, "inside", windows=[{"name": "sh", "dir": "", "cmd": ""}])
+    out = tmp_path / "remove.out"
+    srv.cmd(
+        "send-keys",
+        "-t",
+        "=tally-inside:=sh",
+        f"inv session.remove inside > {out} 2>&1",
+        "Enter",
+    )
+    poll(lambda: "inside" not in sample.registry(), timeout=30)
+    poll(lambda: "tally-inside" not in tmux.running(srv), timeout=10)
+    assert not wt_of(sample, "inside").exists()
+    assert "inside" not in branches(sample.main)
+    text = out.read_text()
+    assert "dropped inside" in text and "this window with it" in text, text
 
 
 # --- resume ---------------------------------------------------------------------------------

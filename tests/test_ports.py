@@ -9,8 +9,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -197,3 +201,35 @@ def test_holders_names_this_process() -> None:
         assert [h.pid for h in found[port]] == [os.getpid()]
         assert found[port][0].describe().startswith(f"pid {os.getpid()} (")
     assert ports.holders([port]) == {}
+
+
+def test_holders_know_each_holders_folder(tmp_path: Path) -> None:
+    """Whose dev server is it? Decided by the holder's working folder."""
+    with listener(socket.AF_INET, "127.0.0.1") as port:
+        found = ports.holders([port])
+        assert found[port][0].cwd == os.getcwd()
+
+
+@pytest.mark.skipif(shutil.which("lsof") is None, reason="lsof is not installed")
+def test_the_lsof_path_for_machines_without_proc_finds_pid_command_and_folder(
+    tmp_path: Path,
+) -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()  # "Serving HTTP on 127.0.0.1 port N ..."
+        port = int(line.split(" port ")[1].split()[0])
+        found = ports._lsof_holders({port})
+        [holder] = found[port]
+        assert holder.pid == server.pid
+        assert holder.cwd == str(tmp_path)
+        assert holder.command.startswith("python")
+    finally:
+        server.terminate()
+        server.wait()

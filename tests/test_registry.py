@@ -127,6 +127,7 @@ def test_load_unreadable_path_names_it(reg: Path) -> None:
         ({"x": {"frontend_port": 5000.0}}, ["'x'", "'frontend_port'", "port number"]),
         ({"x": {"branch": 5}}, ["'x'", "'branch'", "must be a string"]),
         ({"x": {"worktree": None}}, ["'x'", "'worktree'", "must be a string"]),
+        ({"x": {"worktree": "."}}, ["'x'", "'worktree'", "absolute path"]),
     ],
     ids=[
         "top-level-list",
@@ -140,6 +141,7 @@ def test_load_unreadable_path_names_it(reg: Path) -> None:
         "port-float",
         "branch-int",
         "worktree-null",
+        "worktree-relative",
     ],
 )
 def test_load_wrong_shape_names_file_and_key(reg: Path, data: Any, names: list[str]) -> None:
@@ -184,6 +186,19 @@ def test_write_atomic_new_file_with_a_mode(reg: Path, umask: None) -> None:
     assert reg.stat().st_mode & 0o7777 == 0o600
     registry.write_atomic(reg, "{}\n", mode=0o644)  # an existing file keeps its own
     assert reg.stat().st_mode & 0o7777 == 0o600
+
+
+def test_write_atomic_through_a_symlink_writes_its_target(reg: Path, tmp_path: Path) -> None:
+    """A dotfiles manager's symlink stays a symlink; the file it points at is changed."""
+    target = tmp_path / "dotfiles" / "sessions.json"
+    target.parent.mkdir()
+    target.write_text("{}\n")
+    target.chmod(0o640)
+    reg.symlink_to(target)
+    registry.write_atomic(reg, '{"a": {}}\n')
+    assert reg.is_symlink() and target.read_text() == '{"a": {}}\n'
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in target.parent.iterdir()) == ["sessions.json"]
 
 
 def test_write_atomic_replaces_the_file(reg: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import random
 import shutil
 import signal
@@ -16,8 +17,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -281,3 +284,275 @@ def test_local_commands_do_not_import_fabric(sample: Sample) -> None:
         [sys.executable, "-c", code], cwd=sample.main, capture_output=True, text=True
     )
     assert r.stdout.strip().splitlines()[-1] == "False", r.stdout + r.stderr
+
+
+def _with_host(sample: Sample, name: str, **spec: object) -> None:
+    config = json.loads((sample.main / "invoke.yaml").read_text())["tally"]
+    config["hosts"][name] = {**config["hosts"].get(name, {}), **spec}
+    sample.write_config(**config)
+
+
+def test_auto_only_places_new_sessions(sample: Sample, hosts: dict[str, FakeHost]) -> None:
+    assert run_cli(["inv", "session.add", "a", "--host", "box1", "-q"], sample.main).returncode == 0
+    for task in ("session.remove", "session.doctor", "session.relink"):
+        r = run_cli(["inv", task, "--name", "a", "--host", "auto"], sample.main)
+        assert r.returncode == 1 and "--host auto only places new sessions" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert "a" in hosts["box1"].sample.registry()
+
+
+def test_step_tasks_and_doctor_run_there_with_their_flags_and_hints(
+    sample: Sample, hosts: dict[str, FakeHost]
+) -> None:
+    box1 = hosts["box1"]
+    assert run_cli(["inv", "session.add", "s", "--host", "box1", "-q"], sample.main).returncode == 0
+    wt = box1.sample.main.parent / "tally-s"
+    (wt / "frontend" / "node_modules").unlink()
+    r = run_cli(["inv", "session.doctor", "--host", "box1"], sample.main)
+    assert r.returncode == 1 and "link frontend/node_modules is missing" in r.stdout
+    r = run_cli(["tally-session", "relink", "s", "--host", "box1"], sample.main)
+    assert r.returncode == 0, r.stderr
+    assert (wt / "frontend" / "node_modules").is_symlink()
+    (wt / "backend" / ".env").write_text("MINE=1\n")
+    r = run_cli(["inv", "session.env", "s", "--force", "--host", "box1"], sample.main)
+    assert r.returncode == 0 and "backend/.env copied" in r.stdout  # --force got there
+    assert (wt / "backend" / ".env").read_text() == "SECRET_KEY=s3cret\n"
+    # a hint from the host is spelled for the laptop that asked
+    r = run_cli(["inv", "session.tmux", "nope", "--host", "box1"], sample.main)
+    assert r.returncode == 1
+    assert "inv session.add --name nope --host box1" in r.stderr, r.stderr
+    r = run_cli(["tally-session", "tmux", "nope", "--host", "box1"], sample.main)
+    assert "tally-session add nope --host box1" in r.stderr, r.stderr
+    r = run_cli(["inv", "session.add", "t", "--host", "box1"], sample.main)
+    assert "inv session.forward --name t --host box1" in r.stdout
+    assert "inv session.attach --name t --host box1" in r.stdout
+
+
+def test_dash_h_is_still_help(sample: Sample) -> None:
+    for argv in (
+        ["inv", "session.list", "-h"],
+        ["inv", "session.add", "--help"],
+        ["tally-session", "add", "-h"],
+        ["tally-session", "remove", "--help"],
+    ):
+        r = run_cli(argv, sample.main)
+        assert r.returncode == 0 and "Usage:" in r.stdout and "--host" in r.stdout, r.stderr
+
+
+def test_a_missing_main_checkout_or_a_command_with_arguments(
+    sample: Sample, hosts: dict[str, FakeHost]
+) -> None:
+    _with_host(sample, "box1", main="/no/such/checkout")
+    r = run_cli(["inv", "session.list", "--host", "box1"], sample.main)
+    assert r.returncode == 1 and "/no/such/checkout does not exist on box1" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    _with_host(
+        sample,
+        "box1",
+        main=str(hosts["box1"].sample.main),
+        command=f"{VENV_BIN / 'python'} -m tally_tasks.cli",
+    )
+    r = run_cli(["inv", "session.list", "--host", "box1", "--json"], sample.main)
+    assert r.returncode == 0 and json.loads(r.stdout) == [], r.stderr
+
+
+def _silent_server(kind: str) -> tuple[int, Callable[[], None]]:
+    """A TCP port that accepts and then says nothing ("silent") or speaks HTTP ("http")."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            if kind == "http":
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+                conn.close()
+            else:
+                held.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def close() -> None:
+        stop.set()
+        thread.join()
+        for c in held:
+            c.close()
+        server.close()
+
+    return int(server.getsockname()[1]), close
+
+
+@pytest.mark.parametrize("kind", ["silent", "http"])
+def test_a_host_that_does_not_speak_ssh_is_one_line_and_bounded(
+    sample: Sample, hosts: dict[str, FakeHost], kind: str
+) -> None:
+    port, close = _silent_server(kind)
+    try:
+        _with_host(sample, "odd", host="root@127.0.0.1", port=port, main="/x", timeout=2)
+        t = time.monotonic()
+        r = run_cli(["inv", "session.list", "--all-hosts"], sample.main, timeout=30)
+        assert time.monotonic() - t < 15
+        assert r.returncode == 0, r.stderr
+        assert "Traceback" not in r.stderr and "Exception" not in r.stderr, r.stderr
+        odd = [ln for ln in r.stdout.splitlines() + r.stderr.splitlines() if "odd" in ln]
+        assert len(odd) == 1 and "unreachable: cannot reach host odd" in odd[0], r.stdout
+        assert "no SSH server answered within 2 s" in odd[0]
+        r = run_cli(["inv", "session.add", "x", "--host", "odd"], sample.main, timeout=30)
+        assert r.returncode == 1 and "cannot reach host odd" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    finally:
+        close()
+
+
+def test_forward_keeps_going_while_a_port_has_nothing_behind_it(
+    sample: Sample, hosts: dict[str, FakeHost]
+) -> None:
+    box2 = hosts["box2"]
+    assert (
+        run_cli(["inv", "session.add", "web", "--host", "box2", "-q"], sample.main).returncode == 0
+    )
+    entry = box2.sample.registry()["web"]
+    backend, frontend = entry["backend_port"], entry["frontend_port"]  # no frontend window
+    offset = _free_offset([backend, frontend])
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "inv"), "session.forward", "web", "--host", "box2", f"--offset={offset}"],
+        cwd=sample.main,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    late: subprocess.Popen[bytes] | None = None
+    try:
+        poll(lambda: _get(backend + offset) == 200, timeout=20)
+        assert _get(frontend + offset) is None  # refused at once, not hung
+        assert _get(backend + offset) == 200  # and the tunnel lives on
+        late = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(frontend), "--bind", "127.0.0.1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        poll(lambda: _get(frontend + offset) == 200, timeout=20)  # Vite came up late
+    finally:
+        if late is not None:
+            late.terminate()
+            late.wait()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "nothing answers on box2" in out and "answers now" in out and "stopped" in out
+
+
+def _get(port: int) -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+            return int(resp.status)
+    except OSError:
+        return None
+
+
+def _in_pty(argv: list[str], cwd: Path) -> tuple[subprocess.Popen[bytes], Callable[[], str]]:
+    """Run `argv` with a terminal for stdin and stdout; returns it and a reader of its output."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, cwd=cwd, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            seen.append(chunk)
+
+    threading.Thread(target=drain, daemon=True).start()
+    return proc, lambda: b"".join(seen).decode(errors="replace")
+
+
+def test_ctrl_c_reaches_the_task_on_the_host_which_undoes_its_add(
+    sample: Sample, hosts: dict[str, FakeHost]
+) -> None:
+    box1 = hosts["box1"]
+    config = json.loads((box1.sample.main / "invoke.yaml").read_text())["tally"]
+    box1.sample.write_config(**{**config, "hooks": {"post_add": ["sleep 60"]}})
+    proc, output_ = _in_pty(
+        [str(VENV_BIN / "inv"), "session.add", "slow", "--host", "box1"], sample.main
+    )
+    try:
+        poll(lambda: "(backend, agent)" in output_(), timeout=30)  # the tmux step's line
+        t = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 130, output_()
+        assert time.monotonic() - t < 15  # not the hook's 60 s
+    finally:
+        proc.kill()
+        proc.wait()
+    poll(lambda: box1.sample.registry() == {}, timeout=10)  # the host undid its add
+    assert not (box1.sample.main.parent / "tally-slow").exists()
+    assert "tally-slow" not in box1.tmux("ls").stdout
+
+
+def test_a_remote_run_that_dies_is_reported_not_silent(
+    sample: Sample, hosts: dict[str, FakeHost]
+) -> None:
+    box1 = hosts["box1"]
+    mark = box1.home / "paused"
+    _with_host(
+        sample,
+        "box1",
+        env={"TALLY_TEST_FAULT": "pause:ports", "TALLY_TEST_FAULT_MARK": str(mark)},
+    )
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "inv"), "session.add", "dies", "--host", "box1"],
+        cwd=sample.main,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    poll(mark.exists, timeout=30)
+    found = subprocess.run(
+        ["pgrep", "-f", "tally-session add --name dies"], capture_output=True, text=True
+    ).stdout.split()
+    for pid in found:
+        os.kill(int(pid), signal.SIGKILL)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, (out, err)
+    assert "ended without an exit status" in err and "session.list --host box1" in err, err
+
+
+def test_attach_runs_the_hosts_own_attach_over_ssh(
+    sample: Sample, hosts: dict[str, FakeHost]
+) -> None:
+    assert (
+        run_cli(["inv", "session.add", "at", "--host", "box1", "-q"], sample.main).returncode == 0
+    )
+    r = run_cli(["inv", "session.attach", "at", "--host", "box1"], sample.main)
+    assert r.returncode == 1 and "not a terminal; run: ssh -t" in r.stderr
+    assert "tally-session attach at" in r.stderr
+    # a real user has the host in known_hosts; ssh reads the real HOME's, so: none
+    known = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    _with_host(sample, "box1", ssh_args=[*known, "-o", "LogLevel=ERROR"])
+    proc, output_ = _in_pty(
+        [str(VENV_BIN / "inv"), "session.attach", "at", "--host", "box1"], sample.main
+    )
+    try:
+        try:
+            poll(lambda: "[tally-at]" in output_(), timeout=15)  # tmux's status line, over ssh
+        except AssertionError:
+            raise AssertionError(repr(output_())) from None
+        assert hosts["box1"].tmux("list-clients", "-F", "#{session_name}").stdout.split() == [
+            "tally-at"
+        ]
+    finally:
+        proc.kill()
+        proc.wait()

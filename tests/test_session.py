@@ -11,7 +11,15 @@ import pytest
 
 from tally_tasks.config import settings_from
 from tally_tasks.errors import TallyError
-from tally_tasks.session import MAX_NAME, Project, Session, check_name, render, slugify
+from tally_tasks.session import (
+    MAX_NAME,
+    Project,
+    Session,
+    check_name,
+    programs,
+    render,
+    slugify,
+)
 
 # --- check_name -----------------------------------------------------------------------------
 
@@ -166,6 +174,43 @@ def test_render_gives_one_shell_word(value: str, tmp_path: Path) -> None:
     assert list(cwd.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("claude -n tally-x", {"claude"}),
+        ("workon x && claude -n s", {"workon", "claude"}),
+        ("claude --resume s||claude -n s", {"claude"}),
+        ("(cd sub && claude)", {"cd", "claude"}),
+        ("~/.claude/local/claude -n s", {"claude"}),
+        ("exec env A=1 nohup claude", {"claude"}),
+        ("FOO=bar BAZ='a b' claude", {"claude"}),
+        ("echo claude; cat CLAUDE.md", {"echo", "cat"}),
+        ("claude-monitor --plan pro", {"claude-monitor"}),
+        ("npm run dev 2>&1 | tee log > out.txt", {"npm", "tee"}),
+        ("printf '%s; claude' x", {"printf"}),
+        ("echo 'unclosed", {"echo"}),
+        ("", set()),
+    ],
+    ids=[
+        "plain",
+        "after-activation",
+        "or-fallback",
+        "subshell",
+        "by-path",
+        "wrappers",
+        "assignments",
+        "only-mentioned",
+        "another-program",
+        "redirections",
+        "quoted-operator",
+        "unclosed-quote",
+        "empty",
+    ],
+)
+def test_programs_reads_the_commands_a_line_runs(line: str, expected: set[str]) -> None:
+    assert programs(line) == expected
+
+
 # --- Project and Session --------------------------------------------------------------------
 
 
@@ -200,7 +245,7 @@ def test_new_session_derives_names(
 def test_new_session_under_configured_worktrees(tmp_path: Path) -> None:
     main = tmp_path / "Dev" / "tally"
     p = project(main, worktrees="../trees")
-    assert p.new_session("x").worktree == main / "../trees" / "tally-x"
+    assert p.new_session("x").worktree == tmp_path / "Dev" / "trees" / "tally-x"  # no ".."
     assert project(main, worktrees=str(tmp_path / "abs")).worktrees_dir == tmp_path / "abs"
 
 

@@ -1,0 +1,656 @@
+"""The old script's command line and `inv`, end to end, as a user types them.
+
+`tally-session add|remove|resume|list` must make the same sessions as `inv session.*`;
+both read the main checkout's settings from anywhere in it; `--dry-run`, hooks, `open`,
+`attach`, the session's environment and ports that stay put.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import VENV_BIN, Sample, free_base, git, make_sample, poll, run_cli
+
+from tally_tasks import __version__
+
+FAST = ["ports", "worktree"]  # add without links, copies, Claude or tmux
+
+
+def ok(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    r = run_cli(args, cwd, env=env)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r
+
+
+def no_tty(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Like run_cli, with stdin not a terminal whatever pytest was started from."""
+    return subprocess.run(
+        [str(VENV_BIN / args[0]), *args[1:]],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def one_line_error(r: subprocess.CompletedProcess[str], says: str) -> None:
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert len(r.stderr.splitlines()) == 1, r.stderr
+    assert says in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def tmux(*args: str) -> list[str]:
+    proc = subprocess.run(["tmux", *args], capture_output=True, text=True)
+    return proc.stdout.splitlines() if proc.returncode == 0 else []
+
+
+def tmux_sessions() -> set[str]:
+    return set(tmux("list-sessions", "-F", "#{session_name}"))
+
+
+def windows(session: str) -> list[str]:
+    return tmux("list-windows", "-t", f"={session}", "-F", "#{window_name}")
+
+
+def kill(session: str) -> None:
+    subprocess.run(["tmux", "kill-session", "-t", f"={session}"], check=True)
+    assert session not in tmux_sessions()
+
+
+def branches(main: Path) -> set[str]:
+    return set(git(main, "branch", "--format=%(refname:short)").split())
+
+
+def calls_of(sample: Sample, prog: str, session: str) -> list[dict[str, Any]]:
+    return [c for c in sample.calls(prog) if c["env"].get("TALLY_SESSION") == session]
+
+
+def wait_calls_of(sample: Sample, prog: str, session: str, n: int = 1) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = poll(
+        lambda: len(calls_of(sample, prog, session)) >= n and calls_of(sample, prog, session),
+        timeout=15,
+    )
+    return found
+
+
+def steps_of(stdout: str) -> list[str]:
+    return [line.split()[1] for line in stdout.splitlines() if line.startswith(("✓", "!"))]
+
+
+# --- the same sessions through both command lines ----------------------------------------
+
+
+def test_tally_session_add_and_inv_session_add_make_the_same_session(sample: Sample) -> None:
+    old = ok(["tally-session", "add", "x"], sample.main)
+    new = ok(["inv", "session.add", "y"], sample.main)
+    assert steps_of(old.stdout) == steps_of(new.stdout)
+    assert steps_of(old.stdout) == ["ports", "worktree", "links", "env", "claude-perms", "tmux"]
+    reg = sample.registry()
+    # the old script's keys in its order, then ours
+    keys = ["backend_port", "frontend_port", "worktree", "branch", "created"]
+    assert list(reg["x"]) == list(reg["y"]) == keys
+    for name, r in (("x", old), ("y", new)):
+        wt = sample.main.parent / f"tally-{name}"
+        ports = {"backend": reg[name]["backend_port"], "frontend": reg[name]["frontend_port"]}
+        assert (reg[name]["worktree"], reg[name]["branch"]) == (str(wt), name)
+        assert git(wt, "branch", "--show-current").strip() == name
+        assert f"tmux attach -t =tally-{name}" in r.stdout
+        assert windows(f"tally-{name}") == ["backend", "frontend", "claude"]
+        want = {
+            "python": (["manage.py", "runserver", str(ports["backend"])], wt / "backend"),
+            "npm": (
+                ["run", "dev", "--", "--port", str(ports["frontend"]), "--strictPort"],
+                wt / "frontend",
+            ),
+            "claude": (["-n", f"tally-{name}"], wt),
+        }
+        for prog, (argv, cwd) in want.items():
+            [call] = wait_calls_of(sample, prog, name)
+            assert (call["argv"], call["cwd"], call["activated"]) == (argv, str(cwd), "yes")
+            assert call["env"] == {
+                "TALLY_SESSION": name,
+                "TALLY_BACKEND_PORT": str(ports["backend"]),
+                "TALLY_FRONTEND_PORT": str(ports["frontend"]),
+                "TALLY_ACTIVATED": "yes",
+            }
+    listed = json.loads(ok(["tally-session", "list", "--json", "--brief"], sample.main).stdout)
+    assert [(row["name"], row["running"]) for row in listed] == [("x", True), ("y", True)]
+
+
+RESUME = [
+    pytest.param(["tally-session", "resume", "x"], id="tally-session-resume-x"),
+    pytest.param(["inv", "session.resume", "--name=x"], id="inv-name=x"),
+    pytest.param(["inv", "session.resume", "--name", "x"], id="inv-name-x"),
+    pytest.param(["inv", "session.resume", "-n", "x"], id="inv-n-x"),
+    pytest.param(["tally-session", "resume", "--name=x"], id="tally-session-name=x"),
+]
+
+
+@pytest.mark.parametrize("args", RESUME)
+def test_resume_one_session_in_every_spelling(sample: Sample, args: list[str]) -> None:
+    ok(["inv", "session.add", "x", "-q"], sample.main)
+    ok(["inv", "session.add", "y", "-q"], sample.main)
+    wait_calls_of(sample, "claude", "x")
+    kill("tally-x")
+    kill("tally-y")
+    r = ok(args, sample.main)
+    assert "x: started tally-x" in r.stdout
+    assert tmux_sessions() == {"tally-x"}
+    assert windows("tally-x") == ["backend", "frontend", "claude"]
+    first, again = wait_calls_of(sample, "claude", "x", n=2)
+    assert (first["argv"], again["argv"]) == (["-n", "tally-x"], ["--resume", "tally-x"])
+    assert again["cwd"] == str(sample.main.parent / "tally-x")
+    assert again["activated"] == "yes"
+    assert again["env"]["TALLY_SESSION"] == "x"
+    r = ok(args, sample.main)  # a running session is left alone
+    assert "x: already running" in r.stdout
+
+
+def test_tally_session_resume_without_a_name_resumes_all(sample: Sample) -> None:
+    for name in ("a", "b"):
+        ok(["inv", "session.add", name, "-q"], sample.main)
+        wait_calls_of(sample, "claude", name)
+        kill(f"tally-{name}")
+    r = ok(["tally-session", "resume"], sample.main)
+    assert {"a: started tally-a", "b: started tally-b"} <= {
+        line.split(None, 2)[2] for line in r.stdout.splitlines()
+    }
+    assert tmux_sessions() == {"tally-a", "tally-b"}
+    for name in ("a", "b"):
+        calls = wait_calls_of(sample, "claude", name, n=2)
+        assert calls[1]["argv"] == ["--resume", f"tally-{name}"]
+
+
+# --- the program itself ------------------------------------------------------------------
+
+PROGRAM = [
+    pytest.param(["--version"], [f"tally-session {__version__}"], id="version"),
+    pytest.param(
+        ["--help"],
+        ["Usage: tally-session [--core-opts] <subcommand>", "add ", "remove ", "resume ", "list "],
+        id="help",
+    ),
+    pytest.param(["--list"], ["add ", "remove ", "resume ", "list ", "links (relink)"], id="list"),
+    pytest.param(["--help", "resume"], ["Usage: tally-session", "--name"], id="help-resume"),
+    pytest.param([], ["Usage: tally-session"], id="bare"),
+]
+
+
+@pytest.mark.parametrize(("args", "says"), PROGRAM)
+def test_tally_session_help_version_list_anywhere(
+    tmp_path: Path, args: list[str], says: list[str]
+) -> None:
+    r = run_cli(["tally-session", *args], tmp_path)  # not a git repository
+    assert (r.returncode, r.stderr) == (0, "")
+    for text in says:
+        assert text in r.stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--list"]], ids=["help", "list"])
+def test_tally_session_into_a_closed_pipe_has_no_traceback(tmp_path: Path, args: list[str]) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        r = subprocess.run(
+            [str(VENV_BIN / "tally-session"), *args],
+            cwd=tmp_path,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert r.stderr == ""
+
+
+# --- from inside a worktree: the main checkout's settings and places -----------------------
+
+FROM_WORKTREE = [
+    pytest.param(["tally-session", "add", "b", "-q"], id="tally-session"),
+    pytest.param(["inv", "session.add", "b", "-q"], id="inv"),
+]
+
+
+def worktree_with_main_config_changed(sample: Sample) -> tuple[Path, dict[str, int]]:
+    """Session a's worktree, then new port bases in main's invoke.yaml (not committed)."""
+    sample.write_config(add_steps=FAST)
+    git(sample.main, "commit", "-q", "-am", "fast adds")
+    ok(["inv", "session.add", "a", "-q"], sample.main)
+    taken = list(sample.config["ports"].values())
+    bases: dict[str, int] = {}
+    for port in ("backend", "frontend"):  # far from every other base: no range overlaps
+        bases[port] = next(
+            b for b in iter(free_base, None) if all(abs(b - t) >= 100 for t in taken)
+        )
+        taken.append(bases[port])
+    sample.write_config(add_steps=FAST, ports=bases)
+    return sample.main.parent / "tally-a", bases
+
+
+@pytest.mark.parametrize("args", FROM_WORKTREE)
+def test_from_a_worktree_subfolder_sessions_go_beside_main(sample: Sample, args: list[str]) -> None:
+    wt, _ = worktree_with_main_config_changed(sample)
+    ok(args, wt / "backend")
+    reg = sample.registry()
+    assert set(reg) == {"a", "b"}
+    assert reg["b"]["worktree"] == str(sample.main.parent / "tally-b")
+    assert git(sample.main.parent / "tally-b", "branch", "--show-current").strip() == "b"
+    assert "b" in branches(sample.main)
+    assert not (wt / ".tally-sessions").exists()
+    assert not (wt / "backend" / ".tally-sessions").exists()
+    assert sorted(os.listdir(sample.main.parent)) == ["tally", "tally-a", "tally-b"]
+
+
+@pytest.mark.parametrize("args", FROM_WORKTREE)
+def test_from_a_worktree_subfolder_the_main_checkouts_settings_apply(
+    sample: Sample, args: list[str]
+) -> None:
+    wt, bases = worktree_with_main_config_changed(sample)
+    ok(args, wt / "backend")
+    entry = sample.registry()["b"]
+    for port, base in bases.items():
+        assert base <= entry[f"{port}_port"] < base + 50, (port, entry)
+
+
+# --- --dry-run ----------------------------------------------------------------------------
+
+
+def everything(sample: Sample) -> dict[str, Any]:
+    """All the state add and remove touch."""
+    claude = sample.home / ".claude.json"
+    registry = sample.main / ".tally-sessions"
+    return {
+        "registry": registry.read_bytes() if registry.exists() else None,
+        "branches": branches(sample.main),
+        "worktrees": git(sample.main, "worktree", "list", "--porcelain"),
+        "status": git(sample.main, "status", "--porcelain", "--ignored"),
+        "folders": sorted(os.listdir(sample.main.parent)),
+        "tmux": tmux_sessions(),
+        "claude": claude.read_bytes(),
+        "claude_mode": claude.stat().st_mode,
+        "agent_calls": len(sample.calls("claude")),
+    }
+
+
+DRY_RUN = [
+    pytest.param("add", ["inv", "session.add", "x", "--dry-run"], id="inv-add"),
+    pytest.param("add", ["tally-session", "add", "x", "--dry-run"], id="tally-session-add"),
+    pytest.param("remove", ["inv", "session.remove", "x", "--dry-run"], id="inv-remove"),
+    pytest.param(
+        "remove", ["tally-session", "remove", "x", "--dry-run", "--force"], id="ts-remove-force"
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "args"), DRY_RUN)
+def test_dry_run_prints_the_plan_and_changes_nothing(
+    sample: Sample, what: str, args: list[str]
+) -> None:
+    claude = sample.home / ".claude.json"
+    claude.write_text(
+        json.dumps({"projects": {str(sample.main): {"hasTrustDialogAccepted": True}}})
+    )
+    claude.chmod(0o600)
+    if what == "remove":
+        ok(["inv", "session.add", "x", "-q"], sample.main)
+        wait_calls_of(sample, "claude", "x")
+    before = everything(sample)
+    r = ok(args, sample.main)
+    assert everything(sample) == before
+    assert r.stderr == ""
+    lines = r.stdout.splitlines()
+    if what == "add":
+        assert lines[0] == "Would create session x (dry run: nothing changed)"
+        shown = [line.split()[1] for line in lines[1:]]
+        assert (
+            shown
+            == ["ports", "worktree", "links", "links", "env", "env", "claude-perms"] + ["tmux"] * 3
+        )
+        assert "(new branch x from main)" in r.stdout
+    else:
+        assert lines[0] == "Would remove session x (dry run: nothing changed)"
+        shown = [line.split()[1] for line in lines[1:]]
+        assert shown == ["tmux", "worktree", "branch", "claude", "registry"]
+
+
+# --- hooks --------------------------------------------------------------------------------
+
+
+def spaced_sample(root: Path, **config: Any) -> Sample:
+    """A main checkout under a folder with a space in its name, with `config`."""
+    s = make_sample(root, parent="My Dev")
+    s.write_config(**config)
+    return s
+
+
+def test_post_add_hook_runs_in_the_worktree_with_quoted_values_and_the_env(
+    isolated_env: Path,
+) -> None:
+    out = isolated_env / "hook out"
+    out.mkdir()
+    q = {k: shlex.quote(str(out / k)) for k in ("env", "pwd", "args")}
+    hook = (
+        f"env > {q['env']} && pwd > {q['pwd']} && "
+        f"printf '%s\\n' {{worktree}} {{main}} {{name}} {{session}} {{backend_port}} > {q['args']}"
+    )
+    s = spaced_sample(isolated_env, hooks={"post_add": [hook]})
+    r = ok(["inv", "session.add", "x"], s.main)
+    wt = s.main.parent / "tally-x"
+    assert "✓ post-add" in r.stdout
+    ports = s.registry()["x"]
+    assert (out / "pwd").read_text() == f"{wt}\n"
+    assert (out / "args").read_text().splitlines() == [
+        str(wt),
+        str(s.main),
+        "x",
+        "tally-x",
+        str(ports["backend_port"]),
+    ]
+    env = dict(line.split("=", 1) for line in (out / "env").read_text().splitlines() if "=" in line)
+    assert env["TALLY_SESSION"] == "x"
+    assert env["TALLY_BACKEND_PORT"] == str(ports["backend_port"])
+    assert env["TALLY_FRONTEND_PORT"] == str(ports["frontend_port"])
+    [call] = s.wait_calls("python")  # the windows cope with the space too
+    assert call["cwd"] == str(wt / "backend")
+
+
+FAILING_HOOK = "echo first-line; echo boom >&2; exit 3"
+
+
+def add_with_failing_hook(isolated_env: Path) -> tuple[Sample, subprocess.CompletedProcess[str]]:
+    s = make_sample(isolated_env)
+    s.write_config(hooks={"post_add": ["true", FAILING_HOOK]})
+    claude = s.home / ".claude.json"
+    claude.write_text(json.dumps({"projects": {str(s.main): {"hasTrustDialogAccepted": True}}}))
+    return s, run_cli(["inv", "session.add", "x"], s.main)
+
+
+def test_a_failing_post_add_hook_fails_add_in_one_line_and_undoes_it(isolated_env: Path) -> None:
+    s, r = add_with_failing_hook(isolated_env)
+    one_line_error(r, f"post-add step failed: hook post_add `{FAILING_HOOK}` failed with status 3")
+    assert "first-line" in r.stderr and "boom" in r.stderr
+    assert s.registry() == {}
+    assert not (s.main.parent / "tally-x").exists()
+    assert branches(s.main) == {"main"}
+    assert "tally-x" not in tmux_sessions()
+    projects = json.loads((s.home / ".claude.json").read_text())["projects"]
+    assert list(projects) == [str(s.main)]
+
+
+def test_a_failing_hooks_error_shows_the_hooks_output_only(isolated_env: Path) -> None:
+    _, r = add_with_failing_hook(isolated_env)
+    assert "can't access tty" not in r.stderr
+    assert "first-line | boom (undone: " in r.stderr
+
+
+def test_pre_remove_and_post_resume_hooks_run_in_the_worktree(isolated_env: Path) -> None:
+    out = isolated_env / "hook out"
+    out.mkdir()
+
+    def hook(point: str) -> str:
+        target = shlex.quote(str(out / point))
+        return f'echo "$(pwd) $TALLY_SESSION $TALLY_FRONTEND_PORT {{name}}" >> {target}'
+
+    s = spaced_sample(
+        isolated_env,
+        hooks={"pre_remove": [hook("pre_remove")], "post_resume": [hook("post_resume")]},
+    )
+    ok(["tally-session", "add", "x", "-q"], s.main)
+    wt = s.main.parent / "tally-x"
+    port = s.registry()["x"]["frontend_port"]
+    assert not (out / "post_resume").exists()
+    kill("tally-x")
+    r = ok(["tally-session", "resume", "x"], s.main)
+    assert "✓ post-resume" in r.stdout
+    assert (out / "post_resume").read_text() == f"{wt} x {port} x\n"
+    assert not (out / "pre_remove").exists()
+    r = ok(["inv", "session.remove", "x"], s.main)
+    assert "✓ pre-remove" in r.stdout
+    assert (out / "pre_remove").read_text() == f"{wt} x {port} x\n"
+    assert not wt.exists()
+
+
+# --- open and attach ----------------------------------------------------------------------
+
+OPEN = [
+    pytest.param(["inv", "session.open", "x"], "frontend", id="inv-default"),
+    pytest.param(["inv", "session.open", "--name", "x"], "frontend", id="inv-name"),
+    pytest.param(["inv", "session.open", "x", "--port", "backend"], "backend", id="inv-backend"),
+    pytest.param(["tally-session", "open", "x", "-p", "backend"], "backend", id="ts-backend"),
+    pytest.param(["inv", "session.open", "x", "--port", "db"], "has no db port", id="bad-port"),
+    pytest.param(["tally-session", "open", "nope"], "no session named 'nope'", id="unknown"),
+]
+
+
+@pytest.mark.parametrize(("args", "expect"), OPEN)
+def test_open_prints_the_url(sample: Sample, args: list[str], expect: str) -> None:
+    ok(["inv", "session.ports", "x", "-q"], sample.main)
+    entry = sample.registry()["x"]
+    r = run_cli(args, sample.main)
+    if expect in ("frontend", "backend"):
+        assert (r.returncode, r.stderr) == (0, "")
+        assert r.stdout == f"http://localhost:{entry[f'{expect}_port']}/\n"
+    else:
+        one_line_error(r, expect)
+
+
+def test_attach_without_a_terminal_says_what_to_run(sample: Sample) -> None:
+    ok(["inv", "session.add", "x", "-q"], sample.main)
+    cases = [
+        (["inv", "session.attach", "x"], "not a terminal; run: tmux attach-session -t =tally-x"),
+        (["tally-session", "attach", "x"], "not a terminal; run: tmux attach-session -t =tally-x"),
+        (["inv", "session.attach", "nope"], "no session named 'nope'"),
+    ]
+    for args, says in cases:
+        one_line_error(no_tty(args, sample.main), says)
+    kill("tally-x")
+    one_line_error(
+        no_tty(["tally-session", "attach", "x"], sample.main),
+        "tmux session tally-x is not running; start it with: tally-session resume x",
+    )
+
+
+# --- ports that stay put ------------------------------------------------------------------
+
+# `npm run dev -- ARGS` as Vite takes them: with the port taken it silently moves up,
+# unless --strictPort, when it exits non-zero. Records what it did and for whom.
+VITE = """#!{py}
+import json, os, signal, socket, sys
+args = sys.argv[sys.argv.index("--") + 1:]
+asked = port = int(args[args.index("--port") + 1])
+strict = "--strictPort" in args
+def record(bound):
+    with open({log!r}, "a") as f:
+        f.write(json.dumps({{"session": os.environ.get("TALLY_SESSION"), "asked": asked,
+                            "bound": bound, "env": {{k: v for k, v in os.environ.items()
+                                                    if k.startswith("TALLY_")}}}}) + "\\n")
+s = socket.socket()
+while True:
+    try:
+        s.bind(("127.0.0.1", port))
+        break
+    except OSError:
+        if strict:
+            record(None)
+            sys.exit(f"error: port {{port}} is already in use")
+        port += 1
+s.listen()
+record(port)
+signal.pause()
+"""
+
+
+def vite_runs(log: Path, session: str) -> list[dict[str, Any]]:
+    if not log.exists():
+        return []
+    runs = [json.loads(line) for line in log.read_text().splitlines() if line.endswith("}")]
+    return [run for run in runs if run["session"] == session]
+
+
+FRONTEND_CMD = [
+    # the default frontend command, unchanged: (a's outcome, b's port)
+    pytest.param(None, "held", 1, id="default-strictPort"),
+    pytest.param("npm run dev -- --port {frontend_port}", 1, 2, id="without-strictPort-steals"),
+]
+
+
+@pytest.mark.parametrize(("cmd", "a_moves_to", "b_moves_to"), FRONTEND_CMD)
+def test_a_taken_frontend_port_fails_instead_of_taking_the_next_sessions(
+    sample: Sample, cmd: str | None, a_moves_to: int | str, b_moves_to: int
+) -> None:
+    log = sample.log / "vite.jsonl"
+    npm = sample.root / "bin" / "npm"
+    npm.write_text(VITE.format(py=sys.executable, log=str(log)))
+    config: dict[str, Any] = {"add_steps": FAST}
+    if cmd is not None:
+        config["windows"] = [{"name": "frontend", "dir": "frontend", "cmd": cmd}]
+    sample.write_config(**config)
+    ok(["inv", "session.add", "a", "-q"], sample.main)
+    ok(["inv", "session.add", "b", "-q"], sample.main)
+    reg = sample.registry()
+    port = reg["a"]["frontend_port"]
+    assert reg["b"]["frontend_port"] == port + 1
+
+    # another server (another checkout's, a stale one) holds a's frontend port
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", port))
+        held.listen()
+        r = ok(["tally-session", "resume", "a"], sample.main)
+        assert f"frontend port {port} is held by pid {os.getpid()}" in r.stdout
+        [a] = poll(lambda: vite_runs(log, "a"), timeout=15)
+        assert a["asked"] == port
+        assert a["env"]["TALLY_FRONTEND_PORT"] == str(port)
+        assert a["env"]["TALLY_SESSION"] == "a"
+        assert a["bound"] == (None if a_moves_to == "held" else port + a_moves_to)
+
+        ok(["tally-session", "resume", "b"], sample.main)
+        [b] = poll(lambda: vite_runs(log, "b"), timeout=15)
+        assert b["bound"] == port + b_moves_to
+
+
+# --- shell completion ---------------------------------------------------------------------
+
+NAMES = ["feature-auth", "fix-1"]
+TASKS = ["add", "remove", "resume", "list", "relink"]
+COMPLETE = [
+    # (id, the command line so far, where, what must be offered)
+    ("remove", "remove", "main", NAMES),
+    ("remove-partial", "remove fe", "main", NAMES),
+    ("remove-name", "remove --name", "main", NAMES),
+    ("remove-n-partial", "remove -n fe", "main", NAMES),
+    ("remove-after-a-flag", "remove --force", "main", NAMES),
+    ("resume", "resume", "main", NAMES),
+    ("resume-partial", "resume fe", "main", NAMES),
+    ("alias", "relink", "main", NAMES),
+    ("open-name", "open --name f", "main", NAMES),
+    ("from-a-subfolder", "remove", "subfolder", NAMES),
+    # everything else is invoke's own completion
+    ("partial-flag", "remove --fo", "main", ["--force", "--keep-branch"]),
+    ("new-name", "add", "main", TASKS),
+    ("no-name-task", "list", "main", TASKS),
+    ("after-the-name", "remove x --keep-branch", "main", TASKS),
+    ("other-flag-value", "open x --port", "main", []),
+    ("outside-a-repo", "remove", "outside", TASKS),
+]
+
+
+def test_tally_session_completes_session_names(sample: Sample, tmp_path: Path) -> None:
+    for name in NAMES:
+        ok(["inv", "session.ports", name, "-q"], sample.main)
+    where = {"main": sample.main, "subfolder": sample.main / "backend", "outside": tmp_path}
+    for case, line, cwd, offered in COMPLETE:
+        r = run_cli(
+            ["tally-session", "--complete", "--", "tally-session", *line.split()], where[cwd]
+        )
+        assert (r.returncode, r.stderr) == (0, ""), case
+        words = r.stdout.split()
+        if offered == NAMES:
+            assert words == NAMES, case
+        else:
+            assert set(offered) <= set(words), (case, words)
+            assert not set(NAMES) & set(words), (case, words)
+
+
+def test_bash_completes_a_partial_session_name(sample: Sample) -> None:
+    for name in NAMES:
+        ok(["inv", "session.ports", name, "-q"], sample.main)
+    script = (
+        "source <(tally-session --print-completion-script bash)\n"
+        "COMP_WORDS=(tally-session remove f); COMP_CWORD=2\n"
+        '_complete_tally-session tally-session f remove && printf "%s\\n" "${COMPREPLY[@]}"\n'
+        "COMP_WORDS=(tally-session remove fe); COMP_CWORD=2\n"
+        '_complete_tally-session tally-session fe remove && printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    r = subprocess.run(
+        ["bash", "-c", script], cwd=sample.main, capture_output=True, text=True, timeout=60
+    )
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.splitlines() == ["feature-auth", "fix-1", "feature-auth"]
+
+
+# --- dev servers that outlive their window ------------------------------------------------
+
+# A dev server that leaves its window's process group (a watcher, a sidecar): it survives
+# the tmux session and keeps the port.
+SERVER = """
+import os, signal, socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+with open(sys.argv[2], "w") as f:
+    f.write(str(os.getpid()))
+signal.pause()
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_remove_stops_a_dev_server_left_in_the_worktree_and_nothing_else(
+    sample: Sample, tmp_path: Path
+) -> None:
+    server = tmp_path / "server.py"
+    server.write_text(SERVER)
+    pidfile = tmp_path / "orphan.pid"
+    py, script, pids = (shlex.quote(str(p)) for p in (sys.executable, server, pidfile))
+    cmd = f"setsid {py} {script} {{frontend_port}} {pids} </dev/null >/dev/null 2>&1 &"
+    sample.write_config(windows=[{"name": "frontend", "dir": "frontend", "cmd": cmd}])
+    ok(["inv", "session.add", "x", "-q"], sample.main)
+    entry = sample.registry()["x"]
+    poll(lambda: pidfile.exists() and pidfile.read_text())
+    orphan = int(pidfile.read_text())
+    # someone else's server on the session's backend port, started outside the worktree
+    foreign_pid = tmp_path / "foreign.pid"
+    foreign = subprocess.Popen(
+        [sys.executable, str(server), str(entry["backend_port"]), str(foreign_pid)], cwd=tmp_path
+    )
+    try:
+        poll(lambda: foreign_pid.exists() and foreign_pid.read_text())
+        kill("tally-x")
+        assert alive(orphan)
+        r = ok(["tally-session", "remove", "x"], sample.main)
+        assert f"stopped pid {orphan} " in r.stdout
+        assert f"pid {foreign.pid}" not in r.stdout
+        assert not alive(orphan)
+        assert foreign.poll() is None
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", entry["frontend_port"]))  # the session's port is free again
+    finally:
+        foreign.kill()
+        foreign.wait()

@@ -1,0 +1,432 @@
+"""Shared paths from the main checkout (links.py and the links step), on real files and git.
+
+Each mode is checked by what the filesystem says: a symlink's target, a hard link's inode
+(shared with main's), a copy's inode (its own). Removing a session must never reach
+through any of them into main's `node_modules` or database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import libtmux
+import pytest
+from conftest import Sample, git, run_cli
+
+from tally_tasks import links, pipeline
+from tally_tasks.config import Link
+from tally_tasks.errors import TallyError
+from tally_tasks.session import Project, Session
+
+NM = "frontend/node_modules"
+DB = "backend/db.sqlite3"
+COPYING = ["hardlink", "reflink", "copy"]
+MODES = ["symlink", *COPYING]
+BARE = ["ports", "worktree"]  # a session with no links or copies yet
+NO_TMUX = ["ports", "worktree", "links", "env", "claude_perms"]
+
+
+def modal(mode: str, *paths: str) -> list[dict[str, str]]:
+    return [{"path": p, "mode": mode} for p in paths]
+
+
+def grow_node_modules(main: Path) -> None:
+    """Nested folders, a relative symlink (like `.bin/`) and a file in main's node_modules."""
+    nm = main / NM
+    (nm / "pkg" / "lib" / "deep").mkdir(parents=True)
+    (nm / "pkg" / "lib" / "deep" / "x.js").write_text("deep\n")
+    (nm / ".bin").mkdir()
+    (nm / ".bin" / "tool").symlink_to("../pkg/index.js")
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every path under `root`: 'dir', 'file' or 'link -> target' (never followed)."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                found[rel] = f"link -> {os.readlink(p)}"
+            else:
+                found[rel] = "dir" if p.is_dir() else "file"
+    return found
+
+
+def files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+
+
+def leftovers(path: Path) -> list[str]:
+    """Staging folders or temp links `_staging` / `_replace_symlink` may leave beside `path`."""
+    return sorted(p.name for p in path.parent.glob(f".{path.name}.*"))
+
+
+def db_rows(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        count: int = db.execute("select count(*) from t").fetchone()[0]
+    return count
+
+
+def main_intact(main: Path) -> None:
+    assert (main / NM / "pkg" / "index.js").read_text() == "module.exports = 1\n"
+    assert not (main / NM).is_symlink()
+    assert db_rows(main / DB) == 0
+
+
+@pytest.fixture
+def made(sample: Sample, srv: libtmux.Server) -> tuple[Project, Session]:
+    """A session with a worktree but no links or copies yet."""
+    project = sample.project(add_steps=BARE)
+    pipeline.add(project, "x", srv)
+    return project, pipeline.get(project, "x")
+
+
+def relink(sample: Sample, session: Session, links_config: Any) -> None:
+    pipeline.step_links(sample.project(links=links_config), session)
+
+
+# --- symlink mode ------------------------------------------------------------------------------
+
+
+def test_symlink_is_made_then_ok_then_a_wrong_one_relinked(
+    sample: Sample, made: tuple[Project, Session]
+) -> None:
+    _, session = made
+    wt = session.worktree
+    want = [Link(NM), Link(DB)]
+    first = links.apply(sample.main, wt, want)
+    assert [(o.ok, o.detail) for o in first] == [
+        (True, f"{NM} → main"),
+        (True, f"{DB} → main"),
+    ]
+    for rel in (NM, DB):
+        assert os.readlink(wt / rel) == str(sample.main / rel)
+    assert (wt / NM / "pkg" / "index.js").read_text() == "module.exports = 1\n"
+
+    again = links.apply(sample.main, wt, want)
+    assert [o.detail for o in again] == [f"{NM} ok", f"{DB} ok"]
+
+    elsewhere = sample.root / "elsewhere"
+    elsewhere.mkdir()
+    (wt / DB).unlink()
+    (wt / DB).symlink_to(elsewhere)
+    fixed = links.apply(sample.main, wt, want)
+    assert [o.detail for o in fixed] == [f"{NM} ok", f"{DB} relinked"]
+    assert os.readlink(wt / DB) == str(sample.main / DB)
+    assert os.listdir(elsewhere) == []
+    assert leftovers(wt / DB) == [] and leftovers(wt / NM) == []
+    main_intact(sample.main)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_source_missing_in_main_is_skipped_with_a_warning(
+    sample: Sample, made: tuple[Project, Session], capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    _, session = made
+    relink(sample, session, [*modal(mode, "frontend/.cache"), NM])
+    out = capsys.readouterr().out
+    assert "! links" in out
+    assert "frontend/.cache missing in main, skipped" in out
+    assert f"✓ links        {NM} → main" in out  # the other entry is still made
+    assert not (session.worktree / "frontend" / ".cache").exists()
+    assert not (session.worktree / "frontend" / ".cache").is_symlink()
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_real_file_or_folder_in_a_symlinks_place_is_left_alone(
+    sample: Sample, made: tuple[Project, Session], capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    _, session = made
+    rel = DB if kind == "file" else NM
+    mine = session.worktree / rel
+    if kind == "file":
+        mine.write_text("my own database\n")
+    else:
+        mine.mkdir()
+        (mine / "mine.js").write_text("mine\n")
+    relink(sample, session, [rel])
+    assert f"{rel} exists and is not a link, left alone" in capsys.readouterr().out
+    assert not mine.is_symlink()
+    if kind == "file":
+        assert mine.read_text() == "my own database\n"
+    else:
+        assert tree(mine) == {"mine.js": "file"}
+    main_intact(sample.main)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_parent_that_is_a_symlink_out_of_the_worktree_is_refused(
+    sample: Sample, made: tuple[Project, Session], capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    _, session = made
+    (sample.main / "vendor" / "cache").mkdir(parents=True)
+    (sample.main / "vendor" / "cache" / "blob").write_text("shared\n")
+    outside = sample.root / "outside"
+    outside.mkdir()
+    (session.worktree / "vendor").symlink_to(outside)
+    relink(sample, session, modal(mode, "vendor/cache"))
+    assert "vendor/cache lies behind a link out of the worktree, skipped" in capsys.readouterr().out
+    assert os.listdir(outside) == []
+    assert (sample.main / "vendor" / "cache" / "blob").read_text() == "shared\n"
+
+
+def test_a_parent_symlink_that_stays_inside_the_worktree_is_followed(
+    sample: Sample, made: tuple[Project, Session]
+) -> None:
+    _, session = made
+    (session.worktree / "web").mkdir()
+    (session.worktree / "frontend").rename(session.worktree / "web" / "frontend")
+    (session.worktree / "frontend").symlink_to("web/frontend")
+    [outcome] = links.apply(sample.main, session.worktree, [Link(NM)])
+    assert outcome.ok, outcome.detail
+    assert os.readlink(session.worktree / "web" / NM) == str(sample.main / NM)
+
+
+# --- hardlink mode -----------------------------------------------------------------------------
+
+
+def test_hardlink_builds_a_tree_sharing_mains_inodes_and_keeps_symlinks(
+    sample: Sample, made: tuple[Project, Session]
+) -> None:
+    _, session = made
+    grow_node_modules(sample.main)
+    src, dest = sample.main / NM, session.worktree / NM
+    [outcome] = links.apply(sample.main, session.worktree, [Link(NM, "hardlink")])
+    assert (outcome.ok, outcome.detail) == (True, f"{NM} (hardlink of main)")
+
+    assert not dest.is_symlink() and dest.is_dir()
+    assert tree(dest) == tree(src)
+    assert tree(dest)[".bin/tool"] == "link -> ../pkg/index.js"
+    assert (dest / ".bin" / "tool").read_text() == "module.exports = 1\n"  # inside the tree
+    for f in files(src):
+        twin = dest / f.relative_to(src)
+        assert twin.stat().st_ino == f.stat().st_ino, f
+        assert f.stat().st_nlink == 2
+    for d in [src, *(p for p in src.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        assert (dest / d.relative_to(src)).stat().st_ino != d.stat().st_ino  # own folders
+    assert leftovers(dest) == []
+
+
+def test_hardlink_again_is_a_no_op(sample: Sample, made: tuple[Project, Session]) -> None:
+    _, session = made
+    grow_node_modules(sample.main)
+    dest = session.worktree / NM
+    links.apply(sample.main, session.worktree, [Link(NM, "hardlink")])
+    before = {rel: (dest / rel).lstat().st_ino for rel in tree(dest)}
+    [outcome] = links.apply(sample.main, session.worktree, [Link(NM, "hardlink")])
+    assert (outcome.ok, outcome.detail) == (True, f"{NM} ok (hardlink)")
+    assert {rel: (dest / rel).lstat().st_ino for rel in tree(dest)} == before
+    assert all(f.stat().st_nlink == 2 for f in files(sample.main / NM))
+    assert leftovers(dest) == []
+
+
+def test_hardlink_of_a_single_file_shares_the_database(
+    sample: Sample, made: tuple[Project, Session]
+) -> None:
+    _, session = made
+    links.apply(sample.main, session.worktree, [Link(DB, "hardlink")])
+    dest = session.worktree / DB
+    assert not dest.is_symlink()
+    assert dest.stat().st_ino == (sample.main / DB).stat().st_ino
+    with sqlite3.connect(dest) as db:
+        db.execute("insert into t values (1)")
+    assert db_rows(sample.main / DB) == 1  # one file, two names
+
+
+# --- reflink and copy modes --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["reflink", "copy"])
+def test_reflink_and_copy_are_independent_of_main(
+    sample: Sample, made: tuple[Project, Session], mode: str
+) -> None:
+    _, session = made
+    grow_node_modules(sample.main)
+    wt = session.worktree
+    outcomes = links.apply(sample.main, wt, [Link(NM, mode), Link(DB, mode)])
+    assert [o.detail for o in outcomes] == [f"{NM} ({mode} of main)", f"{DB} ({mode} of main)"]
+    assert tree(wt / NM) == tree(sample.main / NM)  # symlinks inside stay symlinks
+    for f in [*files(sample.main / NM), sample.main / DB]:
+        twin = wt / f.relative_to(sample.main)
+        assert not twin.is_symlink()
+        assert twin.stat().st_ino != f.stat().st_ino
+        assert twin.read_bytes() == f.read_bytes()
+
+    (wt / NM / "pkg" / "index.js").write_text("module.exports = 2\n")
+    (wt / NM / "pkg" / "lib" / "deep" / "x.js").unlink()
+    with sqlite3.connect(wt / DB) as db:
+        db.execute("insert into t values (1)")
+    assert (sample.main / NM / "pkg" / "lib" / "deep" / "x.js").read_text() == "deep\n"
+    main_intact(sample.main)
+    assert leftovers(wt / NM) == [] and leftovers(wt / DB) == []
+
+    again = links.apply(sample.main, wt, [Link(NM, mode)])
+    assert [o.detail for o in again] == [f"{NM} ok ({mode})"]
+    assert (wt / NM / "pkg" / "index.js").read_text() == "module.exports = 2\n"
+
+
+# --- changing mode, staging --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", COPYING)
+def test_moving_an_entry_from_symlink_to_another_mode_replaces_the_symlink(
+    sample: Sample, made: tuple[Project, Session], capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    _, session = made
+    grow_node_modules(sample.main)
+    wt = session.worktree
+    relink(sample, session, [NM, DB])
+    assert (wt / NM).is_symlink() and (wt / DB).is_symlink()
+    capsys.readouterr()
+    relink(sample, session, modal(mode, NM, DB))
+    assert f"{NM} ({mode} of main) · {DB} ({mode} of main)" in capsys.readouterr().out
+    for rel in (NM, DB):
+        assert not (wt / rel).is_symlink()
+        assert leftovers(wt / rel) == []
+    assert tree(wt / NM) == tree(sample.main / NM)
+    shared = (wt / DB).stat().st_ino == (sample.main / DB).stat().st_ino
+    assert shared == (mode == "hardlink")
+    main_intact(sample.main)
+
+
+def test_a_copy_that_fails_midway_leaves_no_staging_behind(
+    sample: Sample, made: tuple[Project, Session]
+) -> None:
+    """A named pipe cannot be copied, by root or anyone: copytree fails after other files."""
+    _, session = made
+    grow_node_modules(sample.main)
+    os.mkfifo(sample.main / NM / "pkg" / "lib" / "pipe")
+    with pytest.raises(TallyError, match=r"^cannot copy .*node_modules: .*is a named pipe") as err:
+        links.apply(sample.main, session.worktree, [Link(NM, "copy")])
+    assert "None" not in str(err.value) and "\n" not in str(err.value)
+    assert not (session.worktree / NM).exists()
+    assert leftovers(session.worktree / NM) == []
+
+
+@pytest.fixture
+def other_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A folder on another filesystem than tmp_path (tmpfs /dev/shm), or skip."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second filesystem (/dev/shm) to hard-link across")
+    path = Path(tempfile.mkdtemp(prefix="tally-test-", dir=shm))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_hardlink_across_filesystems_fails_clearly_and_leaves_nothing(
+    other_filesystem: Path, tmp_path: Path
+) -> None:
+    main, wt = other_filesystem / "main", tmp_path / "wt"
+    (main / "node_modules" / "a" / "b").mkdir(parents=True)
+    for i in range(5):
+        (main / "node_modules" / "a" / "b" / f"f{i}.js").write_text(f"{i}\n")
+    wt.mkdir()
+    with pytest.raises(TallyError) as err:
+        links.apply(main, wt, [Link("node_modules", "hardlink")])
+    message = str(err.value)
+    assert message.startswith(f"cannot hard-link {main / 'node_modules'}")
+    assert "Invalid cross-device link" in message
+    assert message.endswith("hard links need one filesystem: use mode reflink or copy")
+    assert "\n" not in message
+    assert os.listdir(wt) == []
+    [outcome] = links.apply(main, wt, [Link("node_modules", "copy")])  # the suggested fix works
+    assert outcome.ok and tree(wt / "node_modules") == tree(main / "node_modules")
+
+
+@pytest.mark.parametrize("mode", COPYING)
+def test_an_unreadable_folder_fails_the_step_and_leaves_no_staging_behind(
+    sample: Sample, made: tuple[Project, Session], mode: str
+) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads any folder: an unreadable folder cannot make the copy fail")
+    _, session = made
+    grow_node_modules(sample.main)
+    locked = sample.main / NM / "pkg" / "lib"
+    locked.chmod(0)
+    try:
+        if mode == "hardlink":
+            with pytest.raises(TallyError, match="^cannot hard-link"):
+                links.apply(sample.main, session.worktree, [Link(NM, mode)])
+        else:
+            with pytest.raises(TallyError, match="^cannot copy .*Permission denied"):
+                links.apply(sample.main, session.worktree, [Link(NM, mode)])
+    finally:
+        locked.chmod(0o755)
+    assert not (session.worktree / NM).exists()
+    assert leftovers(session.worktree / NM) == []
+
+
+# --- remove never reaches through a link -------------------------------------------------------
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
+@pytest.mark.parametrize("mode", MODES)
+def test_remove_never_deletes_through_a_link(
+    sample: Sample, srv: libtmux.Server, mode: str, force: bool
+) -> None:
+    grow_node_modules(sample.main)
+    project = sample.project(add_steps=NO_TMUX, links=modal(mode, NM, DB))
+    session = pipeline.add(project, "x", srv)
+    wt = session.worktree
+    assert (wt / NM).is_symlink() == (mode == "symlink")
+    before = tree(sample.main / NM)
+    pipeline.remove(project, "x", srv, force=force)  # hard links and copies are not work
+    assert not wt.exists()
+    assert tree(sample.main / NM) == before
+    main_intact(sample.main)
+    assert all(f.stat().st_nlink == 1 for f in [*files(sample.main / NM), sample.main / DB])
+    assert "x" not in sample.registry()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_user_file_next_to_the_links_still_blocks_remove(
+    sample: Sample, srv: libtmux.Server, mode: str
+) -> None:
+    project = sample.project(add_steps=NO_TMUX, links=modal(mode, NM, DB))
+    session = pipeline.add(project, "x", srv)
+    (session.worktree / "frontend" / "notes.txt").write_text("mine\n")
+    with pytest.raises(TallyError, match="work that would be lost") as err:
+        pipeline.remove(project, "x", srv)
+    assert "?? frontend/notes.txt" in str(err.value)
+    assert "node_modules" not in str(err.value)
+    assert "db.sqlite3" not in str(err.value)
+    assert (session.worktree / "frontend" / "notes.txt").read_text() == "mine\n"
+    assert "x" in sample.registry()
+    main_intact(sample.main)
+
+
+# --- the task, as typed ------------------------------------------------------------------------
+
+
+def test_links_task_and_its_relink_alias_mend_and_change_mode(sample: Sample) -> None:
+    sample.write_config(add_steps=NO_TMUX)
+    r = run_cli(["inv", "session.add", "x"], sample.main)
+    assert r.returncode == 0, r.stderr
+    wt = sample.main.parent / "tally-x"
+    (wt / NM).unlink()
+
+    r = run_cli(["inv", "session.relink", "x"], wt / "backend")  # from inside the worktree
+    assert r.returncode == 0, r.stderr
+    assert f"{NM} → main · {DB} ok" in r.stdout
+    assert os.readlink(wt / NM) == str(sample.main / NM)
+
+    sample.write_config(add_steps=NO_TMUX, links=[{"path": NM, "mode": "hardlink"}, DB])
+    r = run_cli(["inv", "session.links", "--name", "x"], sample.main)
+    assert r.returncode == 0, r.stderr
+    assert f"{NM} (hardlink of main)" in r.stdout
+    index = "pkg/index.js"
+    assert (wt / NM / index).stat().st_ino == (sample.main / NM / index).stat().st_ino
+    assert git(wt, "status", "--porcelain") == ""
+
+    r = run_cli(["inv", "session.relink", "nope"], sample.main)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "no session named 'nope'" in r.stderr
+    assert "Traceback" not in r.stderr
