@@ -5,9 +5,14 @@ A project's ``tasks.py`` is one line: ``from tally_tasks import ns``.
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 from invoke import Collection
 
-from .config import DEFAULTS
+from . import completion
+from .config import DEFAULTS, install_excepthook, tasks_folder
 from .demo import demo
 from .tasks import session
 
@@ -15,5 +20,10 @@ __version__ = "0.1.0"
 
 ns = Collection(demo, session)
 ns.configure({"tally": DEFAULTS})
+
+completion.install()  # `inv --complete`: session names after `--name` (see completion.py)
+if os.path.basename(sys.argv[0]) in ("inv", "invoke"):
+    # a broken invoke.yaml (beside tasks.py): one line, not invoke's traceback
+    install_excepthook(lambda: tasks_folder(Path.cwd()))
 
 __all__ = ["ns", "__version__"]

@@ -9,22 +9,15 @@ tally-session list                   = inv session.list
 from __future__ import annotations
 
 import os
-import re
-import shlex
 import subprocess
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 from invoke import Collection, Exit, Program
-from invoke.parser import Argument, ParserContext
 
-from . import __version__, output, registry
-from .config import DEFAULTS, settings_from
+from . import __version__, completion, output
+from .config import DEFAULTS, install_excepthook
 from .demo import demo
-from .errors import TallyError
-from .repo import find_main
-from .session import Project
 from .tasks import session
 
 # Commands whose optional positional name invoke cannot express (`optional=` would make
@@ -56,58 +49,6 @@ def _project_root() -> Path | None:
     return common.parent if common.name == ".git" else None
 
 
-# Tasks whose name is a new session's: completing existing names there helps nobody.
-_NEW_NAME = {"add", "ports"}
-
-
-def _flag(ctx: ParserContext, word: str) -> Argument | None:
-    # Lexicon.get skips aliases (-n for --name); indexing follows them
-    return ctx.flags[word] if word in ctx.flags else None
-
-
-def wants_session_name(tokens: list[str], contexts: Mapping[str, ParserContext]) -> bool:
-    """Is the last word of `tokens` (a command line being completed) a session name?
-
-    `remove <TAB>`, `remove fe<TAB>`, `remove --force <TAB>`, `open --name <TAB>`,
-    `resume -n fe<TAB>` are; a partial flag, another flag's value, a second word are not.
-    (bash drops the empty word being completed, so `remove x <TAB>` reads as `remove x`.)
-    """
-    for i in range(len(tokens) - 1, -1, -1):
-        if tokens[i] in contexts:
-            break
-    else:
-        return False
-    task, rest = tokens[i], tokens[i + 1 :]
-    ctx = contexts[task]
-    if ctx.name in _NEW_NAME or "name" not in ctx.args:
-        return False
-    given = False  # a name was given before the word being completed
-    pending = None  # the flag whose value that word is
-    for word in rest[:-1]:
-        if pending is not None:
-            given = given or pending.name == "name"
-            pending = None
-        elif not word.startswith("-"):
-            given = True  # the name, positionally
-        else:
-            arg = _flag(ctx, word.split("=", 1)[0])
-            if arg is not None and arg.takes_value and "=" not in word:
-                pending = arg
-            elif arg is not None and arg.name == "name":
-                given = True  # --name=x
-    if not rest:
-        return True
-    if pending is not None:
-        return bool(pending.name == "name")
-    last = rest[-1]
-    if not last.startswith("-"):
-        return not given
-    arg = _flag(ctx, last)
-    if arg is None:
-        return False  # a partial flag: invoke completes flags
-    return bool(arg.name == "name" or (not arg.takes_value and not given))
-
-
 class TallyProgram(Program):
     def parse_collection(self) -> None:
         super().parse_collection()
@@ -130,31 +71,39 @@ class TallyProgram(Program):
 
     def session_names(self) -> list[str] | None:
         """Registered session names when the word being completed is one; else None."""
-        binaries = "|".join(re.escape(b) for b in self.binary_names)
-        invocation = re.sub(rf"^({binaries}) ", "", self.core.remainder)
-        try:
-            tokens = shlex.split(invocation)
-        except ValueError:
-            return None
-        if not wants_session_name(tokens, self._make_parser().contexts):
-            return None
-        try:
-            main, common = find_main(Path.cwd())
-            settings = settings_from(self.config.get("tally"))
-            entries = registry.load(Project(main, common, settings).registry_path)
-        except (TallyError, OSError):
-            return None
-        return sorted(entries)
+        return completion.session_names(
+            self.core.remainder,
+            self.binary_names,
+            self._make_parser().contexts,
+            lambda main: self.config.get("tally"),  # already the main checkout's
+        )
+
+
+# Flags of resume and doctor that take a value: the word after them is not the name.
+_VALUE_FLAGS = {"--host", "-o"}
 
 
 def translate(argv: list[str]) -> list[str]:
-    """`resume NAME` -> `resume --name NAME` (the old script's optional positional)."""
+    """`resume [flags] NAME` -> `resume [flags] --name NAME` (the old script's optional
+    positional, which invoke cannot express)."""
     out = list(argv)
     for i, word in enumerate(out):
         if word.startswith("-"):
-            continue
-        if word in _OPTIONAL_NAME and i + 1 < len(out) and not out[i + 1].startswith("-"):
-            out.insert(i + 1, "--name")
+            continue  # core flags before the task
+        if word not in _OPTIONAL_NAME:
+            break
+        j = i + 1
+        while j < len(out):
+            arg = out[j]
+            if arg in ("--name", "-n") or arg.startswith("--name="):
+                break  # named already
+            if arg in _VALUE_FLAGS:
+                j += 2
+            elif arg.startswith("-"):
+                j += 1
+            else:
+                out.insert(j, "--name")
+                break
         break
     return out
 
@@ -169,6 +118,7 @@ program = TallyProgram(
 
 def main() -> None:
     output.set_program("tally-session")
+    install_excepthook(_project_root)  # a broken invoke.yaml: one line, not a traceback
     argv = [sys.argv[0], *translate(sys.argv[1:])]
     try:
         program.run(argv)

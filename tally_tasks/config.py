@@ -7,11 +7,12 @@ mapping (a project adds a port, or drops one by setting it to ``null``), while
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import TallyError
@@ -279,3 +280,87 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         tmux_socket=_str(merged, "tmux_socket"),
         hooks=hooks,
     )
+
+
+# --- a project file invoke could not load ---------------------------------------------------
+
+CONFIG_FILES = ("invoke.yaml", "invoke.yml", "invoke.json")
+
+
+def explain_file(folder: Path) -> str | None:
+    """What is wrong with the invoke.yaml in `folder`, in one line naming file and key;
+    None when there is no such file or nothing wrong is found in it."""
+    path = next((folder / n for n in CONFIG_FILES if (folder / n).is_file()), None)
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        return f"cannot read {path}: {getattr(e, 'strerror', None) or e}"
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            from invoke.vendor import yaml
+
+            data = yaml.safe_load(text)
+    except ValueError as e:
+        return f"{path} is not valid JSON ({e}); fix it"
+    except Exception as e:  # yaml.YAMLError: its own words, with line and column
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        return f"{path} is not valid YAML ({where}{problem}); fix it"
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        return f"{path} must hold a mapping of settings (tally: ...), got {type(data).__name__}"
+    tally = data.get("tally")
+    if tally is None:
+        return None
+    if not isinstance(tally, Mapping):
+        return f"{path}: tally must be a mapping of settings, got {tally!r}"
+    try:
+        settings_from(tally)
+    except TallyError as e:
+        return f"{path}: {str(e).split(' (set it in', 1)[0]}"
+    return None
+
+
+def tasks_folder(start: Path) -> Path | None:
+    """Where `inv` finds tasks.py from `start` (it looks in each parent in turn)."""
+    for folder in (start, *start.parents):
+        if (folder / "tasks.py").is_file():
+            return folder
+    return None
+
+
+def install_excepthook(folder_of: Callable[[], Path | None]) -> None:
+    """A broken invoke.yaml: one line naming the file and key, not invoke's traceback.
+
+    invoke loads the project's invoke.yaml (in the folder `folder_of()` says) after
+    importing the tasks, and merges it with these defaults when a task runs; what it
+    cannot load or merge would end in a traceback."""
+    import os
+    import sys
+
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+        import traceback
+
+        # only an error raised while invoke loads its config files: anything else keeps
+        # its traceback
+        files = [frame.filename for frame in traceback.extract_tb(tb)]
+        loading = any(f.endswith(os.path.join("invoke", "config.py")) for f in files)
+        folder = folder_of() if loading else None
+        message = explain_file(folder) if folder is not None else None
+        if message is None:
+            previous(kind, error, tb)
+            return
+        from .output import error as show
+
+        show(message)
+        sys.exit(1)
+
+    sys.excepthook = hook

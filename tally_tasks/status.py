@@ -172,7 +172,13 @@ def stale(
     registered = {project.session(n, e).worktree for n, e in entries.items()}
     for n, e in entries.items():
         s = project.session(n, e)
-        if not s.worktree.is_dir():
+        if e.get("state") == CREATING:
+            notes.append(
+                f"session {n} is unfinished (an add was stopped, or only some steps ran); "
+                f"finish it with: {output.command('add', n)}, or drop it with: "
+                + output.command("remove", n, "--force")
+            )
+        elif not s.worktree.is_dir():
             notes.append(
                 f"session {n}: worktree {s.worktree} is gone; drop the entry with: "
                 + output.command("remove", n, "--force")

@@ -16,7 +16,7 @@ from invoke import task as _task
 
 from . import claude, output, pipeline, plan, remote, status
 from . import tmux as tmux_
-from .config import settings_from
+from .config import explain_file, settings_from
 from .errors import TallyError
 from .repo import find_main
 from .session import Project
@@ -88,7 +88,10 @@ def _task_help(task_name: str) -> None:
 def project_of(c: Context) -> Project:
     """The main repo around the current folder, with the `tally` settings."""
     main, common = find_main(Path.cwd())
-    settings = settings_from(tally_config(c, main))
+    try:
+        settings = settings_from(tally_config(c, main))
+    except TallyError as e:  # name the file when the bad value is in it
+        raise TallyError(explain_file(main) or str(e)) from None
     return Project(main=main, common_dir=common, settings=settings)
 
 

@@ -20,6 +20,7 @@ import pytest
 from conftest import VENV_BIN, Sample, free_base, git, make_sample, poll, run_cli
 
 from tally_tasks import __version__
+from tally_tasks.cli import translate
 
 FAST = ["ports", "worktree"]  # add without links, copies, Claude or tmux
 
@@ -654,3 +655,34 @@ def test_remove_stops_a_dev_server_left_in_the_worktree_and_nothing_else(
     finally:
         foreign.kill()
         foreign.wait()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["resume", "x"], ["resume", "--name", "x"]),
+        (["resume", "-q", "x"], ["resume", "-q", "--name", "x"]),
+        (["resume", "--host", "box1", "x"], ["resume", "--host", "box1", "--name", "x"]),
+        (["resume", "--host=box1", "x"], ["resume", "--host=box1", "--name", "x"]),
+        (["resume", "--name", "x"], ["resume", "--name", "x"]),
+        (["resume", "-n", "x"], ["resume", "-n", "x"]),
+        (["resume"], ["resume"]),
+        (["doctor", "--fix", "x"], ["doctor", "--fix", "--name", "x"]),
+        (["-d", "resume", "x"], ["-d", "resume", "--name", "x"]),
+        (["add", "x"], ["add", "x"]),
+    ],
+    ids=[
+        "name",
+        "after-a-flag",
+        "after-a-value-flag",
+        "after-flag-equals",
+        "named-already",
+        "short-named",
+        "no-name",
+        "doctor",
+        "core-flag-first",
+        "other-task",
+    ],
+)
+def test_the_old_optional_name_becomes_a_flag(argv: list[str], expected: list[str]) -> None:
+    assert translate(argv) == expected

@@ -277,18 +277,40 @@ def test_main_repo_path_with_spaces_quotes_and_dollars(isolated_env: Path) -> No
     assert not wt.exists()
 
 
-def test_config_with_wrong_types_names_the_key(sample: Sample) -> None:
-    for bad, key in [
-        ({"ports": {"backend": "abc", "frontend": 5000}}, "tally.ports.backend"),
-        ({"windows": "nope"}, "tally.windows"),
-        ({"links": [None]}, "tally.links[0]"),
-        ({"activate": 3}, "tally.activate"),
-    ]:
-        sample.write_config(**bad)
-        r = run_cli(["inv", "session.add", "x"], sample.main)
-        assert r.returncode == 1 and key in r.stderr, (bad, r.stderr)
-        assert "Traceback" not in r.stderr
+BAD_CONFIG = [
+    # (id, invoke.yaml's text, what the one line must name besides the file)
+    ("port-string", "tally: {ports: {backend: abc, frontend: 5000}}", "tally.ports.backend"),
+    ("windows-string", "tally: {windows: nope}", "tally.windows"),
+    ("link-null", "tally: {links: [null]}", "tally.links[0]"),
+    ("activate-int", "tally: {activate: 3}", "tally.activate"),
+    ("mapping-null", "tally: {claude: null}", "tally.claude"),
+    ("mapping-int", "tally: {ports: 5}", "tally.ports"),
+    ("tally-int", "tally: 7", "tally must be a mapping"),
+    ("top-level-list", "[1, 2]", "must hold a mapping"),
+    ("not-yaml", "tally: {ports: [", "not valid YAML (line 2"),
+]
+
+
+@pytest.mark.parametrize("prog", ["inv", "tally-session"])
+@pytest.mark.parametrize(
+    ("text", "names"), [c[1:] for c in BAD_CONFIG], ids=[c[0] for c in BAD_CONFIG]
+)
+def test_a_broken_invoke_yaml_is_one_line_naming_file_and_key(
+    sample: Sample, prog: str, text: str, names: str
+) -> None:
+    (sample.main / "invoke.yaml").write_text(text + "\n")
+    add = ["session.add", "x"] if prog == "inv" else ["add", "x"]
+    r = run_cli([prog, *add], sample.main)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert str(sample.main / "invoke.yaml") in r.stderr and names in r.stderr, r.stderr
     assert sample.registry() == {}
+
+
+def test_a_bad_value_from_the_environment_names_the_variable(sample: Sample) -> None:
+    r = run_cli(["inv", "session.add", "x"], sample.main, env={"INVOKE_TALLY_PORTS_BACKEND": "0"})
+    assert r.returncode == 1 and "tally.ports.backend" in r.stderr
+    assert "INVOKE_TALLY_" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize(

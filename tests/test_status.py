@@ -314,3 +314,12 @@ AGE_CASES = [
 )
 def test_age(created: str | None, want: str) -> None:
     assert status.age(created, now=NOW) == want
+
+
+def test_an_unfinished_session_says_how_to_finish_or_drop_it(sample: Sample) -> None:
+    assert run_cli(["inv", "session.ports", "--name", "y"], sample.main).returncode == 0
+    r = list_(sample)
+    [note] = [ln for ln in r.stdout.splitlines() if ln.startswith("!")]
+    assert "session y is unfinished" in note
+    assert "inv session.add --name y" in note and "inv session.remove --name y --force" in note
+    assert "is gone" not in note

@@ -54,3 +54,31 @@ def test_help_after_a_task_that_takes_a_name(sample: Sample, argv: list[str]) ->
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("Usage:") and "--name" in r.stdout
     assert sample.registry() == {}
+
+
+INV_COMPLETE = [
+    # (id, the command line so far, offered: names or some of invoke's own words)
+    ("remove", "session.remove", "names"),
+    ("remove-partial", "session.remove fe", "names"),
+    ("remove-name", "session.remove --name", "names"),
+    ("open-name", "session.open --name f", "names"),
+    ("alias", "session.relink", "names"),
+    ("resume-name", "session.resume --name", "names"),
+    ("new-name", "session.add", ["session.add", "session.list"]),
+    ("no-name-task", "session.list", ["session.add", "session.list"]),
+    ("partial-flag", "session.remove --fo", ["--force"]),
+]
+
+
+def test_inv_completes_session_names(sample: Sample) -> None:
+    names = ["feature-auth", "fix-1"]
+    for name in names:
+        assert run_cli(["inv", "session.ports", name, "-q"], sample.main).returncode == 0
+    for case, line, offered in INV_COMPLETE:
+        r = run_cli(["inv", "--complete", "--", "inv", *line.split()], sample.main / "backend")
+        assert (r.returncode, r.stderr) == (0, ""), case
+        words = r.stdout.split()
+        if offered == "names":
+            assert words == names, case
+        else:
+            assert set(offered) <= set(words) and not set(names) & set(words), (case, words)
