@@ -3,6 +3,12 @@
 The sample is shaped like the Tally layout: a backend and a frontend (small HTTP servers
 from Python's standard library, started like ``manage.py runserver`` and ``npm run dev``),
 an untracked ``backend/.env`` (0600), a SQLite database and a ``node_modules`` folder.
+
+``--path DIR`` may be any folder, the user's own included: the demo only ever makes
+``DIR/tally-sample`` (the sample's main checkout) and its sessions' worktrees beside it,
+and marks the sample it built with ``DIR/tally-sample/.git/tally-demo`` (inside ``.git``:
+neither committed nor seen by ``git status``). A ``DIR/tally-sample`` without that marker
+is not the demo's: neither building nor ``--clean`` touches it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from .tasks import boundary
 
 SAMPLE = "tally-sample"
 SESSION = "demo"
+MARKER = "tally-demo"  # in the sample's .git: this checkout is the demo's to remove
 
 MANAGE_PY = '''\
 """A stand-in for Django's manage.py: `python manage.py runserver PORT`."""
@@ -111,11 +118,27 @@ def _git(cwd: Path, *args: str) -> None:
     )
 
 
+def marker(main: Path) -> Path:
+    return main / ".git" / MARKER
+
+
+def is_sample(main: Path) -> bool:
+    """True when `main` is a sample checkout `build_sample` made (a real folder, marked)."""
+    return not main.is_symlink() and not (main / ".git").is_symlink() and marker(main).is_file()
+
+
 def build_sample(main: Path) -> None:
-    """The sample main checkout, committed, with its untracked shared and secret files."""
+    """The sample main checkout, committed, with its untracked shared and secret files.
+
+    The marker is written right after ``git init``, before anything else: a build cut
+    short is still the demo's, and ``--clean`` removes it.
+    """
     import sqlite3  # here, not at the top: every command imports this module
 
-    (main / "backend").mkdir(parents=True)
+    main.mkdir(parents=True)
+    _git(main, "init", "-q", "-b", "main")
+    marker(main).write_text("made by `inv demo`; `inv demo --clean` removes this checkout\n")
+    (main / "backend").mkdir()
     (main / "frontend" / "node_modules" / "left-pad").mkdir(parents=True)
     (main / "backend" / "manage.py").write_text(MANAGE_PY)
     (main / "frontend" / "serve.py").write_text(SERVE_PY)
@@ -140,7 +163,6 @@ def build_sample(main: Path) -> None:
         db.executemany("insert into todo values (?)", [("try tally-tasks",), ("ship it",)])
     db.close()
     (main / "tasks.py").write_text("from tally_tasks import ns  # noqa: F401\n")
-    _git(main, "init", "-q", "-b", "main")
     _git(main, "add", "-A")
     _git(main, "commit", "-q", "-m", "Sample project")
 
@@ -212,22 +234,78 @@ def _project(main: Path, raw: dict[str, object]) -> Project:
     return Project(main=main, common_dir=common, settings=settings)
 
 
+def _check_folder(base: Path) -> None:
+    if base.exists() and not base.is_dir():
+        raise TallyError(f"{base} is a file, not a folder; give --path a folder (or a new name)")
+
+
+def _check_sample(main: Path, doing: str) -> None:
+    """Refuse a `DIR/tally-sample` the demo did not build: it is someone's own checkout."""
+    if (main.exists() or main.is_symlink()) and not is_sample(main):
+        raise TallyError(
+            f"{main} was not made by `inv demo` (no .git/{MARKER} marker); {doing}. "
+            "Give --path another folder"
+        )
+
+
 def clean_sample(base: Path, raw: dict[str, object]) -> None:
+    """Remove what the demo made in `base`: its sessions, the marked ``base/tally-sample``,
+    then `base` itself if nothing else is left in it. Anything not the demo's stays."""
+    if not base.exists():
+        output.step("demo", f"nothing to clean: {base} does not exist")
+        return  # idempotent: a second --clean, or one after a manual rm, succeeds
+    _check_folder(base)
     main = base / SAMPLE
-    if (main / ".git").is_dir():
+    _check_sample(main, "nothing removed")
+    removed = main.exists()
+    if removed:
         project = _project(main, raw)
         srv = tmux_.server(project.settings.tmux_socket)
         for name in registry.load(project.registry_path):
             pipeline.remove(project, name, srv, force=True)
-    if base.exists():
-        shutil.rmtree(base)
-    output.step("demo", f"removed {base}")
+        _remove_sample(main)
+        output.step("demo", f"removed {main}")
+    left = sorted(p.name for p in base.iterdir())
+    if not left:
+        base.rmdir()
+        output.step("demo", f"removed {base}")
+    elif not removed:
+        raise TallyError(
+            f"{base} has no demo sample ({SAMPLE}) and holds files the demo did not make; "
+            "nothing removed"
+        )
+    else:
+        shown = ", ".join(left[:3]) + (" …" if len(left) > 3 else "")
+        output.step("demo", f"kept {base}: it holds files the demo did not make ({shown})")
+
+
+def _remove_sample(main: Path) -> None:
+    """Delete the sample, its marker last: a clean cut short can be run again."""
+    git_dir = main / ".git"
+    for top in (main, git_dir):
+        for child in list(top.iterdir()):
+            if child in (git_dir, marker(main)):
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    marker(main).unlink()
+    git_dir.rmdir()
+    main.rmdir()
 
 
 def run(base: Path, raw: dict[str, object]) -> None:
+    _check_folder(base)
     main = base / SAMPLE
+    _check_sample(main, "it is left alone")
     if not main.exists():
-        build_sample(main)
+        try:
+            build_sample(main)
+        except OSError as e:
+            raise TallyError(
+                f"cannot make the sample in {base}: {e.strerror or e}; give --path another folder"
+            ) from None
         output.step("sample", f"{main} (git repo with backend/, frontend/, .env, db.sqlite3)")
     project = _project(main, raw)
     srv = tmux_.server(project.settings.tmux_socket)

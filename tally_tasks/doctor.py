@@ -16,7 +16,6 @@ import subprocess
 from dataclasses import dataclass, field
 
 from . import output, pipeline, registry, status, tmux, worktree
-from . import ports as ports_
 from . import repo as repo_
 from .errors import TallyError
 from .session import Project, Session, commands, render
@@ -189,7 +188,7 @@ def _check_tmux(
     want = [w.name for w in project.settings.windows]
     if session.tmux_name not in live:
         report.bad(session.name, f"tmux session {session.tmux_name} is not running")
-        for h in _orphans(session):
+        for h in pipeline.orphans(session):
             report.bad(
                 session.name,
                 f"{h.describe()} from the worktree still holds a port of this session; "
@@ -209,26 +208,8 @@ def _check_tmux(
             report.mended(session.name, "restarted windows " + ", ".join(missing))
 
 
-def _orphans(session: Session) -> list[ports_.Holder]:
-    """Processes working in the worktree (or in its deleted folder) holding the session's ports.
-
-    Only meaningful when the session's tmux session is gone: then nothing of ours runs them.
-    """
-    inside = str(session.worktree)
-    found: dict[int, ports_.Holder] = {}
-    for procs in ports_.holders(session.ports.values()).values():
-        for h in procs:
-            cwd = (h.cwd or "").removesuffix(" (deleted)")
-            if cwd == inside or cwd.startswith(inside + os.sep):
-                found[h.pid] = h
-    return list(found.values())
-
-
 def _stop_orphans(session: Session, report: Report) -> None:
-    orphans = _orphans(session)
-    if orphans:
-        ports_.stop(h.pid for h in orphans)
-    for h in orphans:
+    for h in pipeline.stop_orphans(session):
         report.mended(session.name, f"stopped {h.describe()}, left over from the worktree")
 
 

@@ -112,7 +112,7 @@ def _ports(project: Project, name: str, create: bool, claim: bool = False) -> tu
             entries[name] = entry
             created = True
         elif claim:
-            _check_claim(name, entry)
+            check_claim(name, entry)
         if claim:
             entry["pid"] = os.getpid()
         have = registry.ports_of(entry)
@@ -133,7 +133,7 @@ def _ports(project: Project, name: str, create: bool, claim: bool = False) -> tu
     return session, created
 
 
-def _check_claim(name: str, entry: registry.Entry) -> None:
+def check_claim(name: str, entry: registry.Entry) -> None:
     """May this `add` take over the entry? Only an unfinished one nobody is working on."""
     if entry.get("state") != CREATING:
         raise TallyError(
@@ -174,6 +174,15 @@ def step_env(project: Project, session: Session, force: bool = False) -> None:
     """Copy `copies` (`force`: over existing copies) and what `.worktreeinclude` names
     (never over anything, never in, at or around a linked path)."""
     _require_worktree(session)
+    copies, included = env_paths(project)
+    outcomes = envfiles.apply(project.main, session.worktree, copies, force)
+    outcomes += envfiles.apply(project.main, session.worktree, included, force=False)
+    _report("env", outcomes)
+
+
+def env_paths(project: Project) -> tuple[list[str], list[str]]:
+    """(the configured copies, the `.worktreeinclude` paths that are neither a copy nor
+    in, at or around a linked path)."""
     copies = list(project.settings.copies)
     linked = [lk.path for lk in project.settings.links]
 
@@ -185,9 +194,7 @@ def step_env(project: Project, session: Session, force: bool = False) -> None:
         for rel in envfiles.worktree_include(project.main)
         if rel not in copies and not near_link(rel)
     ]
-    outcomes = envfiles.apply(project.main, session.worktree, copies, force)
-    outcomes += envfiles.apply(project.main, session.worktree, included, force=False)
-    _report("env", outcomes)
+    return copies, included
 
 
 def uses_claude(project: Project) -> bool:
@@ -259,16 +266,11 @@ def step_tmux(
 def foreign_holders(session: Session) -> dict[str, list[ports_.Holder]]:
     """Port name -> processes outside the worktree holding that port of the session."""
     held = ports_.holders(session.ports.values())
-    inside = str(session.worktree)
     found: dict[str, list[ports_.Holder]] = {}
     for port, number in session.ports.items():
         if number not in held:
             continue
-        others = [
-            h
-            for h in held[number]
-            if not (h.cwd and (h.cwd == inside or h.cwd.startswith(inside + os.sep)))
-        ]
+        others = [h for h in held[number] if not _in_worktree(session, h.cwd)]
         if others or not held[number]:
             found[port] = others
     return found
@@ -288,19 +290,31 @@ def warn_foreign_ports(session: Session) -> None:
         )
 
 
+def _in_worktree(session: Session, cwd: str | None) -> bool:
+    """Is a process working in `cwd` one of the session's (its folder may be deleted)?"""
+    if not cwd:
+        return False
+    cwd = cwd.removesuffix(" (deleted)")  # how Linux shows a folder removed under it
+    inside = str(session.worktree)
+    return cwd == inside or cwd.startswith(inside + os.sep)
+
+
+def orphans(session: Session) -> list[ports_.Holder]:
+    """Processes working in the worktree that hold one of the session's ports."""
+    found: dict[int, ports_.Holder] = {}
+    for procs in ports_.holders(session.ports.values()).values():
+        for h in procs:
+            if _in_worktree(session, h.cwd):
+                found.setdefault(h.pid, h)
+    return list(found.values())
+
+
 def stop_orphans(session: Session) -> list[ports_.Holder]:
     """End processes left in the worktree that still hold the session's ports."""
-    held = ports_.holders(session.ports.values())
-    inside = str(session.worktree)
-    orphans = [
-        h
-        for procs in held.values()
-        for h in procs
-        if h.cwd and (h.cwd == inside or h.cwd.startswith(inside + os.sep))
-    ]
-    if orphans:
-        ports_.stop(h.pid for h in orphans)
-    return orphans
+    found = orphans(session)
+    if found:
+        ports_.stop(h.pid for h in found)
+    return found
 
 
 # What bash -i says on stderr when it has no terminal: not the hook's output.
@@ -423,7 +437,7 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
     if existing is None:
         check_slug(project, entries, name)
     else:
-        _check_claim(name, existing)  # again under the lock, in the ports step
+        check_claim(name, existing)  # again under the lock, in the ports step
     if existing is None and tmux.exists(srv, project.tmux_name(name)):
         raise TallyError(
             f"a tmux session {project.tmux_name(name)} already runs but no session {name!r} is "
@@ -579,6 +593,41 @@ def at_risk(project: Project, repo: repo_.Repo, session: Session) -> list[str]:
     return problems
 
 
+def remove_refusal(project: Project, session: Session, known: worktree.Worktree | None) -> str:
+    """Why `remove` must not touch the worktree even with --force ("" when it may)."""
+    wt, name = session.worktree, session.name
+    others = [
+        n for n, e in load(project).items() if n != name and project.session(n, e).worktree == wt
+    ]
+    if others:
+        return (
+            f"{wt} is the worktree of session {others[0]!r} too; nothing removed. Fix the entry "
+            f"of {name!r} in {project.registry_path}"
+        )
+    if wt.is_dir() and known is None:
+        return (
+            f"{wt} is not a git worktree of {project.main}; it is left alone. Move it away, "
+            "then run: " + output.command("remove", name)
+        )
+    return ""
+
+
+def remove_problems(
+    project: Project, repo: repo_.Repo, session: Session, known: worktree.Worktree | None
+) -> list[str]:
+    """What makes `remove` refuse without --force: a locked worktree, one on another
+    branch, and the user's work at risk."""
+    problems = []
+    if known is not None and known.locked is not None:
+        why = f" ({known.locked})" if known.locked else ""
+        problems.append(f"the worktree is locked{why}: git worktree unlock it first")
+    if known is not None and known.branch != session.branch:
+        problems.append(
+            f"the worktree is on {known.branch or 'a detached HEAD'}, not {session.branch}"
+        )
+    return problems + at_risk(project, repo, session)
+
+
 def branch_fate(repo: repo_.Repo, branch: str, force: bool, keep: bool) -> tuple[bool, str]:
     """(delete it?, why) for the session's branch on remove."""
     if not repo_.branch_exists(repo, branch):
@@ -608,34 +657,16 @@ def remove(
     """Take the session away; never the user's work unless `force` (README: Safety)."""
     session = get(project, name)
     wt = session.worktree
-    others = [
-        n for n, e in load(project).items() if n != name and project.session(n, e).worktree == wt
-    ]
-    if others:
-        raise TallyError(
-            f"{wt} is the worktree of session {others[0]!r} too; nothing removed. Fix the entry "
-            f"of {name!r} in {project.registry_path}"
-        )
     # Every `git worktree` call holds the repository lock: git reads all worktrees'
     # records, and another process's half-made one makes it fail.
     with repo_.open_repo(project.main) as repo:
         with locked_repo(project):
             known = worktree.find(repo, wt)
-        if wt.is_dir() and known is None:
-            raise TallyError(
-                f"{wt} is not a git worktree of {project.main}; it is left alone. Move it away, "
-                "then run: " + output.command("remove", name)
-            )
+        refusal = remove_refusal(project, session, known)
+        if refusal:
+            raise TallyError(refusal)
         if not force:
-            problems = at_risk(project, repo, session)
-            if known is not None and known.branch != session.branch:
-                problems.insert(
-                    0,
-                    f"the worktree is on {known.branch or 'a detached HEAD'}, not {session.branch}",
-                )
-            if known is not None and known.locked is not None:
-                why = f" ({known.locked})" if known.locked else ""
-                problems.insert(0, f"the worktree is locked{why}: git worktree unlock it first")
+            problems = remove_problems(project, repo, session, known)
             if problems:
                 raise TallyError(
                     f"session {name} has work that would be lost: "

@@ -182,7 +182,7 @@ def add(
         return
     project = project_of(c)
     if dry_run:
-        plan.add(project, name, _server(project))
+        plan.add(project, name, _server(project), force)
         return
     session = pipeline.add(project, name, _server(project), force=force)
     pipeline.summary(project, session)

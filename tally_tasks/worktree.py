@@ -48,12 +48,13 @@ def listing(repo: repo_.Repo) -> list[Worktree]:
 
 def find(repo: repo_.Repo, path: Path) -> Worktree | None:
     for wt in listing(repo):
-        if _same(wt.path, path):
+        if same(wt.path, path):
             return wt
     return None
 
 
-def _same(a: Path, b: Path) -> bool:
+def same(a: Path, b: Path) -> bool:
+    """The same folder (by inode when both exist, else by absolute path)."""
     try:
         return os.path.samefile(a, b)
     except OSError:

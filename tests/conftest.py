@@ -25,7 +25,7 @@ from typing import Any
 import libtmux
 import pytest
 
-from tally_tasks import output
+from tally_tasks import output, ports
 from tally_tasks.config import settings_from
 from tally_tasks.session import Project
 
@@ -232,3 +232,29 @@ def run_cli(
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[int, Path], subprocess.Popen[bytes]]]:
+    """Start `python -m http.server PORT` in a folder (a dev server stand-in); every
+    server is ended afterwards."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(port: int, cwd: Path) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        started.append(proc)
+        poll(lambda: proc.poll() is not None or ports.is_listening(port))
+        assert proc.poll() is None, f"http.server could not listen on {port}"
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.terminate()
+            proc.wait(timeout=10)

@@ -11,10 +11,14 @@ import os
 import re
 import subprocess
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import free_base, poll, run_cli
+
+from tally_tasks.demo import build_sample
 
 REPO = Path(__file__).resolve().parent.parent
 SESSION = "tally-sample-demo"
@@ -111,4 +115,145 @@ def test_demo_agent_window_runs_claude_when_installed(tmp_path: Path) -> None:
     gone = run_cli(["inv", "demo", "--clean", "--path", str(base), "-q"], REPO, env=env)
     assert (gone.returncode, gone.stderr) == (0, "")
     assert not base.exists()
+    assert SESSION not in tmux_sessions()
+
+
+# --- --path: only ever the demo's own things --------------------------------------------
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every path under `root` (itself included) -> its content or link target."""
+    found: dict[str, str] = {}
+    if root.is_symlink() or root.is_file():
+        return {".": os.readlink(root) if root.is_symlink() else root.read_text()}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(folder, name)
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                found[rel] = "-> " + os.readlink(p)
+            elif p.is_file():
+                found[rel] = p.read_text(errors="replace")
+            else:
+                found[rel] = "/"
+    return found
+
+
+def one_line_error(r: subprocess.CompletedProcess[str], says: str) -> None:
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert len(r.stderr.splitlines()) == 1, r.stderr
+    assert says in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def users_folder(tmp_path: Path) -> Path:
+    """A folder of the user's, like HOME: files of theirs, no demo in it."""
+    base = tmp_path / "mine"
+    (base / "projects").mkdir(parents=True)
+    (base / "notes.txt").write_text("keep me\n")
+    (base / "projects" / "app.py").write_text("print('mine')\n")
+    return base
+
+
+def foreign_sample(tmp_path: Path) -> Path:
+    """A checkout of the user's that happens to be called tally-sample."""
+    base = users_folder(tmp_path)
+    main = base / "tally-sample"
+    main.mkdir()
+    (main / "work.txt").write_text("not the demo's\n")
+    subprocess.run(["git", "init", "-q"], cwd=main, check=True)
+    (main / ".tally-sessions").write_text("{}\n")
+    return base
+
+
+def linked_sample(tmp_path: Path) -> Path:
+    """tally-sample is a link to somewhere else: never followed, never removed."""
+    base = users_folder(tmp_path)
+    (base / "tally-sample").symlink_to(base / "projects")
+    return base
+
+
+def a_file(tmp_path: Path) -> Path:
+    f = tmp_path / "a-file"
+    f.write_text("not a folder\n")
+    return f
+
+
+REFUSED = [
+    pytest.param(users_folder, "holds files the demo did not make; nothing removed", id="home"),
+    pytest.param(foreign_sample, "was not made by `inv demo`", id="foreign-sample"),
+    pytest.param(linked_sample, "was not made by `inv demo`", id="linked-sample"),
+    pytest.param(a_file, "is a file, not a folder", id="file"),
+]
+
+
+@pytest.mark.parametrize(("make", "says"), REFUSED)
+def test_clean_refuses_a_folder_that_is_not_the_demos_and_removes_nothing(
+    tmp_path: Path, make: Callable[[Path], Path], says: str
+) -> None:
+    base = make(tmp_path)
+    before = tree(base)
+    r = run_cli(["inv", "demo", "--clean", "--path", str(base)], REPO, env=demo_env(True))
+    one_line_error(r, says)
+    assert tree(base) == before
+
+
+BUILD_REFUSED = [
+    pytest.param(foreign_sample, "was not made by `inv demo`", id="foreign-sample"),
+    pytest.param(linked_sample, "was not made by `inv demo`", id="linked-sample"),
+    pytest.param(a_file, "is a file, not a folder", id="file"),
+    pytest.param(lambda t: a_file(t) / "sub", "cannot make the sample in", id="under-a-file"),
+]
+
+
+@pytest.mark.parametrize(("make", "says"), BUILD_REFUSED)
+def test_build_refuses_a_path_it_cannot_use_in_one_line_and_writes_nothing(
+    tmp_path: Path, make: Callable[[Path], Path], says: str
+) -> None:
+    base = make(tmp_path)
+    before = tree(tmp_path)
+    r = run_cli(["inv", "demo", "--path", str(base)], REPO, env=demo_env(True))
+    one_line_error(r, says)
+    assert tree(tmp_path) == before
+    assert SESSION not in tmux_sessions()
+
+
+def test_clean_of_a_folder_that_does_not_exist_says_so_and_succeeds(tmp_path: Path) -> None:
+    base = tmp_path / "never-made"
+    r = run_cli(["inv", "demo", "--clean", "--path", str(base)], REPO, env=demo_env(True))
+    assert (r.returncode, r.stderr) == (0, "")
+    assert f"nothing to clean: {base} does not exist" in r.stdout
+    assert not base.exists()
+
+
+@pytest.mark.parametrize("others", [False, True], ids=["sample-only", "with-users-files"])
+def test_clean_removes_the_sample_and_the_folder_only_when_nothing_else_is_in_it(
+    tmp_path: Path, others: bool
+) -> None:
+    base = users_folder(tmp_path) if others else tmp_path / "demo"
+    before = tree(base) if others else {}
+    build_sample(base / "tally-sample")
+    r = run_cli(["inv", "demo", "--clean", "--path", str(base)], REPO, env=demo_env(True))
+    assert (r.returncode, r.stderr) == (0, ""), r.stdout
+    assert f"removed {base / 'tally-sample'}" in r.stdout
+    if others:
+        assert tree(base) == before
+        assert f"kept {base}: it holds files the demo did not make" in r.stdout
+    else:
+        assert not base.exists()
+
+
+def test_demo_in_a_users_folder_builds_beside_their_files_and_cleans_only_its_own(
+    tmp_path: Path,
+) -> None:
+    base = users_folder(tmp_path)
+    before = tree(base)
+    env = demo_env(without_claude=True)
+    r = run_cli(["inv", "demo", "--path", str(base), "-q"], REPO, env=env, timeout=120)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert (base / "tally-sample" / ".git" / "tally-demo").is_file()
+    assert (base / SESSION).is_dir()
+    gone = run_cli(["inv", "demo", "--clean", "--path", str(base)], REPO, env=env, timeout=120)
+    assert (gone.returncode, gone.stderr) == (0, "")
+    assert tree(base) == before
     assert SESSION not in tmux_sessions()

@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import libtmux
@@ -272,31 +271,6 @@ def test_a_folder_unknown_to_git_is_left_as_it_is(sample: Sample, srv: libtmux.S
 
 
 # --- ports ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def serve(sample: Sample) -> Iterator[Callable[[int, Path], subprocess.Popen[bytes]]]:
-    """Start `python -m http.server PORT` in a folder; every server is ended afterwards."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(port: int, cwd: Path) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-            cwd=cwd,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        started.append(proc)
-        poll(lambda: proc.poll() is not None or ports.is_listening(port))
-        assert proc.poll() is None, f"http.server could not listen on {port}"
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc in started:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 def test_a_foreign_process_on_a_port_is_named_and_never_killed(

@@ -7,9 +7,8 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import libtmux
 import pytest
 from conftest import Sample, git, poll, run_cli
 
-from tally_tasks import pipeline, ports, status, tmux
+from tally_tasks import pipeline, status, tmux
 from tally_tasks.session import Session
 
 
@@ -51,31 +50,6 @@ def table(stdout: str) -> tuple[list[str], dict[str, dict[str, str]]]:
 def json_rows(sample: Sample, *args: str) -> dict[str, dict[str, Any]]:
     r = list_(sample, "--json", *args)
     return {row["name"]: row for row in json.loads(r.stdout)}
-
-
-@pytest.fixture
-def serve(sample: Sample) -> Iterator[Callable[[int, Path], subprocess.Popen[bytes]]]:
-    """Start `python -m http.server PORT`; every server is ended afterwards."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(port: int, cwd: Path) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-            cwd=cwd,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        started.append(proc)
-        poll(lambda: proc.poll() is not None or ports.is_listening(port))
-        assert proc.poll() is None, f"http.server could not listen on {port}"
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc in started:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 # --- the table ------------------------------------------------------------------------------
