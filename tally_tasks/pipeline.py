@@ -94,7 +94,8 @@ def _ports(project: Project, name: str, create: bool, claim: bool = False) -> tu
     """The ports step; also (for `add`, `claim`) decides under the lock whether this run
     owns the session: a new entry, or an unfinished one whose adder is gone. Returns the
     session and whether this run created its entry."""
-    check_name(name)
+    if not claim:
+        check_name(name)  # add checked it first
     bases = project.settings.ports
     created = False
     with _editing(project) as entries:
@@ -457,11 +458,10 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
             elif session is None:
                 raise TallyError("tally.add_steps must start with 'ports'")
             elif current == "worktree":
-                with repo_.open_repo(project.main) as repo:
-                    had_branch = repo_.branch_exists(repo, session.branch)
                 what = step_worktree(project, session)
                 created_worktree = what != "exists"
                 if created_worktree:
+                    had_branch = not what.startswith("new branch")
                     undo.push("worktree", _undo_worktree(project, session, had_branch))
             elif current == "links":
                 step_links(project, session)
