@@ -109,14 +109,14 @@ def _path(path: str) -> str:
     return shlex.quote(path)
 
 
-def _program(command: str) -> str:
+def _program(command: str) -> list[str]:
     """``~/venv/bin/python -m tally_tasks.cli`` -> its words quoted, the first as a path."""
     try:
         words = shlex.split(command)
     except ValueError:
         words = [command]
     first = _path(words[0]) if "/" in words[0] else shlex.quote(words[0])
-    return " ".join([first, *(shlex.quote(w) for w in words[1:])])
+    return [first, *(shlex.quote(w) for w in words[1:])]
 
 
 def command_line(host: Host, argv: Sequence[str], caller: str = "inv") -> str:
@@ -128,12 +128,11 @@ def command_line(host: Host, argv: Sequence[str], caller: str = "inv") -> str:
     env = {**host.env, "TALLY_VIA": f"{caller} {host.name}"}
     assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     prog = _program(host.command)
-    first = prog.split(" ", 1)[0]
-    args = " ".join(shlex.quote(a) for a in argv)
+    args = " ".join([*prog, *(shlex.quote(a) for a in argv)])
     return (
         f"{{ cd {_path(host.main)} 2>/dev/null || exit {NO_CHECKOUT}; }} && "
-        f"{{ command -v {first} >/dev/null 2>&1 || exit {NOT_INSTALLED}; }} && "
-        f"{assigns} {prog} {args}"
+        f"{{ command -v {prog[0]} >/dev/null 2>&1 || exit {NOT_INSTALLED}; }} && "
+        f"{assigns} {args}"
     )
 
 

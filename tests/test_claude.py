@@ -18,7 +18,8 @@ import libtmux
 import pytest
 from conftest import Sample, run_cli
 
-from tally_tasks import pipeline
+from tally_tasks import claude, pipeline
+from tally_tasks.errors import TallyError
 from tally_tasks.session import Project, Session
 
 BASE_STEPS = ["ports", "worktree"]
@@ -643,3 +644,40 @@ def test_inv_session_add_opens_claude_trusted_with_mains_tools(sample: Sample) -
     [call] = sample.wait_calls("claude")
     assert call["argv"] == ["-n", "tally-x"] and call["cwd"] == str(wt)
     assert call["activated"] == "yes"
+
+
+def test_a_writer_that_ignores_the_lock_is_not_overwritten(tmp_path: Path) -> None:
+    """Claude Code also saves without its lock: a change that lands between our read and
+    our write is read again and kept, ours redone on top of it."""
+    config = write_claude_json(tmp_path / ".claude.json", {"/a": {"allowedTools": []}})
+    sneaked = []
+
+    def change(data: dict[str, Any]) -> bool:
+        if not sneaked:  # the first time: another writer saves meanwhile, lock or no lock
+            theirs = read(config)
+            theirs["tipsHistory"]["new"] = 2
+            config.write_text(json.dumps(theirs))
+            sneaked.append(True)
+        data["projects"]["/b"] = {"allowedTools": ["Bash(ls)"]}
+        return True
+
+    assert claude.update(config, change) == "changed"
+    final = read(config)
+    assert final["tipsHistory"] == {"x": 1, "new": 2}  # theirs kept
+    assert final["projects"]["/b"] == {"allowedTools": ["Bash(ls)"]}  # ours on top
+
+
+def test_a_writer_that_never_stops_is_one_clear_error(tmp_path: Path) -> None:
+    config = write_claude_json(tmp_path / ".claude.json", {})
+    before = config.read_bytes()
+    n = [0]
+
+    def change(data: dict[str, Any]) -> bool:
+        n[0] += 1
+        config.write_text(json.dumps({**read(config), "numStartups": 100 + n[0]}))
+        return True
+
+    with pytest.raises(TallyError, match="keeps changing under us"):
+        claude.update(config, change)
+    assert read(config)["numStartups"] == 100 + n[0] and config.read_bytes() != before
+    assert not lock_of(config).exists()

@@ -15,7 +15,7 @@ from typing import Any
 
 import libtmux
 import pytest
-from conftest import Sample, git, poll
+from conftest import Sample, git, poll, run_cli
 
 from tally_tasks import pipeline, status, tmux
 from tally_tasks.errors import TallyError
@@ -282,6 +282,26 @@ def test_step_tmux_starts_a_missing_session(
     _, session = made
     assert pipeline.step_tmux(sample.project(), session, srv) == "started"
     assert tmux.window_names(srv, "tally-x") == ["backend", "frontend", "claude"]
+
+
+def test_a_worktree_deleted_by_hand_is_made_again_on_its_branch(
+    sample: Sample, made: tuple[Project, Session]
+) -> None:
+    _, session = made
+    wt = session.worktree
+    (wt / "notes.txt").write_text("committed work\n")
+    git(wt, "add", "notes.txt")
+    git(wt, "commit", "-q", "-m", "work")
+    shutil.rmtree(wt)
+    r = run_cli(["inv", "session.worktree", "x"], sample.main)
+    assert r.returncode == 0 and "(existing branch x)" in r.stdout, r.stdout + r.stderr
+    for task in ("session.links", "session.env"):
+        r = run_cli(["inv", task, "x"], sample.main)
+        assert r.returncode == 0, (task, r.stderr)
+    assert (wt / "notes.txt").read_text() == "committed work\n"  # the branch's commit is back
+    assert (wt / "frontend" / "node_modules").is_symlink()
+    assert (wt / "backend" / ".env").read_text() == "SECRET_KEY=s3cret\n"
+    assert worktrees(sample.main) == [str(sample.main), str(wt)]
 
 
 def test_step_ports_keeps_the_ports_a_session_has(made: tuple[Project, Session]) -> None:

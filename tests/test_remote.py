@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from conftest import VENV_BIN, Sample, make_sample, poll, run_cli
 
+from tally_tasks import remote
 from tally_tasks.ports import is_free
 from tally_tasks.registry import ports_of
 
@@ -556,3 +557,49 @@ def test_attach_runs_the_hosts_own_attach_over_ssh(
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("me@box", None, ("me@box", None)),
+        ("me@box:2222", None, ("me@box", 2222)),
+        ("me@box:2222", 22, ("me@box", 22)),
+        ("box", 2200, ("box", 2200)),
+        ("[::1]:22", None, ("[::1]:22", None)),
+        ("fe80::1", None, ("fe80::1", None)),
+    ],
+    ids=["plain", "port-in-host", "explicit-port-wins", "explicit", "ipv6-bracket", "ipv6"],
+)
+def test_address_splits_a_port_off_the_host(
+    host: str, port: int | None, expected: tuple[str, int | None]
+) -> None:
+    assert remote._address(remote.Host("b", host, "/m", port)) == expected
+
+
+def test_ssh_argv_for_attach_has_port_key_and_extra_arguments() -> None:
+    host = remote.Host("b", "me@box:2222", "/m", key="~/.ssh/id_b", ssh_args=("-o", "A=1"))
+    argv = remote.ssh_argv(host, "true")
+    assert argv[:4] == ["ssh", "-t", "-p", "2222"]
+    assert argv[4:6] == ["-i", os.path.expanduser("~/.ssh/id_b")]
+    assert argv[6:] == ["-o", "A=1", "--", "me@box", "true"]
+
+
+def test_the_remote_command_line_runs_as_written_in_a_real_shell(tmp_path: Path) -> None:
+    """Quoting of main, command and arguments, checked by a shell (as sshd would run it)."""
+    main = tmp_path / "My Dev" / "it's $HOME"
+    main.mkdir(parents=True)
+    prog = tmp_path / "bin dir" / "tally-session"
+    prog.parent.mkdir()
+    prog.write_text('#!/bin/sh\nprintf "%s|" "$PWD" "$TALLY_VIA" "$LANG" "$@"\n')
+    prog.chmod(0o755)
+    host = remote.Host("box 1", "h", str(main), command=f"'{prog}' --flag", env={"LANG": "C x"})
+    line = remote.command_line(host, ["add", "--name", "a b;$(id)"], caller="tally-session")
+    r = subprocess.run(["sh", "-c", line], capture_output=True, text=True)
+    assert r.stdout == f"{main}|tally-session box 1|C x|--flag|add|--name|a b;$(id)|"
+    missing = remote.Host("b", "h", str(tmp_path / "nope"), command=str(prog))
+    r = subprocess.run(["sh", "-c", remote.command_line(missing, ["list"])], capture_output=True)
+    assert r.returncode == remote.NO_CHECKOUT and r.stderr == b""
+    absent = remote.Host("b", "h", str(main), command="no-such-tally-session")
+    r = subprocess.run(["sh", "-c", remote.command_line(absent, ["list"])], capture_output=True)
+    assert r.returncode == remote.NOT_INSTALLED
