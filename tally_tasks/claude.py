@@ -62,8 +62,15 @@ def claude_lock(config: Path, stale: float, wait: float | None = None) -> Iterat
                 continue  # released between mkdir and stat
             if age > stale:
                 # stale: its holder died. Take it over the way proper-lockfile does.
-                with contextlib.suppress(OSError):
+                try:
                     os.rmdir(lock)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:  # a file, or a folder with something in it: not a lock
+                    raise TallyError(
+                        f"{lock} is in the way of Claude Code's lock ({e.strerror}); "
+                        "if no Claude Code is running, delete it"
+                    ) from None
                 continue
             if time.monotonic() > deadline:
                 raise TallyError(
@@ -104,6 +111,13 @@ def update(config: Path, change: Callable[[dict[str, Any]], bool], stale: float 
     config = Path(os.path.realpath(config))
     if not config.exists():
         return "missing"
+    try:
+        return _update(config, change, stale)
+    except OSError as e:  # a folder in its place, no permission: one line, file untouched
+        raise TallyError(f"cannot update {config}: {e.strerror}") from None
+
+
+def _update(config: Path, change: Callable[[dict[str, Any]], bool], stale: float) -> str:
     with claude_lock(config, stale):
         for _ in range(5):
             try:

@@ -82,7 +82,6 @@ def session_names(
 
     `tally_config(main)` gives the raw `tally` settings of the main checkout `main`."""
     from .config import settings_from
-    from .errors import TallyError
     from .registry import load
     from .repo import find_main
     from .session import Project
@@ -99,7 +98,7 @@ def session_names(
         main, common = find_main(Path.cwd())
         settings = settings_from(tally_config(main))
         return sorted(load(Project(main, common, settings).registry_path))
-    except (TallyError, OSError):
+    except Exception:  # completion never shows a traceback: invoke's words instead
         return None
 
 

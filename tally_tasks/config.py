@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -327,6 +327,35 @@ def explain_file(folder: Path) -> str | None:
     return None
 
 
+def explain_env(environ: Mapping[str, str]) -> str | None:
+    """An INVOKE_TALLY_... variable invoke cannot cast to its setting's type, in one line."""
+
+    def keys(prefix: str, tree: Mapping[str, Any]) -> Iterator[tuple[str, str, Any]]:
+        for key, value in tree.items():
+            path = f"{prefix}.{key}" if prefix else key
+            if isinstance(value, Mapping) and value:
+                yield from keys(path, value)
+            else:
+                yield "INVOKE_TALLY_" + path.replace(".", "_").upper(), path, value
+
+    for var, path, default in keys("", DEFAULTS):
+        if var not in environ:
+            continue
+        value = environ[var]
+        kind = type(default)
+        if kind in (list, dict):
+            return (
+                f"{var}: tally.{path} is a {kind.__name__}; set it in invoke.yaml, "
+                "not in the environment"
+            )
+        if kind in (int, float):
+            try:
+                kind(value)
+            except ValueError:
+                return f"{var}={value!r}: tally.{path} must be a number"
+    return None
+
+
 def tasks_folder(start: Path) -> Path | None:
     """Where `inv` finds tasks.py from `start` (it looks in each parent in turn)."""
     for folder in (start, *start.parents):
@@ -353,8 +382,13 @@ def install_excepthook(folder_of: Callable[[], Path | None]) -> None:
         # its traceback
         files = [frame.filename for frame in traceback.extract_tb(tb)]
         loading = any(f.endswith(os.path.join("invoke", "config.py")) for f in files)
-        folder = folder_of() if loading else None
+        try:
+            folder = folder_of() if loading else None
+        except OSError:  # the current folder is gone
+            folder = None
         message = explain_file(folder) if folder is not None else None
+        if message is None and loading:
+            message = explain_env(os.environ)
         if message is None:
             previous(kind, error, tb)
             return

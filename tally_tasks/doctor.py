@@ -122,6 +122,13 @@ def check_session(
         if known is None:
             report.bad(where, f"{wt} exists but git does not know it as a worktree")
             return
+        if known.locked == worktree.INITIALIZING:
+            report.bad(
+                where,
+                f"{wt} is half made (a `git worktree add` was stopped); make it again with: "
+                + output.command("add", session.name),
+            )
+            return
         if not repo_.branch_exists(repo, session.branch):
             report.bad(where, f"branch {session.branch} is missing")
         elif known.branch != session.branch:
@@ -198,14 +205,25 @@ def _check_tmux(
             _stop_orphans(session, report)
             pipeline.step_tmux(project, session, srv, resume=True)
             report.mended(session.name, f"restarted {session.tmux_name}")
+            try:  # a session brought back, as resume brings one back
+                pipeline.run_hooks(project, session, "post_resume")
+            except TallyError as e:
+                report.bad(session.name, str(e))
         return
     have = tmux.window_names(srv, session.tmux_name)
     missing = [w for w in want if w not in have]
+    stale = tmux.windows_in_deleted_folders(srv, session.tmux_name)
     if missing:
         report.bad(session.name, "tmux windows missing: " + ", ".join(missing))
-        if fix:
-            pipeline.step_tmux(project, session, srv, resume=True)
-            report.mended(session.name, "restarted windows " + ", ".join(missing))
+    if stale:
+        report.bad(
+            session.name,
+            "tmux windows working in a deleted folder (the worktree was made again): "
+            + ", ".join(stale),
+        )
+    if fix and (missing or stale):
+        pipeline.step_tmux(project, session, srv, resume=True)
+        report.mended(session.name, "restarted windows " + ", ".join(missing + stale))
 
 
 def _stop_orphans(session: Session, report: Report) -> None:
@@ -238,6 +256,10 @@ def run(project: Project, srv: tmux.TmuxServer, name: str | None, fix: bool) -> 
         live = set()
     for n, entry in entries.items():
         session = project.session(n, entry)
+        pid = pipeline.adder(entry)
+        if pid is not None:  # half-made on purpose: checking it now would only mislead
+            output.step(n, f"being added right now (pid {pid}); not checked")
+            continue
         before = len(report.problems)
         check_session(project, session, srv, live, fix, report)
         if len(report.problems) == before:

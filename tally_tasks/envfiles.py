@@ -80,11 +80,12 @@ def worktree_include(main: Path) -> list[str]:
             ["git", "ls-files", "-z", "--others", "--ignored", "--directory", *args],
             cwd=main,
             capture_output=True,
-            text=True,
         )
         if proc.returncode != 0:
-            raise TallyError(f"cannot read {include}: {proc.stderr.strip()}")
-        return [p.rstrip("/") for p in proc.stdout.split("\0") if p]
+            err = proc.stderr.decode(errors="replace").strip()
+            raise TallyError(f"cannot read {include}: {err}")
+        # names as the filesystem has them (not UTF-8 is possible): fsdecode round-trips
+        return [os.fsdecode(p).rstrip("/") for p in proc.stdout.split(b"\0") if p]
 
     wanted = listed(f"--exclude-from={include}")
     ignored = listed("--exclude-standard")

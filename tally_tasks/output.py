@@ -103,8 +103,15 @@ def _encodable(text: str, stream: TextIO) -> str:
 
 
 def _write(text: str, stream: TextIO) -> None:
-    stream.write(_encodable(text, stream) + "\n")
-    stream.flush()
+    try:
+        stream.write(_encodable(text, stream) + "\n")
+        stream.flush()
+    except BrokenPipeError:
+        # `inv session.add x | head -1`: the reader left, the work goes on (a step whose
+        # line cannot be shown must not stop halfway); the rest is written to nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
 
 
 def step(name: str, detail: str = "") -> None:

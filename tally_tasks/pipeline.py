@@ -109,13 +109,14 @@ def _ports(project: Project, name: str, create: bool, claim: bool = False) -> tu
             fresh = project.new_session(name)
             entry = {"worktree": str(fresh.worktree), "branch": fresh.branch}
             entry["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            entry["state"] = CREATING
             entries[name] = entry
             created = True
         elif claim:
-            check_claim(name, entry)
-        if claim:
+            check_claim(name, entry, project.new_session(name).worktree)
+        if claim:  # unfinished until add's last step: a killed add is seen as such
+            entry["state"] = CREATING
             entry["pid"] = os.getpid()
+            entry["pid_start"] = ports_.process_start(os.getpid())
         have = registry.ports_of(entry)
         taken = {
             p
@@ -134,20 +135,35 @@ def _ports(project: Project, name: str, create: bool, claim: bool = False) -> tu
     return session, created
 
 
-def check_claim(name: str, entry: registry.Entry) -> None:
-    """May this `add` take over the entry? Only an unfinished one nobody is working on."""
-    if entry.get("state") != CREATING:
+def check_claim(name: str, entry: registry.Entry, fresh: Path) -> None:
+    """May this `add` take over the entry? One that is unfinished (a killed add; or made
+    step by step, its worktree not yet at the usual place `fresh`) and that no running add
+    is working on."""
+    recorded = Path(entry["worktree"]) if entry.get("worktree") else fresh
+    started = recorded == fresh and not recorded.is_dir()
+    if entry.get("state") != CREATING and not started:
         raise TallyError(
             f"session {name!r} already exists; restart its windows with "
             + output.command("resume", name)
             + ", or remove it first"
         )
-    pid = entry.get("pid")
-    if isinstance(pid, int) and pid != os.getpid() and ports_.is_alive(pid):
+    pid = adder(entry)
+    if pid is not None and pid != os.getpid():
         raise TallyError(
             f"another tally-session (pid {pid}) is adding {name!r} right now; "
             "wait for it to finish, or stop it and run add again"
         )
+
+
+def adder(entry: registry.Entry) -> int | None:
+    """The pid of the `add` still working on this entry, if it is running."""
+    pid = entry.get("pid")
+    if entry.get("state") != CREATING or not isinstance(pid, int) or not ports_.is_alive(pid):
+        return None
+    started, now = entry.get("pid_start"), ports_.process_start(pid)
+    if started and now and started != now:
+        return None  # the pid was reused (a reboot, a long time): that add is gone
+    return pid
 
 
 def step_worktree(project: Project, session: Session) -> str:
@@ -246,21 +262,28 @@ def window_runs(project: Project, session: Session, resume: bool = False) -> lis
 def step_tmux(
     project: Project, session: Session, srv: tmux.TmuxServer, resume: bool = False
 ) -> str:
-    """Start the session's tmux session, or add the windows it is missing."""
+    """Start the session's tmux session, or add the windows it is missing (and those left
+    working in a deleted folder, when the worktree was made again)."""
     _require_worktree(session)
-    runs = window_runs(project, session, resume)
-    if tmux.exists(srv, session.tmux_name):
-        have = set(tmux.window_names(srv, session.tmux_name))
-        missing = [r for r in runs if r.name not in have]
+    name = session.tmux_name
+    stale = tmux.windows_in_deleted_folders(srv, name)
+    if stale:
+        output.warn("tmux", f"{', '.join(stale)}: working in a deleted folder, restarting")
+        tmux.kill_windows(srv, name, stale)  # the last one ends the session: made anew below
+    if tmux.exists(srv, name):
+        have = set(tmux.window_names(srv, name))
+        # a window the session had before comes back with its resume command
+        missing = [r for r in window_runs(project, session, resume=True) if r.name not in have]
         if not missing:
-            output.step("tmux", f"{session.tmux_name} running")
+            output.step("tmux", f"{name} running")
             return "running"
-        tmux.add_windows(srv, session.tmux_name, missing, session.env())
-        output.step("tmux", f"{session.tmux_name}: restarted " + ", ".join(r.name for r in missing))
+        tmux.add_windows(srv, name, missing, session.env())
+        output.step("tmux", f"{name}: restarted " + ", ".join(r.name for r in missing))
         return "mended"
+    runs = window_runs(project, session, resume or bool(stale))
     warn_foreign_ports(session)
-    tmux.create(srv, session.tmux_name, runs, session.env())
-    output.step("tmux", f"{session.tmux_name}  ({', '.join(r.name for r in runs)})")
+    tmux.create(srv, name, runs, session.env())
+    output.step("tmux", f"{name}  ({', '.join(r.name for r in runs)})")
     return "started"
 
 
@@ -355,6 +378,8 @@ def run_hooks(project: Project, session: Session, point: str) -> None:
     env = {**os.environ, **session.env()}
     activate = render(project.settings.activate, values).strip()
     shell = os.environ.get("SHELL") or "/bin/sh"
+    if not os.access(shell, os.X_OK):  # as tmux does with a SHELL that is not there
+        shell = "/bin/sh"
     for template in cmds:
         line = render(template, values)
         full = f"{activate} && ( {line} )" if activate else line
@@ -401,7 +426,7 @@ def _report(step: str, outcomes: list[links.Outcome]) -> None:
 def _short(project: Project, path: Path) -> str:
     try:
         return os.path.relpath(path, Path.cwd()) if len(str(path)) > 40 else str(path)
-    except ValueError:
+    except (ValueError, OSError):
         return str(path)
 
 
@@ -438,7 +463,7 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
     if existing is None:
         check_slug(project, entries, name)
     else:
-        check_claim(name, existing)  # again under the lock, in the ports step
+        check_claim(name, existing, project.new_session(name).worktree)  # again, locked, in ports
     if existing is None and tmux.exists(srv, project.tmux_name(name)):
         raise TallyError(
             f"a tmux session {project.tmux_name(name)} already runs but no session {name!r} is "
@@ -483,9 +508,10 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
         current = "post_add"
         run_hooks(project, session, "post_add")
         with _editing(project) as entries:
-            if name in entries:
-                entries[name].pop("state", None)
-                entries[name].pop("pid", None)
+            if name not in entries:  # a `remove --force` took it away meanwhile
+                raise TallyError(f"session {name!r} was removed while it was being added")
+            for key in ("state", "pid", "pid_start"):
+                entries[name].pop(key, None)
     except BaseException as e:
         undone = undo.run()
         if isinstance(e, TallyError):
@@ -577,10 +603,28 @@ def at_risk(project: Project, repo: repo_.Repo, session: Session) -> list[str]:
     """What removing the session would destroy: the user's changes and the branch's stashes."""
     problems: list[str] = []
     if session.worktree.is_dir():
+        # a real file where a symlink belongs is not ours (links leave it alone): the
+        # user's own database, say, which git ignores
+        replaced = [
+            lk.path
+            for lk in project.settings.links
+            if lk.mode == "symlink"
+            and not (session.worktree / lk.path).is_symlink()
+            and (session.worktree / lk.path).exists()
+        ]
+        if replaced:
+            problems.append(
+                "your own file(s) where the tool's links belong: " + ", ".join(replaced)
+            )
         changes = worktree.user_changes(session.worktree, project.own_paths())
         if changes:
             shown = ", ".join(changes[:8]) + (" …" if len(changes) > 8 else "")
             problems.append(f"{len(changes)} uncommitted or untracked change(s): {shown}")
+        for sub, commits in worktree.submodule_commits(session.worktree).items():
+            problems.append(
+                f"submodule {sub}: {len(commits)} commit(s) on no remote ({commits[0]}), "
+                "kept only in this worktree"
+            )
         orphaned = worktree.detached_commits(session.worktree)
         if orphaned:
             problems.append(
@@ -618,6 +662,9 @@ def remove_problems(
     """What makes `remove` refuse without --force: a locked worktree, one on another
     branch, and the user's work at risk."""
     problems = []
+    pid = adder(load(project).get(session.name, {}))
+    if pid is not None:
+        problems.append(f"an add of it is still running (pid {pid})")
     if known is not None and known.locked is not None:
         why = f" ({known.locked})" if known.locked else ""
         problems.append(f"the worktree is locked{why}: git worktree unlock it first")
@@ -671,10 +718,19 @@ def remove(
                 raise TallyError(
                     f"session {name} has work that would be lost: "
                     + "; ".join(problems)
-                    + ". Commit or stash it elsewhere, or run: "
-                    + output.command("remove", name, "--force")
+                    + ". Commit or move what you want to keep (a stash: pop or drop it), "
+                    "or run: " + output.command("remove", name, "--force")
                 )
-        run_hooks(project, session, "pre_remove")
+        registry.check_writable(project.registry_path)  # before anything is taken away
+        try:
+            run_hooks(project, session, "pre_remove")
+        except TallyError as e:
+            if not force:
+                raise TallyError(
+                    f"{e}; fix the hook, or remove anyway with: "
+                    + output.command("remove", name, "--force")
+                ) from None
+            output.warn("pre-remove", f"{e}; removing anyway (--force)")
         # Run from one of the session's own windows, killing tmux first would hang up on
         # this very process halfway: then tmux goes last, and the hang-up is ignored.
         inside = tmux.current_session(srv) == session.tmux_name
@@ -744,7 +800,7 @@ def resume(project: Project, srv: tmux.TmuxServer, name: str | None = None) -> l
             output.warn(
                 "resume",
                 f"{n}: worktree {session.worktree} is gone; drop it with: "
-                + output.command("remove", n, "--force"),
+                + output.command("remove", n),
             )
         else:
             todo.append(session)

@@ -42,8 +42,9 @@ def _silently(fn: Callable[[], T]) -> T:
 # --- add ----------------------------------------------------------------------------------
 
 
-def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) -> None:
-    """The plan of `pipeline.add` (`force`: its --force, over existing copies)."""
+def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) -> bool:
+    """The plan of `pipeline.add` (`force`: its --force, over existing copies); False when
+    the real add would refuse."""
     check_name(name)
     steps = project.settings.add_steps
     for needed in ("ports", "worktree"):
@@ -54,7 +55,7 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
     if existing is None:
         pipeline.check_slug(project, entries, name)
     else:
-        pipeline.check_claim(name, existing)
+        pipeline.check_claim(name, existing, project.new_session(name).worktree)
     session = project.session(name, existing) if existing else project.new_session(name)
     taken = {p for n, e in entries.items() if n != name for p in ports_of(e).values()}
     have = {k: v for k, v in session.ports.items() if k in project.settings.ports}
@@ -80,7 +81,7 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
         refusals.append(problem)
     if refusals:
         _refuse(refusals, "nothing would be created")
-        return
+        return False
 
     if "ports" in steps:
         _line("ports", " · ".join(f"{p} {n}" for p, n in found.items()) or "none configured")
@@ -103,6 +104,7 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
         _tmux_plan(project, session, srv, tracked)
     for hook in project.settings.hooks.get("post_add", ()):
         _line("post-add", render(hook, session.values(project)))
+    return True
 
 
 def _worktree_plan(project: Project, repo: repo_.Repo, session: Session) -> tuple[str, str]:
@@ -125,6 +127,9 @@ def _worktree_plan(project: Project, repo: repo_.Repo, session: Session) -> tupl
             if wt.branch == branch and not (pruned and wt.prunable):
                 return "", f"branch {branch} is already checked out at {wt.path}; add would fail"
         return f"existing branch {branch}", ""
+    clash = worktree.branch_clash(repo, branch)
+    if clash:
+        return "", clash + "; add would fail"
     return f"new branch {branch} from {repo_.current_branch(repo) or 'HEAD'}", ""
 
 
@@ -173,8 +178,9 @@ def _tmux_plan(project: Project, session: Session, srv: tmux.TmuxServer, tracked
 
 def remove(
     project: Project, name: str, srv: tmux.TmuxServer, force: bool, keep_branch: bool
-) -> None:
-    """The plan of `pipeline.remove`: its refusals, in its order, then its steps."""
+) -> bool:
+    """The plan of `pipeline.remove`: its refusals, in its order, then its steps; False
+    when the real remove would refuse."""
     session = pipeline.get(project, name)
     wt = session.worktree
     output.info(output.bold(f"Would remove session {name} (dry run: nothing changed)"))
@@ -183,7 +189,7 @@ def remove(
         refusal = pipeline.remove_refusal(project, session, known)
         if refusal:
             _refuse([refusal + " (--force does not change this)"], "nothing would be removed")
-            return
+            return False
         if not force:
             problems = pipeline.remove_problems(project, repo, session, known)
             if problems:
@@ -191,7 +197,7 @@ def remove(
                     ["work would be lost: " + "; ".join(problems)],
                     "nothing would be removed without --force",
                 )
-                return
+                return False
         hooks = project.settings.hooks.get("pre_remove", ())
         if hooks and not wt.is_dir():
             _line("pre-remove", f"not run: worktree {wt} is gone ({len(hooks)} hook(s))")
@@ -222,3 +228,4 @@ def remove(
     _line("registry", f"drop {name} (frees ports {', '.join(map(str, session.ports.values()))})")
     if inside:
         _line("tmux", f"kill {session.tmux_name} last, this window with it")
+    return True

@@ -57,16 +57,18 @@ def next_offset(
 ) -> int:
     """The lowest k for which every base+k is neither taken nor in use."""
     taken = set(taken)
+    tried = 0
     for k in range(limit):
         ports = [base + k for base in bases.values()]
         if any(p > 65535 for p in ports):
             break
+        tried += 1
         if not taken.intersection(ports) and all(free(p) for p in ports):
             return k
     names = ", ".join(f"{n} from {b}" for n, b in bases.items())
+    where = f"in the first {limit} tries" if tried == limit else "up to port 65535"
     raise TallyError(
-        f"no free ports ({names}) in the first {limit} tries; "
-        "remove old sessions or change tally.ports in invoke.yaml"
+        f"no free ports ({names}) {where}; remove old sessions or change tally.ports in invoke.yaml"
     )
 
 
@@ -241,6 +243,17 @@ def stop(pids: Iterable[int], grace: float = 3.0) -> list[int]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     return [p for p in pids if not is_alive(p) or p in alive]
+
+
+def process_start(pid: int) -> str | None:
+    """When `pid` started, as "<boot id>:<start tick>" (Linux); None where unknown. Two
+    processes with one pid have different starts: a pid reused is told apart."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"
+    except (OSError, IndexError):
+        return None
 
 
 def is_alive(pid: int) -> bool:

@@ -91,6 +91,18 @@ def _check(path: Path, data: Any) -> Registry:
     return data
 
 
+def _sweep(path: Path) -> None:
+    """Temp files of writers killed mid-write (we hold the lock: no one else writes now)."""
+    folder = Path(os.path.realpath(path)).parent
+    try:
+        leftovers = list(folder.glob(f".{Path(os.path.realpath(path)).name}.*.tmp"))
+    except OSError:
+        return
+    for tmp in leftovers:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 def load(path: Path) -> Registry:
     """The registry's sessions; an absent or empty file is an empty registry."""
     try:
@@ -157,11 +169,19 @@ def save(path: Path, registry: Registry) -> None:
 def editing(path: Path, lock_path: Path, timeout: float) -> Iterator[Registry]:
     """Lock, load, let the caller change the registry, save it if it changed."""
     with locked(lock_path, timeout, path.name):
+        _sweep(path)
         registry = load(path)
         before = json.dumps(registry, sort_keys=True)
         yield registry
         if json.dumps(registry, sort_keys=True) != before:
             save(path, registry)
+
+
+def check_writable(path: Path) -> None:
+    """Fail now, with one line, if `path` cannot be replaced (its folder must be writable)."""
+    folder = Path(os.path.realpath(path)).parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TallyError(f"cannot write {path}: its folder {folder} is not writable; nothing done")
 
 
 def ports_of(entry: Entry) -> dict[str, int]:

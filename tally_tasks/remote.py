@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import output
 from .errors import TallyError
 
 NOT_INSTALLED = 127
@@ -126,13 +127,15 @@ def command_line(host: Host, argv: Sequence[str], caller: str = "inv") -> str:
     are the caller's (``inv session.resume --name x --host box1``).
     """
     env = {**host.env, "TALLY_VIA": f"{caller} {host.name}"}
+    # exported first: the host's `env` (a PATH, say) holds for the "installed?" check too
     assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     prog = _program(host.command)
     args = " ".join([*prog, *(shlex.quote(a) for a in argv)])
     return (
+        f"export {assigns}; "
         f"{{ cd {_path(host.main)} 2>/dev/null || exit {NO_CHECKOUT}; }} && "
         f"{{ command -v {prog[0]} >/dev/null 2>&1 || exit {NOT_INSTALLED}; }} && "
-        f"{assigns} {args}"
+        f"{args}"
     )
 
 
@@ -230,7 +233,7 @@ def run(
         raise TallyError(
             f"{host.command} on {host.name} ended without an exit status (killed, or the "
             "connection dropped); see what it left with: "
-            f"{caller} session.list --host {host.name}"
+            + output.command("list", None, "--host", shlex.quote(host.name))
         )
     return result
 
@@ -284,8 +287,6 @@ def least_busy(hosts: Mapping[str, Host], timeout: float = LIST_TIMEOUT) -> Host
     if not counts:
         reasons = "; ".join(str(r) for r in answers.values())
         raise TallyError(f"no host answered: {reasons}")
-    from . import output
-
     for n, r in answers.items():
         if isinstance(r, str):
             output.warn("host", f"skipped {n}: {r}")
@@ -310,7 +311,6 @@ def forward(host: Host, ports: Mapping[str, int], offset: int = 0) -> None:
     import select
     import socket
 
-    from . import output
     from .ports import is_free
 
     local = {name: number + offset for name, number in ports.items()}
@@ -361,8 +361,6 @@ def forward(host: Host, ports: Mapping[str, int], offset: int = 0) -> None:
 def _serve(transport: Any, listeners: Mapping[Any, tuple[str, int]], host: Host, wait: Any) -> None:
     """Accept on every listener; each connection gets its own channel to the host's port."""
     import threading
-
-    from . import output
 
     down: set[str] = set()
     while True:

@@ -46,6 +46,24 @@ def find_main(start: Path) -> tuple[Path, Path]:
     return common.parent, common
 
 
+def in_worktree(folder: Path, main: Path) -> bool:
+    """Is `folder` inside a worktree of `main`'s repository other than `main` itself?"""
+    try:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return False
+    lines = proc.stdout.splitlines()
+    if proc.returncode != 0 or len(lines) != 2:
+        return False
+    top, common = Path(lines[0]), Path(lines[1])
+    return common.parent == main and top.resolve() != main.resolve()
+
+
 class Repo:
     """A git checkout to run git in: an argument list, an explicit cwd, no shell.
 

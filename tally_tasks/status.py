@@ -19,12 +19,13 @@ from typing import Any
 
 from . import ports as ports_
 from . import registry, tmux
-from .pipeline import CREATING, load
+from .pipeline import CREATING, foreign_holders, load
 from .session import Project
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    # errors="replace": a file name that is not UTF-8 must not end the listing
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, errors="replace")
 
 
 def dirty(worktree: Path, ours: set[str]) -> bool | None:
@@ -93,9 +94,10 @@ def _epoch(created: str) -> float | None:
     return None
 
 
-def age(created: str | None, now: float | None = None) -> str:
-    """``5m``, ``3h``, ``2d``: how long ago `created` was; ``-`` when unknown."""
-    then = _epoch(created) if created else None
+def age(created: object, now: float | None = None) -> str:
+    """``5m``, ``3h``, ``2d``: how long ago `created` was; ``-`` when unknown (or not a
+    time string: another tool's registry may hold anything under its extra keys)."""
+    then = _epoch(created) if isinstance(created, str) and created else None
     if then is None:
         return "-"
     secs = max(0.0, (time.time() if now is None else now) - then)
@@ -149,7 +151,15 @@ def rows(
         }
         for port, number in session.ports.items():
             row[f"{port}_port"] = number
-        row["listening"] = {port: number in up for port, number in session.ports.items()}
+        listening = {port: number in up for port, number in session.ports.items()}
+        foreign: list[str] = []
+        if session.tmux_name not in live and any(listening.values()):
+            # not running, yet its port answers: whose server is it? (rarely asked)
+            foreign = sorted(foreign_holders(session))
+            listening = {p: up_ and p not in foreign for p, up_ in listening.items()}
+        row["listening"] = listening
+        if foreign:
+            row["foreign"] = foreign  # ports held by another program
         if git_state:
             row["dirty"] = dirt.get(n)
             a, b = ab.get(session.branch, (None, None))
@@ -176,12 +186,12 @@ def stale(
             notes.append(
                 f"session {n} is unfinished (an add was stopped, or only some steps ran); "
                 f"finish it with: {output.command('add', n)}, or drop it with: "
-                + output.command("remove", n, "--force")
+                + output.command("remove", n)
             )
         elif not s.worktree.is_dir():
             notes.append(
                 f"session {n}: worktree {s.worktree} is gone; drop the entry with: "
-                + output.command("remove", n, "--force")
+                + output.command("remove", n)
             )
     prefix = f"{project.name}-"
     ours = {str(p) for p in registered}  # folders our worktrees are (or were) in

@@ -18,7 +18,7 @@ from . import claude, output, pipeline, plan, remote, status
 from . import tmux as tmux_
 from .config import explain_file, settings_from
 from .errors import TallyError
-from .repo import find_main
+from .repo import find_main, in_worktree
 from .session import Project
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,6 +54,9 @@ def boundary(fn: F) -> F:
         except TallyError as e:
             output.error(str(e))
             raise Exit(code=1) from None
+        except (OSError, UnicodeError) as e:  # the machine said no: one line, not a traceback
+            output.error(_os_error(e))
+            raise Exit(code=1) from None
         except KeyboardInterrupt:
             output.error("interrupted")
             raise Exit(code=130) from None
@@ -64,6 +67,13 @@ def boundary(fn: F) -> F:
             raise Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _os_error(e: OSError | UnicodeError) -> str:
+    if isinstance(e, UnicodeError):
+        return f"a name or file here is not valid text ({e}); rename it and run the command again"
+    where = " → ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    return f"{e.strerror or e}{': ' + where if where else ''}"
 
 
 def _task_help(task_name: str) -> None:
@@ -87,12 +97,22 @@ def _task_help(task_name: str) -> None:
 
 def project_of(c: Context) -> Project:
     """The main repo around the current folder, with the `tally` settings."""
-    main, common = find_main(Path.cwd())
+    main, common = find_main(_cwd())
     try:
         settings = settings_from(tally_config(c, main))
     except TallyError as e:  # name the file when the bad value is in it
         raise TallyError(explain_file(main) or str(e)) from None
     return Project(main=main, common_dir=common, settings=settings)
+
+
+def _cwd() -> Path:
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        raise TallyError(
+            "the current folder no longer exists (a removed worktree?); cd to the main "
+            "checkout and run the command again"
+        ) from None
 
 
 def tally_config(c: Context, main: Path) -> Any:
@@ -103,18 +123,14 @@ def tally_config(c: Context, main: Path) -> Any:
     checkout's (as `tally-session` reads them), so that layer is read again from there.
     """
     loaded = getattr(c.config, "_project_prefix", None)
-    if loaded:
-        here = Path(loaded)
-        if here.resolve() != main.resolve() and not here.resolve().is_relative_to(main):
-            try:
-                theirs, _ = find_main(here)
-            except TallyError:
-                theirs = None
-            if theirs == main:  # a worktree of this same repository
-                config = c.config.clone()
-                config.set_project_location(str(main))
-                config.load_project()
-                return config.get("tally")
+    if loaded and Path(loaded).resolve() != main.resolve() and in_worktree(Path(loaded), main):
+        config = c.config.clone()
+        config.set_project_location(str(main))
+        try:
+            config.load_project()
+        except Exception:  # what invoke says of a broken file is a traceback
+            raise TallyError(explain_file(main) or f"cannot load {main}/invoke.yaml") from None
+        return config.get("tally")
     return c.config.get("tally")
 
 
@@ -127,7 +143,7 @@ HOST_HELP = "run it on this host from tally.hosts (over SSH)"
 
 def _hosts(c: Context) -> dict[str, remote.Host]:
     try:
-        raw = tally_config(c, find_main(Path.cwd())[0])
+        raw = tally_config(c, find_main(_cwd())[0])
     except TallyError:  # outside any checkout: the invoke.yaml invoke found, if any
         raw = c.config.get("tally")
     return remote.hosts_from((raw or {}).get("hosts"))
@@ -182,7 +198,8 @@ def add(
         return
     project = project_of(c)
     if dry_run:
-        plan.add(project, name, _server(project), force)
+        if not plan.add(project, name, _server(project), force):
+            raise Exit(code=1)  # as the real add would
         return
     session = pipeline.add(project, name, _server(project), force=force)
     pipeline.summary(project, session)
@@ -191,7 +208,8 @@ def add(
 @task(
     help={
         "name": NAME_HELP,
-        "force": "also remove uncommitted work, stashes and an unmerged or unpushed branch",
+        "force": "also remove uncommitted work, a locked worktree and an unmerged or unpushed "
+        "branch (stashes stay: they belong to the repository)",
         "keep_branch": "keep the session's branch",
         "dry_run": "print what would be done and change nothing",
         "host": HOST_HELP,
@@ -223,7 +241,8 @@ def remove(
         return
     project = project_of(c)
     if dry_run:
-        plan.remove(project, name, _server(project), force, keep_branch)
+        if not plan.remove(project, name, _server(project), force, keep_branch):
+            raise Exit(code=1)  # as the real remove would
         return
     pipeline.remove(project, name, _server(project), force=force, keep_branch=keep_branch)
 
@@ -325,7 +344,8 @@ def _table(
         for p in ports:
             number = r.get(f"{p}_port")
             up = r.get("listening", {}).get(p)
-            cells.append("-" if number is None else f"{number}{'' if up else ' (down)'}")
+            mark = " (other)" if p in r.get("foreign", ()) else "" if up else " (down)"
+            cells.append("-" if number is None else f"{number}{mark}")
         if with_git:
             dirty = {True: "yes", False: "no", None: "?"}[r.get("dirty")]
             cells += [_num(r.get("ahead")), _num(r.get("behind")), dirty]
@@ -361,10 +381,17 @@ def doctor(
     srv = _server(project)
     report = doctor_.run(project, srv, name or None, fix)
     if fix and report.fixed:
+        # check again what --fix left; a session it dropped is not there to check
+        again = name if not name or name in pipeline.load(project) else None
         was = output.is_quiet()
         output.set_quiet(True)
-        remaining = doctor_.run(project, srv, name or None, fix=False).problems
+        recheck = doctor_.run(project, srv, again, fix=False).problems
         output.set_quiet(was)
+        remaining = (
+            recheck
+            if not name or again
+            else [p for p in recheck if p.startswith(("tools:", "activate:", "tmux:"))]
+        )
     else:
         remaining = report.problems
     if remaining:
@@ -377,7 +404,10 @@ def doctor(
             + (
                 ""
                 if fix
-                else "; mend the safe ones with: " + output.command("doctor", None, "--fix")
+                else "; mend the safe ones with: "
+                + output.command(
+                    "doctor", None, *(["--name", shlex.quote(name)] if name else []), "--fix"
+                )
             )
         )
         raise Exit(code=1)
@@ -513,7 +543,8 @@ def tmux(c: Context, name: str, host: str = "", quiet: bool = False) -> None:
     if host:
         return _on_host(c, host, "tmux", name, quiet=quiet)
     project = project_of(c)
-    pipeline.step_tmux(project, pipeline.get(project, name), _server(project))
+    # the session ran before (add started it): windows come back with their resume commands
+    pipeline.step_tmux(project, pipeline.get(project, name), _server(project), resume=True)
 
 
 @task(help={"quiet": QUIET_HELP})

@@ -97,6 +97,7 @@ def _no_server(stderr: list[str]) -> bool:
         "no server running" in text
         or "error connecting" in text
         or ("No such file or directory" in text)
+        or "server exited unexpectedly" in text  # it was being killed as we asked
     )
 
 
@@ -153,6 +154,30 @@ def current_session(srv: TmuxServer) -> str | None:
     socket_path, _, name = out[0].partition("\t")
     same = os.path.realpath(socket_path) == os.path.realpath(inside)
     return name if same else None
+
+
+def windows_in_deleted_folders(srv: TmuxServer, name: str) -> list[str]:
+    """Windows of session `name` whose pane works in a folder since deleted (Linux shows
+    it as "<path> (deleted)"): a worktree removed and made again under them."""
+    out, err = _cmd(
+        srv, "list-panes", "-s", "-t", f"={name}", "-F", "#{window_name}\t#{pane_current_path}"
+    )
+    if err:
+        return []
+    found = []
+    for line in out:
+        window, _, path = line.partition("\t")
+        if path.endswith(" (deleted)") and window not in found:
+            found.append(window)
+    return found
+
+
+def kill_windows(srv: TmuxServer, name: str, windows: Sequence[str]) -> None:
+    args: list[str] = []
+    for window in windows:
+        args += [*([";"] if args else []), "kill-window", "-t", f"={name}:={window}"]
+    if args:
+        _cmd(srv, *args)
 
 
 def exists(srv: TmuxServer, name: str) -> bool:
@@ -271,13 +296,22 @@ def attach(socket_name: str, name: str) -> None:
     if shutil.which("tmux") is None:
         raise TallyError("tmux is not installed or not on PATH; install it first")
     sock = ["-L", socket_name] if socket_name else []
-    verb = ["switch-client", "-t"] if os.environ.get("TMUX") else ["attach-session", "-t"]
-    args = ["tmux", *sock, *verb, f"={name}"]
-    if os.environ.get("TMUX"):
+    inside = os.environ.get("TMUX", "").split(",")[0]
+    if inside and os.path.realpath(inside) == os.path.realpath(socket_path(socket_name)):
+        args = ["tmux", *sock, "switch-client", "-t", f"={name}"]
         proc = subprocess.run(args, capture_output=True, text=True)
         if proc.returncode != 0:
             raise TallyError(f"tmux switch-client failed: {proc.stderr.strip()}")
         return
+    args = ["tmux", *sock, "attach-session", "-t", f"={name}"]
     if not os.isatty(0):
         raise TallyError(f"not a terminal; run: {' '.join(args)}")
-    os.execvp("tmux", args)
+    # inside another tmux server's pane (tmux_socket set): a client nested in this pane
+    env = {k: v for k, v in os.environ.items() if k != "TMUX"}
+    os.execvpe("tmux", args, env)
+
+
+def socket_path(socket_name: str) -> str:
+    """Where tmux puts the socket of ``tmux -L socket_name`` (its own rule)."""
+    folder = os.environ.get("TMUX_TMPDIR") or "/tmp"
+    return os.path.join(folder, f"tmux-{os.getuid()}", socket_name or "default")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,8 @@ def create(repo: repo_.Repo, path: Path, branch: str) -> str:
     serialises this per repository (concurrent ``git worktree add`` fails inside git).
     """
     existing = find(repo, path)
+    if existing is not None and existing.locked == INITIALIZING:
+        existing = _settle(repo, path)
     if existing is not None:
         if existing.prunable or not path.is_dir():
             repo_.run(repo, "worktree", "prune")
@@ -93,9 +96,61 @@ def create(repo: repo_.Repo, path: Path, branch: str) -> str:
                 )
         repo_.run(repo, "worktree", "add", str(path), branch)
         return f"existing branch {branch}"
+    clash = branch_clash(repo, branch)
+    if clash:
+        raise TallyError(clash)
+    if not repo_.ok(repo, "rev-parse", "--verify", "--quiet", "HEAD"):
+        raise TallyError(
+            f"{repo.path} has no commit yet, so a branch has nothing to start from; "
+            "make a first commit, then add sessions"
+        )
     base = repo_.current_branch(repo) or "HEAD"
-    repo_.run(repo, "worktree", "add", "-b", branch, str(path), "HEAD")
+    try:
+        repo_.run(repo, "worktree", "add", "-b", branch, str(path), "HEAD")
+    except BaseException:
+        # git may have made the branch before it failed (or was interrupted): a stray
+        # branch would pass for the user's own on the next try
+        if repo_.branch_exists(repo, branch) and not any(w.branch == branch for w in listing(repo)):
+            repo_.ok(repo, "branch", "-D", branch)
+        raise
     return f"new branch {branch} from {base}"
+
+
+INITIALIZING = "initializing"  # git's lock reason while `git worktree add` checks out
+
+
+def _settle(repo: repo_.Repo, path: Path, wait: float = 10.0) -> Worktree | None:
+    """A worktree git is still making (`locked initializing`): wait for the `git worktree
+    add` that makes it; if it is gone (its tally-session was killed), clear the half."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        now = find(repo, path)
+        if now is None or now.locked != INITIALIZING:
+            return now
+        time.sleep(0.1)
+    repo_.ok(repo, "worktree", "remove", "--force", "--force", str(path))
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    repo_.run(repo, "worktree", "prune")
+    return find(repo, path)
+
+
+def branch_clash(repo: repo_.Repo, branch: str) -> str:
+    """Why git cannot make `branch` beside the branches there are ("" when it can): a
+    branch is a file under refs/heads, so `feat` and `feat/x` cannot both exist."""
+    parts = branch.split("/")
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if repo_.branch_exists(repo, prefix):
+            return f"branch {branch} cannot be made while branch {prefix} exists; pick another name"
+    under = repo_.run(
+        repo, "for-each-ref", "--count=1", "--format=%(refname:short)", f"refs/heads/{branch}/"
+    )
+    if under.strip():
+        return (
+            f"branch {branch} cannot be made while branch {under.strip()} exists; pick another name"
+        )
+    return ""
 
 
 def user_changes(path: Path, ours: set[str]) -> list[str]:
@@ -122,6 +177,28 @@ def user_changes(path: Path, ours: set[str]) -> list[str]:
             continue
         lines.append(f"{code} {rel}")
     return lines
+
+
+def submodule_commits(path: Path) -> dict[str, list[str]]:
+    """Submodule -> its commits that no remote has. A worktree's submodules keep their
+    objects in the worktree's own git dir, which goes with it."""
+    with repo_.open_repo(path) as wt_repo:
+        if not (path / ".gitmodules").is_file():
+            return {}
+        out = repo_.run(
+            wt_repo,
+            "submodule",
+            "foreach",
+            "--quiet",
+            "--recursive",
+            'git log --format="$displaypath%x09%h %s" HEAD --not --remotes',
+        )
+    found: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        sub, _, commit = line.partition("\t")
+        if commit:
+            found.setdefault(sub, []).append(commit)
+    return found
 
 
 def detached_commits(path: Path) -> list[str]:

@@ -681,3 +681,33 @@ def test_a_writer_that_never_stops_is_one_clear_error(tmp_path: Path) -> None:
         claude.update(config, change)
     assert read(config)["numStartups"] == 100 + n[0] and config.read_bytes() != before
     assert not lock_of(config).exists()
+
+
+@pytest.mark.parametrize("kind", ["file", "full-folder"])
+def test_an_old_lock_that_is_not_a_lock_is_one_line_not_a_hang(
+    sample: Sample, made: tuple[Project, Session], kind: str
+) -> None:
+    config = write_claude_json(home_config(sample), {str(sample.main): main_entry()})
+    lock = lock_of(config)
+    if kind == "file":
+        lock.write_text("")
+    else:
+        lock.mkdir()
+        (lock / "x").write_text("")
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    before = config.read_bytes()
+    r = run_cli(["inv", "session.claude-perms", "x"], sample.main, timeout=30)
+    assert r.returncode == 1 and "is in the way of Claude Code's lock" in r.stderr, r.stderr
+    assert len(r.stderr.splitlines()) == 1 and config.read_bytes() == before
+
+
+def test_a_folder_in_the_configs_place_is_one_line(
+    sample: Sample, made: tuple[Project, Session]
+) -> None:
+    home_config(sample).mkdir()
+    r = run_cli(["inv", "session.claude-perms", "x"], sample.main)
+    assert r.returncode == 1 and "cannot update" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli(["inv", "session.remove", "x"], sample.main)  # the session still goes
+    assert r.returncode == 0, r.stderr
+    assert sample.registry() == {}

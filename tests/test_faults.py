@@ -447,10 +447,10 @@ def test_worktree_deleted_by_hand_is_reported_with_the_fix(sample: Sample) -> No
     r = run_cli(["inv", "session.resume"], sample.main)
     assert r.returncode == 0
     assert "worktree" in r.stdout and "is gone" in r.stdout
-    assert "inv session.remove --name x --force" in r.stdout
+    assert "inv session.remove --name x" in r.stdout
     assert "tally-x" not in tmux_sessions()
     r = run_cli(["inv", "session.list"], sample.main)
-    assert "(missing)" in r.stdout and "inv session.remove --name x --force" in r.stdout
+    assert "(missing)" in r.stdout and "inv session.remove --name x\n" in r.stdout
     r = run_cli(["inv", "session.tmux", "x"], sample.main)
     assert r.returncode == 1 and "inv session.worktree --name x" in r.stderr
     assert run_cli(["inv", "session.remove", "x", "--force"], sample.main).returncode == 0
@@ -516,3 +516,68 @@ def test_commits_on_a_detached_head_block_remove(sample: Sample) -> None:
     assert "commit(s) on a detached HEAD, on no branch" in r.stderr and "detached work" in r.stderr
     assert wt.exists()
     assert run_cli(["inv", "session.remove", "x", "--force"], sample.main).returncode == 0
+
+
+# --- round-two regressions ------------------------------------------------------------------
+
+
+def test_remove_waits_for_a_running_add_unless_forced_and_then_add_gives_up(
+    sample: Sample, tmp_path: Path
+) -> None:
+    mark = tmp_path / "paused"
+    adding = start(
+        ["inv", "session.add", "race", "-q"],
+        sample.main,
+        TALLY_TEST_FAULT="pause:links",
+        TALLY_TEST_FAULT_MARK=str(mark),
+    )
+    try:
+        poll(mark.exists, timeout=30)
+        r = run_cli(["inv", "session.remove", "race"], sample.main)
+        assert r.returncode == 1 and f"an add of it is still running (pid {adding.pid})" in r.stderr
+        r = run_cli(["inv", "session.doctor", "--fix", "--name", "race"], sample.main)
+        assert "being added right now" in r.stdout and "race" in sample.registry()
+        r = run_cli(["inv", "session.remove", "race", "--force", "-q"], sample.main)
+        assert r.returncode == 0, r.stderr
+    finally:
+        adding.kill()
+        adding.wait()
+    assert "race" not in sample.registry()
+
+
+def test_a_reused_pid_does_not_block_finishing_an_unfinished_add(sample: Sample) -> None:
+    assert run_cli(["inv", "session.ports", "p", "-q"], sample.main).returncode == 0
+    reg = sample.registry()
+    # an add killed long ago whose pid now belongs to another process (this one)
+    reg["p"].update(state="creating", pid=os.getpid(), pid_start="another-boot:1")
+    (sample.main / ".tally-sessions").write_text(json.dumps(reg))
+    r = run_cli(["inv", "session.add", "p", "-q"], sample.main)
+    assert r.returncode == 0, r.stderr
+    assert "state" not in sample.registry()["p"]
+
+
+def test_a_session_started_with_the_ports_step_is_finished_by_add(sample: Sample) -> None:
+    assert run_cli(["inv", "session.ports", "step", "-q"], sample.main).returncode == 0
+    r = run_cli(["inv", "session.add", "step", "-q"], sample.main)
+    assert r.returncode == 0, r.stderr
+    assert "tally-step" in tmux_sessions()
+
+
+def test_output_to_a_reader_that_leaves_does_not_stop_add_halfway(sample: Sample) -> None:
+    inv = VENV_BIN / "inv"
+    r = subprocess.run(
+        f"{inv} session.add piped | head -1", shell=True, cwd=sample.main, capture_output=True
+    )
+    assert r.returncode == 0
+    poll(lambda: "tally-piped" in tmux_sessions(), timeout=15)
+    entry = sample.registry()["piped"]
+    assert "state" not in entry  # finished, not half-made
+    assert (sample.main.parent / "tally-piped" / "frontend" / "node_modules").is_symlink()
+
+
+def test_a_registry_temp_file_of_a_killed_writer_is_swept(sample: Sample) -> None:
+    left = sample.main / "..tally-sessions.abc123.tmp"
+    left.write_text('{"half": ')
+    assert run_cli(["inv", "session.add", "a", "-q"], sample.main).returncode == 0
+    assert not left.exists()
+    assert (sample.main / ".gitignore").exists() and list(sample.registry()) == ["a"]

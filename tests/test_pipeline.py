@@ -768,3 +768,94 @@ def test_rows_say_which_sessions_run_and_their_ports(sample: Sample, srv: libtmu
 
 def test_rows_with_no_sessions(sample: Sample, srv: libtmux.Server) -> None:
     assert status.rows(sample.project(), srv) == []
+
+
+# --- round-two regressions ------------------------------------------------------------------
+
+
+def test_a_real_file_where_a_link_belongs_is_the_users_and_blocks_remove(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    add(sample, srv, "x", add_steps=NO_TMUX)
+    db = wt_of(sample, "x") / "backend" / "db.sqlite3"
+    db.unlink()
+    db.write_text("my own rows\n")
+    with pytest.raises(TallyError, match="your own file.*backend/db.sqlite3"):
+        pipeline.remove(sample.project(), "x", srv)
+    assert db.read_text() == "my own rows\n"
+    pipeline.remove(sample.project(), "x", srv, force=True)
+    main_data_intact(sample.main)
+
+
+def test_windows_left_in_a_deleted_worktree_are_restarted(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    """The worktree removed by hand and made again under a running session: its windows
+    work in the deleted folder until the tmux step (or doctor --fix) restarts them."""
+    project = sample.project()
+    session = pipeline.add(project, "x", srv)
+    sample.wait_calls("claude")  # the windows are up and running
+    shutil.rmtree(session.worktree)
+    pipeline.step_worktree(project, session)
+    pipeline.step_links(project, session)
+    poll(lambda: tmux.windows_in_deleted_folders(srv, "tally-x"), timeout=10)
+    assert pipeline.step_tmux(project, session, srv) == "started"  # every window was stale
+    poll(lambda: tmux.windows_in_deleted_folders(srv, "tally-x") == [], timeout=10)
+    calls = sample.wait_calls("claude", 2)
+    assert calls[-1]["argv"][:2] == ["--resume", "tally-x"]  # a restart resumes
+
+
+def test_the_tmux_step_brings_a_dead_session_back_with_its_resume_commands(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    add(sample, srv, "x")
+    sample.wait_calls("claude")
+    srv.cmd("kill-session", "-t", "=tally-x")
+    r = run_cli(["inv", "session.tmux", "x"], sample.main)
+    assert r.returncode == 0, r.stderr
+    calls = sample.wait_calls("claude", 2)
+    assert calls[-1]["argv"][:2] == ["--resume", "tally-x"]
+
+
+def test_a_failing_pre_remove_hook_stops_remove_unless_forced(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    project = sample.project(add_steps=NO_TMUX, hooks={"pre_remove": ["exit 3"]})
+    pipeline.add(project, "x", srv)
+    with pytest.raises(TallyError, match=r"exit 3.*remove anyway with: .*--force"):
+        pipeline.remove(project, "x", srv)
+    assert wt_of(sample, "x").is_dir() and "x" in sample.registry()
+    pipeline.remove(project, "x", srv, force=True)
+    assert not wt_of(sample, "x").exists() and "x" not in sample.registry()
+
+
+def test_hooks_run_in_sh_when_shell_is_not_there(
+    sample: Sample, srv: libtmux.Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHELL", "/usr/bin/no-such-shell")
+    hook = "echo ran > hook.out"
+    pipeline.add(sample.project(add_steps=NO_TMUX, hooks={"post_add": [hook]}), "x", srv)
+    assert (wt_of(sample, "x") / "hook.out").read_text() == "ran\n"
+
+
+def test_unpushed_submodule_commits_block_remove(
+    sample: Sample, srv: libtmux.Server, tmp_path: Path
+) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    git(lib, "init", "-q", "-b", "main")
+    (lib / "a.txt").write_text("a\n")
+    git(lib, "add", "a.txt")
+    git(lib, "commit", "-q", "-m", "lib")
+    git(sample.main, "-c", "protocol.file.allow=always", "submodule", "-q", "add", str(lib), "lib")
+    git(sample.main, "commit", "-q", "-m", "submodule")
+    add(sample, srv, "s", add_steps=NO_TMUX)
+    wt = wt_of(sample, "s")
+    git(wt, "-c", "protocol.file.allow=always", "submodule", "-q", "update", "--init")
+    (wt / "lib" / "b.txt").write_text("b\n")
+    git(wt / "lib", "add", "b.txt")
+    git(wt / "lib", "commit", "-q", "-m", "only here")
+    git(wt, "commit", "-q", "-am", "bump lib")
+    with pytest.raises(TallyError, match="submodule lib: 1 commit"):
+        pipeline.remove(sample.project(), "s", srv)
+    assert (wt / "lib" / "b.txt").exists()

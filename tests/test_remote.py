@@ -603,3 +603,16 @@ def test_the_remote_command_line_runs_as_written_in_a_real_shell(tmp_path: Path)
     absent = remote.Host("b", "h", str(main), command="no-such-tally-session")
     r = subprocess.run(["sh", "-c", remote.command_line(absent, ["list"])], capture_output=True)
     assert r.returncode == remote.NOT_INSTALLED
+
+
+def test_the_hosts_env_holds_for_finding_the_command(tmp_path: Path) -> None:
+    """`env: {PATH: ...}` in the host's config is how a venv's tally-session is found."""
+    bin_dir = tmp_path / "venv bin"
+    bin_dir.mkdir()
+    (bin_dir / "tally-x").write_text("#!/bin/sh\necho found\n")
+    (bin_dir / "tally-x").chmod(0o755)
+    host = remote.Host(
+        "b", "h", str(tmp_path), command="tally-x", env={"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    )
+    r = subprocess.run(["sh", "-c", remote.command_line(host, ["list"])], capture_output=True)
+    assert (r.returncode, r.stdout) == (0, b"found\n")

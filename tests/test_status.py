@@ -183,14 +183,38 @@ def test_a_missing_worktree_is_marked_with_the_fix(sample: Sample, srv: libtmux.
     assert rows["ok"]["WORKTREE"] == str(sample.main.parent / "tally-ok")
     [note] = [ln for ln in r.stdout.splitlines() if ln.startswith("!")]
     assert note.split()[1] == "stale"
-    assert f"worktree {wt} is gone" in note and "inv session.remove --name x --force" in note
+    assert (
+        f"worktree {wt} is gone" in note
+        and "inv session.remove --name x" in note
+        and "--force" not in note
+    )
     row = json_rows(sample)["x"]
     assert (row["worktree_exists"], row["dirty"], row["running"]) == (False, None, False)
 
 
-def test_an_unfinished_add_is_marked(sample: Sample) -> None:
-    r = run_cli(["inv", "session.ports", "--name", "y"], sample.main)  # an add that stopped here
+def unfinished(sample: Sample, name: str) -> None:
+    """What an add killed after its ports step leaves: an entry marked creating, by a pid
+    that is gone."""
+    r = run_cli(["inv", "session.ports", "--name", name], sample.main)
     assert r.returncode == 0, r.stderr
+    reg = sample.registry()
+    reg[name].update(state="creating", pid=2**22 + 1)  # above Linux's pid_max default
+    (sample.main / ".tally-sessions").write_text(json.dumps(reg))
+
+
+def test_a_session_made_step_by_step_is_not_unfinished(sample: Sample) -> None:
+    for step in ("ports", "worktree", "links", "env", "tmux"):
+        r = run_cli(["inv", f"session.{step}", "--name", "z"], sample.main)
+        assert r.returncode == 0, (step, r.stderr)
+    r = list_(sample)
+    _, rows = table(r.stdout)
+    assert rows["z"]["RUNNING"] == "yes" and "unfinished" not in r.stdout + r.stderr
+    r = run_cli(["inv", "session.add", "z"], sample.main)
+    assert r.returncode == 1 and "already exists" in r.stderr
+
+
+def test_an_unfinished_add_is_marked(sample: Sample) -> None:
+    unfinished(sample, "y")
     _, rows = table(list_(sample).stdout)
     assert rows["y"]["RUNNING"] == "no (unfinished)"
     assert rows["y"]["WORKTREE"].endswith("tally-y (missing)")
@@ -291,9 +315,35 @@ def test_age(created: str | None, want: str) -> None:
 
 
 def test_an_unfinished_session_says_how_to_finish_or_drop_it(sample: Sample) -> None:
-    assert run_cli(["inv", "session.ports", "--name", "y"], sample.main).returncode == 0
+    unfinished(sample, "y")
     r = list_(sample)
     [note] = [ln for ln in r.stdout.splitlines() if ln.startswith("!")]
     assert "session y is unfinished" in note
-    assert "inv session.add --name y" in note and "inv session.remove --name y --force" in note
+    assert (
+        "inv session.add --name y" in note
+        and "inv session.remove --name y" in note
+        and "--force" not in note
+    )
     assert "is gone" not in note
+
+
+def test_a_port_another_program_holds_is_not_shown_as_the_sessions(
+    sample: Sample, srv: libtmux.Server, serve: Callable[[int, Path], subprocess.Popen[bytes]]
+) -> None:
+    session = add(sample, srv, "x")
+    srv.cmd("kill-session", "-t", "=tally-x")
+    serve(session.ports["frontend"], sample.root)  # not the session's: outside its worktree
+    _, rows = table(list_(sample).stdout)
+    assert rows["x"]["FRONTEND"] == f"{session.ports['frontend']} (other)"
+    row = json_rows(sample, "--brief")["x"]
+    assert row["listening"]["frontend"] is False and row["foreign"] == ["frontend"]
+
+
+def test_file_names_that_are_not_utf8_do_not_end_the_listing(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    session = add(sample, srv, "x")
+    with open(os.fsencode(session.worktree) + b"/caf\xe9.txt", "wb"):
+        pass
+    assert json_rows(sample)["x"]["dirty"] is True
+    assert "yes" in table(list_(sample, "--git").stdout)[1]["x"]["DIRTY"]

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
-from conftest import Sample, git, run_cli
+from conftest import VENV_BIN, Sample, git, run_cli
 
 
 @pytest.mark.parametrize("prog", ["inv", "tally-session"])
@@ -82,3 +86,78 @@ def test_inv_completes_session_names(sample: Sample) -> None:
             assert words == names, case
         else:
             assert set(offered) <= set(words) and not set(names) & set(words), (case, words)
+
+
+def test_worktrees_inside_the_main_checkout_see_mains_settings(sample: Sample) -> None:
+    sample.write_config(worktrees=".worktrees")
+    assert run_cli(["inv", "session.add", "in", "-q"], sample.main).returncode == 0
+    wt = sample.main / ".worktrees" / "tally-in"
+    r = run_cli(["inv", "session.add", "two", "--dry-run"], wt)
+    assert r.returncode == 0, r.stderr
+    assert str(sample.main / ".worktrees" / "tally-two") in r.stdout
+    assert str(sample.config["ports"]["backend"] + 1) in r.stdout
+
+
+@pytest.mark.parametrize("prog", ["inv", "tally-session"])
+def test_a_broken_invoke_yaml_seen_from_a_worktree_is_one_line(sample: Sample, prog: str) -> None:
+    assert run_cli(["inv", "session.add", "a", "-q"], sample.main).returncode == 0
+    wt = sample.main.parent / "tally-a"
+    (sample.main / "invoke.yaml").write_text("tally: {claude: null}\n")
+    r = run_cli([prog, "session.list" if prog == "inv" else "list"], wt)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert str(sample.main / "invoke.yaml") in r.stderr and "tally.claude" in r.stderr
+    r = run_cli([prog, "--complete", "--", prog, "session.remove"], wt)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_refused_dry_run_exits_1_as_the_real_command_would(sample: Sample) -> None:
+    (sample.main.parent / "tally-x").mkdir()  # someone else's folder in the way
+    r = run_cli(["inv", "session.add", "x", "--dry-run"], sample.main)
+    assert r.returncode == 1 and "refuse" in r.stdout
+    assert run_cli(["inv", "session.add", "y", "-q"], sample.main).returncode == 0
+    (sample.main.parent / "tally-y" / "mine.txt").write_text("work\n")
+    r = run_cli(["inv", "session.remove", "y", "--dry-run"], sample.main)
+    assert r.returncode == 1 and "refuse" in r.stdout
+    assert (
+        run_cli(["inv", "session.remove", "y", "--dry-run", "--force"], sample.main).returncode == 0
+    )
+
+
+def test_doctor_of_one_session_suggests_fixing_that_one(sample: Sample) -> None:
+    assert run_cli(["inv", "session.add", "a", "-q"], sample.main).returncode == 0
+    (sample.main.parent / "tally-a" / "frontend" / "node_modules").unlink()
+    r = run_cli(["inv", "session.doctor", "--name", "a"], sample.main)
+    assert r.returncode == 1 and "inv session.doctor --name a --fix" in r.stderr
+
+
+def test_a_dropped_session_is_not_checked_again_after_fix(sample: Sample) -> None:
+    assert run_cli(["inv", "session.add", "gone", "-q"], sample.main).returncode == 0
+    shutil.rmtree(sample.main.parent / "tally-gone")
+    r = run_cli(["inv", "session.doctor", "--name", "gone", "--fix"], sample.main)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "dropped the registry entry" in r.stdout and sample.registry() == {}
+
+
+def test_a_folder_deleted_under_the_shell_is_one_line(sample: Sample, tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    prog = VENV_BIN / "tally-session"
+    r = subprocess.run(
+        ["sh", "-c", f'cd "{gone}" && rmdir "{gone}" && "{prog}" list'],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 1 and "no longer exists" in r.stderr, r.stderr
+    assert len(r.stderr.splitlines()) == 1
+
+
+def test_worktreeinclude_with_a_name_that_is_not_utf8(sample: Sample) -> None:
+    (sample.main / ".worktreeinclude").write_text(".env*\n")
+    (sample.main / ".gitignore").write_text((sample.main / ".gitignore").read_text() + ".env*\n")
+    with open(os.fsencode(sample.main) + b"/.env.caf\xe9", "wb") as f:
+        f.write(b"X=1\n")
+    r = run_cli(["inv", "session.add", "u", "-q"], sample.main)
+    assert r.returncode == 0, r.stderr
+    copied = os.fsencode(sample.main.parent / "tally-u") + b"/.env.caf\xe9"
+    with open(copied, "rb") as f:
+        assert f.read() == b"X=1\n"

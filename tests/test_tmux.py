@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import libtmux
@@ -215,3 +217,18 @@ def test_add_windows_to_an_absent_session_fails_clearly(
     with pytest.raises(TallyError, match="tmux could not add windows to tally-x"):
         tmux.add_windows(server, "tally-x", [idle("v", dirs["b"])], {})
     assert tmux.window_names(server, "tally-xy") == ["w"]
+
+
+def test_socket_path_is_where_tmux_puts_its_socket(srv: libtmux.Server) -> None:
+    """attach decides switch-client (same server) or a new client by this path."""
+    for name in ("", "tally-test"):
+        sock = ["-L", name] if name else []
+        subprocess.run(["tmux", *sock, "new-session", "-d", "-s", "probe"], check=True)
+        said = subprocess.run(
+            ["tmux", *sock, "display-message", "-p", "-t", "=probe", "#{socket_path}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert os.path.realpath(said) == os.path.realpath(tmux.socket_path(name))
+        subprocess.run(["tmux", *sock, "kill-server"], capture_output=True)

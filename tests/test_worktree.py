@@ -247,3 +247,69 @@ def test_find_main_outside_any_repository(tmp_path: Path) -> None:
     outside.mkdir()
     with pytest.raises(TallyError, match="is not in a git repository"):
         repo_.find_main(outside)
+
+
+@pytest.mark.parametrize(
+    ("have", "want", "clash"),
+    [
+        ("feat", "feat/y", "while branch feat exists"),
+        ("feat/y", "feat", "while branch feat/y exists"),
+        ("other", "feat/y", ""),
+    ],
+    ids=["prefix-exists", "longer-exists", "no-clash"],
+)
+def test_a_branch_git_cannot_make_beside_another_is_said_plainly(
+    sample: Sample, repo: repo_.Repo, have: str, want: str, clash: str
+) -> None:
+    git(sample.main, "branch", have)
+    got = worktree.branch_clash(repo, want)
+    assert clash in got if clash else got == ""
+    if clash:
+        with pytest.raises(TallyError, match="pick another name"):
+            worktree.create(repo, sample.main.parent / "tally-x", want)
+        assert want not in branches(sample.main)
+
+
+def test_a_repository_without_a_commit_says_to_make_one(tmp_path: Path) -> None:
+    main = tmp_path / "empty"
+    main.mkdir()
+    git(main, "init", "-q")
+    with pytest.raises(TallyError, match="make a first commit"):
+        worktree.create(repo_.open_repo(main), tmp_path / "empty-x", "x")
+    assert not (tmp_path / "empty-x").exists()
+
+
+def test_a_worktree_left_initializing_by_a_killed_add_is_made_again(
+    sample: Sample, repo: repo_.Repo, path: Path
+) -> None:
+    """A `git worktree add` killed mid-checkout leaves its worktree locked "initializing",
+    half checked out; no git is making it any more, so create clears it and starts over."""
+    worktree.create(repo, path, "x")
+    (path / "backend" / "manage.py").unlink()  # half checked out
+    admin = sample.main / ".git" / "worktrees" / path.name
+    (admin / "locked").write_text("initializing")
+    assert worktree.find(repo, path).locked == "initializing"  # type: ignore[union-attr]
+    what = worktree.create(repo, path, "x")
+    assert what == "existing branch x"
+    assert (path / "backend" / "manage.py").exists()
+    assert worktree.find(repo, path).locked is None  # type: ignore[union-attr]
+
+
+def test_unpushed_submodule_commits_are_found(sample: Sample, tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    git(lib, "init", "-q", "-b", "main")
+    (lib / "a.txt").write_text("a\n")
+    git(lib, "add", "a.txt")
+    git(lib, "commit", "-q", "-m", "lib")
+    git(sample.main, "-c", "protocol.file.allow=always", "submodule", "-q", "add", str(lib), "lib")
+    git(sample.main, "commit", "-q", "-m", "submodule")
+    wt = sample.main.parent / "tally-s"
+    worktree.create(repo_.open_repo(sample.main), wt, "s")
+    git(wt, "-c", "protocol.file.allow=always", "submodule", "-q", "update", "--init")
+    assert worktree.submodule_commits(wt) == {}  # all of it is on its remote
+    (wt / "lib" / "b.txt").write_text("b\n")
+    git(wt / "lib", "add", "b.txt")
+    git(wt / "lib", "commit", "-q", "-m", "only here")
+    found = worktree.submodule_commits(wt)
+    assert list(found) == ["lib"] and found["lib"][0].endswith("only here")
