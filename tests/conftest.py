@@ -258,3 +258,18 @@ def serve() -> Iterator[Callable[[int, Path], subprocess.Popen[bytes]]]:
         for proc in started:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def add_submodule(main: Path, lib: Path) -> None:
+    """A one-commit repository at `lib`, added to `main` as submodule `lib` and committed."""
+    lib.mkdir()
+    git(lib, "init", "-q", "-b", "main")
+    (lib / "a.txt").write_text("a\n")
+    git(lib, "add", "a.txt")
+    git(lib, "commit", "-q", "-m", "lib")
+    git(main, "-c", "protocol.file.allow=always", "submodule", "-q", "add", str(lib), "lib")
+    git(main, "commit", "-q", "-m", "submodule")
+
+
+def init_submodules(worktree: Path) -> None:
+    git(worktree, "-c", "protocol.file.allow=always", "submodule", "-q", "update", "--init")

@@ -15,7 +15,7 @@ from typing import Any
 
 import libtmux
 import pytest
-from conftest import Sample, git, poll, run_cli
+from conftest import Sample, add_submodule, git, init_submodules, poll, run_cli
 
 from tally_tasks import pipeline, status, tmux
 from tally_tasks.errors import TallyError
@@ -841,17 +841,10 @@ def test_hooks_run_in_sh_when_shell_is_not_there(
 def test_unpushed_submodule_commits_block_remove(
     sample: Sample, srv: libtmux.Server, tmp_path: Path
 ) -> None:
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    git(lib, "init", "-q", "-b", "main")
-    (lib / "a.txt").write_text("a\n")
-    git(lib, "add", "a.txt")
-    git(lib, "commit", "-q", "-m", "lib")
-    git(sample.main, "-c", "protocol.file.allow=always", "submodule", "-q", "add", str(lib), "lib")
-    git(sample.main, "commit", "-q", "-m", "submodule")
+    add_submodule(sample.main, tmp_path / "lib")
     add(sample, srv, "s", add_steps=NO_TMUX)
     wt = wt_of(sample, "s")
-    git(wt, "-c", "protocol.file.allow=always", "submodule", "-q", "update", "--init")
+    init_submodules(wt)
     (wt / "lib" / "b.txt").write_text("b\n")
     git(wt / "lib", "add", "b.txt")
     git(wt / "lib", "commit", "-q", "-m", "only here")

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import Sample, git
+from conftest import Sample, add_submodule, git, init_submodules
 
 from tally_tasks import envfiles, links, worktree
 from tally_tasks import repo as repo_
@@ -296,17 +296,10 @@ def test_a_worktree_left_initializing_by_a_killed_add_is_made_again(
 
 
 def test_unpushed_submodule_commits_are_found(sample: Sample, tmp_path: Path) -> None:
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    git(lib, "init", "-q", "-b", "main")
-    (lib / "a.txt").write_text("a\n")
-    git(lib, "add", "a.txt")
-    git(lib, "commit", "-q", "-m", "lib")
-    git(sample.main, "-c", "protocol.file.allow=always", "submodule", "-q", "add", str(lib), "lib")
-    git(sample.main, "commit", "-q", "-m", "submodule")
+    add_submodule(sample.main, tmp_path / "lib")
     wt = sample.main.parent / "tally-s"
     worktree.create(repo_.open_repo(sample.main), wt, "s")
-    git(wt, "-c", "protocol.file.allow=always", "submodule", "-q", "update", "--init")
+    init_submodules(wt)
     assert worktree.submodule_commits(wt) == {}  # all of it is on its remote
     (wt / "lib" / "b.txt").write_text("b\n")
     git(wt / "lib", "add", "b.txt")
