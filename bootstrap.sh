@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up tally-tasks on a machine with only Python 3 and git:
+# Sets up tally-tasks on a machine with only Python 3.10+ and git:
 #  - installs tmux with the system's package manager (apt-get, dnf, pacman, apk or brew)
 #    when it is missing, using sudo when not root; on Debian/Ubuntu also python3-venv
 #    when python3 cannot make a virtualenv;
@@ -10,6 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+  echo "bootstrap: tally-tasks needs Python 3.10 or newer; python3 here is" \
+    "$(python3 -V 2>&1 || echo missing)" >&2
+  exit 1
+fi
 
 if ! command -v tmux >/dev/null 2>&1; then
   echo "bootstrap: tmux is missing; installing it with the system package manager" >&2
