@@ -212,7 +212,7 @@ def _check_tmux(
         return
     have = tmux.window_names(srv, session.tmux_name)
     missing = [w for w in want if w not in have]
-    stale = tmux.windows_in_deleted_folders(srv, session.tmux_name)
+    stale = [w for w in tmux.windows_in_deleted_folders(srv, session.tmux_name) if w in want]
     if missing:
         report.bad(session.name, "tmux windows missing: " + ", ".join(missing))
     if stale:

@@ -112,7 +112,7 @@ def _ports(project: Project, name: str, create: bool, claim: bool = False) -> tu
             entries[name] = entry
             created = True
         elif claim:
-            check_claim(name, entry, project.new_session(name).worktree)
+            check_claim(name, entry, project.new_session(name).worktree, project.main)
         if claim:  # unfinished until add's last step: a killed add is seen as such
             entry["state"] = CREATING
             entry["pid"] = os.getpid()
@@ -135,12 +135,14 @@ def _ports(project: Project, name: str, create: bool, claim: bool = False) -> tu
     return session, created
 
 
-def check_claim(name: str, entry: registry.Entry, fresh: Path) -> None:
+def check_claim(name: str, entry: registry.Entry, fresh: Path, main: Path) -> None:
     """May this `add` take over the entry? One that is unfinished (a killed add; or made
-    step by step, its worktree not yet at the usual place `fresh`) and that no running add
-    is working on."""
+    step by step, its worktree not yet, or only half, made at the usual place `fresh`) and
+    that no running add is working on."""
     recorded = Path(entry["worktree"]) if entry.get("worktree") else fresh
-    started = recorded == fresh and not recorded.is_dir()
+    started = recorded == fresh and (
+        not recorded.is_dir() or worktree.half_made(repo_.Repo(main), recorded)
+    )
     if entry.get("state") != CREATING and not started:
         raise TallyError(
             f"session {name!r} already exists; restart its windows with "
@@ -266,7 +268,11 @@ def step_tmux(
     working in a deleted folder, when the worktree was made again)."""
     _require_worktree(session)
     name = session.tmux_name
-    stale = tmux.windows_in_deleted_folders(srv, name)
+    ours = {w.name for w in project.settings.windows}
+    in_deleted = tmux.windows_in_deleted_folders(srv, name)
+    stale = [w for w in in_deleted if w in ours]
+    for other in (w for w in in_deleted if w not in ours):  # yours: an editor, say
+        output.warn("tmux", f"window {other} works in a deleted folder; not ours, left alone")
     if stale:
         output.warn("tmux", f"{', '.join(stale)}: working in a deleted folder, restarting")
         tmux.kill_windows(srv, name, stale)  # the last one ends the session: made anew below
@@ -294,7 +300,7 @@ def foreign_holders(session: Session) -> dict[str, list[ports_.Holder]]:
     for port, number in session.ports.items():
         if number not in held:
             continue
-        others = [h for h in held[number] if not _in_worktree(session, h.cwd)]
+        others = [h for h in held[number] if not works_in(session, h.cwd)]
         if others or not held[number]:
             found[port] = others
     return found
@@ -314,7 +320,7 @@ def warn_foreign_ports(session: Session) -> None:
         )
 
 
-def _in_worktree(session: Session, cwd: str | None) -> bool:
+def works_in(session: Session, cwd: str | None) -> bool:
     """Is a process working in `cwd` one of the session's (its folder may be deleted)?"""
     if not cwd:
         return False
@@ -328,7 +334,7 @@ def orphans(session: Session) -> list[ports_.Holder]:
     found: dict[int, ports_.Holder] = {}
     for procs in ports_.holders(session.ports.values()).values():
         for h in procs:
-            if _in_worktree(session, h.cwd):
+            if works_in(session, h.cwd):
                 found.setdefault(h.pid, h)
     return list(found.values())
 
@@ -463,7 +469,8 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
     if existing is None:
         check_slug(project, entries, name)
     else:
-        check_claim(name, existing, project.new_session(name).worktree)  # again, locked, in ports
+        fresh = project.new_session(name).worktree
+        check_claim(name, existing, fresh, project.main)  # again, locked, in ports
     if existing is None and tmux.exists(srv, project.tmux_name(name)):
         raise TallyError(
             f"a tmux session {project.tmux_name(name)} already runs but no session {name!r} is "
@@ -599,10 +606,11 @@ def _unpushed(repo: Any, branch: str) -> list[str]:
     return out.splitlines()
 
 
-def at_risk(project: Project, repo: repo_.Repo, session: Session) -> list[str]:
-    """What removing the session would destroy: the user's changes and the branch's stashes."""
+def at_risk(project: Project, repo: repo_.Repo, session: Session, half: bool = False) -> list[str]:
+    """What removing the session would destroy: the user's changes and the branch's stashes
+    (a `half` made worktree is git's unfinished checkout: no one's changes)."""
     problems: list[str] = []
-    if session.worktree.is_dir():
+    if session.worktree.is_dir() and not half:
         # a real file where a symlink belongs is not ours (links leave it alone): the
         # user's own database, say, which git ignores
         replaced = [
@@ -611,6 +619,7 @@ def at_risk(project: Project, repo: repo_.Repo, session: Session) -> list[str]:
             if lk.mode == "symlink"
             and not (session.worktree / lk.path).is_symlink()
             and (session.worktree / lk.path).exists()
+            and not _tracked(session.worktree, lk.path)
         ]
         if replaced:
             problems.append(
@@ -635,6 +644,11 @@ def at_risk(project: Project, repo: repo_.Repo, session: Session) -> list[str]:
         if stashes:
             problems.append(f"stash(es) of {session.branch}: " + ", ".join(stashes[:5]))
     return problems
+
+
+def _tracked(folder: Path, rel: str) -> bool:
+    with repo_.open_repo(folder) as r:
+        return repo_.ok(r, "ls-files", "--error-unmatch", "--", rel)
 
 
 def remove_refusal(project: Project, session: Session, known: worktree.Worktree | None) -> str:
@@ -664,15 +678,16 @@ def remove_problems(
     problems = []
     pid = adder(load(project).get(session.name, {}))
     if pid is not None:
-        problems.append(f"an add of it is still running (pid {pid})")
-    if known is not None and known.locked is not None:
+        problems.append(f"an add of it is still running (pid {pid}): wait for it to finish")
+    half = pid is None and worktree.half_made(repo, session.worktree)
+    if known is not None and known.locked is not None and not half:
         why = f" ({known.locked})" if known.locked else ""
         problems.append(f"the worktree is locked{why}: git worktree unlock it first")
     if known is not None and known.branch != session.branch:
         problems.append(
             f"the worktree is on {known.branch or 'a detached HEAD'}, not {session.branch}"
         )
-    return problems + at_risk(project, repo, session)
+    return problems + at_risk(project, repo, session, half)
 
 
 def branch_fate(repo: repo_.Repo, branch: str, force: bool, keep: bool) -> tuple[bool, str]:

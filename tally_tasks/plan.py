@@ -55,7 +55,7 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
     if existing is None:
         pipeline.check_slug(project, entries, name)
     else:
-        pipeline.check_claim(name, existing, project.new_session(name).worktree)
+        pipeline.check_claim(name, existing, project.new_session(name).worktree, project.main)
     session = project.session(name, existing) if existing else project.new_session(name)
     taken = {p for n, e in entries.items() if n != name for p in ports_of(e).values()}
     have = {k: v for k, v in session.ports.items() if k in project.settings.ports}

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import ports as ports_
 from . import registry, tmux
-from .pipeline import CREATING, foreign_holders, load
+from .pipeline import CREATING, adder, load, works_in
 from .session import Project
 
 
@@ -123,6 +123,7 @@ def rows(
     sessions = {n: project.session(n, e) for n, e in entries.items()}
     all_ports = [p for s in sessions.values() for p in s.ports.values()]
     up = ports_.listening(all_ports)
+    held = ports_.holders(up) if up else {}  # who holds them: one pass over /proc
     dirt: Mapping[str, bool | None] = {}
     ab: Mapping[str, tuple[int, int]] = {}
     if git_state:
@@ -151,12 +152,13 @@ def rows(
         }
         for port, number in session.ports.items():
             row[f"{port}_port"] = number
-        listening = {port: number in up for port, number in session.ports.items()}
-        foreign: list[str] = []
-        if session.tmux_name not in live and any(listening.values()):
-            # not running, yet its port answers: whose server is it? (rarely asked)
-            foreign = sorted(foreign_holders(session))
-            listening = {p: up_ and p not in foreign for p, up_ in listening.items()}
+        # a port that answers is the session's only when its holder works in the worktree
+        foreign = [
+            port
+            for port, number in session.ports.items()
+            if number in up and not any(works_in(session, h.cwd) for h in held.get(number, []))
+        ]
+        listening = {p: n in up and p not in foreign for p, n in session.ports.items()}
         row["listening"] = listening
         if foreign:
             row["foreign"] = foreign  # ports held by another program
@@ -168,6 +170,9 @@ def rows(
         row["worktree_exists"] = session.worktree.is_dir()
         if entry.get("state") == CREATING:
             row["state"] = CREATING
+            pid = adder(entry)
+            if pid is not None:
+                row["adding"] = pid  # an add is making it right now
         result.append(row)
     return result
 
@@ -182,6 +187,8 @@ def stale(
     registered = {project.session(n, e).worktree for n, e in entries.items()}
     for n, e in entries.items():
         s = project.session(n, e)
+        if e.get("state") == CREATING and adder(e) is not None:
+            continue  # being made right now: nothing stale about it
         if e.get("state") == CREATING:
             notes.append(
                 f"session {n} is unfinished (an add was stopped, or only some steps ran); "

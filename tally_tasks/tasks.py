@@ -337,7 +337,9 @@ def _table(
     table = [header]
     for r in rows:
         state = "yes" if r["running"] else "no"
-        if r.get("state") == pipeline.CREATING:
+        if r.get("adding"):
+            state += " (being added)"
+        elif r.get("state") == pipeline.CREATING:
             state += " (unfinished)"
         cells = [r["host"]] if host_column else []
         cells += [r["name"], r["branch"], state]

@@ -123,16 +123,44 @@ def _settle(repo: repo_.Repo, path: Path, wait: float = 10.0) -> Worktree | None
     """A worktree git is still making (`locked initializing`): wait for the `git worktree
     add` that makes it; if it is gone (its tally-session was killed), clear the half."""
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and _git_making(path):
         now = find(repo, path)
         if now is None or now.locked != INITIALIZING:
             return now
         time.sleep(0.1)
+    now = find(repo, path)
+    if now is None or now.locked != INITIALIZING:
+        return now
     repo_.ok(repo, "worktree", "remove", "--force", "--force", str(path))
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     repo_.run(repo, "worktree", "prune")
     return find(repo, path)
+
+
+def half_made(repo: repo_.Repo, path: Path) -> bool:
+    """Is `path` a worktree a stopped `git worktree add` left locked "initializing"?"""
+    known = find(repo, path)
+    return known is not None and known.locked == INITIALIZING and not _git_making(path)
+
+
+def _git_making(path: Path) -> bool:
+    """Is a `git worktree add` of `path` still running? (/proc; where there is none, say
+    yes, and the caller waits)."""
+    proc = Path("/proc")
+    if not (proc / "self" / "cmdline").exists():
+        return True
+    want = os.fsencode(str(path))
+    for pid_dir in proc.iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            argv = (pid_dir / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"worktree" in argv and b"add" in argv and want in argv:
+            return True
+    return False
 
 
 def branch_clash(repo: repo_.Repo, branch: str) -> str:
@@ -230,8 +258,11 @@ def remove(repo: repo_.Repo, path: Path) -> bool:
 
     A folder at `path` that git does not know as a worktree is never deleted here.
     """
-    if find(repo, path) is None:
+    known = find(repo, path)
+    if known is None:
         return False
+    if known.locked is not None and not path.is_dir():
+        repo_.ok(repo, "worktree", "unlock", str(path))  # else prune keeps its record
     if path.is_dir():
         repo_.run(repo, "worktree", "remove", "--force", "--force", str(path))
     if path.is_dir() and not path.is_symlink():

@@ -852,3 +852,70 @@ def test_unpushed_submodule_commits_block_remove(
     with pytest.raises(TallyError, match="submodule lib: 1 commit"):
         pipeline.remove(sample.project(), "s", srv)
     assert (wt / "lib" / "b.txt").exists()
+
+
+def _half_made(sample: Sample, name: str) -> Path:
+    """What a `git worktree add` killed mid-checkout leaves, under an add killed with it."""
+    wt = wt_of(sample, name)
+    (sample.main / ".git" / "worktrees" / wt.name / "locked").write_text("initializing")
+    (wt / "backend" / "manage.py").unlink()  # half checked out
+    reg = sample.registry()
+    reg[name].update(state="creating", pid=2**22 + 1)
+    (sample.main / ".tally-sessions").write_text(json.dumps(reg))
+    return wt
+
+
+def test_plain_remove_clears_a_half_made_worktree(sample: Sample, srv: libtmux.Server) -> None:
+    add(sample, srv, "h", add_steps=NO_TMUX)
+    _half_made(sample, "h")
+    pipeline.remove(sample.project(), "h", srv)
+    assert_nothing_left(sample, srv, "h", "h")
+
+
+def test_add_finishes_a_half_made_worktree_of_a_session_begun_step_by_step(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    add(sample, srv, "h", add_steps=["ports", "worktree"])
+    _half_made(sample, "h")
+    reg = sample.registry()
+    for key in ("state", "pid"):  # begun with the step tasks, not by add
+        reg["h"].pop(key)
+    (sample.main / ".tally-sessions").write_text(json.dumps(reg))
+    pipeline.add(sample.project(), "h", srv)
+    assert (wt_of(sample, "h") / "backend" / "manage.py").exists()
+    assert "locked" not in git(sample.main, "worktree", "list", "--porcelain")
+
+
+def test_a_locked_worktree_deleted_by_hand_is_forgotten_by_a_forced_remove(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    add(sample, srv, "lk", add_steps=NO_TMUX)
+    git(sample.main, "worktree", "lock", str(wt_of(sample, "lk")))
+    shutil.rmtree(wt_of(sample, "lk"))
+    pipeline.remove(sample.project(), "lk", srv, force=True)
+    assert worktrees(sample.main) == [str(sample.main)]
+    add(sample, srv, "lk", add_steps=NO_TMUX)  # and it can be made again
+
+
+def test_a_tracked_file_at_a_link_path_is_not_the_users_work(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    project = sample.project(add_steps=NO_TMUX, links=["backend/manage.py"])
+    pipeline.add(project, "t", srv)
+    pipeline.remove(project, "t", srv)
+    assert not wt_of(sample, "t").exists()
+
+
+def test_a_window_of_yours_in_a_deleted_folder_is_left_alone(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    project = sample.project()
+    session = pipeline.add(project, "x", srv)
+    sample.wait_calls("claude")
+    srv.cmd("new-window", "-d", "-t", "=tally-x:", "-n", "notes", "-c", str(session.worktree))
+    shutil.rmtree(session.worktree)
+    pipeline.step_worktree(project, session)
+    poll(lambda: "notes" in tmux.windows_in_deleted_folders(srv, "tally-x"), timeout=10)
+    pipeline.step_tmux(project, session, srv)
+    assert tmux.windows_in_deleted_folders(srv, "tally-x") == ["notes"]
+    assert set(tmux.window_names(srv, "tally-x")) == {"backend", "frontend", "claude", "notes"}

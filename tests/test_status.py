@@ -347,3 +347,24 @@ def test_file_names_that_are_not_utf8_do_not_end_the_listing(
         pass
     assert json_rows(sample)["x"]["dirty"] is True
     assert "yes" in table(list_(sample, "--git").stdout)[1]["x"]["DIRTY"]
+
+
+def test_a_running_sessions_port_held_by_another_program_is_marked(
+    sample: Sample, srv: libtmux.Server, serve: Callable[[int, Path], subprocess.Popen[bytes]]
+) -> None:
+    """After a reboot, say: the session runs, but its server could not bind its port."""
+    session = add(sample, srv, "x")
+    serve(session.ports["backend"], sample.root)
+    _, rows = table(list_(sample).stdout)
+    assert rows["x"]["RUNNING"] == "yes"
+    assert rows["x"]["BACKEND"] == f"{session.ports['backend']} (other)"
+
+
+def test_the_sessions_own_server_is_plain(
+    sample: Sample, srv: libtmux.Server, serve: Callable[[int, Path], subprocess.Popen[bytes]]
+) -> None:
+    session = add(sample, srv, "x")
+    serve(session.ports["backend"], session.worktree / "backend")
+    _, rows = table(list_(sample).stdout)
+    assert rows["x"]["BACKEND"] == str(session.ports["backend"])
+    assert json_rows(sample, "--brief")["x"]["listening"]["backend"] is True
