@@ -320,8 +320,20 @@ def explain_file(folder: Path) -> str | None:
         return None
     if not isinstance(tally, Mapping):
         return f"{path}: tally must be a mapping of settings, got {tally!r}"
+    for key, default in DEFAULTS.items():
+        value = tally.get(key, default)
+        if isinstance(default, dict) and not isinstance(value, Mapping):
+            hint = (
+                f" (an empty `{key}:` is null: write {key}: {{}} or drop it)"
+                if value is None
+                else ""
+            )
+            return f"{path}: tally.{key} must be a mapping, got {value!r}{hint}"
     try:
         settings_from(tally)
+        from .remote import hosts_from
+
+        hosts_from(tally.get("hosts"))
     except TallyError as e:
         return f"{path}: {str(e).split(' (set it in', 1)[0]}"
     return None

@@ -238,7 +238,7 @@ def _check_ports(session: Session, report: Report) -> None:
         report.bad(
             session.name,
             f"{port} port {number} is held by {who}, not by this session "
-            f"(lsof -i :{number}); stop it yourself, doctor never kills it",
+            f"({output.on_host(f'lsof -i :{number}')}); stop it yourself, doctor never kills it",
         )
 
 

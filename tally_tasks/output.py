@@ -36,10 +36,21 @@ def program() -> str:
     return str(_state["program"])
 
 
+# Taken out of the environment at once: tmux, the windows and hooks this run starts must
+# not inherit it (their own commands are the host's, not the laptop's).
+_VIA = os.environ.pop("TALLY_VIA", "")
+
+
 def via() -> tuple[str, str] | None:
     """(program, host) when this run was started over SSH by ``--host`` (TALLY_VIA)."""
-    caller, _, host = os.environ.get("TALLY_VIA", "").partition(" ")
+    caller, _, host = _VIA.partition(" ")
     return (caller, host) if caller in ("inv", "tally-session") and host else None
+
+
+def on_host(text: str) -> str:
+    """A command to run on this machine, said so when the reader is on the laptop."""
+    remote = via()
+    return f"on {remote[1]}: {text}" if remote else text
 
 
 def command(task: str, name: str | None = None, *flags: str) -> str:

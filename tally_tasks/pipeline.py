@@ -314,7 +314,7 @@ def warn_foreign_ports(session: Session) -> None:
         output.warn(
             "ports",
             f"{port} port {number} is held by {who}; its window will fail to bind. "
-            f"Stop it (see: lsof -i :{number}) or give the session new ports with: "
+            f"Stop it (see: {output.on_host(f'lsof -i :{number}')}) or give it new ports with: "
             + output.command("remove", session.name)
             + " and add again",
         )
@@ -474,8 +474,9 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
     if existing is None and tmux.exists(srv, project.tmux_name(name)):
         raise TallyError(
             f"a tmux session {project.tmux_name(name)} already runs but no session {name!r} is "
-            f"registered; end it with: tmux kill-session -t ={project.tmux_name(name)}, "
-            "or pick another name"
+            "registered; end it with: "
+            + output.on_host(f"tmux kill-session -t ={project.tmux_name(name)}")
+            + ", or pick another name"
         )
     undo = _Undo()
     created_worktree = False
@@ -704,7 +705,7 @@ def branch_fate(repo: repo_.Repo, branch: str, force: bool, keep: bool) -> tuple
         more = " …" if len(lost) > 1 else ""
         return False, (
             f"kept {branch}: {len(lost)} commit(s) {what} ({lost[0]}{more}); "
-            f"delete it with: git branch -D {branch}"
+            "delete it with: " + output.on_host(f"git branch -D {branch}")
         )
     return True, f"deleted {branch}"
 

@@ -8,11 +8,12 @@ only when a remote operation runs: local commands never pay for them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
+import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,21 +121,41 @@ def _program(command: str) -> list[str]:
     return [first, *(shlex.quote(w) for w in words[1:])]
 
 
-def command_line(host: Host, argv: Sequence[str], caller: str = "inv") -> str:
+def _expanding(value: str) -> str:
+    """Double-quoted for the host's shell: `$VAR` expands there (`PATH: "~/v/bin:$PATH"`),
+    nothing else does."""
+    return '"' + "".join("\\" + c if c in '"\\`' else c for c in value) + '"'
+
+
+def command_line(
+    host: Host, argv: Sequence[str], caller: str = "inv", explain: bool = False
+) -> str:
     """The shell line run on the host: cd to its main checkout, run the same task.
 
     ``TALLY_VIA`` tells the host's tally-session who asked, so the commands it suggests
     are the caller's (``inv session.resume --name x --host box1``).
     """
-    env = {**host.env, "TALLY_VIA": f"{caller} {host.name}"}
+    ours = {"TALLY_VIA": f"{caller} {host.name}"}
+    if os.environ.get("NO_COLOR"):
+        ours["NO_COLOR"] = os.environ["NO_COLOR"]
     # exported first: the host's `env` (a PATH, say) holds for the "installed?" check too
-    assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    assigns = " ".join(
+        [f"{k}={_expanding(v)}" for k, v in host.env.items()]
+        + [f"{k}={shlex.quote(v)}" for k, v in ours.items()]
+    )
     prog = _program(host.command)
     args = " ".join([*prog, *(shlex.quote(a) for a in argv)])
+
+    def fail(code: int, why: str) -> str:
+        # said by the host only where no one else will say it (attach's bare ssh)
+        return f"{{ echo {shlex.quote(why)} >&2; exit {code}; }}" if explain else f"exit {code}"
+
+    missing = fail(NO_CHECKOUT, f"tally-session: {host.main} does not exist on {host.name}")
+    absent = fail(NOT_INSTALLED, f"tally-session: {host.command} is not installed on {host.name}")
     return (
         f"export {assigns}; "
-        f"{{ cd {_path(host.main)} 2>/dev/null || exit {NO_CHECKOUT}; }} && "
-        f"{{ command -v {prog[0]} >/dev/null 2>&1 || exit {NOT_INSTALLED}; }} && "
+        f"{{ cd {_path(host.main)} 2>/dev/null || {missing}; }} && "
+        f"{{ command -v {prog[0]} >/dev/null 2>&1 || {absent}; }} && "
         f"{args}"
     )
 
@@ -162,7 +183,12 @@ def connect(host: Host, timeout: float | None = None) -> Any:
     if host.key:
         kwargs["key_filename"] = os.path.expanduser(host.key)
     address, port = _address(host)
-    return fabric.Connection(address, port=port, connect_timeout=timeout, connect_kwargs=kwargs)
+    conn = fabric.Connection(address, port=port, connect_timeout=timeout, connect_kwargs=kwargs)
+    # ~/.ssh/known_hosts as ssh reads it: a host whose key changed is refused (paramiko
+    # raises BadHostKeyException); one not in it yet is accepted, as `accept-new` does
+    with contextlib.suppress(OSError):
+        conn.client.load_system_host_keys()
+    return conn
 
 
 def _describe(host: Host) -> str:
@@ -209,13 +235,13 @@ def run(
 
     line = command_line(host, argv, caller)
     connect_timeout = host.timeout or connect_timeout or CONNECT_TIMEOUT
-    pty = not capture and sys.stdin.isatty() and sys.stdout.isatty()
+    pty = not capture and sys.stdin.isatty()  # at a terminal, even with output piped
     try:
         with connect(host, connect_timeout) as conn:
             result = conn.run(
                 line, warn=True, hide=capture, in_stream=False, pty=pty, timeout=timeout
             )
-    except TallyError:
+    except (TallyError, BrokenPipeError):  # a closed pipe is the reader's, not the host's
         raise
     except Exception as e:  # paramiko, socket and invoke errors: one plain line
         raise _unreachable(host, e, connect_timeout) from None
@@ -270,12 +296,17 @@ def all_sessions(
 
     if not hosts:
         return {}
-    pool = ThreadPoolExecutor(max_workers=len(hosts))
-    try:
-        return dict(zip(hosts, pool.map(one, hosts.values()), strict=True))
-    finally:
-        # on Ctrl-C, do not wait for the silent hosts' timeouts
-        pool.shutdown(wait=False, cancel_futures=True)
+    # daemon threads: Ctrl-C (or the end) never waits for a silent host's timeout
+    answers: dict[str, list[dict[str, Any]] | str] = {}
+    threads = [
+        threading.Thread(target=lambda n=n, h=h: answers.__setitem__(n, one(h)), daemon=True)
+        for n, h in hosts.items()
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {n: answers.get(n, "no answer") for n in hosts}
 
 
 def least_busy(hosts: Mapping[str, Host], timeout: float = LIST_TIMEOUT) -> Host:
@@ -308,7 +339,6 @@ def forward(host: Host, ports: Mapping[str, int], offset: int = 0) -> None:
     nothing listens on yet (Vite still starting) kills the tunnel for good, and a local
     port it cannot bind only shows at Ctrl-C.
     """
-    import select
     import socket
 
     from .ports import is_free
@@ -345,8 +375,13 @@ def forward(host: Host, ports: Mapping[str, int], offset: int = 0) -> None:
                     "forward",
                     f"{port_name}: http://localhost:{local[port_name]}/ → {host.name}:{number}",
                 )
+            # keepalives, and no Nagle delay on the SSH socket: a page of many small
+            # requests (Vite's modules) is otherwise slow through the tunnel
+            conn.transport.set_keepalive(15)
+            with contextlib.suppress(OSError, AttributeError):
+                conn.transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             output.info("forwarding; press Ctrl-C to stop")
-            _serve(conn.transport, listeners, host, select.select)
+            _serve(conn.transport, listeners, host)
     except KeyboardInterrupt:
         output.step("forward", "stopped")
     except TallyError:
@@ -358,49 +393,81 @@ def forward(host: Host, ports: Mapping[str, int], offset: int = 0) -> None:
             sock.close()
 
 
-def _serve(transport: Any, listeners: Mapping[Any, tuple[str, int]], host: Host, wait: Any) -> None:
-    """Accept on every listener; each connection gets its own channel to the host's port."""
-    import threading
+def _serve(transport: Any, listeners: Mapping[Any, tuple[str, int]], host: Host) -> None:
+    """Accept on every listener; each connection gets its own channel to the host's port,
+    opened in its own thread (a slow one holds up nothing else)."""
+    import selectors
+    import time
 
     down: set[str] = set()
+    lock = threading.Lock()
+
+    def relay(client: Any, peer: Any, port_name: str, number: int) -> None:
+        try:
+            channel = transport.open_channel(
+                "direct-tcpip", ("localhost", number), peer[:2], timeout=10
+            )
+        except Exception as e:  # nothing listens there (yet): refuse this one, go on
+            client.close()
+            with lock:
+                if port_name in down:
+                    return
+                down.add(port_name)
+            output.warn(
+                "forward",
+                f"{port_name}: nothing answers on {host.name}:{number} yet "
+                f"({_reason(e)}); still forwarding",
+            )
+            return
+        with lock:
+            came_back = port_name in down
+            down.discard(port_name)
+        if came_back:
+            output.step("forward", f"{port_name}: {host.name}:{number} answers now")
+        _pipe(client, channel)
+
+    sel = selectors.DefaultSelector()
+    for sock in listeners:
+        sel.register(sock, selectors.EVENT_READ)
     while True:
         if not transport.is_active():
             raise TallyError(f"the connection to {host.name} was lost; run forward again")
-        ready, _, _ = wait(list(listeners), [], [], 0.5)
-        for sock in ready:
-            port_name, number = listeners[sock]
-            client, peer = sock.accept()
+        for key, _ in sel.select(0.5):
+            port_name, number = listeners[key.fileobj]
             try:
-                channel = transport.open_channel(
-                    "direct-tcpip", ("localhost", number), peer[:2], timeout=10
-                )
-            except Exception as e:  # nothing listens there (yet): refuse this one, go on
-                client.close()
-                if port_name not in down:
-                    down.add(port_name)
-                    output.warn(
-                        "forward",
-                        f"{port_name}: nothing answers on {host.name}:{number} yet "
-                        f"({_reason(e)}); still forwarding",
-                    )
+                client, peer = key.fileobj.accept()  # type: ignore[union-attr]
+            except OSError:  # out of file descriptors, say: keep serving the others
+                time.sleep(0.1)
                 continue
-            if port_name in down:
-                down.discard(port_name)
-                output.step("forward", f"{port_name}: {host.name}:{number} answers now")
-            threading.Thread(target=_pipe, args=(client, channel, wait), daemon=True).start()
+            args = (client, peer, port_name, number)
+            threading.Thread(target=relay, args=args, daemon=True).start()
 
 
-def _pipe(client: Any, channel: Any, wait: Any) -> None:
-    """Copy bytes both ways until either side closes."""
+def _pipe(client: Any, channel: Any) -> None:
+    """Copy bytes both ways; a side that is done writing is passed on as such (a client's
+    half-close still gets its answer), and it ends when both sides are done."""
+    import selectors
+    import socket
+
+    sel = selectors.DefaultSelector()
+    sel.register(client, selectors.EVENT_READ)
+    sel.register(channel, selectors.EVENT_READ)
+    open_ = {client, channel}
     try:
-        while True:
-            ready, _, _ = wait([client, channel], [], [], 1.0)
-            for src, dst in ((client, channel), (channel, client)):
-                if src in ready:
-                    data = src.recv(65536)
-                    if not data:
-                        return
+        while open_:
+            for key, _ in sel.select(1.0):
+                src = key.fileobj
+                dst = channel if src is client else client
+                data = src.recv(65536)  # type: ignore[union-attr]
+                if data:
                     dst.sendall(data)
+                    continue
+                sel.unregister(src)
+                open_.discard(src)
+                if dst is channel:
+                    channel.shutdown_write()
+                else:
+                    client.shutdown(socket.SHUT_WR)
     except OSError:
         return
     finally:

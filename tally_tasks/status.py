@@ -222,7 +222,7 @@ def stale(
             )
             notes.append(
                 f"worktree {path} is not in {project.registry_path.name}; {adopt}"
-                f"remove it with: git worktree remove {shlex.quote(str(path))}"
+                "remove it with: " + output.on_host(f"git worktree remove {shlex.quote(str(path))}")
             )
     tmux_names = {project.session(n, e).tmux_name for n, e in entries.items()}
     tprefix = project.tmux_name("")
@@ -245,6 +245,6 @@ def stale(
         if any(in_ours(p) for p in paths):
             notes.append(
                 f"tmux session {name} has no registry entry; end it with: "
-                f"tmux kill-session -t ={name}"
+                + output.on_host(f"tmux kill-session -t ={name}")
             )
     return notes

@@ -54,17 +54,17 @@ def boundary(fn: F) -> F:
         except TallyError as e:
             output.error(str(e))
             raise Exit(code=1) from None
+        except BrokenPipeError:
+            # `inv session.list | head`: the reader left; say nothing more
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise Exit(code=1) from None
         except (OSError, UnicodeError) as e:  # the machine said no: one line, not a traceback
             output.error(_os_error(e))
             raise Exit(code=1) from None
         except KeyboardInterrupt:
             output.error("interrupted")
             raise Exit(code=130) from None
-        except BrokenPipeError:
-            # `inv session.list | head`: the reader left; say nothing more
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            raise Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -321,6 +321,8 @@ def _list_all_hosts(c: Context, as_json: bool) -> None:
         return
     if rows:
         output.table(_table(rows, False, host_column=True))
+    elif not unreachable:
+        output.info("no sessions here or on any host")
     for host, why in unreachable.items():
         output.warn(host, "unreachable: " + why if host != "local" else why)
 
@@ -423,7 +425,7 @@ def attach(c: Context, name: str, host: str = "") -> None:
     if host:
         # the host's own attach: its tmux socket, its checks, over `ssh -t`
         target = remote.pick(_hosts(c), host)
-        line = remote.command_line(target, ["attach", name], caller=output.program())
+        line = remote.command_line(target, ["attach", name], output.program(), explain=True)
         argv = remote.ssh_argv(target, line)
         if not (os.isatty(0) and os.isatty(1)):
             raise TallyError("not a terminal; run: " + " ".join(shlex.quote(a) for a in argv))

@@ -288,6 +288,8 @@ BAD_CONFIG = [
     ("tally-int", "tally: 7", "tally must be a mapping"),
     ("top-level-list", "[1, 2]", "must hold a mapping"),
     ("not-yaml", "tally: {ports: [", "not valid YAML (line 2"),
+    ("hosts-list", "tally: {hosts: [a, b]}", "tally.hosts must be a mapping"),
+    ("hooks-empty", "tally:\n  hooks:", "tally.hooks must be a mapping"),
 ]
 
 

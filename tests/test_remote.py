@@ -616,3 +616,81 @@ def test_the_hosts_env_holds_for_finding_the_command(tmp_path: Path) -> None:
     )
     r = subprocess.run(["sh", "-c", remote.command_line(host, ["list"])], capture_output=True)
     assert (r.returncode, r.stdout) == (0, b"found\n")
+
+
+def test_a_host_whose_key_changed_is_refused(sample: Sample, hosts: dict[str, FakeHost]) -> None:
+    """~/.ssh/known_hosts is read as ssh reads it: a changed key is not talked to."""
+    other = sample.root / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    ssh = sample.home / ".ssh"
+    ssh.mkdir(mode=0o700, exist_ok=True)
+    pub = (other.with_suffix(".pub")).read_text().split()
+    (ssh / "known_hosts").write_text(f"[127.0.0.1]:{hosts['box1'].port} {pub[0]} {pub[1]}\n")
+    r = run_cli(["inv", "session.list", "--host", "box1"], sample.main)
+    assert r.returncode == 1 and "cannot reach host box1" in r.stderr, r.stderr
+    assert "does not match" in r.stderr and len(r.stderr.splitlines()) == 1
+    r = run_cli(["inv", "session.list", "--host", "box2"], sample.main)  # not listed: accepted
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_laptops_hints_do_not_leak_into_the_hosts_windows(
+    sample: Sample, hosts: dict[str, FakeHost]
+) -> None:
+    box1 = hosts["box1"]
+    assert run_cli(["inv", "session.add", "v", "--host", "box1", "-q"], sample.main).returncode == 0
+    env = box1.tmux("show-environment", "-g").stdout
+    assert "TALLY_VIA" not in env
+    # a command the user must run on the host is said to be the host's
+    box1.tmux(
+        "new-session", "-d", "-s", "tally-ghost", "-c", str(box1.sample.main.parent / "tally-v")
+    )
+    r = run_cli(["inv", "session.list", "--host", "box1"], sample.main)
+    assert "on box1: tmux kill-session -t =tally-ghost" in r.stdout + r.stderr
+
+
+def test_forward_passes_a_half_close_on_and_still_gets_the_answer(
+    sample: Sample, hosts: dict[str, FakeHost]
+) -> None:
+    box2 = hosts["box2"]
+    assert (
+        run_cli(["inv", "session.add", "hc", "--host", "box2", "-q"], sample.main).returncode == 0
+    )
+    entry = box2.sample.registry()["hc"]
+    backend = entry["backend_port"]
+    poll(lambda: _get(backend) == 200, timeout=20)
+    offset = _free_offset(ports_of(entry).values())
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "inv"), "session.forward", "hc", "--host", "box2", f"--offset={offset}"],
+        cwd=sample.main,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        poll(lambda: _get(backend + offset) == 200, timeout=20)
+        with socket.create_connection(("127.0.0.1", backend + offset), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            s.shutdown(socket.SHUT_WR)  # done asking; the answer must still come
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.0 200")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+
+
+def test_env_values_expand_on_the_host_and_attach_explains_a_missing_checkout(
+    tmp_path: Path,
+) -> None:
+    bin_dir = tmp_path / "host bin"
+    bin_dir.mkdir()
+    (bin_dir / "tally-x").write_text('#!/bin/sh\necho "$PATH"\n')
+    (bin_dir / "tally-x").chmod(0o755)
+    host = remote.Host("b", "h", str(tmp_path), command="tally-x", env={"PATH": f"{bin_dir}:$PATH"})
+    r = subprocess.run(["sh", "-c", remote.command_line(host, [])], capture_output=True, text=True)
+    assert r.stdout.startswith(f"{bin_dir}:") and "$PATH" not in r.stdout
+    gone = remote.Host("b", "h", str(tmp_path / "nope"))
+    line = remote.command_line(gone, ["attach", "x"], explain=True)
+    r = subprocess.run(["sh", "-c", line], capture_output=True, text=True)
+    assert r.returncode == remote.NO_CHECKOUT and "does not exist on b" in r.stderr
