@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import threading
 from collections.abc import Mapping, Sequence
@@ -81,6 +82,9 @@ def hosts_from(raw: Any) -> dict[str, Host]:
         env = spec.get("env") or {}
         if not isinstance(command, str) or not isinstance(env, Mapping):
             raise TallyError(f"config key {key}: command must be a string and env a mapping")
+        bad = [k for k in env if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k))]
+        if bad:
+            raise TallyError(f"config key {key}.env: {bad[0]!r} is not a variable name")
         hosts[str(name)] = Host(
             str(name),
             host,

@@ -11,6 +11,7 @@ import json
 import os
 import pty
 import random
+import re
 import shutil
 import signal
 import socket
@@ -28,6 +29,7 @@ import pytest
 from conftest import VENV_BIN, Sample, make_sample, poll, run_cli
 
 from tally_tasks import remote
+from tally_tasks.errors import TallyError
 from tally_tasks.ports import is_free
 from tally_tasks.registry import ports_of
 
@@ -694,3 +696,20 @@ def test_env_values_expand_on_the_host_and_attach_explains_a_missing_checkout(
     line = remote.command_line(gone, ["attach", "x"], explain=True)
     r = subprocess.run(["sh", "-c", line], capture_output=True, text=True)
     assert r.returncode == remote.NO_CHECKOUT and "does not exist on b" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ({"main": "/m"}, "tally.hosts.b.host"),
+        ({"host": "h"}, "tally.hosts.b.main"),
+        ({"host": "h", "main": "/m", "port": 70000}, "tally.hosts.b.port"),
+        ({"host": "h", "main": "/m", "timeout": "5"}, "tally.hosts.b.timeout"),
+        ({"host": "h", "main": "/m", "env": {"A;rm": "1"}}, "is not a variable name"),
+        ({"host": "h", "main": "/m", "ssh_args": "-v"}, "tally.hosts.b.ssh_args"),
+    ],
+    ids=["no-host", "no-main", "port", "timeout", "env-name", "ssh-args"],
+)
+def test_a_wrong_host_entry_names_its_key(spec: dict[str, object], says: str) -> None:
+    with pytest.raises(TallyError, match=re.escape(says)):
+        remote.hosts_from({"b": spec})
