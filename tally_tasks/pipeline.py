@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -683,7 +684,8 @@ def remove_problems(
     half = pid is None and worktree.half_made(repo, session.worktree)
     if known is not None and known.locked is not None and not half:
         why = f" ({known.locked})" if known.locked else ""
-        problems.append(f"the worktree is locked{why}: git worktree unlock it first")
+        unlock = output.on_host(f"git worktree unlock {shlex.quote(str(session.worktree))}")
+        problems.append(f"the worktree is locked{why}: unlock it first with: {unlock}")
     if known is not None and known.branch != session.branch:
         problems.append(
             f"the worktree is on {known.branch or 'a detached HEAD'}, not {session.branch}"

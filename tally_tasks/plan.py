@@ -67,7 +67,8 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
     if existing is None and tmux.exists(srv, session.tmux_name):
         refusals.append(
             f"a tmux session {session.tmux_name} already runs but no session {name!r} is "
-            f"registered; end it with: tmux kill-session -t ={session.tmux_name}"
+            "registered; end it with: "
+            + output.on_host(f"tmux kill-session -t ={session.tmux_name}")
         )
     with repo_.open_repo(project.main) as repo:
         what, problem = _worktree_plan(project, repo, session)

@@ -217,6 +217,15 @@ def _unreachable(host: Host, e: BaseException, timeout: float = CONNECT_TIMEOUT)
     )
     if isinstance(e, TimeoutError) or silent:
         reason = f"no SSH server answered within {timeout:g} s"
+    if type(e).__name__ == "BadHostKeyException":  # not the config's fault
+        address, port = _address(host)
+        name = address.rpartition("@")[2]
+        known = f"[{name}]:{port}" if port and port != 22 else name
+        return TallyError(
+            f"host {_describe(host)} answers with another key than ~/.ssh/known_hosts has "
+            f"for it; if the host was really changed, forget the old key with: "
+            f"ssh-keygen -R {shlex.quote(known)}"
+        )
     return TallyError(
         f"cannot reach host {_describe(host)}: {reason}; check tally.hosts.{host.name}"
     )
