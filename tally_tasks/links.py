@@ -29,12 +29,28 @@ class Outcome:
     detail: str
 
 
-def apply(main: Path, worktree: Path, links: Sequence[Link]) -> list[Outcome]:
-    """Make every link that is missing or wrong; leave the user's own files alone."""
-    return [_one(main, worktree, link) for link in links]
+def apply(
+    main: Path, worktree: Path, links: Sequence[Link], refresh: bool = False
+) -> list[Outcome]:
+    """Make every link that is missing or wrong; leave the user's own files alone.
+
+    `refresh`: build the hard-linked, reflinked or copied trees again from main's (they
+    do not follow main's changes the way a symlink does)."""
+    return [_one(main, worktree, link, refresh) for link in links]
 
 
-def _one(main: Path, worktree: Path, link: Link) -> Outcome:
+def behind(src: Path, dest: Path) -> list[str]:
+    """Names main's `src` folder has that the tree `dest` made from it lacks (top level):
+    a package installed in main since."""
+    if not (src.is_dir() and dest.is_dir()) or dest.is_symlink():
+        return []
+    try:
+        return sorted(set(os.listdir(src)) - set(os.listdir(dest)))
+    except OSError:
+        return []
+
+
+def _one(main: Path, worktree: Path, link: Link, refresh: bool = False) -> Outcome:
     src, dest = main / link.path, worktree / link.path
     if not (src.exists() or src.is_symlink()):
         return Outcome(link.path, False, f"{link.path} missing in main, skipped")
@@ -55,9 +71,18 @@ def _one(main: Path, worktree: Path, link: Link) -> Outcome:
         return Outcome(link.path, True, f"{link.path} → main")
     if dest.is_symlink():
         dest.unlink()  # was a symlink in an earlier config: give it the new mode
-    elif dest.exists():
+    elif dest.exists() and not refresh:
+        missing = behind(src, dest)
+        if missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            return Outcome(
+                link.path,
+                False,
+                f"{link.path} ({link.mode}) lacks {missing[0]}{more} that main has now; "
+                "build it again with --refresh",
+            )
         return Outcome(link.path, True, f"{link.path} ok ({link.mode})")
-    with _staging(dest) as tmp:
+    with _staging(dest, replace=refresh) as tmp:
         if link.mode == "hardlink":
             _hardlink_tree(src, tmp)
         elif link.mode == "reflink":
@@ -84,13 +109,23 @@ def _replace_symlink(src: Path, dest: Path) -> None:
 
 
 @contextlib.contextmanager
-def _staging(dest: Path) -> Iterator[Path]:
-    """A temp path beside `dest`, renamed onto it when the body succeeds."""
+def _staging(dest: Path, replace: bool = False) -> Iterator[Path]:
+    """A temp path beside `dest`, renamed onto it when the body succeeds (`replace`: the
+    old `dest` is moved aside first, and back if the swap fails)."""
     parent = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     tmp = parent / dest.name
+    old = parent / "old"
     try:
         yield tmp
-        os.rename(tmp, dest)
+        moved = replace and (dest.exists() or dest.is_symlink())
+        if moved:
+            os.rename(dest, old)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if moved:
+                os.rename(old, dest)
+            raise
     finally:
         _remove(parent)
 

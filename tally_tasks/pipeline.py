@@ -184,10 +184,15 @@ def _require_worktree(session: Session) -> None:
         )
 
 
-def step_links(project: Project, session: Session) -> None:
+def step_links(project: Project, session: Session, refresh: bool = False) -> None:
     _require_worktree(session)
-    outcomes = links.apply(project.main, session.worktree, project.settings.links)
-    _report("links", outcomes)
+    outcomes = links.apply(project.main, session.worktree, project.settings.links, refresh)
+    _report("links", [_spell_refresh(o, session) for o in outcomes])
+
+
+def _spell_refresh(o: links.Outcome, session: Session) -> links.Outcome:
+    hint = output.command("links", session.name, "--refresh")
+    return links.Outcome(o.path, o.ok, o.detail.replace("with --refresh", f"with: {hint}"))
 
 
 def step_env(project: Project, session: Session, force: bool = False) -> None:

@@ -510,14 +510,22 @@ def worktree(c: Context, name: str, host: str = "", quiet: bool = False) -> None
     pipeline.step_worktree(project, pipeline.get(project, name))
 
 
-@task(aliases=["relink"], help=STEP_HELP)
+@task(
+    aliases=["relink"],
+    help={
+        **STEP_HELP,
+        "refresh": "build hard-linked, reflinked and copied trees again from main's",
+    },
+)
 @boundary
-def links(c: Context, name: str, host: str = "", quiet: bool = False) -> None:
+def links(
+    c: Context, name: str, refresh: bool = False, host: str = "", quiet: bool = False
+) -> None:
     """(Re)make the links to the main checkout's shared files (node_modules, db)."""
     if host:
-        return _on_host(c, host, "links", name, quiet=quiet)
+        return _on_host(c, host, "links", name, refresh=refresh, quiet=quiet)
     project = project_of(c)
-    pipeline.step_links(project, pipeline.get(project, name))
+    pipeline.step_links(project, pipeline.get(project, name), refresh)
 
 
 @task(help={**STEP_HELP, "force": "overwrite existing copies"})

@@ -430,3 +430,32 @@ def test_links_task_and_its_relink_alias_mend_and_change_mode(sample: Sample) ->
     assert r.returncode == 1
     assert r.stderr.count("\n") == 1 and "no session named 'nope'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("mode", COPYING)
+def test_a_tree_behind_mains_says_so_and_refresh_builds_it_again(
+    sample: Sample, made: tuple[Project, Session], capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    _, session = made
+    relink(sample, session, modal(mode, NM))
+    (sample.main / NM / "newpkg").mkdir()
+    (sample.main / NM / "newpkg" / "index.js").write_text("new\n")
+    capsys.readouterr()
+    relink(sample, session, modal(mode, NM))
+    out = capsys.readouterr().out
+    assert "lacks newpkg that main has now" in out
+    assert "inv session.links --name x --refresh" in out
+    assert not (session.worktree / NM / "newpkg").exists()  # nothing changed without it
+
+    sample.write_config(links=modal(mode, NM))
+    r = run_cli(["inv", "session.doctor", "--name", "x"], sample.main)
+    assert "frontend/node_modules" not in r.stderr  # not a failure: noted
+    assert f"{NM} ({mode}) lacks newpkg" in r.stdout
+
+    pipeline.step_links(sample.project(links=modal(mode, NM)), session, refresh=True)
+    new = session.worktree / NM / "newpkg" / "index.js"
+    assert new.read_text() == "new\n"
+    shared = os.stat(new).st_ino == os.stat(sample.main / NM / "newpkg" / "index.js").st_ino
+    assert shared is (mode == "hardlink")
+    assert leftovers(session.worktree / NM) == []
+    main_intact(sample.main)
