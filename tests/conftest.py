@@ -273,3 +273,8 @@ def add_submodule(main: Path, lib: Path) -> None:
 
 def init_submodules(worktree: Path) -> None:
     git(worktree, "-c", "protocol.file.allow=always", "submodule", "-q", "update", "--init")
+
+
+def leftovers(path: Path) -> list[str]:
+    """Staging folders or temp files a copy or link may leave beside `path`."""
+    return sorted(p.name for p in path.parent.glob(f".{path.name}.*"))

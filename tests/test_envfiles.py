@@ -18,7 +18,7 @@ from pathlib import Path
 
 import libtmux
 import pytest
-from conftest import Sample, git, poll, run_cli
+from conftest import Sample, git, leftovers, poll, run_cli
 
 from tally_tasks import envfiles, pipeline
 from tally_tasks.errors import TallyError
@@ -42,10 +42,6 @@ def umask(mask: int) -> Iterator[None]:
 
 def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.lstat().st_mode)
-
-
-def leftovers(path: Path) -> list[str]:
-    return sorted(p.name for p in path.parent.glob(f".{path.name}.*"))
 
 
 def db_rows(path: Path) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 import libtmux
 import pytest
-from conftest import Sample, git, run_cli
+from conftest import Sample, git, leftovers, run_cli
 
 from tally_tasks import links, pipeline
 from tally_tasks.config import Link
@@ -61,11 +61,6 @@ def tree(root: Path) -> dict[str, str]:
 
 def files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
-
-
-def leftovers(path: Path) -> list[str]:
-    """Staging folders or temp links `_staging` / `_replace_symlink` may leave beside `path`."""
-    return sorted(p.name for p in path.parent.glob(f".{path.name}.*"))
 
 
 def db_rows(path: Path) -> int:

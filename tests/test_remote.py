@@ -234,13 +234,7 @@ def test_forward_brings_a_remote_dev_server_to_localhost(
     poll(lambda: serving(port), timeout=20)  # the host's own server
     # "laptop" and host are one machine here: shift every port to a free one
     offset = _free_offset(ports_of(box2.sample.registry()["web"]).values())
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "inv"), "session.forward", "web", "--host", "box2", f"--offset={offset}"],
-        cwd=sample.main,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _forward(sample, "web", "box2", offset)
     try:
         poll(lambda: serving(port + offset), timeout=20)
     finally:
@@ -248,6 +242,18 @@ def test_forward_brings_a_remote_dev_server_to_localhost(
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert f"http://localhost:{port + offset}/" in out and "stopped" in out
+
+
+def _forward(sample: Sample, name: str, host: str, offset: int) -> subprocess.Popen[str]:
+    """`inv session.forward` running, as a user starts it (Ctrl-C ends it)."""
+    argv = [str(VENV_BIN / "inv"), "session.forward", name, "--host", host]
+    return subprocess.Popen(
+        [*argv, f"--offset={offset}"],
+        cwd=sample.main,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _free_offset(numbers: Iterable[int]) -> int:
@@ -425,13 +431,7 @@ def test_forward_keeps_going_while_a_port_has_nothing_behind_it(
     entry = box2.sample.registry()["web"]
     backend, frontend = entry["backend_port"], entry["frontend_port"]  # no frontend window
     offset = _free_offset([backend, frontend])
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "inv"), "session.forward", "web", "--host", "box2", f"--offset={offset}"],
-        cwd=sample.main,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _forward(sample, "web", "box2", offset)
     late: subprocess.Popen[bytes] | None = None
     try:
         poll(lambda: _get(backend + offset) == 200, timeout=20)
@@ -662,13 +662,7 @@ def test_forward_passes_a_half_close_on_and_still_gets_the_answer(
     backend = entry["backend_port"]
     poll(lambda: _get(backend) == 200, timeout=20)
     offset = _free_offset(ports_of(entry).values())
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "inv"), "session.forward", "hc", "--host", "box2", f"--offset={offset}"],
-        cwd=sample.main,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _forward(sample, "hc", "box2", offset)
     try:
         poll(lambda: _get(backend + offset) == 200, timeout=20)
         with socket.create_connection(("127.0.0.1", backend + offset), timeout=10) as s:
