@@ -8,8 +8,6 @@ tally-session list                   = inv session.list
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +16,8 @@ from invoke import Collection, Exit, Program
 from . import __version__, completion, output
 from .config import DEFAULTS, install_excepthook
 from .demo import demo
+from .errors import TallyError
+from .repo import find_main
 from .tasks import session
 
 # Commands whose optional positional name invoke cannot express (`optional=` would make
@@ -34,19 +34,12 @@ def collection() -> Collection:
 
 
 def _project_root() -> Path | None:
-    """The main checkout, whose invoke.yaml holds the project's settings."""
+    """The main checkout, whose invoke.yaml holds the project's settings (None outside one:
+    the tasks say why themselves)."""
     try:
-        proc = subprocess.run(
-            ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
-            capture_output=True,
-            text=True,
-        )
-    except OSError:
+        return find_main(Path.cwd())[0]
+    except (TallyError, OSError):
         return None
-    if proc.returncode != 0:
-        return None
-    common = Path(proc.stdout.strip())
-    return common.parent if common.name == ".git" else None
 
 
 class TallyProgram(Program):
@@ -125,8 +118,7 @@ def main() -> None:
     except BrokenPipeError:
         # `tally-session --help | head -1`: the reader left (the tasks handle it themselves;
         # this is invoke's own printing); say nothing more, as Python's docs advise
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        output.reader_left()
         sys.exit(1)
 
 

@@ -124,10 +124,7 @@ def plain(value: Any) -> Any:
 
 
 def _bad(key: str, expected: str, got: Any) -> TallyError:
-    return TallyError(
-        f"config key tally.{key} must be {expected}, got {got!r} "
-        "(set it in invoke.yaml or an INVOKE_TALLY_... variable)"
-    )
+    return TallyError(f"config key tally.{key} must be {expected}, got {got!r}")
 
 
 def _str(raw: Mapping[str, Any], key: str, full: str | None = None) -> str:
@@ -335,7 +332,7 @@ def explain_file(folder: Path) -> str | None:
 
         hosts_from(tally.get("hosts"))
     except TallyError as e:
-        return f"{path}: {str(e).split(' (set it in', 1)[0]}"
+        return f"{path}: {e}"
     return None
 
 

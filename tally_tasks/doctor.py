@@ -216,9 +216,9 @@ def _check_tmux(
             except TallyError as e:
                 report.bad(session.name, str(e))
         return
-    have = tmux.window_names(srv, session.tmux_name)
-    missing = [w for w in want if w not in have]
-    stale = [w for w in tmux.windows_in_deleted_folders(srv, session.tmux_name) if w in want]
+    panes = tmux.windows(srv, session.tmux_name) or {}
+    missing = [w for w in want if w not in panes]
+    stale = [w for w in tmux.in_deleted_folders(panes) if w in want]
     if missing:
         report.bad(session.name, "tmux windows missing: " + ", ".join(missing))
     if stale:

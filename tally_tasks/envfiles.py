@@ -10,12 +10,11 @@ import errno
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import TallyError
-from .links import Outcome, why
+from .links import Outcome, staging, why
 from .registry import replacing
 
 
@@ -53,16 +52,8 @@ def _copy_file(src: Path, dest: Path) -> None:
 
 
 def _copy_dir(src: Path, dest: Path) -> None:
-    parent = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        shutil.copytree(src, parent / dest.name, symlinks=True)
-        if dest.is_dir():
-            shutil.rmtree(dest)
-        elif dest.exists():
-            dest.unlink()
-        os.rename(parent / dest.name, dest)
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
+    with staging(dest, replace=True) as tmp:  # the old copy goes only once the new is whole
+        shutil.copytree(src, tmp, symlinks=True)
 
 
 def worktree_include(main: Path) -> list[str]:

@@ -30,13 +30,18 @@ class Outcome:
 
 
 def apply(
-    main: Path, worktree: Path, links: Sequence[Link], refresh: bool = False
+    main: Path,
+    worktree: Path,
+    links: Sequence[Link],
+    refresh: bool = False,
+    refresh_hint: str = "--refresh",
 ) -> list[Outcome]:
     """Make every link that is missing or wrong; leave the user's own files alone.
 
     `refresh`: build the hard-linked, reflinked or copied trees again from main's (they
-    do not follow main's changes the way a symlink does)."""
-    return [_one(main, worktree, link, refresh) for link in links]
+    do not follow main's changes the way a symlink does); `refresh_hint`: the command that
+    does it, for the message of a tree that lacks what main has."""
+    return [_one(main, worktree, link, refresh, refresh_hint) for link in links]
 
 
 def behind(src: Path, dest: Path) -> list[str]:
@@ -50,7 +55,9 @@ def behind(src: Path, dest: Path) -> list[str]:
         return []
 
 
-def _one(main: Path, worktree: Path, link: Link, refresh: bool = False) -> Outcome:
+def _one(
+    main: Path, worktree: Path, link: Link, refresh: bool = False, hint: str = "--refresh"
+) -> Outcome:
     src, dest = main / link.path, worktree / link.path
     if not (src.exists() or src.is_symlink()):
         return Outcome(link.path, False, f"{link.path} missing in main, skipped")
@@ -79,10 +86,10 @@ def _one(main: Path, worktree: Path, link: Link, refresh: bool = False) -> Outco
                 link.path,
                 False,
                 f"{link.path} ({link.mode}) lacks {missing[0]}{more} that main has now; "
-                "build it again with --refresh",
+                f"build it again with: {hint}",
             )
         return Outcome(link.path, True, f"{link.path} ok ({link.mode})")
-    with _staging(dest, replace=refresh) as tmp:
+    with staging(dest, replace=refresh) as tmp:
         if link.mode == "hardlink":
             _hardlink_tree(src, tmp)
         elif link.mode == "reflink":
@@ -109,7 +116,7 @@ def _replace_symlink(src: Path, dest: Path) -> None:
 
 
 @contextlib.contextmanager
-def _staging(dest: Path, replace: bool = False) -> Iterator[Path]:
+def staging(dest: Path, replace: bool = False) -> Iterator[Path]:
     """A temp path beside `dest`, renamed onto it when the body succeeds (`replace`: the
     old `dest` is moved aside first, and back if the swap fails)."""
     parent = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))

@@ -119,10 +119,16 @@ def _write(text: str, stream: TextIO) -> None:
         stream.flush()
     except BrokenPipeError:
         # `inv session.add x | head -1`: the reader left, the work goes on (a step whose
-        # line cannot be shown must not stop halfway); the rest is written to nowhere
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, stream.fileno())
-        os.close(devnull)
+        # line cannot be shown must not stop halfway)
+        reader_left(stream)
+
+
+def reader_left(stream: TextIO | None = None) -> None:
+    """The reader of `stream` (stdout) went away (`| head`): what is still written goes
+    nowhere, and no BrokenPipeError (or Python's complaint at exit) follows."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, (stream or sys.stdout).fileno())
+    os.close(devnull)
 
 
 def step(name: str, detail: str = "") -> None:

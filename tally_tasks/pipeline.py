@@ -186,13 +186,11 @@ def _require_worktree(session: Session) -> None:
 
 def step_links(project: Project, session: Session, refresh: bool = False) -> None:
     _require_worktree(session)
-    outcomes = links.apply(project.main, session.worktree, project.settings.links, refresh)
-    _report("links", [_spell_refresh(o, session) for o in outcomes])
-
-
-def _spell_refresh(o: links.Outcome, session: Session) -> links.Outcome:
     hint = output.command("links", session.name, "--refresh")
-    return links.Outcome(o.path, o.ok, o.detail.replace("with --refresh", f"with: {hint}"))
+    outcomes = links.apply(
+        project.main, session.worktree, project.settings.links, refresh, refresh_hint=hint
+    )
+    _report("links", outcomes)
 
 
 def step_env(project: Project, session: Session, force: bool = False) -> None:
@@ -275,15 +273,18 @@ def step_tmux(
     _require_worktree(session)
     name = session.tmux_name
     ours = {w.name for w in project.settings.windows}
-    in_deleted = tmux.windows_in_deleted_folders(srv, name)
+    panes = tmux.windows(srv, name)  # None: no such session
+    in_deleted = tmux.in_deleted_folders(panes or {})
     stale = [w for w in in_deleted if w in ours]
     for other in (w for w in in_deleted if w not in ours):  # yours: an editor, say
         output.warn("tmux", f"window {other} works in a deleted folder; not ours, left alone")
     if stale:
         output.warn("tmux", f"{', '.join(stale)}: working in a deleted folder, restarting")
-        tmux.kill_windows(srv, name, stale)  # the last one ends the session: made anew below
-    if tmux.exists(srv, name):
-        have = set(tmux.window_names(srv, name))
+        tmux.kill_windows(srv, name, stale)
+        if panes is not None and set(panes) <= set(stale):
+            panes = None  # its last window gone, the session is too: made anew below
+    if panes is not None:
+        have = set(panes) - set(stale)
         # a window the session had before comes back with its resume command
         missing = [r for r in window_runs(project, session, resume=True) if r.name not in have]
         if not missing:

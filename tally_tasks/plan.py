@@ -155,11 +155,7 @@ def _tmux_plan(project: Project, session: Session, srv: tmux.TmuxServer, tracked
     lacks (and no link or copy makes) means the worktree's root, as there."""
     runs = _silently(lambda: pipeline.window_runs(project, session))
     made = [lk.path for lk in project.settings.links] + list(project.settings.copies)
-    have = (
-        set(tmux.window_names(srv, session.tmux_name))
-        if tmux.exists(srv, session.tmux_name)
-        else set()
-    )
+    have = set(tmux.windows(srv, session.tmux_name) or {})
     for win, run in zip(project.settings.windows, runs, strict=True):
         if run.name in have:
             continue

@@ -93,9 +93,9 @@ def _check(path: Path, data: Any) -> Registry:
 
 def _sweep(path: Path) -> None:
     """Temp files of writers killed mid-write (we hold the lock: no one else writes now)."""
-    folder = Path(os.path.realpath(path)).parent
+    real = Path(os.path.realpath(path))
     try:
-        leftovers = list(folder.glob(f".{Path(os.path.realpath(path)).name}.*.tmp"))
+        leftovers = list(real.parent.glob(f".{real.name}.*.tmp"))
     except OSError:
         return
     for tmp in leftovers:
@@ -147,9 +147,8 @@ def replacing(path: Path, mode: int) -> Iterator[BinaryIO]:
 
 def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
     """Write `text` to `path` atomically; it keeps its mode, a new file gets `mode` or umask."""
-    path = Path(os.path.realpath(path))
     try:
-        current: int | None = path.stat().st_mode & 0o7777
+        current: int | None = path.stat().st_mode & 0o7777  # a symlink's target's mode
     except FileNotFoundError:
         current = mode
     if current is None:

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from . import ports as ports_
-from . import registry, tmux
+from . import registry, tmux, worktree
+from .errors import TallyError
 from .pipeline import CREATING, adder, load, works_in
+from .repo import Repo
 from .session import Project
 
 
@@ -28,28 +30,14 @@ def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, errors="replace")
 
 
-def dirty(worktree: Path, ours: set[str]) -> bool | None:
+def dirty(path: Path, ours: set[str]) -> bool | None:
     """True when the worktree has the user's uncommitted or untracked changes; None if gone."""
-    if not worktree.is_dir():
+    if not path.is_dir():
         return None
-    proc = _git(worktree, "status", "--porcelain=v1", "-z", "--untracked-files=all")
-    if proc.returncode != 0:
+    try:
+        return bool(worktree.user_changes(path, ours))  # what remove would refuse over
+    except TallyError:
         return None
-    entries = proc.stdout.split("\0")
-    skip = False
-    for entry in entries:
-        if skip:
-            skip = False
-            continue
-        if len(entry) < 4:
-            continue
-        code, rel = entry[:2], entry[3:].rstrip("/")
-        if code[0] in "RC":
-            skip = True
-        if code == "??" and any(rel == p or rel.startswith(p + "/") for p in ours):
-            continue
-        return True
-    return False
 
 
 def ahead_behind(main: Path, branches: list[str]) -> dict[str, tuple[int, int]]:
@@ -202,19 +190,19 @@ def stale(
             )
     prefix = f"{project.name}-"
     ours = {str(p) for p in registered}  # folders our worktrees are (or were) in
-    proc = _git(project.main, "worktree", "list", "--porcelain")
-    for block in proc.stdout.split("\n\n"):
-        fields = dict(line.partition(" ")[::2] for line in block.splitlines())
-        if "worktree" not in fields:
-            continue
-        path = Path(fields["worktree"])
+    try:
+        known = worktree.listing(Repo(project.main))
+    except TallyError:
+        known = []
+    for wt in known:
+        path = wt.path
         if path == project.main:
             continue
         ours.add(str(path))
         if path in registered:
             continue
         if path.parent == project.worktrees_dir and path.name.startswith(prefix):
-            branch = fields.get("branch", "").removeprefix("refs/heads/")
+            branch = wt.branch or ""
             adopt = (
                 "adopt it with " + output.command("add", branch) + ", or "
                 if branch and project.new_session(branch).worktree == path

@@ -6,7 +6,6 @@ import functools
 import json as _json
 import os
 import shlex
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,8 +55,7 @@ def boundary(fn: F) -> F:
             raise Exit(code=1) from None
         except BrokenPipeError:
             # `inv session.list | head`: the reader left; say nothing more
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            output.reader_left()
             raise Exit(code=1) from None
         except (OSError, UnicodeError) as e:  # the machine said no: one line, not a traceback
             output.error(_os_error(e))
@@ -101,7 +99,10 @@ def project_of(c: Context) -> Project:
     try:
         settings = settings_from(tally_config(c, main))
     except TallyError as e:  # name the file when the bad value is in it
-        raise TallyError(explain_file(main) or str(e)) from None
+        raise TallyError(
+            explain_file(main)
+            or f"{e} (set by an INVOKE_TALLY_... variable or another invoke config file)"
+        ) from None
     return Project(main=main, common_dir=common, settings=settings)
 
 

@@ -156,20 +156,29 @@ def current_session(srv: TmuxServer) -> str | None:
     return name if same else None
 
 
-def windows_in_deleted_folders(srv: TmuxServer, name: str) -> list[str]:
-    """Windows of session `name` whose pane works in a folder since deleted (Linux shows
-    it as "<path> (deleted)"): a worktree removed and made again under them."""
+def windows(srv: TmuxServer, name: str) -> dict[str, str] | None:
+    """Window name -> the folder its pane works in, for session `name`, in one call; None
+    when there is no such session."""
     out, err = _cmd(
         srv, "list-panes", "-s", "-t", f"={name}", "-F", "#{window_name}\t#{pane_current_path}"
     )
     if err:
-        return []
-    found = []
+        return None
+    found: dict[str, str] = {}
     for line in out:
         window, _, path = line.partition("\t")
-        if path.endswith(" (deleted)") and window not in found:
-            found.append(window)
+        found.setdefault(window, path)
     return found
+
+
+def in_deleted_folders(panes: dict[str, str]) -> list[str]:
+    """The windows of `windows()` working in a folder since deleted (Linux shows it as
+    "<path> (deleted)"): a worktree removed and made again under them."""
+    return [w for w, path in panes.items() if path.endswith(" (deleted)")]
+
+
+def windows_in_deleted_folders(srv: TmuxServer, name: str) -> list[str]:
+    return in_deleted_folders(windows(srv, name) or {})
 
 
 def kill_windows(srv: TmuxServer, name: str, windows: Sequence[str]) -> None:
