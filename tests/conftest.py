@@ -278,3 +278,21 @@ def init_submodules(worktree: Path) -> None:
 def leftovers(path: Path) -> list[str]:
     """Staging folders or temp files a copy or link may leave beside `path`."""
     return sorted(p.name for p in path.parent.glob(f".{path.name}.*"))
+
+
+def run_into_closed_pipe(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run `inv ...`/`tally-session ...` with stdout a pipe whose reader is already gone:
+    every write fails with EPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [str(VENV_BIN / args[0]), *args[1:]],
+            cwd=cwd,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)

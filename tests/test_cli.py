@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import VENV_BIN, Sample, free_base, git, make_sample, poll, run_cli
+from conftest import (
+    VENV_BIN,
+    Sample,
+    free_base,
+    git,
+    make_sample,
+    poll,
+    run_cli,
+    run_into_closed_pipe,
+)
 
 from tally_tasks import __version__
 from tally_tasks.cli import translate
@@ -199,20 +208,7 @@ def test_tally_session_help_version_list_anywhere(
 
 @pytest.mark.parametrize("args", [["--help"], ["--list"]], ids=["help", "list"])
 def test_tally_session_into_a_closed_pipe_has_no_traceback(tmp_path: Path, args: list[str]) -> None:
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        r = subprocess.run(
-            [str(VENV_BIN / "tally-session"), *args],
-            cwd=tmp_path,
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-        )
-    finally:
-        os.close(write_end)
-    assert r.stderr == ""
+    assert run_into_closed_pipe(["tally-session", *args], tmp_path).stderr == ""
 
 
 # --- from inside a worktree: the main checkout's settings and places -----------------------

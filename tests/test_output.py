@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN, Sample, run_cli
+from conftest import VENV_BIN, Sample, run_cli, run_into_closed_pipe
 
 ESC = "\x1b"
 
@@ -231,18 +231,6 @@ def test_list_into_a_closed_pipe_has_no_traceback(sample: Sample, args: list[str
     assert len(r.stdout.splitlines()) == 1
     assert r.stderr == ""
     # the reader gone before the first write: every write fails with EPIPE
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        proc = subprocess.run(
-            [str(VENV_BIN / args[0]), *args[1:]],
-            cwd=sample.main,
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-        )
-    finally:
-        os.close(write_end)
+    proc = run_into_closed_pipe(args, sample.main)
     assert proc.stderr == ""
     assert proc.returncode in (0, 1)
