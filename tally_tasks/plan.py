@@ -211,7 +211,7 @@ def remove(
         if wt.exists() or known is not None:
             gone = "" if wt.exists() else " (already gone: drop git's record of it)"
             _line("worktree", f"remove {wt}{gone}")
-        delete, why = pipeline.branch_fate(repo, session.branch, force, keep_branch)
+        delete, why = pipeline.branch_fate(project, repo, session.branch, force, keep_branch)
         elsewhere = [
             w.path
             for w in worktree.listing(repo)

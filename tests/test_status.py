@@ -69,7 +69,7 @@ def test_table_columns(sample: Sample, srv: libtmux.Server) -> None:
     header, _ = table(list_(sample, "--git").stdout)
     assert header == [
         *["NAME", "BRANCH", "RUNNING", "BACKEND", "FRONTEND"],
-        *["AHEAD", "BEHIND", "DIRTY", "AGE", "WORKTREE"],
+        *["AHEAD", "BEHIND", "MERGED", "DIRTY", "AGE", "WORKTREE"],
     ]
 
 
@@ -99,8 +99,16 @@ def test_git_state_ahead_behind_dirty(sample: Sample, srv: libtmux.Server) -> No
     got = {n: (r["AHEAD"], r["BEHIND"], r["DIRTY"]) for n, r in rows.items()}
     yes_no = {True: "yes", False: "no"}
     assert got == {n: (str(a), str(b), yes_no[d]) for n, (a, b, d) in want.items()}
+    # no commit yet: nothing to merge; commits of its own: not merged
+    assert {n: r["MERGED"] for n, r in rows.items()} == {
+        "clean": "-",
+        "ahead": "no",
+        "dirty": "-",
+        "changed": "-",
+    }
     data = json_rows(sample)
     assert {n: (r["ahead"], r["behind"], r["dirty"]) for n, r in data.items()} == want
+    assert {r["merged"] for r in data.values()} == {None}
 
 
 # --- JSON -----------------------------------------------------------------------------------
@@ -117,7 +125,7 @@ KEYS = {
     "created": str,
     "worktree_exists": bool,
 }
-GIT_KEYS = {"dirty": bool, "ahead": int, "behind": int}
+GIT_KEYS = {"dirty": bool, "ahead": int, "behind": int, "merged": type(None)}
 
 
 @pytest.mark.parametrize(
