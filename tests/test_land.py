@@ -225,7 +225,7 @@ REFUSALS: list[tuple[Callable[[Sample, Path], None], str]] = [
     (_main_detached, r"the main checkout is on a detached HEAD, not main"),
     (
         _main_dirty_where_landing_writes,
-        r"uncommitted changes in 1 file\(s\) that landing x changes: feature/a.txt; commit or stash",
+        r"uncommitted changes in 1 file\(s\) that landing x changes: feature/a.txt; commit or",
     ),
     (_main_mid_merge, r"the main checkout is in the middle of a merge"),
 ]
