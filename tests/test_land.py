@@ -22,6 +22,7 @@ from conftest import (
     git,
     git_state,
     poll,
+    run_cli,
 )
 
 from tally_tasks import land, pipeline
@@ -432,3 +433,29 @@ def test_ctrl_c_as_main_moves_lands_and_keeps_the_session(
     assert subjects(sample.main, "-2") == ["add b", "add a"]
     assert rev(sample.main, "main") == rev(wt) != tip
     assert "x" in sample.registry()
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prog", ["inv", "tally-session"])
+def test_land_from_the_command_line_takes_its_method_from_config(
+    sample: Sample, srv: libtmux.Server, prog: str
+) -> None:
+    sample.write_config(add_steps=NO_TMUX, land={"method": "squash"})
+    _, wt = made(sample, srv)
+    old = rev(sample.main)
+    task = "session.land" if prog == "inv" else "land"
+    r = run_cli([prog, task, "x", "--dry-run"], sample.main)
+    assert r.returncode == 0, r.stderr
+    assert "squash       2 commit(s) into one" in r.stdout
+    r = run_cli([prog, task, "x", "--rebase", "--merge"], sample.main)
+    assert (r.returncode, r.stderr.strip()) == (1, "✗ give one of --rebase, --squash, --merge")
+    (wt / "notes.txt").write_text("mine\n")
+    r = run_cli([prog, task, "x", "--dry-run"], sample.main)
+    assert r.returncode == 1 and "refuse       session x cannot land" in r.stdout
+    (wt / "notes.txt").unlink()
+    r = run_cli([prog, task, "x"], sample.main)
+    assert r.returncode == 0, r.stderr
+    assert rev(sample.main, "main~1") == old  # one commit: squashed, as configured
+    assert "x" not in sample.registry()
