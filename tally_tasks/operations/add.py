@@ -17,9 +17,8 @@ from pathlib import Path
 from .. import hooks, output, registry, sessions, tmux
 from ..errors import TallyError
 from ..session import Project, Session, check_name, render
-from ..steps import builtin
-from ..steps.base import Context, Refused, Step, plan_line, refuse_lines
-from ..steps.project import ProjectTasks, resolve
+from ..steps.base import Context, Refused, plan_line, refuse_lines
+from ..steps.project import ProjectTasks, for_add
 from ..steps.tmux import attach_line
 
 _FAULT_ENV = "TALLY_TEST_FAULT"  # tests: "pause:<step>" / "fail:<step>" to hit a boundary
@@ -40,20 +39,6 @@ def _fault(step: str) -> None:
         if marker:
             Path(marker).write_text(step)
         time.sleep(3600)
-
-
-def steps(project: Project, tasks: ProjectTasks | None) -> list[tuple[str, Step]]:
-    """(configured name, step) for each entry of `tally.add_steps`, checked whole before
-    anything is made: every name known, the required steps there, the opening one first."""
-    specs = project.settings.add_steps
-    chosen = resolve(specs, "add_steps", tasks)
-    names = [spec.task for spec in specs]
-    for key, step in builtin.items():
-        if step.required and step not in chosen:
-            raise TallyError(f"tally.add_steps must include {key!r} (it has {names})")
-        if step.opens and chosen[0] is not step:
-            raise TallyError(f"tally.add_steps must start with {key!r} (it has {names})")
-    return list(zip(names, chosen, strict=True))
 
 
 def _check_new(project: Project, name: str) -> registry.Entry | None:
@@ -102,7 +87,7 @@ def run(
 ) -> Session:
     """The whole add. On failure, undoes what this run created (see README: Safety)."""
     check_name(name)
-    chosen = steps(project, tasks)
+    chosen = for_add(project, tasks)
     existing = _check_new(project, name)
     if existing is None and tmux.exists(srv, project.tmux_name(name)):
         raise TallyError(_tmux_taken(project, name) + ", or pick another name")
@@ -142,7 +127,7 @@ def plan(
     """The dry run of `run` (`force`: its --force, over existing copies): the same checks,
     then each step's plan; False when the real add would refuse."""
     check_name(name)
-    chosen = steps(project, tasks)
+    chosen = for_add(project, tasks)
     existing = _check_new(project, name)
     session = project.session(name, existing) if existing else project.new_session(name)
     ctx = Context(project, session, srv, force=force)

@@ -19,8 +19,7 @@ from ..errors import TallyError
 from ..session import Project, commands, render
 from ..steps import builtin
 from ..steps.base import Context, Report, Step
-from ..steps.project import ProjectTasks, TaskStep
-from . import add, remove
+from ..steps.project import ProjectTasks, TaskStep, for_add, for_remove
 
 
 def check_tools(project: Project, report: Report) -> None:
@@ -87,8 +86,8 @@ def check_steps(project: Project, tasks: ProjectTasks | None, report: Report) ->
     the tasks of `remove_steps`); a name that is neither a step nor a task is a problem.
     Returns the steps to check sessions with."""
     try:
-        chosen = [step for _, step in add.steps(project, tasks)]
-        removing = remove.steps(project, tasks)
+        chosen = [step for _, step in for_add(project, tasks)]
+        removing = for_remove(project, tasks)
     except TallyError as e:
         report.bad("steps", str(e))
         return [builtin[s.task] for s in project.settings.add_steps if s.task in builtin]

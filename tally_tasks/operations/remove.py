@@ -15,7 +15,7 @@ from .. import repo as repo_
 from ..errors import TallyError
 from ..session import Project, Session, render
 from ..steps.base import Context, Step, plan_line, refuse_lines
-from ..steps.project import ProjectTasks, resolve
+from ..steps.project import ProjectTasks, for_remove
 
 
 def _stashes(repo: Any, branch: str) -> list[str]:
@@ -160,7 +160,7 @@ def run(
 ) -> None:
     """Take the session away; never the user's work unless `force` (README: Safety)."""
     session = sessions.get(project, name)
-    chosen = steps(project, tasks)
+    chosen = for_remove(project, tasks)
     wt = session.worktree
     # Every `git worktree` call holds the repository lock: git reads all worktrees'
     # records, and another process's half-made one makes it fail.
@@ -218,11 +218,6 @@ def run(
         tmux.kill(srv, session.tmux_name)
 
 
-def steps(project: Project, tasks: ProjectTasks | None) -> list[Step]:
-    """The project tasks of `tally.remove_steps` (checked before anything is taken away)."""
-    return resolve(project.settings.remove_steps, "remove_steps", tasks, builtins=False)
-
-
 def _run_steps(ctx: Context, chosen: list[Step], force: bool) -> None:
     """Run them in the worktree, before it goes; one that fails stops `remove` (with
     --force: said, and remove goes on). Never in the main checkout instead."""
@@ -267,7 +262,7 @@ def plan(
     """The dry run of `run`: its refusals, in its order, then what it would do; False
     when the real remove would refuse."""
     session = sessions.get(project, name)
-    chosen = steps(project, tasks)
+    chosen = for_remove(project, tasks)
     wt = session.worktree
     output.info(output.bold(f"Would remove session {name} (dry run: nothing changed)"))
     with repo_.open_repo(project.main) as repo:

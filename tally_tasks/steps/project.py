@@ -1,5 +1,5 @@
 """Steps that are the project's own Invoke tasks (`migrate`, `db.seed`), and which step
-each entry of `tally.add_steps` / `tally.remove_steps` names.
+each entry of `tally.add_steps` / `tally.remove_steps` names (`for_add`, `for_remove`).
 
 A task runs as part of the session: its name as the task's `name` argument (when the task
 takes one), the `TALLY_*` variables in the environment, the worktree as working folder.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import output
 from ..config import StepSpec
 from ..errors import TallyError
-from ..session import Session
+from ..session import Project, Session
 from . import builtin
 from .base import FINE, Checked, Context, Made, Report, Step
 
@@ -154,3 +154,22 @@ def _unknown(key: str, dotted: str, builtins: bool) -> str:
         f"config key tally.{key} names {dotted!r}, which is {what} a task of the project's "
         "Invoke collection (its tasks.py); fix the name, or add the task there"
     )
+
+
+def for_add(project: Project, tasks: ProjectTasks | None) -> list[tuple[str, Step]]:
+    """(configured name, step) for each entry of `tally.add_steps`, checked whole before
+    anything is made: every name known, the required steps there, the opening one first."""
+    specs = project.settings.add_steps
+    chosen = resolve(specs, "add_steps", tasks)
+    names = [spec.task for spec in specs]
+    for key, step in builtin.items():
+        if step.required and step not in chosen:
+            raise TallyError(f"tally.add_steps must include {key!r} (it has {names})")
+        if step.opens and chosen[0] is not step:
+            raise TallyError(f"tally.add_steps must start with {key!r} (it has {names})")
+    return list(zip(names, chosen, strict=True))
+
+
+def for_remove(project: Project, tasks: ProjectTasks | None) -> list[Step]:
+    """The project tasks of `tally.remove_steps` (checked before anything is taken away)."""
+    return resolve(project.settings.remove_steps, "remove_steps", tasks, builtins=False)
