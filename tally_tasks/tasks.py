@@ -10,7 +10,7 @@ import os
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from invoke import Collection, Context, Exit, Program, Task
 from invoke import task as _task
@@ -21,9 +21,9 @@ from .config import explain_file, settings_from
 from .errors import TallyError
 from .repo import find_main, in_worktree
 from .session import Project
-from .steps import builtin
-from .steps.base import Context as StepContext
-from .steps.project import ProjectTasks
+
+if TYPE_CHECKING:  # the steps are imported by the tasks that run them: not by `list`
+    from .steps.project import ProjectTasks
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -222,6 +222,8 @@ def hosted(*local_only: str) -> Callable[[F], F]:
 
 def project_tasks(c: Context, project: Project) -> ProjectTasks:
     """The project's own tasks, for the steps that name one (loaded only then)."""
+    from .steps.project import ProjectTasks
+
     return ProjectTasks(functools.partial(_collection, project.main), c.config)
 
 
@@ -532,6 +534,9 @@ STEP_HELP = {"name": NAME_HELP, "host": HOST_HELP, "quiet": QUIET_HELP}
 
 def _step(c: Context, key: str, name: str, **options: Any) -> None:
     """Run one built-in step on a session (the one opening a session makes its entry)."""
+    from .steps import builtin
+    from .steps.base import Context as StepContext
+
     project = project_of(c)
     step = builtin[key]
     session = project.new_session(name) if step.opens else sessions.get(project, name)
