@@ -281,6 +281,17 @@ def test_the_projects_tasks_py_runs_inside_add_and_remove(
     assert dropped.read_text() == "x\n" and not worktree.exists()
 
 
+def test_a_task_of_tally_tasks_itself_is_no_project_step(sample: Sample) -> None:
+    sample.write_config(add_steps=[*BUILT, "session.add"])
+    r = run_cli(["inv", "session.add", "x"], sample.main)
+    assert r.returncode == 1
+    [line] = r.stderr.strip().splitlines()
+    assert "tally.add_steps names 'session.add', a task of tally-tasks itself" in line
+    assert not (sample.main / ".tally-sessions").exists() or "x" not in (
+        json.loads((sample.main / ".tally-sessions").read_text())
+    )
+
+
 def test_inv_says_an_unknown_step_in_one_line(sample: Sample) -> None:
     sample.write_config(add_steps=[*BUILT, "migrate"])
     r = run_cli(["inv", "session.add", "x"], sample.main)

@@ -142,8 +142,16 @@ def resolve(
         if tasks is None:
             raise TallyError(_unknown(key, spec.task, builtins))
         for dotted in (spec.task, spec.undo):
-            if dotted and tasks.find(dotted) is None:
+            if not dotted:
+                continue
+            found_task = tasks.find(dotted)
+            if found_task is None:
                 raise TallyError(_unknown(key, dotted, builtins))
+            if getattr(found_task.body, "__module__", "").startswith("tally_tasks."):
+                raise TallyError(  # `session.add` inside add would never end
+                    f"config key tally.{key} names {dotted!r}, a task of tally-tasks itself; "
+                    "name the project's own tasks there"
+                )
         found.append(TaskStep(spec.task, spec.undo, tasks))
     return found
 
