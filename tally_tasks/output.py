@@ -140,11 +140,6 @@ def step(name: str, detail: str = "") -> None:
     _write(f"{mark} {name:<12} {detail}".rstrip(), out)
 
 
-def planned(name: str, detail: str) -> None:
-    """A dry run's line: what would be done, ``· worktree  remove /x``."""
-    info(f"· {name:<12} {detail}")
-
-
 def warn(name: str, detail: str, to_stderr: bool = False) -> None:
     """Something skipped or odd, not fatal: ``! links  backend/db.sqlite3 missing``."""
     if is_quiet():

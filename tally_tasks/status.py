@@ -22,9 +22,9 @@ from typing import Any
 from . import merged, registry, tmux, worktree
 from . import ports as ports_
 from .errors import TallyError
-from .pipeline import CREATING, adder, load, works_in
 from .repo import Repo, main_branch
 from .session import Project
+from .sessions import CREATING, adder, load, works_in
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -12,8 +12,9 @@ import libtmux
 import pytest
 from conftest import Sample, add_origin, commit, git, run_cli
 
-from tally_tasks import forge, pipeline
+from tally_tasks import forge, sessions
 from tally_tasks.errors import TallyError
+from tally_tasks.operations import add as add_op
 
 NO_TMUX = ["ports", "worktree", "links", "env", "claude_perms"]
 
@@ -71,7 +72,7 @@ def calls(state: Path) -> list[list[str]]:
 
 
 def session_with_work(sample: Sample, srv: libtmux.Server) -> Path:
-    pipeline.add(sample.project(add_steps=NO_TMUX), "x", srv)
+    add_op.run(sample.project(add_steps=NO_TMUX), "x", srv)
     wt = sample.main.parent / "tally-x"
     commit(wt, "a.txt", "a\n", "add a")
     return wt
@@ -79,7 +80,7 @@ def session_with_work(sample: Sample, srv: libtmux.Server) -> Path:
 
 def pr(sample: Sample, draft: bool = False) -> None:
     project = sample.project()
-    forge.pr(project, pipeline.get(project, "x"), draft)
+    forge.pr(project, sessions.get(project, "x"), draft)
 
 
 @pytest.mark.parametrize("draft", [False, True], ids=["ready", "draft"])
@@ -157,7 +158,7 @@ def test_list_json_has_each_branchs_pull_request_asking_gh_once(
 ) -> None:
     add_origin(sample.main)
     session_with_work(sample, srv)
-    pipeline.add(sample.project(add_steps=NO_TMUX), "y", srv)
+    add_op.run(sample.project(add_steps=NO_TMUX), "y", srv)
     pr(sample)
     rows: dict[str, Any] = {}
     for _ in range(3):

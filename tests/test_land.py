@@ -25,8 +25,9 @@ from conftest import (
     run_cli,
 )
 
-from tally_tasks import land, pipeline
 from tally_tasks.errors import TallyError
+from tally_tasks.operations import add as add_op
+from tally_tasks.operations import land
 from tally_tasks.session import Project
 
 NO_TMUX = ["ports", "worktree", "links", "env", "claude_perms"]
@@ -35,7 +36,7 @@ NO_TMUX = ["ports", "worktree", "links", "env", "claude_perms"]
 def made(sample: Sample, srv: libtmux.Server, **settings: Any) -> tuple[Project, Path]:
     """Session x (no tmux windows) with two commits of its own, and main one ahead."""
     project = sample.project(add_steps=NO_TMUX, **settings)
-    pipeline.add(project, "x", srv)
+    add_op.run(project, "x", srv)
     wt = sample.main.parent / "tally-x"
     commit(wt, "feature/a.txt", "a\n", "add a")
     commit(wt, "feature/b.txt", "b\n", "add b")
@@ -69,7 +70,7 @@ def test_land_brings_main_forward_keeps_mains_own_changes_and_removes_the_sessio
     (sample.main / "notes.txt").write_text("mine\n")
     (sample.main / "backend" / "manage.py").write_text("# edited in main\n")
     capsys.readouterr()
-    land.land(project, "x", srv, method)
+    land.run(project, "x", srv, method)
     new = rev(sample.main, "refs/heads/main")
     assert rev(sample.main) == new and git(sample.main, "branch", "--show-current") == "main\n"
     if method == "rebase":
@@ -99,7 +100,7 @@ def test_land_brings_main_forward_keeps_mains_own_changes_and_removes_the_sessio
 
 def test_keep_leaves_the_session_on_the_landed_commit(sample: Sample, srv: libtmux.Server) -> None:
     project, wt = made(sample, srv)
-    land.land(project, "x", srv, "rebase", keep=True)
+    land.run(project, "x", srv, "rebase", keep=True)
     assert rev(wt) == rev(sample.main, "main") == rev(sample.main, "x")
     assert "x" in sample.registry()
     assert git(wt, "status", "--porcelain", "--untracked-files=no") == ""
@@ -109,7 +110,7 @@ def test_squash_of_one_commit_keeps_its_message_and_author(
     sample: Sample, srv: libtmux.Server
 ) -> None:
     project = sample.project(add_steps=NO_TMUX)
-    pipeline.add(project, "x", srv)
+    add_op.run(project, "x", srv)
     wt = sample.main.parent / "tally-x"
     (wt / "one.txt").write_text("1\n")
     git(wt, "add", "one.txt")
@@ -126,7 +127,7 @@ def test_squash_of_one_commit_keeps_its_message_and_author(
         "-m",
         "Add one\n\nBecause.",
     )
-    land.land(project, "x", srv, "squash")
+    land.run(project, "x", srv, "squash")
     assert git(sample.main, "log", "-1", "--format=%an <%ae>|%B").strip() == (
         "Ada <ada@example.invalid>|Add one\n\nBecause."
     )
@@ -135,7 +136,7 @@ def test_squash_of_one_commit_keeps_its_message_and_author(
 @pytest.mark.parametrize("method", ["squash", "merge"])
 def test_message_names_the_new_commit(sample: Sample, srv: libtmux.Server, method: str) -> None:
     project, _ = made(sample, srv)
-    land.land(project, "x", srv, method, message="Land the a and b files")
+    land.run(project, "x", srv, method, message="Land the a and b files")
     assert subjects(sample.main, "-1") == ["Land the a and b files"]
 
 
@@ -149,7 +150,7 @@ def test_pre_land_runs_in_the_worktree_on_what_would_land(
     seen = sample.home / "pre-land.txt"
     hook = f'test -f backend/api.py && test -f feature/b.txt && echo "$TALLY_SESSION $PWD" > {seen}'
     project, wt = made(sample, srv, hooks={"pre_land": [hook]})
-    land.land(project, "x", srv, method)
+    land.run(project, "x", srv, method)
     assert seen.read_text() == f"x {wt}\n"
 
 
@@ -160,7 +161,7 @@ def test_a_failing_pre_land_leaves_everything_as_it_was(
     project, wt = made(sample, srv, hooks={"pre_land": ["echo tests fail >&2; exit 3"]})
     before = git_state(sample.main, wt)
     with pytest.raises(TallyError, match=r"hook pre_land .* failed with status 3: tests fail"):
-        land.land(project, "x", srv, method)
+        land.run(project, "x", srv, method)
     assert git_state(sample.main, wt) == before
     assert "x" in sample.registry()
 
@@ -169,7 +170,7 @@ def test_a_pre_land_hook_that_changes_files_stops_land(sample: Sample, srv: libt
     project, wt = made(sample, srv, hooks={"pre_land": ["echo formatted >> feature/a.txt"]})
     old, tip = rev(sample.main), rev(wt)
     with pytest.raises(TallyError, match=r"pre_land hook left changes: M feature/a.txt"):
-        land.land(project, "x", srv, "rebase")
+        land.run(project, "x", srv, "rebase")
     assert (rev(sample.main, "main"), rev(wt)) == (old, tip)
     assert (wt / "feature/a.txt").read_text() == "a\nformatted\n"  # the hook's, kept
 
@@ -186,7 +187,7 @@ def test_a_conflict_names_the_files_and_changes_nothing(
     commit(sample.main, "backend/manage.py", "# main's\n", "main edits manage.py")
     before = git_state(sample.main, wt)
     with pytest.raises(TallyError, match=r"conflict in backend/manage.py; nothing changed"):
-        land.land(project, "x", srv, method)
+        land.run(project, "x", srv, method)
     assert git_state(sample.main, wt) == before
 
 
@@ -251,17 +252,15 @@ def test_refusals_name_the_fix_and_change_nothing(
     before = git_state(sample.main, wt)
     for dry_run in (True, False):
         with pytest.raises(TallyError, match=says):
-            land.check(project, "x", "rebase") if dry_run else land.land(
-                project, "x", srv, "rebase"
-            )
-    assert not land.show(project, "x", "rebase")
+            land.check(project, "x", "rebase") if dry_run else land.run(project, "x", srv, "rebase")
+    assert not land.plan(project, "x", "rebase")
     assert git_state(sample.main, wt) == before
 
 
 def test_a_message_is_refused_for_a_rebase(sample: Sample, srv: libtmux.Server) -> None:
     project, _ = made(sample, srv)
     with pytest.raises(TallyError, match="--message is for --squash and --merge"):
-        land.land(project, "x", srv, "rebase", message="m")
+        land.run(project, "x", srv, "rebase", message="m")
 
 
 def test_dry_run_lists_the_commits_and_changes_nothing(
@@ -270,7 +269,7 @@ def test_dry_run_lists_the_commits_and_changes_nothing(
     project, wt = made(sample, srv, hooks={"pre_land": ["pytest -q"]})
     before = git_state(sample.main, wt)
     capsys.readouterr()
-    assert land.show(project, "x", "squash")
+    assert land.plan(project, "x", "squash")
     out = capsys.readouterr().out
     a, b = git(wt, "log", "--format=%h %s", "-2").splitlines()[::-1]
     assert "2 commit(s) into one, onto main" in out and ": x" in out
@@ -294,7 +293,7 @@ def test_a_branch_merged_on_the_forge_has_nothing_to_land(
     git(sample.main, "fetch", "-q", "--prune")
     old = rev(sample.main, "main")
     capsys.readouterr()
-    land.land(project, "x", srv, "rebase")
+    land.run(project, "x", srv, "rebase")
     out = capsys.readouterr().out
     verb = {"squash": "squash-merged", "rebase": "rebase-merged"}[how]
     assert f"nothing to land: x is {verb} into origin/main already" in out

@@ -9,8 +9,9 @@ import libtmux
 import pytest
 from conftest import Sample, add_origin, commit, forge_merge, git, git_state, run_cli
 
-from tally_tasks import pipeline, prune
 from tally_tasks.errors import TallyError
+from tally_tasks.operations import add as add_op
+from tally_tasks.operations import prune
 
 NO_TMUX = ["ports", "worktree", "links", "env", "claude_perms"]
 
@@ -21,7 +22,7 @@ def world(sample: Sample, srv: libtmux.Server) -> dict[str, Path]:
     project = sample.project(add_steps=NO_TMUX)
     wts = {}
     for name in ("squashed", "rebased", "wip", "fresh", "abandoned", "dirty"):
-        pipeline.add(project, name, srv)
+        add_op.run(project, name, srv)
         wts[name] = sample.main.parent / f"tally-{name}"
     for name in ("squashed", "rebased", "wip", "abandoned", "dirty"):
         commit(wts[name], f"{name}.txt", f"{name}\n", f"work on {name}")
@@ -56,7 +57,7 @@ def test_prune_removes_finished_sessions_and_lists_the_kept(
 ) -> None:
     wts = world(sample, srv)
     with pytest.raises(TallyError, match=r"1 finished session\(s\) kept .*: dirty; "):
-        prune.prune(sample.project(), srv, merged, gone)
+        prune.run(sample.project(), srv, merged, gone)
     out = capsys.readouterr().out
     assert set(sample.registry()) == set(wts) - removed
     for name in removed:
@@ -82,7 +83,7 @@ def test_dry_run_fetches_nothing_and_changes_nothing(
     before = git_state(sample.main, *wts.values())
     registry = sample.registry()
     with pytest.raises(TallyError, match="dirty"):
-        prune.prune(sample.project(), srv, True, True, dry_run=True)
+        prune.run(sample.project(), srv, True, True, dry_run=True)
     out = capsys.readouterr().out
     assert "would run git fetch --all --prune first" in out
     for name in ("squashed", "rebased", "abandoned"):
@@ -95,20 +96,20 @@ def test_nothing_to_prune_without_a_remote(
     sample: Sample, srv: libtmux.Server, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = sample.project(add_steps=NO_TMUX)
-    pipeline.add(project, "fresh", srv)
-    pipeline.add(project, "wip", srv)
+    add_op.run(project, "fresh", srv)
+    add_op.run(project, "wip", srv)
     commit(sample.main.parent / "tally-wip", "wip.txt", "wip\n", "wip")
-    prune.prune(project, srv)
+    prune.run(project, srv)
     assert capsys.readouterr().out.strip().endswith("nothing to prune")
     assert set(sample.registry()) == {"fresh", "wip"}
 
 
 def test_a_session_merged_locally_is_pruned(sample: Sample, srv: libtmux.Server) -> None:
     project = sample.project(add_steps=NO_TMUX)
-    pipeline.add(project, "done", srv)
+    add_op.run(project, "done", srv)
     commit(sample.main.parent / "tally-done", "done.txt", "done\n", "done")
     git(sample.main, "merge", "-q", "--no-edit", "done")
-    prune.prune(project, srv, merged_=True, gone=False)
+    prune.run(project, srv, merged_=True, gone=False)
     assert sample.registry() == {}
 
 
@@ -116,7 +117,7 @@ def test_a_session_merged_locally_is_pruned(sample: Sample, srv: libtmux.Server)
 def test_prune_from_the_command_line(sample: Sample, srv: libtmux.Server, prog: str) -> None:
     sample.write_config(add_steps=NO_TMUX)
     project = sample.project(add_steps=NO_TMUX)
-    pipeline.add(project, "done", srv)
+    add_op.run(project, "done", srv)
     commit(sample.main.parent / "tally-done", "done.txt", "done\n", "done")
     git(sample.main, "merge", "-q", "--no-edit", "done")
     task = "session.prune" if prog == "inv" else "prune"

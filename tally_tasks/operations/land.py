@@ -28,11 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from . import merged, output, pipeline, tmux, worktree
-from . import repo as repo_
-from .config import LAND_METHODS
-from .errors import TallyError
-from .session import Project, Session, render
+from .. import hooks, merged, output, sessions, tmux, worktree
+from .. import repo as repo_
+from ..config import LAND_METHODS
+from ..errors import TallyError
+from ..session import Project, Session, render
+from ..steps.base import plan_line, refuse_lines
+from ..steps.project import ProjectTasks
+from . import remove as remove_
 
 # What must never change in a rebase run for us: other branches (update-refs), a stash of
 # work (autostash; the worktree is clean anyway), commits reordered (autosquash).
@@ -67,7 +70,7 @@ def check(project: Project, name: str, method: str, message: str = "") -> Plan:
         raise TallyError(f"unknown land method {method!r}; use one of " + ", ".join(LAND_METHODS))
     if message and method == "rebase":
         raise TallyError("--message is for --squash and --merge (a rebase keeps its commits)")
-    session = pipeline.get(project, name)
+    session = sessions.get(project, name)
     wt = session.worktree
     if not wt.is_dir():
         raise TallyError(
@@ -75,12 +78,12 @@ def check(project: Project, name: str, method: str, message: str = "") -> Plan:
             + output.command("remove", name)
         )
     repo = repo_.Repo(project.main)
-    with pipeline.locked_repo(project):
+    with sessions.locked_repo(project):
         known = worktree.find(repo, wt)
-    refusal = pipeline.remove_refusal(project, session, known)
+    refusal = remove_.refusal(project, session, known)
     if refusal:
         raise TallyError(refusal)
-    problems = pipeline.remove_problems(project, repo, session, known)
+    problems = remove_.problems(project, repo, session, known)
     if problems:
         raise TallyError(
             f"session {name} cannot land: " + "; ".join(problems) + ". Commit or move what you "
@@ -121,13 +124,14 @@ def check(project: Project, name: str, method: str, message: str = "") -> Plan:
     return Plan(session, into, into_old, tip, base, commits.splitlines())
 
 
-def land(
+def run(
     project: Project,
     name: str,
     srv: tmux.TmuxServer,
     method: str,
     message: str = "",
     keep: bool = False,
+    tasks: ProjectTasks | None = None,
 ) -> None:
     """Land the session's branch in the main branch, then remove the session unless `keep`."""
     plan = check(project, name, method, message)
@@ -150,45 +154,43 @@ def land(
         output.step("session", f"kept {name} (--keep)")
         return
     try:
-        pipeline.remove(project, name, srv)
+        remove_.run(project, name, srv, tasks=tasks)
     except TallyError as e:
         if plan.landed is not None:
             raise
         raise TallyError(f"{branch} landed in {plan.into}, but the session stays: {e}") from None
 
 
-def show(project: Project, name: str, method: str, message: str = "", keep: bool = False) -> bool:
+def plan(project: Project, name: str, method: str, message: str = "", keep: bool = False) -> bool:
     """The dry run: what `land` would do, with the commits that would land; False when it
     would refuse."""
     output.info(output.bold(f"Would land session {name} (dry run: nothing changed)"))
     try:
         plan = check(project, name, method, message)
     except TallyError as e:
-        output.planned("refuse", str(e))
+        refuse_lines([str(e)], "nothing would land")
         return False
     branch = plan.session.branch
     if plan.landed is not None:
-        output.planned("land", f"nothing to land: {branch} is {plan.landed} already")
+        plan_line("land", f"nothing to land: {branch} is {plan.landed} already")
     else:
         onto = f"{plan.into} ({plan.into_old[:7]})"
         if method == "squash":
             title = _squash_message(project, plan, message).partition("\n")[0]
-            output.planned(
-                "squash", f"{len(plan.commits)} commit(s) into one, onto {onto}: {title}"
-            )
+            plan_line("squash", f"{len(plan.commits)} commit(s) into one, onto {onto}: {title}")
         elif method == "merge":
-            output.planned("merge", f"{plan.into} into {branch}: {_merge_message(plan, message)}")
+            plan_line("merge", f"{plan.into} into {branch}: {_merge_message(plan, message)}")
         else:
-            output.planned("rebase", f"{branch} onto {onto}: {len(plan.commits)} commit(s)")
+            plan_line("rebase", f"{branch} onto {onto}: {len(plan.commits)} commit(s)")
         for commit in plan.commits:
-            output.planned("commit", commit)
+            plan_line("commit", commit)
         for hook in project.settings.hooks.get("pre_land", ()):
-            output.planned("pre-land", render(hook, plan.session.values(project)))
-        output.planned("main", f"{plan.into} moves forward ({_what(plan, method)})")
+            plan_line("pre-land", render(hook, plan.session.values(project)))
+        plan_line("main", f"{plan.into} moves forward ({_what(plan, method)})")
     if keep:
-        output.planned("session", f"keep {name} (--keep)")
+        plan_line("session", f"keep {name} (--keep)")
     else:
-        output.planned("remove", f"session {name} and its branch {branch}")
+        plan_line("remove", f"session {name} and its branch {branch}")
     return True
 
 
@@ -219,7 +221,7 @@ def _apply(project: Project, plan: Plan, method: str, message: str, shield: _Shi
         output.step(method, f"{plan.session.branch} {done[method]} {plan.into} ({new[:7]})")
         shield.check()
         with shield.open():
-            pipeline.run_hooks(project, plan.session, "pre_land")
+            hooks.run(project, plan.session, "pre_land")
         _unchanged_by_hook(project, wt, plan, new)
         _advance(main, plan, new)
         return new

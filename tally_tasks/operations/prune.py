@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import merged, output, pipeline, tmux, worktree
-from . import repo as repo_
-from .errors import TallyError
-from .session import Project, Session
+from .. import merged, output, sessions, tmux, worktree
+from .. import repo as repo_
+from ..errors import TallyError
+from ..session import Project, Session
+from ..steps.base import plan_line
+from ..steps.project import ProjectTasks
+from . import remove as remove_
 
 
 @dataclass(frozen=True)
@@ -22,12 +25,13 @@ class Finished:
     why: str  # "x is squash-merged into origin/main", "x's upstream origin/x is gone"
 
 
-def prune(
+def run(
     project: Project,
     srv: tmux.TmuxServer,
     merged_: bool = True,
     gone: bool = True,
     dry_run: bool = False,
+    tasks: ProjectTasks | None = None,
 ) -> None:
     """Remove the finished sessions; a TallyError names those kept for their work."""
     repo = repo_.Repo(project.main)
@@ -35,7 +39,7 @@ def prune(
         output.info(output.bold("Would prune finished sessions (dry run: nothing changed)"))
     if repo_.run(repo, "remote").split():
         if dry_run:
-            output.planned("fetch", "would run git fetch --all --prune first (not in a dry run)")
+            plan_line("fetch", "would run git fetch --all --prune first (not in a dry run)")
         else:
             _fetch(repo)
     done = finished(project, repo, merged_, gone)
@@ -47,20 +51,18 @@ def prune(
     kept = []
     for f in done:
         name = f.session.name
-        with pipeline.locked_repo(project):
+        with sessions.locked_repo(project):
             known = worktree.find(repo, f.session.worktree)
-        refusal = pipeline.remove_refusal(project, f.session, known)
-        problems = (
-            [refusal] if refusal else pipeline.remove_problems(project, repo, f.session, known)
-        )
+        refusal = remove_.refusal(project, f.session, known)
+        problems = [refusal] if refusal else remove_.problems(project, repo, f.session, known)
         if problems:
             kept.append(name)
             output.warn("keep", f"{name}: {f.why}, but " + "; ".join(problems))
         elif dry_run:
-            output.planned("remove", f"{name}: {f.why}")
+            plan_line("remove", f"{name}: {f.why}")
         else:
             output.step("prune", f"{name}: {f.why}")
-            pipeline.remove(project, name, srv)
+            remove_.run(project, name, srv, tasks=tasks)
     if kept:
         raise TallyError(
             f"{len(kept)} finished session(s) kept for work that would be lost: "
@@ -72,7 +74,7 @@ def prune(
 
 def finished(project: Project, repo: repo_.Repo, merged_: bool, gone: bool) -> list[Finished]:
     """The registered sessions whose branch is merged (`merged_`) or whose upstream is gone."""
-    entries = pipeline.load(project)
+    entries = sessions.load(project)
     refs = repo_.run(
         repo,
         "for-each-ref",
