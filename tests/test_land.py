@@ -133,6 +133,20 @@ def test_squash_of_one_commit_keeps_its_message_and_author(
     )
 
 
+@pytest.mark.parametrize("method", ["rebase", "squash", "merge"])
+def test_git_without_an_identity_is_one_line_and_changes_nothing(
+    sample: Sample, srv: libtmux.Server, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    project, wt = made(sample, srv)
+    for key in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.delenv(key)
+    git(sample.main, "config", "user.useConfigOnly", "true")  # no guessing from the host name
+    before = git_state(sample.main, wt)
+    with pytest.raises(TallyError, match=r"git does not know who you are, .* git config --global"):
+        land.run(project, "x", srv, method)
+    assert git_state(sample.main, wt) == before
+
+
 @pytest.mark.parametrize("method", ["squash", "merge"])
 def test_message_names_the_new_commit(sample: Sample, srv: libtmux.Server, method: str) -> None:
     project, _ = made(sample, srv)

@@ -22,6 +22,7 @@ import contextlib
 import os
 import shlex
 import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -274,12 +275,20 @@ def _step(wt: repo_.Repo, plan: Plan, verb: str, *args: str) -> None:
             f"{verb} of {branch} and {into} stops on a conflict in {shown}; nothing changed. "
             f"Resolve it in the worktree ({yourself}, then commit), or land another way"
         )
+    raise _failed(proc, f"git {verb} of {branch} onto {into}")
+
+
+def _failed(proc: subprocess.CompletedProcess[str], what: str) -> TallyError:
+    """What git said, in one line (git without a name and email for commits: the fix)."""
     said = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-    raise TallyError(
-        f"git {verb} of {branch} onto {into} failed"
-        + (f": {said[-1].removeprefix('fatal: ').removeprefix('error: ')}" if said else "")
-        + "; nothing changed"
-    )
+    if any("identity" in ln for ln in said):
+        name = output.on_host('git config --global user.name "Your Name"')
+        return TallyError(
+            "git does not know who you are, so it cannot make the new commits; tell it with: "
+            f"{name} (and user.email); nothing changed"
+        )
+    last = said[-1].removeprefix("fatal: ").removeprefix("error: ") if said else ""
+    return TallyError(f"{what} failed{': ' + last if last else ''}; nothing changed")
 
 
 def _commit(
@@ -288,7 +297,10 @@ def _commit(
     args = ["commit-tree", tree]
     for parent in parents:
         args += ["-p", parent]
-    return repo_.run(wt, *args, "-m", text, env=env).strip()
+    proc = repo_.git(wt, *args, "-m", text, env=env)
+    if proc.returncode != 0:
+        raise _failed(proc, "git commit-tree")
+    return proc.stdout.strip()
 
 
 def _squash_message(project: Project, plan: Plan, message: str) -> str:
