@@ -273,8 +273,8 @@ def add(
 @task(
     help={
         "name": NAME_HELP,
-        "force": "also remove uncommitted work, a locked worktree and an unmerged or unpushed "
-        "branch (stashes stay: they belong to the repository)",
+        "force": "also remove uncommitted work, a locked worktree and an unmerged branch "
+        "(stashes stay: they belong to the repository)",
         "keep_branch": "keep the session's branch",
         "dry_run": "print what would be done and change nothing",
         "host": HOST_HELP,
