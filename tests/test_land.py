@@ -321,6 +321,32 @@ def test_a_branch_merged_on_the_forge_has_nothing_to_land(
 WAIT = 'touch "$MARK"; while [ ! -e "$RELEASE" ]; do sleep 0.05; done'
 
 
+def _interrupt_land(main: Path, tmp_path: Path, *flags: str) -> tuple[int, str, str]:
+    """Run `inv session.land x`; when a hook of the test says it has reached its moment
+    (MARK), send SIGINT, then let the hook go on (RELEASE). ARM: a hook's one-shot switch."""
+    mark, release, arm = tmp_path / "mark", tmp_path / "release", tmp_path / "arm"
+    arm.touch()
+    env = {**os.environ, "MARK": str(mark), "RELEASE": str(release), "ARM": str(arm)}
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "inv"), "session.land", "x", *flags],
+        cwd=main,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        poll(lambda: mark.exists() or proc.poll() is not None, timeout=30)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        release.touch()  # git goes on to its end; land undoes it all then (or not: too late)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out, err
+
+
 def _git_hook(sample: Sample, name: str, body: str) -> None:
     hook = sample.main / ".git" / "hooks" / name
     hook.write_text(f"#!/bin/sh\n{body}\n")
@@ -381,27 +407,8 @@ def test_ctrl_c_leaves_the_repository_as_it_was(
     sample.write_config(add_steps=NO_TMUX, **settings)
     _, wt = made(sample, srv, **settings)
     before = git_state(sample.main, wt)
-    mark, release, arm = tmp_path / "mark", tmp_path / "release", tmp_path / "arm"
-    arm.touch()
-    env = {**os.environ, "MARK": str(mark), "RELEASE": str(release), "ARM": str(arm)}
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "inv"), "session.land", "x", f"--{method}"],
-        cwd=sample.main,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        poll(lambda: mark.exists() or proc.poll() is not None, timeout=30)
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGINT)
-        release.touch()  # git goes on to its end; land undoes it all then
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, (out, err)
+    code, _, err = _interrupt_land(sample.main, tmp_path, f"--{method}")
+    assert code == 130, err
     assert "interrupted" in err
     assert git_state(sample.main, wt) == before
     assert "x" in sample.registry()
@@ -422,26 +429,8 @@ def test_ctrl_c_as_main_moves_lands_and_keeps_the_session(
     sample.write_config(add_steps=NO_TMUX)
     _, wt = made(sample, srv)
     tip = rev(wt)
-    mark, release = tmp_path / "mark", tmp_path / "release"
-    env = {**os.environ, "MARK": str(mark), "RELEASE": str(release)}
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "inv"), "session.land", "x"],
-        cwd=sample.main,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        poll(lambda: mark.exists() or proc.poll() is not None, timeout=30)
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGINT)
-        release.touch()
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, (out, err)
+    code, _, err = _interrupt_land(sample.main, tmp_path)
+    assert code == 130, err
     assert "interrupted after x landed in main; the session stays" in err
     assert subjects(sample.main, "-2") == ["add b", "add a"]
     assert rev(sample.main, "main") == rev(wt) != tip
