@@ -271,6 +271,14 @@ def test_refusals_name_the_fix_and_change_nothing(
     assert git_state(sample.main, wt) == before
 
 
+def test_a_session_without_commits_has_nothing_to_land(sample: Sample, srv: libtmux.Server) -> None:
+    project = sample.project(add_steps=NO_TMUX)
+    add_op.run(project, "x", srv)
+    with pytest.raises(TallyError, match="x has no commit of its own yet: nothing to land"):
+        land.run(project, "x", srv, "rebase")
+    assert "x" in sample.registry()
+
+
 def test_a_message_is_refused_for_a_rebase(sample: Sample, srv: libtmux.Server) -> None:
     project, _ = made(sample, srv)
     with pytest.raises(TallyError, match="--message is for --squash and --merge"):

@@ -108,6 +108,15 @@ def check(project: Project, name: str, method: str, message: str = "") -> Plan:
         repo, "rev-parse", f"refs/heads/{into}", f"refs/heads/{session.branch}"
     ).split()
     landed = merged.landed(repo, session.branch, merged.targets(repo, into))
+    if (
+        landed is not None
+        and landed.how == "merged"
+        and merged.untouched(project.common_dir, session.branch)
+    ):
+        raise TallyError(
+            f"{session.branch} has no commit of its own yet: nothing to land. Commit your "
+            "work first, or drop the session with: " + output.command("remove", name)
+        )
     if landed is not None:
         return Plan(session, into, into_old, tip, tip, landed=landed)
     base = repo_.run(repo, "merge-base", into_old, tip).strip()
