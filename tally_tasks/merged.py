@@ -1,17 +1,18 @@
 """Merged, really: is a branch's content already in the main branch, and how do we know.
 
 A branch merged on a forge with "Squash and merge" or "Rebase and merge" never looks
-merged to git (its commits are not ancestors of main). Three ways to know, cheapest
-first:
+merged to git (its commits are not ancestors of main). Three ways to know:
 
 - ``merged``: ordinary ancestry (its tip is in main's history);
 - ``rebased``: patch identity (``git cherry``: every commit has an equal one in main);
 - ``squashed``: its combined change is in main: merging it into main would change nothing
-  (``git merge-tree``), or main has one commit with the same patch as the branch's
-  combined diff from its merge base (a ``git commit-tree`` of the branch's tree on the
-  merge base, then ``git cherry`` against it: for when main changed those lines since).
+  (``git merge-tree``), or, when main changed those lines since (the merge conflicts),
+  main has one commit with the patch of the branch's combined diff from its merge base (a
+  ``git commit-tree`` of the branch's tree on the merge base, ``git cherry`` against it).
 
-A branch not merged costs one git call per target; one merged, two.
+One ``git merge-tree`` answers whether anything of the branch is missing from main: a
+branch not merged costs that one call per target; one merged, a ``git cherry`` more to
+say how.
 """
 
 from __future__ import annotations
