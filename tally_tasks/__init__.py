@@ -34,7 +34,10 @@ def __getattr__(name: str) -> Any:
 
     global ns
     ns = Collection(session)
-    ns.configure({"tally": DEFAULTS})
+    # invoke's own setting: `inv` ends without the interpreter's teardown (startup.py)
+    ns.configure(
+        {"tally": DEFAULTS, "tasks": {"executor_class": "tally_tasks.startup.QuickExecutor"}}
+    )
     completion.install()  # `inv --complete`: session names after `--name` (see completion.py)
     if os.path.basename(sys.argv[0]) in ("inv", "invoke"):
         # a broken invoke.yaml (beside tasks.py): one line, not invoke's traceback
