@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 from .config import Settings
 from .errors import TallyError
 from .registry import Entry, ports_of
+from .repo import branch_name_ok
 
 MAX_NAME = 100
 _NAME = re.compile(r"[A-Za-z0-9._/-]+")
@@ -39,16 +39,7 @@ def check_name(name: str) -> None:
             f"session name {shown} is not a valid branch name "
             "(no leading - . or /, no .., no trailing / or . or .lock)"
         )
-    try:
-        ok = (
-            subprocess.run(
-                ["git", "check-ref-format", "--branch", name], capture_output=True
-            ).returncode
-            == 0
-        )
-    except FileNotFoundError:
-        raise TallyError("git is not installed or not on PATH; install git first") from None
-    if not ok:
+    if not branch_name_ok(name):
         raise TallyError(f"session name {shown} is not a valid git branch name")
 
 
