@@ -92,6 +92,7 @@ def run(
     if existing is None and tmux.exists(srv, project.tmux_name(name)):
         raise TallyError(_tmux_taken(project, name) + ", or pick another name")
     ctx = Context(project, project.new_session(name), srv, adding=True, force=force)
+    ctx.no_tmux = existing is None  # asked just now: the tmux step need not ask again
     undo = _Undo()
     current = chosen[0][0]
     try:

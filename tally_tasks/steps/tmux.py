@@ -37,14 +37,20 @@ def window_runs(project: Project, session: Session, resume: bool = False) -> lis
     return runs
 
 
-def start(project: Project, session: Session, srv: tmux.TmuxServer, resume: bool = False) -> str:
+def start(
+    project: Project,
+    session: Session,
+    srv: tmux.TmuxServer,
+    resume: bool = False,
+    absent: bool = False,
+) -> str:
     """Start the session's tmux session, or add the windows it is missing (and those left
     working in a deleted folder, when the worktree was made again): started, mended or
-    running."""
+    running. `absent`: the caller has just seen no such session."""
     require_worktree(session)
     tname = session.tmux_name
     ours = {w.name for w in project.settings.windows}
-    panes = tmux.windows(srv, tname)  # None: no such session
+    panes = None if absent else tmux.windows(srv, tname)  # None: no such session
     in_deleted = tmux.in_deleted_folders(panes or {})
     stale = [w for w in in_deleted if w in ours]
     for other in (w for w in in_deleted if w not in ours):  # yours: an editor, say
@@ -78,7 +84,7 @@ def attach_line(project: Project, session: Session) -> str:
 
 
 def run(ctx: Context) -> Made | None:
-    state = start(ctx.project, ctx.session, ctx.server, ctx.resume)
+    state = start(ctx.project, ctx.session, ctx.server, ctx.resume, ctx.no_tmux)
     return Made("tmux session") if state == "started" else None
 
 
