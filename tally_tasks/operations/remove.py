@@ -35,9 +35,16 @@ def _unmerged(repo: repo_.Repo, branch: str, main_ref: str) -> list[str]:
     return repo_.run(repo, "log", "--format=%h %s", f"{main_ref}..refs/heads/{branch}").splitlines()
 
 
-def at_risk(project: Project, repo: repo_.Repo, session: Session, half: bool = False) -> list[str]:
+def at_risk(
+    project: Project,
+    repo: repo_.Repo,
+    session: Session,
+    half: bool = False,
+    known: worktree.Worktree | None = None,
+) -> list[str]:
     """What removing the session would destroy: the user's changes and the branch's stashes
-    (a `half` made worktree is git's unfinished checkout: no one's changes)."""
+    (a `half` made worktree is git's unfinished checkout: no one's changes; `known`: git's
+    record of the worktree, when read just now)."""
     problems: list[str] = []
     if session.worktree.is_dir() and not half:
         # a real file where a symlink belongs is not ours (links leave it alone): the
@@ -63,7 +70,8 @@ def at_risk(project: Project, repo: repo_.Repo, session: Session, half: bool = F
                 f"submodule {sub}: {len(commits)} commit(s) on no remote ({commits[0]}), "
                 "kept only in this worktree"
             )
-        orphaned = worktree.detached_commits(session.worktree)
+        on_branch = known is not None and known.branch is not None
+        orphaned = worktree.detached_commits(session.worktree, on_branch)
         if orphaned:
             problems.append(
                 f"{len(orphaned)} commit(s) on a detached HEAD, on no branch ({orphaned[0]})"
@@ -110,7 +118,7 @@ def problems(
     pid = sessions.adder(sessions.load(project).get(session.name, {}))
     if pid is not None:
         problems.append(f"an add of it is still running (pid {pid}): wait for it to finish")
-    half = pid is None and worktree.half_made(repo, session.worktree)
+    half = pid is None and worktree.half_made(repo, session.worktree, known)
     if known is not None and known.locked is not None and not half:
         why = f" ({known.locked})" if known.locked else ""
         unlock = output.on_host(f"git worktree unlock {shlex.quote(str(session.worktree))}")
@@ -119,7 +127,7 @@ def problems(
         problems.append(
             f"the worktree is on {known.branch or 'a detached HEAD'}, not {session.branch}"
         )
-    return problems + at_risk(project, repo, session, half)
+    return problems + at_risk(project, repo, session, half, known)
 
 
 def branch_fate(
@@ -127,12 +135,13 @@ def branch_fate(
 ) -> tuple[bool, str]:
     """(delete it?, why) for the session's branch on remove: deleted when its content is
     in the main branch (merged, or rebased or squashed on a forge), saying how it knew."""
-    if not repo_.branch_exists(repo, branch):
+    refs = repo_.refs(repo)
+    if branch not in refs:
         return False, ""
     if keep:
         return False, f"kept {branch} (--keep-branch)"
-    main_ref = repo_.main_branch(repo, project.settings.land_into)
-    landed = merged.landed(repo, branch, merged.targets(repo, main_ref))
+    main_ref = refs.main_branch(project.settings.land_into)
+    landed = merged.landed(repo, branch, merged.targets(repo, main_ref, refs))
     if landed is not None:
         return True, f"deleted {branch} ({landed})"
     if force:
