@@ -682,3 +682,38 @@ def test_remove_stops_a_dev_server_left_in_the_worktree_and_nothing_else(
 )
 def test_the_old_optional_name_becomes_a_flag(argv: list[str], expected: list[str]) -> None:
     assert translate(argv) == expected
+
+
+COUNTING = """#!/bin/sh
+printf '%s\\n' "$(basename "$0") $*" >> {log}
+exec {real} "$@"
+"""
+
+
+def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path: Path) -> None:
+    """add's checks: the repository, the tmux name, git's worktrees, the refs (one call
+    each); remove's whole run: its checks and the four commands a person would type."""
+    wrappers, log = tmp_path / "counting", tmp_path / "calls.log"
+    wrappers.mkdir()
+    for prog in ("git", "tmux"):
+        real = subprocess.run(["sh", "-c", f"command -v {prog}"], capture_output=True, text=True)
+        (wrappers / prog).write_text(COUNTING.format(log=log, real=real.stdout.strip()))
+        (wrappers / prog).chmod(0o755)
+    path = f"{wrappers}:{os.environ['PATH']}"
+
+    def calls(args: list[str]) -> list[str]:
+        log.write_text("")
+        ok(args, sample.main, PATH=path)
+        return log.read_text().splitlines()
+
+    add = calls(["inv", "session.add", "x", "-q"])
+    checks = add[: next(i for i, c in enumerate(add) if c.startswith("git worktree add"))]
+    assert [c.split()[:2] for c in checks] == [
+        ["git", "rev-parse"],
+        ["tmux", "has-session"],
+        ["git", "worktree"],
+        ["git", "for-each-ref"],
+    ], add
+    assert not [c for c in add if c.startswith("tmux list-panes")], add
+    remove = calls(["inv", "session.remove", "x", "-q"])
+    assert len(remove) <= 14, remove
