@@ -583,3 +583,32 @@ def test_a_registry_temp_file_of_a_killed_writer_is_swept(sample: Sample) -> Non
     assert run_cli(["inv", "session.add", "a", "-q"], sample.main).returncode == 0
     assert not left.exists()
     assert (sample.main / ".gitignore").exists() and list(sample.registry()) == ["a"]
+
+
+# --- fourth safety round (issue 12) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parent", "name"),
+    [
+        ("Dev", "x#(touch PWNED)"),
+        ("team#Sharp", "tally"),
+        ("Dev", "a#{session_name}"),
+        ("Dev", "a##b"),
+    ],
+    ids=["project-runs-a-command", "parent-session-format", "brace-format", "double-hash"],
+)
+def test_tmux_formats_in_folder_names_neither_run_nor_move_windows(
+    isolated_env: Path, parent: str, name: str
+) -> None:
+    s = make_sample(isolated_env, parent=parent, name=name)
+    s.write_config()
+    r = run_cli(["inv", "session.add", "feat"], s.main)
+    assert r.returncode == 0, r.stderr
+    wt = s.main.parent / f"{name}-feat"
+    assert s.wait_calls("python")[0]["cwd"] == str(wt / "backend")
+    assert s.wait_calls("claude")[0]["cwd"] == str(wt)
+    assert s.wait_calls("npm")[0]["cwd"] == str(wt / "frontend")
+    r = run_cli(["inv", "session.doctor", "--name", "feat"], s.main)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert list(isolated_env.rglob("PWNED*")) == []
