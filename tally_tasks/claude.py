@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TallyError
-from .links import Outcome
+from .links import Outcome, guard
 from .registry import replacing, write_atomic
 
 DEFAULT_CONFIG = "~/.claude.json"
@@ -267,6 +267,10 @@ def copy_local_settings(main: Path, worktree: Path) -> Outcome | None:
     src, dest = main / rel, worktree / rel
     if not src.is_file():
         return None
+    # read, merged and replaced through a link at `dest`: a branch that commits it as a
+    # link to ~/.claude/settings.json must not get main's rules written there
+    if (refused := guard(worktree, dest, rel, through=True)) is not None:
+        return refused
     try:
         theirs = json.loads(src.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -61,10 +61,8 @@ def _one(
     src, dest = main / link.path, worktree / link.path
     if not (src.exists() or src.is_symlink()):
         return Outcome(link.path, False, f"{link.path} missing in main, skipped")
-    if _escapes(worktree, dest):
-        return Outcome(
-            link.path, False, f"{link.path} lies behind a link out of the worktree, skipped"
-        )
+    if (refused := guard(worktree, dest, link.path)) is not None:
+        return refused
     dest.parent.mkdir(parents=True, exist_ok=True)
     if link.mode == "symlink":
         if dest.is_symlink():
@@ -99,12 +97,20 @@ def _one(
     return Outcome(link.path, True, f"{link.path} ({link.mode} of main)")
 
 
-def _escapes(worktree: Path, dest: Path) -> bool:
-    """True when a parent of `dest` is a symlink leading out of the worktree."""
-    try:
-        return not dest.parent.resolve().is_relative_to(worktree.resolve())
-    except OSError:
-        return True
+def escapes(worktree: Path, path: Path) -> bool:
+    """Does `path`, every symlink in it followed (a parent folder's, its own), lead out
+    of `worktree`? A branch can commit such links (``.claude`` -> ``~/.claude``)."""
+    return not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(worktree))
+
+
+def guard(worktree: Path, dest: Path, rel: str, through: bool = False) -> Outcome | None:
+    """The one check before any write into a worktree: an Outcome saying it is skipped
+    when the write would land outside, else None. `through`: the writer writes through
+    a symlink at `dest` (reads, merges, replaces its target); otherwise it replaces such
+    a symlink itself, and only `dest`'s folders count."""
+    if escapes(worktree, dest if through else dest.parent):
+        return Outcome(rel, False, f"{rel} lies behind a link out of the worktree, skipped")
+    return None
 
 
 def _replace_symlink(src: Path, dest: Path) -> None:

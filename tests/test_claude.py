@@ -491,6 +491,48 @@ def test_invalid_local_settings_in_main_are_not_copied(
     assert not (session.worktree / LOCAL).exists()
 
 
+LINKED_LOCAL = ["file-link", "dangling-link", "folder-link"]
+
+
+@pytest.mark.parametrize("kind", LINKED_LOCAL)
+def test_local_settings_are_never_written_through_a_link_out_of_the_worktree(
+    sample: Sample, made: tuple[Project, Session], kind: str
+) -> None:
+    """A branch that commits .claude/settings.local.json (or .claude) as a link to the
+    user's global settings must not get main's rules merged there, nor the file made."""
+    _, session = made
+    write_local(sample.main, {"permissions": {"allow": ["Bash(make:*)"]}})
+    home_claude = sample.home / ".claude"
+    home_claude.mkdir()
+    global_settings = home_claude / "settings.json"
+    if kind != "dangling-link":
+        global_settings.write_text('{"permissions": {"allow": ["Read(*)"]}}')
+    before = {p.name: p.read_bytes() for p in home_claude.iterdir()}
+    if kind == "folder-link":
+        (session.worktree / ".claude").symlink_to(home_claude)
+    else:
+        (session.worktree / ".claude").mkdir()
+        (session.worktree / LOCAL).symlink_to(global_settings)
+    outcome = claude.copy_local_settings(sample.main, session.worktree)
+    assert outcome is not None and not outcome.ok
+    assert "lies behind a link out of the worktree, skipped" in outcome.detail
+    assert {p.name: p.read_bytes() for p in home_claude.iterdir()} == before
+
+
+def test_local_settings_behind_a_link_inside_the_worktree_are_merged(
+    sample: Sample, made: tuple[Project, Session]
+) -> None:
+    _, session = made
+    write_local(sample.main, {"permissions": {"allow": ["Bash(make:*)"]}})
+    shared = write_local(session.worktree / "config", {"permissions": {"allow": ["Read(*)"]}})
+    (session.worktree / ".claude").mkdir()
+    (session.worktree / LOCAL).symlink_to("../config/.claude/settings.local.json")
+    outcome = claude.copy_local_settings(sample.main, session.worktree)
+    assert outcome is not None and outcome.ok, outcome
+    assert (session.worktree / LOCAL).is_symlink()
+    assert read(shared)["permissions"]["allow"] == ["Read(*)", "Bash(make:*)"]
+
+
 # --- remove and prune -------------------------------------------------------------------------
 
 

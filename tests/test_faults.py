@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -441,8 +442,6 @@ def test_env_copies_stay_private_under_a_permissive_umask(sample: Sample) -> Non
 
 
 def test_worktree_deleted_by_hand_is_reported_with_the_fix(sample: Sample) -> None:
-    import shutil
-
     assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
     subprocess.run(["tmux", "kill-server"], capture_output=True)
     shutil.rmtree(sample.main.parent / "tally-x")
@@ -612,3 +611,34 @@ def test_tmux_formats_in_folder_names_neither_run_nor_move_windows(
     r = run_cli(["inv", "session.doctor", "--name", "feat"], s.main)
     assert r.returncode == 0, r.stdout + r.stderr
     assert list(isolated_env.rglob("PWNED*")) == []
+
+
+def test_no_write_follows_a_link_a_branch_commits_out_of_the_worktree(sample: Sample) -> None:
+    """`.claude/settings.local.json` committed as a link to the user's global Claude
+    settings, `frontend` as a link to a folder outside: add writes through neither."""
+    (sample.main / ".claude").mkdir()
+    (sample.main / ".claude" / "settings.local.json").write_text(
+        json.dumps({"permissions": {"allow": ["Bash(rm -rf:*)"]}})
+    )
+    global_settings = sample.home / ".claude" / "settings.json"
+    global_settings.parent.mkdir()
+    global_settings.write_text('{"permissions": {"allow": []}}\n')
+    elsewhere = sample.home / "elsewhere"
+    elsewhere.mkdir()
+    scratch = sample.root / "scratch"  # the branch is made in a worktree of its own
+    git(sample.main, "worktree", "add", "-q", "-b", "evil", str(scratch))
+    shutil.rmtree(scratch / "frontend")
+    (scratch / "frontend").symlink_to(elsewhere)
+    (scratch / ".claude").mkdir()
+    (scratch / ".claude" / "settings.local.json").symlink_to(global_settings)
+    git(scratch, "add", "-A")
+    git(scratch, "commit", "-q", "-m", "links out")
+    git(sample.main, "worktree", "remove", str(scratch))
+
+    r = run_cli(["inv", "session.add", "evil"], sample.main)
+    assert r.returncode == 0, r.stderr
+    assert global_settings.read_text() == '{"permissions": {"allow": []}}\n'
+    assert os.listdir(sample.home / ".claude") == ["settings.json"]
+    assert os.listdir(elsewhere) == []
+    for rel in (".claude/settings.local.json", "frontend/node_modules", "frontend/.env"):
+        assert f"{rel} lies behind a link out of the worktree, skipped" in r.stdout, r.stdout
