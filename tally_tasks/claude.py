@@ -9,7 +9,8 @@ Claude Code rewrites ``~/.claude.json`` itself, all the time. Each change here t
 lock it takes (a ``~/.claude.json.lock`` directory, the proper-lockfile convention),
 re-reads the file right before an atomic ``os.replace``, keeps every other key and the
 file's mode, and keeps a one-time ``~/.claude.json.bak`` of the original. A file that is
-not valid JSON is never rewritten.
+not valid JSON is never rewritten; one that is is written back as Node writes it
+(`nodejson`), so what was not changed stays byte for byte.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from .errors import TallyError
 from .links import Outcome, guard
+from .nodejson import stringify
 from .registry import replacing, write_atomic
 
 DEFAULT_CONFIG = "~/.claude.json"
@@ -129,7 +131,7 @@ def _update(config: Path, change: Callable[[dict[str, Any]], bool], stale: float
             raw, data = got
             if not change(data):
                 return "unchanged"
-            text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+            text = stringify(data, newline=raw.endswith(b"\n"))  # as Claude Code wrote it
             try:
                 if config.read_bytes() != raw:
                     continue  # a writer that ignores the lock got in: redo on its version
@@ -281,14 +283,15 @@ def copy_local_settings(main: Path, worktree: Path) -> Outcome | None:
             shutil.copyfileobj(inp, out)
         return Outcome(rel, True, f"{rel} copied")
     try:
-        mine = json.loads(dest.read_text(encoding="utf-8"))
+        text = dest.read_text(encoding="utf-8")
+        mine = json.loads(text)
     except (OSError, ValueError):
         return Outcome(rel, False, f"worktree's {rel} is not valid JSON, left alone")
     if not isinstance(mine, dict) or not isinstance(theirs, dict):
         return Outcome(rel, False, f"{rel} is not a JSON object, left alone")
     if not _merge_permissions(mine, theirs):
         return Outcome(rel, True, f"{rel} ok")
-    write_atomic(dest, json.dumps(mine, indent=2) + "\n")
+    write_atomic(dest, stringify(mine, newline=text.endswith("\n")))
     return Outcome(rel, True, f"{rel} merged")
 
 

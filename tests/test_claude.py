@@ -143,6 +143,31 @@ def test_a_worktree_without_an_entry_gets_one(
     }
 
 
+def test_a_claude_json_with_lone_surrogates_round_trips_byte_for_byte(tmp_path: Path) -> None:
+    """Node's JSON.stringify writes half an emoji as "\\ud83d" (a history line cut short);
+    the file is changed and changed back, and every byte not changed stays."""
+    main, wt = tmp_path / "main", tmp_path / "wt"
+    main.mkdir()
+    wt.mkdir()
+    head = (
+        '{\n  "numStartups": 7,\n  "lastCost": 0.000012,\n  "projects": {\n'
+        f'    "{main}": {{\n      "allowedTools": [\n        "Bash(ls)"\n      ],\n'
+        '      "history": [\n        {\n          "display": "fix \\ud83d"\n        }\n'
+        '      ],\n      "hasTrustDialogAccepted": true\n    }'
+    )
+    tail = '\n  },\n  "emoji": "😀 \\udc00"\n}'
+    added = (
+        f',\n    "{wt}": {{\n      "allowedTools": [\n        "Bash(ls)"\n      ],\n'
+        '      "hasTrustDialogAccepted": true\n    }'
+    )
+    config = tmp_path / ".claude.json"
+    config.write_bytes((head + tail).encode())
+    assert claude.inherit(config, main, wt).ok
+    assert config.read_bytes() == (head + added + tail).encode()
+    assert claude.forget(config, [wt]) == "changed"
+    assert config.read_bytes() == (head + tail).encode()
+
+
 # --- trust ------------------------------------------------------------------------------------
 
 
