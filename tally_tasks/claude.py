@@ -16,12 +16,14 @@ not valid JSON is never rewritten; one that is is written back as Node writes it
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import random
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -221,16 +223,60 @@ def inherit(
 
 def forget(config: Path, paths: list[Path], stale: float = 10.0) -> str:
     """Drop the project entries of `paths` (a removed worktree) and of folders inside them."""
-    roots = [Path(_key(p)) for p in paths]
+    return restore(config, Snapshot(_roots(paths), {}), stale)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The project entries of some folders (and of folders inside them) as they were."""
+
+    roots: tuple[Path, ...]
+    entries: dict[str, Any]
+    known: bool = True  # False: the file was not valid JSON then; nothing is put back
+
+
+def _roots(paths: list[Path]) -> tuple[Path, ...]:
+    return tuple(Path(_key(p)) for p in paths)
+
+
+def _inside(key: str, roots: tuple[Path, ...]) -> bool:
+    return any(Path(key).is_relative_to(r) for r in roots)
+
+
+def snapshot(config: Path, paths: list[Path], stale: float = 10.0) -> Snapshot:
+    """What the entries of `paths` are now, for `restore` to put back: taken before a
+    step that adds to them (an entry there may hold a folder's history and MCP servers)."""
+    roots = _roots(paths)
+    found: dict[str, Any] = {}
+
+    def look(data: dict[str, Any]) -> bool:
+        projects = data.get("projects")
+        if isinstance(projects, dict):
+            found.update({k: copy.deepcopy(v) for k, v in projects.items() if _inside(k, roots)})
+        return False
+
+    state = update(config, look, stale)
+    return Snapshot(roots, found, known=state != "corrupt")
+
+
+def restore(config: Path, before: Snapshot, stale: float = 10.0) -> str:
+    """Put the entries of `before`'s folders back as they were: an entry made since is
+    dropped, one that was there gets its old value back (and only those are touched)."""
+    if not before.known:
+        return "unchanged"
 
     def change(data: dict[str, Any]) -> bool:
         projects = data.get("projects")
         if not isinstance(projects, dict):
             return False
-        gone = [k for k in projects if any(Path(k).is_relative_to(r) for r in roots)]
-        for k in gone:
-            del projects[k]
-        return bool(gone)
+        now = {k: v for k, v in projects.items() if _inside(k, before.roots)}
+        if now == before.entries:
+            return False
+        for key in now:
+            if key not in before.entries:
+                del projects[key]
+        projects.update(copy.deepcopy(before.entries))
+        return True
 
     return update(config, change, stale)
 

@@ -558,6 +558,57 @@ def test_local_settings_behind_a_link_inside_the_worktree_are_merged(
     assert read(shared)["permissions"]["allow"] == ["Read(*)", "Bash(make:*)"]
 
 
+# --- undo: snapshot and restore ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("had_entry", [True, False], ids=["entry-before", "no-entry-before"])
+def test_restore_puts_back_what_was_there_and_drops_only_what_came_since(
+    tmp_path: Path, had_entry: bool
+) -> None:
+    """A failed add's undo: a worktree entry that existed before (its history, its MCP
+    servers) is given back as it was; entries made since (Claude Code in a subfolder)
+    go; nothing else is touched."""
+    main, wt = tmp_path / "main", tmp_path / "tally-x"
+    main.mkdir()
+    wt.mkdir()
+    old = {"allowedTools": ["Edit"], "history": [{"display": "mine"}], "mcpServers": {"db": {}}}
+    projects = {str(main): main_entry(), "/elsewhere": {"history": []}}
+    if had_entry:
+        projects[str(wt)] = old
+    config = write_claude_json(tmp_path / ".claude.json", projects)
+    before = claude.snapshot(config, [wt])
+    expected = read(config)
+
+    assert claude.inherit(config, main, wt).ok
+    claude.update(config, lambda d: bool(d["projects"].setdefault(f"{wt}/backend", {"n": 1})))
+    assert read(config)["projects"][str(wt)]["hasTrustDialogAccepted"] is True
+
+    assert claude.restore(config, before) == "changed"
+    assert read(config) == expected
+    assert claude.restore(config, before) == "unchanged"
+
+
+def test_restore_after_a_missing_file_drops_what_came_since(tmp_path: Path) -> None:
+    wt = tmp_path / "tally-x"
+    wt.mkdir()
+    config = tmp_path / ".claude.json"
+    before = claude.snapshot(config, [wt])  # no file yet: Claude Code makes it later
+    write_claude_json(config, {str(wt): {"history": []}, "/other": {"history": []}})
+    assert claude.restore(config, before) == "changed"
+    assert list(read(config)["projects"]) == ["/other"]
+
+
+def test_restore_after_an_unreadable_file_touches_nothing(tmp_path: Path) -> None:
+    wt = tmp_path / "tally-x"
+    config = tmp_path / ".claude.json"
+    config.write_text("{oops")
+    before = claude.snapshot(config, [wt])
+    write_claude_json(config, {str(wt): {"history": [{"display": "whose?"}]}})
+    written = config.read_bytes()
+    assert claude.restore(config, before) == "unchanged"
+    assert config.read_bytes() == written
+
+
 # --- remove and prune -------------------------------------------------------------------------
 
 
