@@ -642,3 +642,32 @@ def test_no_write_follows_a_link_a_branch_commits_out_of_the_worktree(sample: Sa
     assert os.listdir(elsewhere) == []
     for rel in (".claude/settings.local.json", "frontend/node_modules", "frontend/.env"):
         assert f"{rel} lies behind a link out of the worktree, skipped" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize(
+    ("prog", "task"), [("tally-session", "remove"), ("inv", "session.remove")], ids=["ts", "inv"]
+)
+def test_a_hostile_registry_key_is_reported_and_never_run_by_completion(
+    sample: Sample, prog: str, task: str
+) -> None:
+    """bash's `compgen -W` expands the words completion prints: a registry key
+    `$(touch${IFS}FILE)` would run on `remove <TAB>`."""
+    planted = sample.root / "P"
+    key = f"$(touch${{IFS}}{planted})"
+    entry = {"worktree": str(sample.root / "w"), "branch": "w"}
+    (sample.main / ".tally-sessions").write_text(json.dumps({key: entry, "good": entry}))
+    script = (
+        f"source <({VENV_BIN / prog} --print-completion-script bash)\n"
+        f'COMP_WORDS=({prog} {task} ""); COMP_CWORD=2\n'
+        f'_complete_{prog} {prog} "" {task}; printf "%s\\n" "${{COMPREPLY[@]}}"\n'
+    )
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    r = subprocess.run(
+        ["bash", "-c", script], cwd=sample.main, capture_output=True, text=True, env=env
+    )
+    assert not planted.exists()
+    assert key not in r.stdout and "good" not in r.stdout  # nothing from that registry
+    r = run_cli([prog, "list" if prog == "tally-session" else "session.list"], sample.main)
+    assert r.returncode == 1
+    assert "session name '$(touch${IFS" in r.stderr and "fix or remove that entry" in r.stderr
+    assert "Traceback" not in r.stderr and not planted.exists()
