@@ -125,10 +125,23 @@ def _program(command: str) -> list[str]:
     return [first, *(shlex.quote(w) for w in words[1:])]
 
 
+# `$NAME` or `${NAME}`: a variable, expanded on the host; any other `$` is a plain dollar
+_VARIABLE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})")
+
+
 def _expanding(value: str) -> str:
-    """Double-quoted for the host's shell: `$VAR` expands there (`PATH: "~/v/bin:$PATH"`),
-    nothing else does."""
-    return '"' + "".join("\\" + c if c in '"\\`' else c for c in value) + '"'
+    """Double-quoted for the host's shell: `$VAR` and `${VAR}` expand there (`PATH:
+    "/opt/v/bin:$PATH"`); nothing else does: no `$(...)`, backticks, `${VAR:-...}`."""
+    out, last = [], 0
+    for m in _VARIABLE.finditer(value):
+        out += [_plain(value[last : m.start()]), m.group()]
+        last = m.end()
+    return '"' + "".join([*out, _plain(value[last:])]) + '"'
+
+
+def _plain(text: str) -> str:
+    """`text` inside double quotes, every character as itself."""
+    return "".join("\\" + c if c in '"\\`$' else c for c in text)
 
 
 def command_line(

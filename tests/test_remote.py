@@ -693,6 +693,40 @@ def test_env_values_expand_on_the_host_and_attach_explains_a_missing_checkout(
     assert r.returncode == remote.NO_CHECKOUT and "does not exist on b" in r.stderr
 
 
+ENV_VALUES = [
+    # (id, the value in tally.hosts.<name>.env, what the host's shell makes of it)
+    ("variable", "$HOME/bin", "{home}/bin"),
+    ("braced", "${HOME}x", "{home}x"),
+    ("command-substitution", "$(touch {planted})", "$(touch {planted})"),
+    ("backticks", "`touch {planted}`", "`touch {planted}`"),
+    ("default-running-a-command", "${NOPE:-$(touch {planted})}", "${NOPE:-$(touch {planted})}"),
+    ("arithmetic", "$((1+1))", "$((1+1))"),
+    ("special-parameters", "$$ $? $1 $", "$$ $? $1 $"),
+    ("quotes-and-backslashes", 'a"b\\c\\$HOME', 'a"b\\c\\{home}'),
+]
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+@pytest.mark.parametrize(
+    ("value", "expected"), [c[1:] for c in ENV_VALUES], ids=[c[0] for c in ENV_VALUES]
+)
+def test_env_values_expand_variables_only_on_the_host(
+    tmp_path: Path, shell: str, value: str, expected: str
+) -> None:
+    planted = tmp_path / "PWNED"
+    prog = tmp_path / "show"
+    prog.write_text('#!/bin/sh\nprintf "%s" "$SHOWN"\n')
+    prog.chmod(0o755)
+    home = os.environ["HOME"]
+    spec = value.replace("{planted}", str(planted))
+    host = remote.Host("b", "h", str(tmp_path), command=str(prog), env={"SHOWN": spec})
+    line = remote.command_line(host, [])
+    r = subprocess.run([shell, "-c", line], capture_output=True, text=True)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == expected.replace("{planted}", str(planted)).replace("{home}", home)
+    assert not planted.exists()
+
+
 @pytest.mark.parametrize(
     ("spec", "says"),
     [
