@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .config import Link
 from .errors import TallyError
+from .worktree import make_removable
 
 
 @dataclass(frozen=True)
@@ -149,14 +150,7 @@ def _remove(path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return
-    with contextlib.suppress(OSError):
-        path.chmod(0o700)
-    for top, dirs, _ in os.walk(path):
-        for d in dirs:
-            sub = os.path.join(top, d)
-            if not os.path.islink(sub):
-                with contextlib.suppress(OSError):
-                    os.chmod(sub, 0o700)
+    make_removable(path)
     shutil.rmtree(path, ignore_errors=True)
 
 

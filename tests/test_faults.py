@@ -22,7 +22,7 @@ from typing import Any
 
 import libtmux
 import pytest
-from conftest import VENV_BIN, Sample, git, make_sample, poll, run_cli
+from conftest import VENV_BIN, Sample, git, make_sample, obeying_permissions, poll, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -671,3 +671,24 @@ def test_a_hostile_registry_key_is_reported_and_never_run_by_completion(
     assert r.returncode == 1
     assert "session name '$(touch${IFS" in r.stderr and "fix or remove that entry" in r.stderr
     assert "Traceback" not in r.stderr and not planted.exists()
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "copy"])
+def test_remove_takes_read_only_folders_of_a_linked_tree(sample: Sample, mode: str) -> None:
+    """Go's module cache in a hard-linked or copied tree: read-only folders. As a user
+    (root here runs without its power over permission bits), remove takes it all."""
+    cache = sample.main / "gomod" / "example.com" / "lib@v1.0.0"
+    cache.mkdir(parents=True)
+    (cache / "lib.go").write_text("package lib\n")
+    for d in (cache, cache.parent, cache.parent.parent):
+        d.chmod(0o555)
+    sample.write_config(links=[{"path": "gomod", "mode": mode}])
+    assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    wt = sample.main.parent / "tally-x"
+    assert (wt / "gomod").stat().st_mode & 0o777 == 0o555
+    argv = obeying_permissions([str(VENV_BIN / "inv"), "session.remove", "x"])
+    r = subprocess.run(argv, cwd=sample.main, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not wt.exists() and sample.registry() == {} and "x" not in branches(sample.main)
+    assert (cache / "lib.go").read_text() == "package lib\n"
+    assert cache.stat().st_mode & 0o777 == 0o555
