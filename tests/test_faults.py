@@ -692,3 +692,33 @@ def test_remove_takes_read_only_folders_of_a_linked_tree(sample: Sample, mode: s
     assert not wt.exists() and sample.registry() == {} and "x" not in branches(sample.main)
     assert (cache / "lib.go").read_text() == "package lib\n"
     assert cache.stat().st_mode & 0o777 == 0o555
+
+
+def test_links_refresh_keeps_the_sessions_own_data(sample: Sample) -> None:
+    """backend/db.sqlite3 copied, node_modules hard-linked: `links --refresh` (which
+    doctor suggests) rebuilds only what lacks main's, never the session's database."""
+    import sqlite3
+
+    sample.write_config(
+        links=[
+            {"path": "backend/db.sqlite3", "mode": "copy"},
+            {"path": "frontend/node_modules", "mode": "hardlink"},
+        ]
+    )
+    assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    wt = sample.main.parent / "tally-x"
+    with sqlite3.connect(wt / "backend" / "db.sqlite3") as db:
+        db.execute("insert into t values ('the session''s')")
+    (sample.main / "frontend" / "node_modules" / "newpkg").mkdir()
+    r = run_cli(["inv", "session.links", "x", "--refresh"], sample.main)
+    assert r.returncode == 0, r.stderr
+    with sqlite3.connect(wt / "backend" / "db.sqlite3") as db:
+        assert db.execute("select x from t").fetchall() == [("the session's",)]
+    assert (wt / "frontend" / "node_modules" / "newpkg").is_dir()
+
+    (wt / "frontend" / "node_modules" / "mine").mkdir()  # the session installs one
+    (sample.main / "frontend" / "node_modules" / "other").mkdir()
+    r = run_cli(["inv", "session.links", "x", "--refresh"], sample.main)
+    assert "frontend/node_modules (hardlink) lacks other" in r.stdout
+    assert "not rebuilt: it has changed since it was built" in r.stdout
+    assert (wt / "frontend" / "node_modules" / "mine").is_dir()
