@@ -724,3 +724,28 @@ def test_links_refresh_keeps_the_sessions_own_data(sample: Sample) -> None:
     assert "frontend/node_modules (hardlink) lacks other" in r.stdout
     assert "not rebuilt: it has changed since it was built" in r.stdout
     assert (wt / "frontend" / "node_modules" / "mine").is_dir()
+
+
+@pytest.mark.parametrize("failing", ["claude_perms", "tmux"])
+def test_a_failed_add_gives_back_a_claude_entry_that_was_there_before(
+    sample: Sample, failing: str
+) -> None:
+    """The worktree's path had an entry in ~/.claude.json before this add (an earlier
+    session of that name: its history and MCP servers): undo restores it as it was."""
+    from tally_tasks.nodejson import stringify
+
+    wt = sample.main.parent / "tally-x"
+    old = {"history": [{"display": "earlier work"}], "mcpServers": {"db": {"command": "pg"}}}
+    config = sample.home / ".claude.json"
+    projects = {
+        str(sample.main): {"allowedTools": ["Bash(ls)"], "hasTrustDialogAccepted": True},
+        str(wt): old,
+    }
+    config.write_text(stringify({"numStartups": 3, "projects": projects}, newline=True))
+    before = config.read_bytes()
+    r = run_cli(
+        ["inv", "session.add", "x"], sample.main, env={"TALLY_TEST_FAULT": f"fail:{failing}"}
+    )
+    assert r.returncode == 1 and "Claude Code entry" in r.stderr, r.stderr
+    assert config.read_bytes() == before
+    assert not wt.exists() and sample.registry() == {}
