@@ -720,10 +720,21 @@ def test_links_refresh_keeps_the_sessions_own_data(sample: Sample) -> None:
 
     (wt / "frontend" / "node_modules" / "mine").mkdir()  # the session installs one
     (sample.main / "frontend" / "node_modules" / "other").mkdir()
+    r = run_cli(["inv", "session.links", "x", "--refresh", "--dry-run"], sample.main)
+    assert r.returncode == 0, r.stderr
+    assert "· links        backend/db.sqlite3 (copy) up to date, kept" in r.stdout
+    assert "frontend/node_modules kept: it has changed since it was built" in r.stdout
     r = run_cli(["inv", "session.links", "x", "--refresh"], sample.main)
     assert "frontend/node_modules (hardlink) lacks other" in r.stdout
     assert "not rebuilt: it has changed since it was built" in r.stdout
+    assert "replace it anyway with: inv session.links --name x --refresh --force" in r.stdout
     assert (wt / "frontend" / "node_modules" / "mine").is_dir()
+    r = run_cli(["tally-session", "links", "x", "--refresh", "--force"], sample.main)
+    assert r.returncode == 0, r.stderr
+    assert (wt / "frontend" / "node_modules" / "other").is_dir()
+    assert not (wt / "frontend" / "node_modules" / "mine").exists()
+    with sqlite3.connect(wt / "backend" / "db.sqlite3") as db:  # still never reset
+        assert db.execute("select x from t").fetchall() == [("the session's",)]
 
 
 @pytest.mark.parametrize("failing", ["claude_perms", "tmux"])
