@@ -37,7 +37,8 @@ def load(project: Project) -> registry.Registry:
 
 
 def get(project: Project, name: str) -> Session:
-    """A registered session, or a clear error."""
+    """A registered session, or a clear error (also for an entry whose worktree is
+    misplaced: nothing is done to it, not even to its processes)."""
     entries = load(project)
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none yet"
@@ -45,7 +46,28 @@ def get(project: Project, name: str) -> Session:
             f"no session named {name!r} (sessions: {known}); "
             "create it with: " + output.command("add", name)
         )
-    return project.session(name, entries[name])
+    session = project.session(name, entries[name])
+    why = misplaced(project, session.worktree)
+    if why:
+        raise TallyError(
+            f"{project.registry_path}: session {name!r} has {session.worktree} as its "
+            f"worktree, which {why}; nothing done. Fix or remove that entry"
+        )
+    return session
+
+
+def misplaced(project: Project, path: Path) -> str:
+    """Why `path` can never be a session's worktree ("" when it can): it is the main
+    checkout, holds it, or lies in the repository's git dir. Removing it, or stopping
+    the processes working in it, would reach the main checkout's own."""
+    real, main = Path(os.path.realpath(path)), Path(os.path.realpath(project.main))
+    if real == main:
+        return "is the main checkout"
+    if main.is_relative_to(real):
+        return "holds the main checkout"
+    if real.is_relative_to(os.path.realpath(project.common_dir)):
+        return "lies inside the repository's git dir"
+    return ""
 
 
 def drop_entry(project: Project, name: str) -> None:

@@ -760,3 +760,47 @@ def test_a_failed_add_gives_back_a_claude_entry_that_was_there_before(
     assert r.returncode == 1 and "Claude Code entry" in r.stderr, r.stderr
     assert config.read_bytes() == before
     assert not wt.exists() and sample.registry() == {}
+
+
+@pytest.mark.parametrize("where", ["main", "main-parent", "git-dir"])
+def test_an_entry_whose_worktree_is_the_main_checkout_is_refused_before_any_process(
+    sample: Sample, serve: Any, where: str
+) -> None:
+    """remove --force (and doctor --fix, resume) of such an entry would stop main's own
+    dev server, then fail; it is refused first, and nothing is touched."""
+    port = sample.config["ports"]["backend"]
+    server = serve(port, sample.main / "backend")  # main's dev server, on the entry's port
+    path = {
+        "main": sample.main,
+        "main-parent": sample.main.parent,
+        "git-dir": sample.main / ".git" / "trees" / "tally-x",
+    }[where]
+    entry = {"backend_port": port, "worktree": str(path), "branch": "main"}
+    (sample.main / ".tally-sessions").write_text(json.dumps({"x": entry}))
+    tmux = libtmux.Server()
+    tmux.cmd("new-session", "-d", "-s", "tally-x", "-c", str(sample.main))
+    for args in (
+        ["inv", "session.remove", "x", "--force"],
+        ["inv", "session.doctor", "--fix"],
+        ["inv", "session.resume"],
+        ["inv", "session.tmux", "x"],
+    ):
+        r = run_cli(args, sample.main)
+        said = r.stdout + r.stderr
+        assert (
+            "is the main checkout" in said
+            or "holds the main checkout" in said
+            or ("inside the repository's git dir" in said)
+        ), (args, said)
+        assert server.poll() is None, args  # main's dev server still runs
+    assert tmux.has_session("tally-x")  # its tmux session was not ours to kill
+    assert (sample.main / ".git").is_dir() and (sample.main / "backend" / "manage.py").exists()
+    assert "x" in sample.registry()
+
+
+def test_worktrees_inside_the_git_dir_are_refused(sample: Sample) -> None:
+    sample.write_config(worktrees=".git/trees")
+    r = run_cli(["inv", "session.add", "x"], sample.main)
+    assert r.returncode == 1 and "inside the repository's git dir" in r.stderr, r.stderr
+    assert "set tally.worktrees" in r.stderr
+    assert sample.registry() == {} and not (sample.main / ".git" / "trees").exists()

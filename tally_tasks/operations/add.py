@@ -47,6 +47,13 @@ def _check_new(project: Project, name: str) -> registry.Entry | None:
     existing = entries.get(name)
     if existing is None:
         sessions.check_slug(project, entries, name)
+        fresh = project.new_session(name).worktree
+        why = sessions.misplaced(project, fresh)
+        if why:
+            raise TallyError(
+                f"the worktree would be {fresh}, which {why}; set tally.worktrees to a "
+                "folder outside the repository's git dir"
+            )
     else:  # again, locked, in the ports step
         sessions.check_claim(name, existing, project.new_session(name).worktree, project.main)
     return existing

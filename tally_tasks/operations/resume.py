@@ -26,7 +26,10 @@ def run(project: Project, srv: tmux.TmuxServer, name: str | None = None) -> list
     todo: list[Session] = []
     for n, entry in entries.items():
         session = project.session(n, entry)
-        if session.tmux_name in live:
+        why = sessions.misplaced(project, session.worktree)
+        if why:
+            output.warn("resume", f"{n}: its worktree {session.worktree} {why}; not started")
+        elif session.tmux_name in live:
             output.step("resume", f"{n}: already running")
         elif not session.worktree.is_dir():
             output.warn(
