@@ -7,6 +7,7 @@ Below the steps and operations, which all ask these questions the same way.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,28 @@ def works_in(session: Session, cwd: str | None) -> bool:
     cwd = cwd.removesuffix(" (deleted)")  # how Linux shows a folder removed under it
     inside = str(session.worktree)
     return cwd == inside or cwd.startswith(inside + os.sep)
+
+
+def foreign_tmux(session: Session, paths: Iterable[str] | None) -> str:
+    """Where the tmux session of `session`'s name works when it is not this session's
+    ("" when it is, or there is none): none of its panes (`paths`, their folders) works
+    in this worktree. Two checkouts in folders of the same name make the same tmux
+    names; the other's is never ended, restarted or reported as this one's."""
+    found = sorted(paths or ())
+    if not found or any(works_in(session, p) for p in found):
+        return ""
+    return found[0]
+
+
+def foreign_tmux_said(project: Project, session: Session, where: str) -> str:
+    tname = session.tmux_name
+    return (
+        f"a tmux session {tname} already runs, working in {where}, not in "
+        f"{session.worktree}: not this session's (another checkout's, whose folder has "
+        f"this one's name, or yours); give this project other tmux names with "
+        f"tally.project (now {project.name!r}), or end it with: "
+        + output.on_host(f"tmux kill-session -t ={tname}")
+    )
 
 
 def foreign_holders(session: Session) -> dict[str, list[ports_.Holder]]:

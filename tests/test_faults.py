@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tally_tasks import status
+from tally_tasks import tmux as tmux_
 from tally_tasks.errors import TallyError
 from tally_tasks.operations import add as add_op
 from tally_tasks.operations import remove as remove_op
@@ -804,3 +805,45 @@ def test_worktrees_inside_the_git_dir_are_refused(sample: Sample) -> None:
     assert r.returncode == 1 and "inside the repository's git dir" in r.stderr, r.stderr
     assert "set tally.worktrees" in r.stderr
     assert sample.registry() == {} and not (sample.main / ".git" / "trees").exists()
+
+
+def test_a_checkout_with_the_same_folder_name_never_takes_the_others_tmux_session(
+    isolated_env: Path,
+) -> None:
+    """~/a/tally and ~/b/tally both make tmux session tally-feat: b never treats a's as
+    its own (resume, list, doctor, the tmux step, remove), and never ends it."""
+    a = make_sample(isolated_env, parent="a")
+    b = make_sample(isolated_env, parent="b")
+    a.write_config()
+    assert run_cli(["inv", "session.add", "feat", "-q"], a.main).returncode == 0
+    a_wt = a.main.parent / "tally-feat"
+
+    def a_windows() -> dict[str, str]:
+        return tmux_.windows(tmux_.Server(), "tally-feat") or {}
+
+    poll(
+        lambda: (
+            set(a_windows().values()) == {str(a_wt), str(a_wt / "backend"), str(a_wt / "frontend")}
+        )
+    )
+    before = a_windows()
+
+    b.write_config()
+    r = run_cli(["inv", "session.add", "feat"], b.main)  # refused, nothing made
+    assert r.returncode == 1 and "another checkout's" in r.stderr and "tally.project" in r.stderr
+    assert b.registry() == {}
+    for step in ("ports", "worktree"):  # b's session, made step by step
+        assert run_cli(["inv", f"session.{step}", "feat", "-q"], b.main).returncode == 0
+    r = run_cli(["inv", "session.resume"], b.main)
+    assert "already running" not in r.stdout and "another checkout's" in r.stdout + r.stderr
+    r = run_cli(["inv", "session.list", "--json"], b.main)
+    assert json.loads(r.stdout)[0]["running"] is False
+    r = run_cli(["inv", "session.doctor", "--name", "feat"], b.main)
+    assert r.returncode == 1 and "another checkout's" in r.stdout + r.stderr
+    r = run_cli(["inv", "session.tmux", "feat"], b.main)
+    assert r.returncode == 1 and "another checkout's" in r.stderr
+    r = run_cli(["inv", "session.remove", "feat"], b.main)
+    assert r.returncode == 0, r.stderr
+    assert "left alone" in r.stdout + r.stderr
+    assert b.registry() == {} and not (b.main.parent / "tally-feat").exists()
+    assert a_windows() == before  # a's agent and dev servers still run

@@ -192,8 +192,13 @@ def run(
         _run_steps(Context(project, session, srv), chosen, force)
         # Run from one of the session's own windows, killing tmux first would hang up on
         # this very process halfway: then tmux goes last, and the hang-up is ignored.
-        inside = tmux.current_session(srv) == session.tmux_name
-        if inside:
+        panes = tmux.windows(srv, session.tmux_name) or {}
+        other = sessions.foreign_tmux(session, panes.values())
+        inside = not other and tmux.current_session(srv) == session.tmux_name
+        if other:
+            said = sessions.foreign_tmux_said(project, session, other)
+            output.warn("tmux", f"{said}; left alone")
+        elif inside:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
         elif tmux.kill(srv, session.tmux_name):
             output.step("tmux", f"killed {session.tmux_name}")
@@ -292,9 +297,13 @@ def plan(
             for step in chosen:
                 for line in step.plan(ctx):
                     plan_line(step.name, line)
-        running = tmux.exists(srv, session.tmux_name)
+        panes = tmux.windows(srv, session.tmux_name)
+        other = sessions.foreign_tmux(session, (panes or {}).values())
+        running = panes is not None and not other
         inside = running and tmux.current_session(srv) == session.tmux_name
-        if running and not inside:
+        if other:
+            plan_line("tmux", f"leave {session.tmux_name} alone: it works in {other}")
+        elif running and not inside:
             plan_line("tmux", f"kill {session.tmux_name}")
         when = " if it outlives the tmux session" if running and not inside else ""
         for h in sessions.orphans(session):
