@@ -847,3 +847,18 @@ def test_a_checkout_with_the_same_folder_name_never_takes_the_others_tmux_sessio
     assert "left alone" in r.stdout + r.stderr
     assert b.registry() == {} and not (b.main.parent / "tally-feat").exists()
     assert a_windows() == before  # a's agent and dev servers still run
+
+
+def test_a_late_step_of_remove_that_fails_still_drops_the_entry(sample: Sample) -> None:
+    """Once the worktree is gone, a failing step (the branch cannot be deleted) is said,
+    and the entry goes too: no entry is left that only doctor --fix could clear."""
+    assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    lock = sample.main / ".git" / "refs" / "heads" / "x.lock"
+    lock.write_text("")  # another git holds the branch
+    r = run_cli(["inv", "session.remove", "x"], sample.main)
+    assert r.returncode == 1
+    assert "session x is removed, but its branch step failed" in r.stderr, r.stderr
+    assert "git branch -D x" in r.stderr
+    assert sample.registry() == {} and not (sample.main.parent / "tally-x").exists()
+    lock.unlink()
+    git(sample.main, "branch", "-D", "x")  # as said

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shlex
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -209,18 +210,41 @@ def run(
                 worktree.unlink_ours(wt, [lk.path for lk in project.settings.links])
                 worktree.remove(repo, wt)
                 output.step("worktree", f"removed {wt}")
-            _remove_branch(repo, session.branch, force, keep_branch)
+            # the worktree is gone: from here on, a step that fails is said, and the
+            # entry goes all the same (else no command but doctor --fix could clear it)
+            late = _late(
+                "branch",
+                lambda: _remove_branch(repo, session.branch, force, keep_branch),
+                "; delete it when that is fixed: "
+                + output.on_host(f"git branch -D {shlex.quote(session.branch)}"),
+            )
     config = claude.config_path(project.settings.claude_config)
-    try:
+
+    def forget() -> None:
         if claude.forget(config, [wt], project.settings.claude_lock_stale) == "corrupt":
             output.warn("claude", f"{config} is not valid JSON, left untouched")
-    except TallyError as e:  # the worktree is gone already: the record must go too
-        output.warn("claude", f"{e}; drop the entry later with: " + output.command("claude_prune"))
+
+    if _late("claude", forget):
+        output.warn("claude", "drop its entry later with: " + output.command("claude_prune"))
     sessions.drop_entry(project, name)
     output.step("registry", f"dropped {name} (ports freed)")
     if inside:
         output.step("tmux", f"killing {session.tmux_name}, this window with it")
         tmux.kill(srv, session.tmux_name)
+    if late:
+        raise TallyError(f"session {name} is removed, but its {late}")
+
+
+def _late(step: str, fn: Callable[[], None], hint: str = "") -> str:
+    """Run a step of remove that comes after the worktree is gone: its failure is said
+    (and returned, "" when it went well), never left to stop the rest."""
+    try:
+        fn()
+    except (TallyError, OSError) as e:
+        said = f"{step} step failed: {e}{hint}"
+        output.warn(step, said)
+        return said
+    return ""
 
 
 def _run_steps(ctx: Context, chosen: list[Step], force: bool) -> None:
