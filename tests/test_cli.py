@@ -717,4 +717,4 @@ def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path:
     ], add
     assert len([c for c in add if c.startswith("tmux list-panes")]) == 1, add  # not again
     remove = calls(["inv", "session.remove", "x", "-q"])
-    assert len(remove) <= 15, remove
+    assert len(remove) <= 13, remove

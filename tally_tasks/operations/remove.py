@@ -77,7 +77,8 @@ def at_risk(
             problems.append(
                 f"{len(orphaned)} commit(s) on a detached HEAD, on no branch ({orphaned[0]})"
             )
-    if repo_.branch_exists(repo, session.branch):
+    on_it = known is not None and known.branch == session.branch  # so the branch exists
+    if on_it or repo_.branch_exists(repo, session.branch):
         stashes = _stashes(repo, session.branch)
         if stashes:
             problems.append(f"stash(es) of {session.branch}: " + ", ".join(stashes[:5]))
@@ -275,11 +276,13 @@ def _remove_branch(
 ) -> None:
     delete, why = branch_fate(project, repo, branch, force, keep)
     if delete:
-        for w in worktree.listing(repo):
-            if w.branch == branch:
-                output.warn("branch", f"kept {branch}: checked out at {w.path}")
-                return
-        repo_.run(repo, "branch", "-D", branch)
+        # git refuses a branch checked out in another worktree: asked only when it does
+        if repo_.git(repo, "branch", "-D", branch).returncode != 0:
+            for w in worktree.listing(repo):
+                if w.branch == branch:
+                    output.warn("branch", f"kept {branch}: checked out at {w.path}")
+                    return
+            repo_.run(repo, "branch", "-D", branch)  # its own error, said as such
         output.step("branch", why)
     elif why.startswith(f"kept {branch}:"):
         output.warn("branch", why)
