@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from .errors import TallyError
 
@@ -91,8 +92,10 @@ def open_repo(path: Path) -> Repo:
     return Repo(path)
 
 
-def _git(repo: Repo, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+def _git(repo: Repo, args: tuple[str, ...], text: bool = True) -> subprocess.CompletedProcess[Any]:
     try:
+        if not text:
+            return subprocess.run(["git", *args], cwd=repo.path, capture_output=True)
         return subprocess.run(
             ["git", *args], cwd=repo.path, capture_output=True, text=True, errors="replace"
         )
@@ -102,14 +105,27 @@ def _git(repo: Repo, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
         raise TallyError("git is not installed or not on PATH; install git first") from None
 
 
+def _failed(args: tuple[str, ...], stderr: str, code: int) -> TallyError:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    msg = lines[-1].strip() if lines else f"exit status {code}"
+    return TallyError(f"git {args[0]} failed: {msg.removeprefix('fatal: ')}")
+
+
 def run(repo: Repo, *args: str) -> str:
     """Run git with an argument list in `repo`; a failure becomes TallyError."""
     proc = _git(repo, args)
     if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        msg = lines[-1].strip() if lines else f"exit status {proc.returncode}"
-        raise TallyError(f"git {args[0]} failed: {msg.removeprefix('fatal: ')}")
-    return proc.stdout
+        raise _failed(args, proc.stderr, proc.returncode)
+    return str(proc.stdout)
+
+
+def names(repo: Repo, *args: str) -> list[str]:
+    """The paths a ``git ... -z`` call lists, as the filesystem names them (a name that is
+    not UTF-8 round-trips through `os.fsdecode`)."""
+    proc = _git(repo, args, text=False)
+    if proc.returncode != 0:
+        raise _failed(args, proc.stderr.decode(errors="replace"), proc.returncode)
+    return [os.fsdecode(p) for p in proc.stdout.split(b"\0") if p]
 
 
 def ok(repo: Repo, *args: str) -> bool:

@@ -585,3 +585,81 @@ def test_a_registry_temp_file_of_a_killed_writer_is_swept(sample: Sample) -> Non
     assert run_cli(["inv", "session.add", "a", "-q"], sample.main).returncode == 0
     assert not left.exists()
     assert (sample.main / ".gitignore").exists() and list(sample.registry()) == ["a"]
+
+
+# --- ignored files: listed when remove deletes them, the protected ones kept ----------------
+
+
+def ignoring(sample: Sample) -> None:
+    """The project ignores bytecode, logs, dumps and a backups folder."""
+    with (sample.main / ".gitignore").open("a") as f:
+        f.write("__pycache__/\n*.log\n*.sql\n*.dump\nbackups/\n")
+    git(sample.main, "commit", "-qam", "ignore more")
+
+
+def make_files(root: Path, *rels: str) -> None:
+    for rel in rels:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("data\n")
+
+
+def test_remove_and_its_dry_run_list_the_ignored_files_that_go(sample: Sample) -> None:
+    ignoring(sample)
+    assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    wt = sample.main.parent / "tally-x"
+    make_files(
+        wt,
+        "backend/app/__pycache__/a.pyc",
+        "backend/app/__pycache__/b.pyc",
+        "backend/lib/__pycache__/c.pyc",
+        "backend/debug.log",
+    )
+    listed = "4 git-ignored file(s): __pycache__/ (3 files in 2 folders), backend/debug.log"
+    r = run_cli(["inv", "session.remove", "x", "--dry-run"], sample.main)
+    assert r.returncode == 0, r.stdout + r.stderr
+    [line] = [ln for ln in r.stdout.splitlines() if "ignored" in ln]
+    assert line == "· ignored      delete " + listed  # never the tool's links and copies
+    r = run_cli(["inv", "session.remove", "x"], sample.main)
+    assert r.returncode == 0, r.stderr
+    assert "ignored      deleted " + listed + "\n" in r.stdout
+    assert not wt.exists()
+
+
+PROTECTED = [
+    pytest.param("backend/prod.sql", {}, id="loose"),
+    pytest.param("backups/2024/prod.dump", {}, id="inside-an-ignored-folder"),
+    pytest.param("backend/app.log", {"protect": ["*.log"]}, id="configured"),
+]
+
+
+@pytest.mark.parametrize(("rel", "config"), PROTECTED)
+def test_a_protected_ignored_file_makes_remove_refuse_without_force(
+    sample: Sample, rel: str, config: dict[str, Any]
+) -> None:
+    ignoring(sample)
+    sample.write_config(**config)
+    assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    wt = sample.main.parent / "tally-x"
+    make_files(wt, rel)
+    r = run_cli(["inv", "session.remove", "x", "--dry-run"], sample.main)
+    assert r.returncode == 1 and f"git-ignored file(s) that tally.protect keeps: {rel}" in r.stdout
+    r = run_cli(["inv", "session.remove", "x"], sample.main)
+    assert r.returncode == 1, r.stdout
+    assert f"1 git-ignored file(s) that tally.protect keeps: {rel}" in r.stderr
+    assert "session.remove --name x --force" in r.stderr
+    assert (wt / rel).read_text() == "data\n" and "x" in sample.registry()
+    kept = f"delete (--force) what tally.protect keeps: {rel}"
+    r = run_cli(["inv", "session.remove", "x", "--force", "--dry-run"], sample.main)
+    assert r.returncode == 0 and kept in r.stdout, r.stdout
+    r = run_cli(["inv", "session.remove", "x", "--force"], sample.main)
+    assert r.returncode == 0 and "deleted (--force) what tally.protect keeps" in r.stdout
+    assert not wt.exists() and "x" not in sample.registry()
+
+
+def test_with_protect_empty_an_ignored_dump_is_listed_not_kept(sample: Sample) -> None:
+    ignoring(sample)
+    sample.write_config(protect=[])
+    assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    make_files(sample.main.parent / "tally-x", "backend/prod.sql")
+    r = run_cli(["inv", "session.remove", "x"], sample.main)
+    assert r.returncode == 0 and "deleted 1 git-ignored file(s): backend/prod.sql" in r.stdout
