@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "links": ["frontend/node_modules", "backend/db.sqlite3"],
     # Paths copied from the main repo, private to each session (mode kept).
     "copies": ["backend/.env", "frontend/.env"],
-    # Shell command run before every window command, joined with &&; empty = none.
+    # Run in the user's shell before every window command and hook; empty = none.
     "activate": "workon {project}",
     # The tmux windows, in order. `dir` is relative to the worktree.
     "windows": [

@@ -663,3 +663,124 @@ def test_with_protect_empty_an_ignored_dump_is_listed_not_kept(sample: Sample) -
     make_files(sample.main.parent / "tally-x", "backend/prod.sql")
     r = run_cli(["inv", "session.remove", "x"], sample.main)
     assert r.returncode == 0 and "deleted 1 git-ignored file(s): backend/prod.sql" in r.stdout
+
+
+# --- other login shells: windows and hooks under bash, zsh and fish -------------------------
+
+LOGIN_SHELLS = ["bash", "zsh", "fish"]
+ACTIVATE = {
+    "bash": "export TALLY_ACTIVATED=yes",
+    "zsh": "export TALLY_ACTIVATED=yes",
+    "fish": "set -gx TALLY_ACTIVATED yes",
+}
+
+
+def login_shell(name: str) -> str:
+    import shutil
+
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed (CI installs it: .ci/run)")
+    return found
+
+
+def windows_in(sample: Sample, name: str, activate: str = "", **extra: Any) -> dict[str, str]:
+    """invoke.yaml for a user whose login shell is `name`; the env to run `inv` with."""
+    sample.write_config(activate=activate or ACTIVATE[name], **extra)
+    return {"SHELL": login_shell(name)}
+
+
+@pytest.mark.parametrize("name", LOGIN_SHELLS)
+def test_window_lines_work_in_the_users_login_shell_on_add_and_on_resume(
+    sample: Sample, name: str
+) -> None:
+    env = windows_in(
+        sample,
+        name,
+        windows=[
+            {
+                "name": "backend",
+                "dir": "backend",
+                "cmd": "python manage.py runserver {backend_port}",
+            },
+            # POSIX grouping and a fallback: `( )` is a command substitution in fish
+            {
+                "name": "agent",
+                "dir": "",
+                "cmd": "(exit 3) || claude -n {session}",
+                "resume_cmd": "claude --resume {session} || claude -n {session}",
+            },
+        ],
+    )
+    r = run_cli(["inv", "session.add", "x"], sample.main, env=env)
+    assert r.returncode == 0, r.stderr
+    wt = sample.main.parent / "tally-x"
+    [backend] = sample.wait_calls("python")
+    assert (backend["cwd"], backend["activated"]) == (str(wt / "backend"), "yes")
+    [agent] = sample.wait_calls("claude")
+    assert (agent["argv"], agent["cwd"], agent["activated"]) == (["-n", "tally-x"], str(wt), "yes")
+    subprocess.run(["tmux", "kill-server"], capture_output=True)
+    r = run_cli(["inv", "session.resume"], sample.main, env=env)
+    assert r.returncode == 0, r.stderr
+    resumed = sample.wait_calls("claude", 2)[1]
+    assert (resumed["argv"], resumed["activated"]) == (["--resume", "tally-x"], "yes")
+
+
+def test_window_lines_follow_the_running_servers_shell_over_shell(sample: Sample) -> None:
+    fish = login_shell("fish")
+    env = {**os.environ, "SHELL": fish}
+    subprocess.run(["tmux", "new-session", "-d", "-s", "mine"], check=True, env=env)
+    sample.write_config(activate=ACTIVATE["fish"])  # fish's words: the windows are fish
+    r = run_cli(["inv", "session.add", "x"], sample.main, env={"SHELL": "/bin/bash"})
+    assert r.returncode == 0, r.stderr
+    assert sample.wait_calls("python")[0]["activated"] == "yes"
+    assert sample.wait_calls("claude")[0]["argv"] == ["-n", "tally-x"]
+
+
+HOOKS = [
+    # (id, post_add hook, add succeeds)
+    ("runs", "cd backend && touch ran-$TALLY_SESSION", True),
+    ("fails", "(exit 4) && touch never", False),
+]
+
+
+@pytest.mark.parametrize("name", LOGIN_SHELLS)
+@pytest.mark.parametrize(("hook", "ok"), [c[1:] for c in HOOKS], ids=[c[0] for c in HOOKS])
+def test_hooks_run_in_the_users_login_shell_and_a_failing_one_fails_add(
+    sample: Sample, name: str, hook: str, ok: bool
+) -> None:
+    env = windows_in(sample, name, windows=[{"name": "sh", "dir": ""}], hooks={"post_add": [hook]})
+    r = run_cli(["inv", "session.add", "x"], sample.main, env=env)
+    wt = sample.main.parent / "tally-x"
+    if ok:
+        assert r.returncode == 0, r.stderr
+        assert (wt / "backend" / "ran-x").exists()
+        assert f"post-add     {hook}" in r.stdout
+    else:
+        assert r.returncode == 1, r.stdout
+        assert f"hook post_add `{hook}` failed with status 4" in r.stderr
+        assert not wt.exists() and sample.registry() == {}
+
+
+@pytest.mark.parametrize("name", LOGIN_SHELLS)
+def test_an_activation_the_shell_cannot_parse_fails_the_hook(sample: Sample, name: str) -> None:
+    hooks = {"post_add": ["true"]}
+    env = windows_in(sample, name, "echo (", windows=[{"name": "sh", "dir": ""}], hooks=hooks)
+    r = run_cli(["inv", "session.add", "x"], sample.main, env=env)
+    assert r.returncode == 1, r.stdout  # fish -c says 0 after a parse error
+    assert "hook post_add `true` failed with status" in r.stderr
+    assert sample.registry() == {}
+
+
+def test_a_shell_no_line_is_written_for_is_refused_before_anything_is_made(
+    sample: Sample, tmp_path: Path
+) -> None:
+    tcsh = tmp_path / "bin" / "tcsh"  # a stand-in: tmux only needs an executable shell
+    tcsh.write_text('#!/bin/sh\nexec /bin/sh "$@"\n')
+    tcsh.chmod(0o755)
+    before = sorted(p.name for p in sample.main.parent.iterdir())
+    r = run_cli(["inv", "session.add", "x"], sample.main, env={"SHELL": str(tcsh)})
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert f"tmux's default-shell is {tcsh}, a shell tally-tasks cannot write" in r.stderr
+    assert sample.registry() == {} and "tally-x" not in tmux_sessions()
+    assert sorted(p.name for p in sample.main.parent.iterdir()) == before

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import hooks, output, registry, sessions, tmux
+from .. import shell as shell_
 from ..errors import TallyError
 from ..session import Project, Session, check_name, render
 from ..steps.base import Context, Refused, plan_line, refuse_lines
 from ..steps.project import ProjectTasks, for_add
-from ..steps.tmux import attach_line
+from ..steps.tmux import attach_line, window_shell
 
 _FAULT_ENV = "TALLY_TEST_FAULT"  # tests: "pause:<step>" / "fail:<step>" to hit a boundary
 
@@ -60,6 +61,14 @@ def _tmux_taken(project: Project, name: str) -> str:
     )
 
 
+def _check_shells(project: Project, ctx: Context, steps: list[str]) -> None:
+    """Refuse, before anything is made, a shell no window line or hook is written for."""
+    if "tmux" in steps:
+        ctx.shell = window_shell(ctx.server)
+    if project.settings.hooks.get("post_add"):
+        shell_.kind(shell_.login_shell())
+
+
 @dataclass
 class _Undo:
     actions: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
@@ -92,6 +101,7 @@ def run(
     if existing is None and tmux.exists(srv, project.tmux_name(name)):
         raise TallyError(_tmux_taken(project, name) + ", or pick another name")
     ctx = Context(project, project.new_session(name), srv, adding=True, force=force)
+    _check_shells(project, ctx, [n for n, _ in chosen])
     undo = _Undo()
     current = chosen[0][0]
     try:
