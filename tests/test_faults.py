@@ -784,3 +784,5 @@ def test_a_shell_no_line_is_written_for_is_refused_before_anything_is_made(
     assert f"tmux's default-shell is {tcsh}, a shell tally-tasks cannot write" in r.stderr
     assert sample.registry() == {} and "tally-x" not in tmux_sessions()
     assert sorted(p.name for p in sample.main.parent.iterdir()) == before
+    r = run_cli(["inv", "session.doctor"], sample.main, env={"SHELL": str(tcsh)})
+    assert r.returncode == 1 and f"$SHELL is {tcsh}, a shell tally-tasks cannot" in r.stdout
