@@ -7,6 +7,7 @@ what is left is checked.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -786,3 +787,142 @@ def test_a_shell_no_line_is_written_for_is_refused_before_anything_is_made(
     assert sorted(p.name for p in sample.main.parent.iterdir()) == before
     r = run_cli(["inv", "session.doctor"], sample.main, env={"SHELL": str(tcsh)})
     assert r.returncode == 1 and f"$SHELL is {tcsh}, a shell tally-tasks cannot" in r.stdout
+
+
+# --- interrupts at every moment of add ------------------------------------------------------
+
+# A stand-in for git and tmux that runs the real program, counts the calls the adding
+# process itself makes, and at call $SWEEP_AT sends Ctrl-C to the adding process's group
+# (what a terminal does) just as the program finished: the moment between "made" and
+# "recorded" that an undo registered after the step misses.
+SWEEP_WRAPPER = """#!/bin/sh
+"{real}" "$@"
+rc=$?
+set -- $(cat /proc/$$/stat)
+if [ "$4" = "$5" ]; then
+  n=$(( $(cat "{counter}" 2>/dev/null || echo 0) + 1 ))
+  echo "$n" > "{counter}"
+  if [ "$n" = "$SWEEP_AT" ]; then
+    trap '' INT
+    kill -INT "-$5"
+  fi
+fi
+exit $rc
+"""
+
+# the hook Ctrl-Cs the adding process (its shell's parent) and waits: it must be ended
+SWEEP_HOOK = 'if [ -n "$SWEEP_HOOK" ]; then kill -INT "-$PPID"; sleep 30; fi'
+
+
+def in_worktree(wt: Path) -> list[str]:
+    """Processes whose working folder is the worktree or inside it (deleted or not)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        cwd = cwd.removesuffix(" (deleted)")
+        if cwd == str(wt) or cwd.startswith(str(wt) + "/"):
+            found.append(f"{proc.name} {(proc / 'cmdline').read_bytes()!r}")
+    return found
+
+
+class Sweep:
+    """`inv session.add x` run again and again, Ctrl-C'd at a different moment each time."""
+
+    def __init__(self, sample: Sample, tmp_path: Path) -> None:
+        import shutil
+
+        self.sample = sample
+        self.wt = sample.main.parent / "tally-x"
+        self.counter = tmp_path / "calls"
+        wrappers = tmp_path / "sweep-bin"
+        wrappers.mkdir()
+        for prog in ("git", "tmux"):
+            real = shutil.which(prog)
+            assert real is not None
+            (wrappers / prog).write_text(SWEEP_WRAPPER.format(real=real, counter=self.counter))
+            (wrappers / prog).chmod(0o755)
+        self.path = f"{wrappers}:{os.environ['PATH']}"
+        sample.write_config(hooks={"post_add": [SWEEP_HOOK]})
+        write_claude_json(sample)
+        self.claude = claude_json(sample)
+
+    def add(self, **env: str) -> subprocess.Popen[str]:
+        self.counter.unlink(missing_ok=True)
+        return subprocess.Popen(
+            [str(VENV_BIN / "inv"), "session.add", "x", "-q"],
+            cwd=self.sample.main,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PATH": self.path, **env},
+            start_new_session=True,  # its own group, as a terminal's foreground job
+        )
+
+    def calls(self) -> int:
+        return int(self.counter.read_text()) if self.counter.exists() else 0
+
+    def settled(self, proc: subprocess.Popen[str], moment: str) -> str:
+        """After the add ended: nothing of it left, or the session whole (a Ctrl-C as it
+        finished); then cleared for the next run. Says which."""
+        out, err = proc.communicate(timeout=60)
+        where = f"Ctrl-C {moment} (exit {proc.returncode}): {out}{err}"
+        if "Traceback" in err:  # Python's own: inv still importing, or already ending
+            begun, ended = self.calls() > 0, err.startswith("Exception ignored in")
+            assert (ended or not begun) and "KeyboardInterrupt" in err, where
+        entry = self.sample.registry().get("x")
+        if entry is not None and "state" not in entry:  # finished: every part there
+            assert self.wt.is_dir() and "x" in branches(self.sample.main), where
+            assert "tally-x" in tmux_sessions(), where
+            r = run_cli(["inv", "session.remove", "x", "--force", "-q"], self.sample.main)
+            assert r.returncode == 0, r.stderr
+            return "complete"
+        assert proc.returncode != 0, where
+        assert entry is None, where
+        assert not self.wt.exists(), where
+        assert "tally-x" not in git(self.sample.main, "worktree", "list"), where
+        assert "x" not in branches(self.sample.main), where
+        assert "tally-x" not in tmux_sessions(), where
+        assert claude_json(self.sample) == self.claude, where
+        poll(lambda: not in_worktree(self.wt), timeout=5)  # a hang-up takes a moment
+        return "undone"
+
+
+def test_ctrl_c_at_every_moment_of_add_leaves_nothing_behind(
+    sample: Sample, tmp_path: Path
+) -> None:
+    sweep = Sweep(sample, tmp_path)
+    # how many git and tmux calls a whole add makes
+    assert sweep.settled(sweep.add(), "never") == "complete"
+    total = sweep.calls()
+    assert total >= 10
+    outcomes: dict[str, str] = {}
+    # just as each git or tmux call of the add returns
+    took = 0.0  # about as long as a whole add: until its last call
+    for n in range(1, total + 1):
+        started = time.monotonic()
+        outcomes[f"call {n}"] = sweep.settled(sweep.add(SWEEP_AT=str(n)), f"after call {n}")
+        took = max(took, time.monotonic() - started)
+    # at each step boundary (the add waits there), and inside the post_add hook
+    for step in STEPS:
+        mark = tmp_path / f"at-{step}"
+        proc = sweep.add(TALLY_TEST_FAULT=f"pause:{step}", TALLY_TEST_FAULT_MARK=str(mark))
+        poll(mark.exists, timeout=30)
+        os.killpg(proc.pid, signal.SIGINT)
+        outcomes[step] = sweep.settled(proc, f"after {step}")
+    outcomes["hook"] = sweep.settled(sweep.add(SWEEP_HOOK="1"), "in the post_add hook")
+    # and at times spread over a whole add
+    for i in range(1, 6):
+        delay = took * i / 6
+        proc = sweep.add()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=delay)  # the stimulus: Ctrl-C after `delay` s
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        outcomes[f"{delay:.2f}s"] = sweep.settled(proc, f"at {delay:.2f} s")
+    assert outcomes["call 1"] == outcomes["ports"] == outcomes["hook"] == "undone", outcomes
+    assert list(outcomes.values()).count("undone") >= total, outcomes

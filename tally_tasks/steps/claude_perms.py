@@ -37,10 +37,14 @@ def apply(project: Project, session: Session) -> None:
     show(name, outcomes)
 
 
-def run(ctx: Context) -> Made | None:
-    apply(ctx.project, ctx.session)
+def hold(ctx: Context) -> Made | None:
     # the entry of a worktree this run made is this run's; an older one is the user's
     return Made("Claude Code entry") if ctx.made.get("worktree") else None
+
+
+def run(ctx: Context) -> Made | None:
+    apply(ctx.project, ctx.session)
+    return hold(ctx)
 
 
 def undo(ctx: Context, made: Made) -> None:

@@ -95,13 +95,24 @@ def attach_line(project: Project, session: Session) -> str:
     return f"{prefix} attach -t ={session.tmux_name}"
 
 
+def hold(ctx: Context) -> Made | None:
+    """A session this add may end: none of the name ran before (an add of a new entry
+    refused one that did, before anything was made)."""
+    if ctx.made.get("ports") is None and tmux.exists(ctx.server, ctx.session.tmux_name):
+        return None
+    return Made("tmux session")
+
+
 def run(ctx: Context) -> Made | None:
     state = start(ctx.project, ctx.session, ctx.server, ctx.resume, ctx.shell)
     return Made("tmux session") if state == "started" else None
 
 
 def undo(ctx: Context, made: Made) -> None:
+    """End the session, and what its windows started that outlives it (a dev server that
+    ignores the hang-up) still holding the session's ports from the worktree."""
     tmux.kill(ctx.server, ctx.session.tmux_name)
+    sessions.stop_orphans(ctx.session)
 
 
 def plan(ctx: Context) -> list[str]:
