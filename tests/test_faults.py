@@ -779,14 +779,19 @@ def test_a_shell_no_line_is_written_for_is_refused_before_anything_is_made(
     tcsh = tmp_path / "bin" / "tcsh"  # a stand-in: tmux only needs an executable shell
     tcsh.write_text('#!/bin/sh\nexec /bin/sh "$@"\n')
     tcsh.chmod(0o755)
+    tcsh_env = {**os.environ, "SHELL": str(tcsh)}
     before = sorted(p.name for p in sample.main.parent.iterdir())
     r = run_cli(["inv", "session.add", "x"], sample.main, env={"SHELL": str(tcsh)})
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
-    assert f"tmux's default-shell is {tcsh}, a shell tally-tasks cannot write" in r.stderr
+    assert f"$SHELL is {tcsh}, a shell tally-tasks cannot write" in r.stderr
     assert sample.registry() == {} and "tally-x" not in tmux_sessions()
     assert sorted(p.name for p in sample.main.parent.iterdir()) == before
     r = run_cli(["inv", "session.doctor"], sample.main, env={"SHELL": str(tcsh)})
     assert r.returncode == 1 and f"$SHELL is {tcsh}, a shell tally-tasks cannot" in r.stdout
+    # a running tmux server's default-shell is the windows' shell, whatever $SHELL says
+    subprocess.run(["tmux", "new-session", "-d", "-s", "mine"], check=True, env=tcsh_env)
+    r = run_cli(["inv", "session.add", "x"], sample.main, env={"SHELL": "/bin/bash"})
+    assert f"tmux's default-shell is {tcsh}, a shell" in r.stderr and sample.registry() == {}
 
 
 # --- interrupts at every moment of add ------------------------------------------------------

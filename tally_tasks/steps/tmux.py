@@ -22,9 +22,7 @@ def window_runs(
     written for `shell`, the windows' shell (`window_shell`; None: $SHELL)."""
     s = project.settings
     values = session.values(project)
-    kind = (
-        shell_.kind(shell, "tmux's default-shell") if shell else shell_.kind(shell_.login_shell())
-    )
+    kind = shell_.kind(shell or shell_.login_shell())
     activate = render(s.activate, values, shell_.quoter(kind)).strip()
     runs = []
     for win in s.windows:
@@ -42,7 +40,10 @@ def window_shell(srv: tmux.TmuxServer) -> str:
     """The shell the windows run: the running server's default-shell, else $SHELL (what
     a new server starts with, unless tmux.conf sets default-shell), checked: one a line
     can be written for, else the one-line error, before anything is made."""
-    shell = tmux.default_shell(srv) or shell_.login_shell()
+    shell = tmux.default_shell(srv)
+    if shell is None:
+        shell_.kind(shell_.login_shell())
+        return shell_.login_shell()
     shell_.kind(shell, "tmux's default-shell")
     return shell
 
