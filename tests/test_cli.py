@@ -691,8 +691,8 @@ exec {real} "$@"
 
 
 def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path: Path) -> None:
-    """add's checks: the repository, the tmux name, git's worktrees, the refs (one call
-    each); remove's whole run: its checks (the changes, stashes, whose tmux session it is,
+    """add's checks: the repository, the tmux name, the shell, git's worktrees, the refs
+    (one call each); remove's whole run: its checks (the changes, stashes, whose tmux session it is,
     whether the branch is merged) and the four commands a person would type."""
     wrappers, log = tmp_path / "counting", tmp_path / "calls.log"
     wrappers.mkdir()
@@ -711,10 +711,12 @@ def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path:
     checks = add[: next(i for i, c in enumerate(add) if c.startswith("git worktree add"))]
     assert [c.split()[:2] for c in checks] == [
         ["git", "rev-parse"],
-        ["tmux", "list-panes"],
+        ["tmux", "list-panes"],  # whose the tmux name is
+        ["tmux", "show-options"],  # the windows' shell
+        ["git", "show-ref"],  # held for the undo: had the branch before
         ["git", "worktree"],
-        ["git", "for-each-ref"],
+        ["git", "for-each-ref"],  # under the lock: the branch, clashes, HEAD
     ], add
     assert len([c for c in add if c.startswith("tmux list-panes")]) == 1, add  # not again
     remove = calls(["inv", "session.remove", "x", "-q"])
-    assert len(remove) <= 13, remove
+    assert len(remove) <= 14, remove
