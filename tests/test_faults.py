@@ -1181,7 +1181,7 @@ def test_ctrl_c_at_every_moment_of_add_leaves_nothing_behind(
     # how many git and tmux calls a whole add makes
     assert sweep.settled(sweep.add(), "never") == "complete"
     total = sweep.calls()
-    assert total >= 10
+    assert total >= 8  # the checks, the worktree, tmux: a sweep worth making
     outcomes: dict[str, str] = {}
     # just as each git or tmux call of the add returns
     took = 0.0  # about as long as a whole add: until its last call
