@@ -143,6 +143,38 @@ def median_pair(
     return {"ours": statistics.median(a), "bare": statistics.median(b)}
 
 
+def hook_time(root: Path, main_: Path, env: dict[str, str], runs: int) -> dict[str, float]:
+    """The state hook as Claude Code runs it (``/bin/sh -c``, a PreToolUse payload on
+    stdin), against ``/bin/sh -c`` running a bare ``python -I -S -c pass``."""
+    sys.path.insert(0, str(HERE.parent))
+    from tally_tasks import agent
+
+    state = root / "hook-git" / "tally-agents" / "x.json"
+    cmd = agent.hook_command(state, main_, main_, "x")
+    payload = json.dumps(
+        {
+            "session_id": "0b5c",
+            "transcript_path": str(root / "t.jsonl"),
+            "cwd": str(main_),
+            "permission_mode": "default",
+            "hook_event_name": "PreToolUse",
+            "tool_name": "Bash",
+            "tool_input": {"command": "ls"},
+        }
+    )
+    bare = f"{shlex.quote(sys.executable)} -I -S -c pass"
+
+    def once(line: str) -> float:
+        return timed(
+            lambda: subprocess.run(
+                ["/bin/sh", "-c", line], input=payload, text=True, env=env, check=True
+            )
+        )
+
+    once(cmd)  # the first run writes the compiled copy, as the first hook of a session does
+    return median_pair(runs, lambda i: once(cmd), lambda i: once(bare))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=3000)
@@ -247,6 +279,7 @@ def main() -> int:
             results[label] = median_pair(
                 args.runs, lambda i, a=argv: timed(lambda: run(a)), lambda i: timed(lambda: run(py))
             )
+        results["agent hook"] = hook_time(root, main_, env, max(args.runs, 21))
         imports = subprocess.run(
             [sys.executable, "-X", "importtime", "-c", "import tally_tasks.cli"],
             capture_output=True,

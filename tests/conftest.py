@@ -296,3 +296,17 @@ def run_into_closed_pipe(args: list[str], cwd: Path) -> subprocess.CompletedProc
         )
     finally:
         os.close(write_end)
+
+
+STANDIN_CLAUDE = Path(__file__).with_name("standin_claude.py")
+
+
+@pytest.fixture
+def standin_claude(isolated_env: Path) -> Path:
+    """Replace the recording `claude` stub with the stand-in that runs hooks as Claude Code
+    does (tests/standin_claude.py); its first line is this Python, so the process is
+    named `claude`, as the real one is."""
+    prog = isolated_env / "bin" / "claude"
+    prog.write_text(f"#!{sys.executable}\n" + STANDIN_CLAUDE.read_text())
+    prog.chmod(0o755)
+    return prog
