@@ -199,17 +199,22 @@ def advance(old: State | None, payload: Mapping[str, Any], now: float) -> State 
 # --- processes (Linux /proc; elsewhere these checks are skipped) ----------------------------
 
 
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(command name, parent pid, start tick) of `pid`."""
+def proc_stat(pid: int) -> tuple[str, list[str]] | None:
+    """(command name, the fields after it) of /proc/<pid>/stat; None where there is none."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             raw = f.read()
     except OSError:
         return None
     head, _, rest = raw.rpartition(")")
-    fields = rest.split()
+    return head.partition("(")[2], rest.split()
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(command name, parent pid, start tick) of `pid`."""
+    found = proc_stat(pid)
     try:
-        return head.partition("(")[2], int(fields[1]), int(fields[19])
+        return (found[0], int(found[1][1]), int(found[1][19])) if found else None
     except (IndexError, ValueError):
         return None
 
