@@ -294,6 +294,37 @@ def add_windows(
         raise TallyError(f"tmux could not add windows to {name}: {message}{_too_old(message)}")
 
 
+def type_line(srv: TmuxServer, target: str, keys: str) -> None:
+    """Type `keys` and Enter into the shell of pane `target` (a window's line, again)."""
+    _, err = _cmd(
+        srv,
+        "send-keys",
+        "-t",
+        target,
+        "-l",
+        "--",
+        _typed(keys),
+        ";",
+        "send-keys",
+        "-t",
+        target,
+        "Enter",
+    )
+    if err:
+        raise TallyError(f"tmux could not type into {target}: {' '.join(err)}")
+
+
+def respawn(srv: TmuxServer, target: str, folder: Path, env: Mapping[str, str]) -> None:
+    """Start a fresh shell in dead pane `target` (``respawn-pane -k``: tmux hangs the old
+    one up; the jobs it forwards SIGHUP to end, a process ignoring it does not)."""
+    args = ["respawn-pane", "-k", "-t", target, "-c", str(folder)]
+    for key, value in env.items():
+        args += ["-e", f"{key}={value}"]
+    _, err = _cmd(srv, *args)
+    if err:
+        raise TallyError(f"tmux could not respawn {target}: {' '.join(err)}")
+
+
 def kill(srv: TmuxServer, name: str) -> bool:
     """Kill session `name`; False when there was none."""
     _, err = _cmd(srv, "kill-session", "-t", f"={name}")
