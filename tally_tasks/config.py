@@ -19,7 +19,7 @@ from .errors import TallyError
 
 STEPS = ("ports", "worktree", "links", "env", "claude_perms", "tmux")
 LINK_MODES = ("symlink", "hardlink", "reflink", "copy")
-HOOKS = ("post_add", "pre_remove", "post_resume")
+HOOKS = ("post_add", "pre_remove", "post_resume", "on_waiting")
 
 DEFAULTS: dict[str, Any] = {
     # Project name used in folder and tmux names; empty = the main repo's folder name.
@@ -71,8 +71,14 @@ DEFAULTS: dict[str, Any] = {
     },
     # tmux socket name (tmux -L); empty = tmux's default server.
     "tmux_socket": "",
-    # Shell commands run in the worktree at these points, with the same placeholders.
-    "hooks": {"post_add": [], "pre_remove": [], "post_resume": []},
+    # Shell commands run in the worktree at these points, with the same placeholders;
+    # on_waiting: when a session's agent starts waiting for the user.
+    "hooks": {"post_add": [], "pre_remove": [], "post_resume": [], "on_waiting": []},
+    # Seconds add/resume/tmux/doctor --fix wait for the windows' servers to answer.
+    "ready_timeout": 30.0,
+    # When an agent starts waiting (and no client of yours looks at its window): a tmux
+    # message in your clients, and the bell in its window.
+    "attention": {"message": True, "bell": True},
     # Remote dev hosts: name -> {host: user@box, main: ~/Dev/tally, port, key, command, env}.
     "hosts": {},
 }
@@ -112,6 +118,9 @@ class Settings:
     claude_lock_stale: float = 10.0
     tmux_socket: str = ""
     hooks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    ready_timeout: float = 30.0
+    attention_message: bool = True
+    attention_bell: bool = True
 
 
 def plain(value: Any) -> Any:
@@ -257,6 +266,12 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         if not all(isinstance(c, str) for c in items):
             raise _bad(f"hooks.{name}", "a list of shell commands", items)
         hooks[name] = tuple(items)
+    attention = merged.get("attention")
+    if not isinstance(attention, dict):
+        raise _bad("attention", "a mapping (message, bell)", attention)
+    for key in ("message", "bell"):
+        if not isinstance(attention.get(key), bool):
+            raise _bad(f"attention.{key}", "true or false", attention.get(key))
     project = _str(merged, "project")
     if project and ("/" in project or project in (".", "..")):
         raise _bad("project", "a plain name (no /)", project)
@@ -276,6 +291,9 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         claude_lock_stale=_number(claude, "lock_stale", "claude.lock_stale"),
         tmux_socket=_str(merged, "tmux_socket"),
         hooks=hooks,
+        ready_timeout=_number(merged, "ready_timeout", "ready_timeout"),
+        attention_message=attention["message"],
+        attention_bell=attention["bell"],
     )
 
 

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from . import agent, tmux
+from .config import Window
 from .errors import TallyError
+from .session import programs
+
+# the agents of the README's presets; only Claude Code reports its state through hooks
+AGENTS = ("claude", "codex", "aider", "gemini")
 
 _FORMAT = "\t".join(
     "#{" + f + "}"
@@ -125,6 +131,14 @@ def last_lines(srv: tmux.TmuxServer, pane: str, count: int = 5) -> list[str]:
         return []
     lines = [ln.rstrip() for ln in out]
     return [ln for ln in lines if ln.strip()][-count:]
+
+
+def agent_window(windows: Iterable[Window]) -> str | None:
+    """The window that runs the session's agent (the first that starts one)."""
+    for win in windows:
+        if programs(win.cmd + " ; " + win.resume_cmd).intersection(AGENTS):
+            return win.name
+    return None
 
 
 def agent_status(state: agent.State | None, pane: Pane | None) -> tuple[str, float | None]:

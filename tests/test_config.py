@@ -32,8 +32,9 @@ def test_defaults(raw: dict[str, Any] | None) -> None:
     assert s.claude_config == "~/.claude.json"
     assert s.claude_trust == "inherit"
     assert s.claude_lock_stale == 10.0
-    assert s.hooks == {"post_add": (), "pre_remove": (), "post_resume": ()}
+    assert s.hooks == {"post_add": (), "pre_remove": (), "post_resume": (), "on_waiting": ()}
     assert (s.project, s.worktrees, s.tmux_socket) == ("", "", "")
+    assert (s.ready_timeout, s.attention_message, s.attention_bell) == (30.0, True, True)
 
 
 def test_defaults_are_not_changed_by_settings_from() -> None:
@@ -42,7 +43,12 @@ def test_defaults_are_not_changed_by_settings_from() -> None:
     )
     assert DEFAULTS["ports"] == {"backend": 8000, "frontend": 5000}
     assert len(DEFAULTS["windows"]) == 3
-    assert DEFAULTS["hooks"] == {"post_add": [], "pre_remove": [], "post_resume": []}
+    assert DEFAULTS["hooks"] == {
+        "post_add": [],
+        "pre_remove": [],
+        "post_resume": [],
+        "on_waiting": [],
+    }
 
 
 # --- merging: mappings key by key, lists replaced -------------------------------------------
@@ -83,7 +89,7 @@ OVERRIDES: list[tuple[dict[str, Any], Callable[[Settings], object], object]] = [
     (
         {"hooks": {"post_add": ["make setup"]}},
         lambda s: s.hooks,
-        {"post_add": ("make setup",), "pre_remove": (), "post_resume": ()},
+        {"post_add": ("make setup",), "pre_remove": (), "post_resume": (), "on_waiting": ()},
     ),
     ({"activate": ""}, lambda s: s.activate, ""),
     ({"lock_timeout": 0}, lambda s: s.lock_timeout, 0.0),
@@ -193,6 +199,12 @@ BAD: list[Any] = [
     ({"project": ".."}, "project"),
     ({"registry": 5}, "registry"),
     ({"activate": ["workon x"]}, "activate"),
+    ({"ready_timeout": -1}, "ready_timeout"),
+    ({"ready_timeout": "30"}, "ready_timeout"),
+    ({"attention": {"bell": "no"}}, "attention.bell"),
+    ({"attention": {"message": None}}, "attention.message"),
+    ({"attention": True}, "attention"),
+    ({"hooks": {"on_waiting": "notify-send x"}}, "hooks.on_waiting"),
 ]
 
 
@@ -254,6 +266,12 @@ BAD: list[Any] = [
         "project-dotdot",
         "registry-int",
         "activate-list",
+        "ready-timeout-negative",
+        "ready-timeout-string",
+        "attention-bell-string",
+        "attention-message-null",
+        "attention-not-mapping",
+        "on-waiting-not-list",
     ],
 )
 def test_wrong_values_name_the_key(raw: dict[str, Any], key: str) -> None:
