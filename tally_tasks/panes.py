@@ -86,19 +86,33 @@ def foreground(shell: int, command: str) -> tuple[int | None, int | None]:
         return tpgid, None
 
 
-def snapshot(srv: tmux.TmuxServer) -> dict[str, dict[str, Pane]]:
-    """Session -> window -> its (first) pane, for every pane on the server, in one call."""
+@dataclass
+class Snapshot:
+    """Every pane on the server: session -> window -> its (first) pane, and session ->
+    the folders all its panes are in."""
+
+    sessions: dict[str, dict[str, Pane]]
+    paths: dict[str, set[str]]
+
+    def get(self, session: str) -> dict[str, Pane]:
+        return self.sessions.get(session, {})
+
+
+def snapshot(srv: tmux.TmuxServer) -> Snapshot:
+    """What runs in every pane of the server, in one tmux call."""
     out, err = tmux._cmd(srv, "list-panes", "-a", "-F", _FORMAT)
     if err and not tmux._no_server(err):
         raise TallyError("tmux list-panes failed: " + " ".join(err))
     boot = _boot_time()
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     result: dict[str, dict[str, Pane]] = {}
+    paths: dict[str, set[str]] = {}
     for line in out:
         fields = line.split("\t")
         if len(fields) != 8:
             continue
         session, window, pid, command, dead, status, path, pane_id = fields
+        paths.setdefault(session, set()).add(path)
         if window in result.get(session, {}):
             continue
         program, start = (None, None) if dead == "1" else foreground(int(pid or 0), command)
@@ -121,7 +135,7 @@ def snapshot(srv: tmux.TmuxServer) -> dict[str, dict[str, Pane]]:
             started=started,
             shell_started=shell_started,
         )
-    return result
+    return Snapshot(result, paths)
 
 
 def last_lines(srv: tmux.TmuxServer, pane: str, count: int = 5) -> list[str]:

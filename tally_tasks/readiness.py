@@ -76,7 +76,7 @@ def check(
     done: dict[str, Ready] = {}
     while True:
         now = clock()
-        snap = panes.snapshot(srv).get(session.tmux_name, {})
+        snap = panes.snapshot(srv).get(session.tmux_name)
         pending = [w for w in wanted if w not in done]
         listening = ports_.listening(p for w in pending for p in wanted[w])
         held = ports_.holders(listening) if listening else {}

@@ -60,7 +60,7 @@ def restart(
     ``started`` (the window was missing), ``respawned`` (its shell was dead),
     ``restarted`` (its program had died, or was stopped because `live`), ``running``
     (a live program, left alone)."""
-    pane = panes.snapshot(srv).get(session, {}).get(run.name)
+    pane = panes.snapshot(srv).get(session).get(run.name)
     if pane is None:
         tmux.add_windows(srv, session, [run], env)
         return "started"
@@ -92,7 +92,7 @@ def _wait_idle(srv: tmux.TmuxServer, session: str, window: str, timeout: float =
     """Until the pane's shell is back at its prompt (it reaps what was stopped)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pane = panes.snapshot(srv).get(session, {}).get(window)
+        pane = panes.snapshot(srv).get(session).get(window)
         if pane is None or not pane.running:
             return
         time.sleep(0.05)

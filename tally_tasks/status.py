@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import live as live_
+from . import panes as panes_
 from . import ports as ports_
 from . import registry, tmux, worktree
 from .errors import TallyError
@@ -99,19 +101,24 @@ Panes = dict[str, set[str]]
 
 
 def rows(
-    project: Project, srv: tmux.TmuxServer, git_state: bool = True, panes: Panes | None = None
+    project: Project,
+    srv: tmux.TmuxServer,
+    git_state: bool = True,
+    snap: panes_.Snapshot | None = None,
 ) -> list[dict[str, Any]]:
     """One dict per session, with `dirty`, `ahead`, `behind` unless `git_state` is False.
 
-    `panes` is `tmux.pane_paths(srv)` when the caller already has it (one tmux call)."""
+    `snap` is `panes.snapshot(srv)` when the caller already has it (one tmux call)."""
     entries = load(project)
     if not entries:
         return []
-    live = set(tmux.pane_paths(srv) if panes is None else panes)
+    snap = panes_.snapshot(srv) if snap is None else snap
+    live = set(snap.sessions)
     sessions = {n: project.session(n, e) for n, e in entries.items()}
     all_ports = [p for s in sessions.values() for p in s.ports.values()]
     up = ports_.listening(all_ports)
     held = ports_.holders(up) if up else {}  # who holds them: one pass over /proc
+    states = live_.gather(project, sessions, snap, up, held)
     dirt: Mapping[str, bool | None] = {}
     ab: Mapping[str, tuple[int, int]] = {}
     if git_state:
@@ -150,6 +157,10 @@ def rows(
         row["listening"] = listening
         if foreign:
             row["foreign"] = foreign  # ports held by another program
+        state = states[n]
+        row["status"] = state.status()
+        row["agent"] = _agent(state.agent)
+        row["windows"] = state.windows
         if git_state:
             row["dirty"] = dirt.get(n)
             a, b = ab.get(session.branch, (None, None))
@@ -163,6 +174,22 @@ def rows(
                 row["adding"] = pid  # an add is making it right now
         result.append(row)
     return result
+
+
+def _agent(found: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The agent for --json: state, since (ISO time), reason, Claude's session id."""
+    if found is None:
+        return None
+    since = found.get("since")
+    when = (
+        datetime.fromtimestamp(since).astimezone().isoformat(timespec="seconds") if since else None
+    )
+    return {
+        "state": found["state"],
+        "since": when or None,
+        "reason": found.get("reason") or None,
+        "session_id": found.get("session_id"),
+    }
 
 
 def stale(

@@ -14,6 +14,7 @@ from invoke import Collection, Context, Exit, Program, Task
 from invoke import task as _task
 
 from . import claude, output, pipeline, plan, remote, status
+from . import panes as panes_
 from . import tmux as tmux_
 from .config import explain_file, settings_from
 from .errors import TallyError
@@ -292,15 +293,15 @@ def list_(
     project = project_of(c)
     srv = _server(project)
     with_git = git or (json and not brief)
-    panes = tmux_.pane_paths(srv)  # once, for the rows and the stale check
-    rows = status.rows(project, srv, git_state=with_git, panes=panes)
+    snap = panes_.snapshot(srv)  # once, for the rows and the stale check
+    rows = status.rows(project, srv, git_state=with_git, snap=snap)
     if json:
         output.data(_json.dumps(rows, indent=2))
     elif not rows:
         output.info("no sessions; create one with: " + output.command("add", "NAME"))
     else:
         output.table(_table(rows, with_git))
-    for note in status.stale(project, srv, pipeline.load(project), panes):
+    for note in status.stale(project, srv, pipeline.load(project), snap.paths):
         output.warn("stale", note, to_stderr=json)
 
 
@@ -333,7 +334,7 @@ def _table(
 ) -> list[list[str]]:
     ports = list(dict.fromkeys(k[:-5] for r in rows for k in r if k.endswith("_port")))
     header = ["HOST"] if host_column else []
-    header += ["NAME", "BRANCH", "RUNNING", *[p.upper() for p in ports]]
+    header += ["NAME", "BRANCH", "RUNNING", "STATUS", *[p.upper() for p in ports]]
     if with_git:
         header += ["AHEAD", "BEHIND", "DIRTY"]
     header += ["AGE", "WORKTREE"]
@@ -345,7 +346,7 @@ def _table(
         elif r.get("state") == pipeline.CREATING:
             state += " (unfinished)"
         cells = [r["host"]] if host_column else []
-        cells += [r["name"], r["branch"], state]
+        cells += [r["name"], r["branch"], state, r.get("status", "-")]
         for p in ports:
             number = r.get(f"{p}_port")
             up = r.get("listening", {}).get(p)

@@ -52,13 +52,13 @@ def test_a_dead_pane(srv: libtmux.Server, tmp_path: Path) -> None:
     srv.cmd("new-session", "-d", "-s", "d", "-n", "w", "sleep 60")
     srv.cmd("set-option", "-w", "-t", "=d:=w", "remain-on-exit", "on")
     srv.cmd("respawn-pane", "-k", "-t", "=d:=w", "sh -c 'echo gone-now; exit 3'")
-    pane = poll(lambda: (p := panes.snapshot(srv).get("d", {}).get("w")) and p.dead and p)
+    pane = poll(lambda: (p := panes.snapshot(srv).get("d").get("w")) and p.dead and p)
     assert not pane.running and pane.dead_status == 3
     assert "gone-now" in panes.last_lines(srv, pane.id)
 
 
 def test_no_server_is_no_panes(srv: libtmux.Server) -> None:
-    assert panes.snapshot(srv) == {}
+    assert panes.snapshot(srv).sessions == {}
 
 
 def _pane(running: bool = True, started: float | None = 100.0) -> panes.Pane:

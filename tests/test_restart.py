@@ -24,7 +24,7 @@ def _line(log: Path, then: str) -> str:
 
 
 def _pane(srv: libtmux.Server, window: str = "w") -> panes.Pane | None:
-    return panes.snapshot(srv).get("s", {}).get(window)
+    return panes.snapshot(srv).get("s").get(window)
 
 
 def test_a_program_that_died_is_typed_again(srv: libtmux.Server, tmp_path: Path) -> None:

@@ -59,7 +59,9 @@ def test_table_columns(sample: Sample, srv: libtmux.Server) -> None:
     session = add(sample, srv, "x")
     backend, frontend = session.ports["backend"], session.ports["frontend"]
     header, rows = table(list_(sample).stdout)
-    assert header == ["NAME", "BRANCH", "RUNNING", "BACKEND", "FRONTEND", "AGE", "WORKTREE"]
+    assert header == [
+        *["NAME", "BRANCH", "RUNNING", "STATUS", "BACKEND", "FRONTEND", "AGE", "WORKTREE"]
+    ]
     row = rows["x"]
     assert row["BRANCH"] == "x" and row["RUNNING"] == "yes"
     assert (row["BACKEND"], row["FRONTEND"]) == (f"{backend} (down)", f"{frontend} (down)")
@@ -68,7 +70,7 @@ def test_table_columns(sample: Sample, srv: libtmux.Server) -> None:
 
     header, _ = table(list_(sample, "--git").stdout)
     assert header == [
-        *["NAME", "BRANCH", "RUNNING", "BACKEND", "FRONTEND"],
+        *["NAME", "BRANCH", "RUNNING", "STATUS", "BACKEND", "FRONTEND"],
         *["AHEAD", "BEHIND", "DIRTY", "AGE", "WORKTREE"],
     ]
 
@@ -116,6 +118,9 @@ KEYS = {
     "listening": dict,
     "created": str,
     "worktree_exists": bool,
+    "status": str,
+    "agent": dict,
+    "windows": dict,
 }
 GIT_KEYS = {"dirty": bool, "ahead": int, "behind": int}
 
@@ -136,6 +141,8 @@ def test_json_keys_and_types(
     assert row["running"] is True and row["tmux"] == "tally-x"
     assert row["backend_port"] == session.ports["backend"]
     assert row["listening"] == {"backend": False, "frontend": False}
+    assert set(row["windows"]) == {"backend", "frontend", "claude"}
+    assert set(row["agent"]) == {"state", "since", "reason", "session_id"}
     created = datetime.strptime(row["created"], "%Y-%m-%dT%H:%M:%S%z")
     assert abs(created.timestamp() - time.time()) < 600
 
