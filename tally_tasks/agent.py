@@ -356,6 +356,16 @@ def hook(argv: list[str], stdin: Any) -> None:
         )
 
 
+def resume_args(state: State | None) -> str:
+    """What `{claude_resume}` stands for: ``--resume <id>`` of the recorded conversation,
+    else ``--continue`` (which, with no conversation in the folder, exits 1 at once, so
+    the fallback after ``||`` runs; ``--resume NAME`` with no match would stop at Claude
+    Code's session picker instead)."""
+    sid = str((state or {}).get("session_id") or "")
+    ok = sid and len(sid) <= 100 and all(c.isalnum() or c in "-_" for c in sid)
+    return f"--resume {sid}" if ok else "--continue"
+
+
 def hook_command(state: Path, worktree: Path, main: Path, session: str) -> str:
     """The shell line Claude Code runs for every event: this file's compiled copy imported
     by the interpreter running now, without site-packages or PYTHON* variables (-I -S: the

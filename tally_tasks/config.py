@@ -56,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
             "name": "claude",
             "dir": "",
             "cmd": "claude -n {session}",
-            "resume_cmd": "claude --resume {session} || claude -n {session}",
+            "resume_cmd": "claude {claude_resume} || claude -n {session}",
         },
     ],
     # The steps `session.add` runs, in order.

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import agent
 from .config import Settings
 from .errors import TallyError
 from .registry import Entry, ports_of
@@ -87,8 +88,13 @@ def programs(line: str) -> set[str]:
     return {word.rsplit("/", 1)[-1] for word in commands(line)}
 
 
+class Raw(str):
+    """A placeholder value that is shell words already (``--resume <id>``): not quoted."""
+
+
 def render(template: str, values: Mapping[str, str | int]) -> str:
-    """Fill ``{placeholders}``; every string value is shell-quoted, others left as written.
+    """Fill ``{placeholders}``; every string value is shell-quoted, others (numbers,
+    `Raw` words) left as written.
 
     Unknown ``{words}`` stay as they are, so shell and awk braces need no escaping.
     """
@@ -98,7 +104,7 @@ def render(template: str, values: Mapping[str, str | int]) -> str:
         if key not in values:
             return m.group(0)
         value = values[key]
-        return str(value) if isinstance(value, int) else shlex.quote(value)
+        return str(value) if isinstance(value, (int, Raw)) else shlex.quote(value)
 
     return _PLACEHOLDER.sub(sub, template)
 
@@ -124,6 +130,10 @@ class Session:
             "worktree": str(self.worktree),
             "branch": self.branch,
             "main": str(project.main),
+            # the recorded Claude conversation of this session (agent.py), or --continue
+            "claude_resume": Raw(
+                agent.resume_args(agent.read(agent.state_path(project.common_dir, self.slug)))
+            ),
         }
         for port, number in self.ports.items():
             vals[f"{port}_port"] = number
