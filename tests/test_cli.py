@@ -158,7 +158,7 @@ def test_resume_one_session_in_every_spelling(sample: Sample, args: list[str]) -
     assert tmux_sessions() == {"tally-x"}
     assert windows("tally-x") == ["backend", "frontend", "claude"]
     first, again = wait_calls_of(sample, "claude", "x", n=2)
-    assert (first["argv"], again["argv"]) == (["-n", "tally-x"], ["--resume", "tally-x"])
+    assert (first["argv"], again["argv"]) == (["-n", "tally-x"], ["--continue"])
     assert again["cwd"] == str(sample.main.parent / "tally-x")
     assert again["activated"] == "yes"
     assert again["env"]["TALLY_SESSION"] == "x"
@@ -178,7 +178,7 @@ def test_tally_session_resume_without_a_name_resumes_all(sample: Sample) -> None
     assert tmux_sessions() == {"tally-a", "tally-b"}
     for name in ("a", "b"):
         calls = wait_calls_of(sample, "claude", name, n=2)
-        assert calls[1]["argv"] == ["--resume", f"tally-{name}"]
+        assert calls[1]["argv"] == ["--continue"]
 
 
 # --- the program itself ------------------------------------------------------------------
