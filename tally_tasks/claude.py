@@ -412,3 +412,33 @@ def remove_hooks(worktree: Path, flag: str) -> bool:
     else:
         dest.unlink()
     return True
+
+
+def effect(config: Path, worktree: Path) -> Outcome:
+    """What takes effect when Claude Code starts in the worktree: whether the folder is
+    trusted (else it asks first) and the permission rules of its settings files
+    (``allowedTools`` in ~/.claude.json is no longer read: not counted)."""
+    parts = []
+    try:
+        got = _read(Path(os.path.realpath(config)))
+    except (_Corrupt, OSError):
+        got = None
+    entry = _project(got[1], worktree) if got else None
+    trusted = entry is not None and entry.get("hasTrustDialogAccepted") is True
+    parts.append("trusted" if trusted else "not trusted (Claude Code will ask first)")
+    for name in ("settings.json", "settings.local.json"):
+        try:
+            data = json.loads((worktree / ".claude" / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        perms = data.get("permissions") if isinstance(data, dict) else None
+        if not isinstance(perms, dict):
+            continue
+        counts = [
+            f"{len(rules)} {kind}"
+            for kind in ("allow", "ask", "deny")
+            if isinstance(rules := perms.get(kind), list) and rules
+        ]
+        if counts:
+            parts.append(f"{', '.join(counts)} rules in .claude/{name}")
+    return Outcome(str(config), True, " · ".join(parts))
