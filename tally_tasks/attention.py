@@ -83,7 +83,7 @@ def attend(
         ring(srv, f"={session.tmux_name}:={window}")
         done.append("bell")
     if project.settings.hooks.get("on_waiting"):
-        from .pipeline import run_hooks
+        from .hooks import run as run_hooks
 
         os.environ["TALLY_AGENT_STATE"] = "waiting"
         os.environ["TALLY_AGENT_REASON"] = str(state.get("reason", ""))

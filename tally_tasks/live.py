@@ -16,8 +16,9 @@ from typing import Any
 
 from . import agent, panes
 from . import ports as ports_
-from .readiness import window_ports, works_in
+from .readiness import window_ports
 from .session import Project, Session
+from .sessions import works_in
 
 
 @dataclass
@@ -91,8 +92,7 @@ def _window(
 ) -> str:
     if pane is None:
         return "missing"
-    worktree = str(session.worktree)
-    if any(n in up and any(works_in(worktree, h.cwd) for h in held.get(n, [])) for n in numbers):
+    if any(n in up and any(works_in(session, h.cwd) for h in held.get(n, [])) for n in numbers):
         return "up"
     if not pane.running:
         return "exited"

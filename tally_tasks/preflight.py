@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Window
+from .hooks import NO_TTY_NOISE
 from .session import commands
 
 _MARK = "__tally_preflight__"
@@ -28,12 +29,6 @@ class Finding:
     activate_status: int | None  # None: the shell did not get that far
     missing: dict[str, list[str]]  # program -> the windows that run it
     output: list[str]  # what the shell said, for the warning
-
-
-def login_shell() -> str:
-    """The shell the windows run (tmux's default-shell is $SHELL, else /bin/sh)."""
-    shell = os.environ.get("SHELL") or "/bin/sh"
-    return shell if os.access(shell, os.X_OK) else "/bin/sh"
 
 
 def programs_of(windows: Iterable[Window]) -> dict[str, list[str]]:
@@ -118,11 +113,8 @@ def check(
     return Finding(status if activate else 0, missing, said)
 
 
-_NOISE = ("cannot set terminal process group", "no job control in this shell", "can't access tty")
-
-
 def _noise(line: str) -> bool:
-    return any(n in line for n in _NOISE)
+    return any(n in line for n in NO_TTY_NOISE)
 
 
 def warnings(finding: Finding, shell: str, activate: str) -> list[str]:

@@ -14,7 +14,6 @@ the pane's shell is `SETTLE` seconds old.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -24,6 +23,7 @@ from . import output, panes, tmux
 from . import ports as ports_
 from .config import Window
 from .session import Session
+from .sessions import works_in
 
 SETTLE = 3.0
 _PORT_PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)_port\}")
@@ -52,14 +52,6 @@ def window_ports(windows: Iterable[Window], ports: dict[str, int]) -> dict[str, 
     return found
 
 
-def works_in(worktree: str, cwd: str | None) -> bool:
-    """Is a process working in `cwd` inside `worktree` (its folder may be deleted)?"""
-    if not cwd:
-        return False
-    cwd = cwd.removesuffix(" (deleted)")  # how Linux shows a folder removed under it
-    return cwd == worktree or cwd.startswith(worktree.rstrip(os.sep) + os.sep)
-
-
 def check(
     session: Session,
     windows: Iterable[Window],
@@ -70,7 +62,6 @@ def check(
 ) -> list[Ready]:
     """Wait (at most `timeout` s) until every window is up, running or has failed."""
     wanted = window_ports(windows, session.ports)
-    worktree = str(session.worktree)
     start, wall = clock(), time.time()
     seen_running: set[str] = set()
     done: dict[str, Ready] = {}
@@ -87,7 +78,7 @@ def check(
                 continue
             if pane.running:
                 seen_running.add(name)
-            result = _one(name, wanted[name], pane, held, worktree, name in seen_running, wall)
+            result = _one(name, wanted[name], pane, held, session, name in seen_running, wall)
             if result is not None:
                 result.seconds = now - start
                 if result.state == "exited":
@@ -110,7 +101,7 @@ def _one(
     ports: list[int],
     pane: panes.Pane,
     held: dict[int, list[ports_.Holder]],
-    worktree: str,
+    session: Session,
     seen_running: bool,
     began: float,
 ) -> Ready | None:
@@ -119,7 +110,7 @@ def _one(
         holders = held.get(port)
         if holders is None:
             continue
-        if any(works_in(worktree, h.cwd) for h in holders):
+        if any(works_in(session, h.cwd) for h in holders):
             return Ready(name, "up", port)
         who = ", ".join(h.describe() for h in holders) or "another program"
         return Ready(name, "foreign", port, holder=who)

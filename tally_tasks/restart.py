@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Mapping
 
 from . import panes, tmux
 from . import ports as ports_
-from .readiness import works_in
+from .session import Session
+from .sessions import works_in
 
 
 def _group_alive(pgid: int) -> bool:
@@ -48,21 +48,20 @@ def stop_group(pgid: int, grace: float = 5.0) -> None:
 
 def restart(
     srv: tmux.TmuxServer,
-    session: str,
+    session: Session,
     run: tmux.WindowRun,
-    env: Mapping[str, str],
-    worktree: str,
     ports: list[int],
     live: bool = False,
     grace: float = 5.0,
 ) -> str:
-    """Restart window `run.name` of tmux session `session`; returns what was done:
+    """Restart window `run.name` of the session (its `ports`); returns what was done:
     ``started`` (the window was missing), ``respawned`` (its shell was dead),
     ``restarted`` (its program had died, or was stopped because `live`), ``running``
     (a live program, left alone)."""
-    pane = panes.snapshot(srv).get(session).get(run.name)
+    env = session.env()
+    pane = panes.snapshot(srv).get(session.tmux_name).get(run.name)
     if pane is None:
-        tmux.add_windows(srv, session, [run], env)
+        tmux.add_windows(srv, session.tmux_name, [run], env)
         return "started"
     if pane.dead:
         tmux.respawn(srv, pane.id, run.dir, env)
@@ -74,12 +73,12 @@ def restart(
             return "running"
         if pane.program is not None and pane.program > 0:
             stop_group(pane.program, grace)
-        _wait_idle(srv, session, run.name)
+        _wait_idle(srv, session.tmux_name, run.name)
         left = [
             h.pid
             for holders in ports_.holders(ports).values()
             for h in holders
-            if works_in(worktree, h.cwd)
+            if works_in(session, h.cwd)
         ]
         if left:
             ports_.stop(left, grace)

@@ -10,9 +10,14 @@ import libtmux
 from conftest import free_base, poll
 
 from tally_tasks import panes, ports, restart, tmux
+from tally_tasks.session import Session
 from tally_tasks.tmux import WindowRun
 
 PY = shlex.quote(sys.executable)
+
+
+def _session(folder: Path) -> Session:
+    return Session("x", "x", folder, "s", {})
 
 
 def _count(log: Path) -> int:
@@ -32,7 +37,7 @@ def test_a_program_that_died_is_typed_again(srv: libtmux.Server, tmp_path: Path)
     run = WindowRun("w", tmp_path, _line(log, "false"))
     tmux.create(srv, "s", [run], {})
     poll(lambda: _count(log) == 1)
-    assert restart.restart(srv, "s", run, {}, str(tmp_path), []) == "restarted"
+    assert restart.restart(srv, _session(tmp_path), run, []) == "restarted"
     poll(lambda: _count(log) == 2)
 
 
@@ -43,7 +48,7 @@ def test_a_dead_pane_is_respawned(srv: libtmux.Server, tmp_path: Path) -> None:
     srv.cmd("set-option", "-w", "-t", "=s:=w", "remain-on-exit", "on")
     tmux.type_line(srv, "=s:=w", "exit 3")  # the window's shell itself ends
     poll(lambda: (p := _pane(srv)) and p.dead)
-    assert restart.restart(srv, "s", run, {"TALLY_SESSION": "x"}, str(tmp_path), []) == "respawned"
+    assert restart.restart(srv, _session(tmp_path), run, []) == "respawned"
     poll(lambda: _count(log) == 1)
     poll(lambda: (p := _pane(srv)) and p.running)
 
@@ -55,9 +60,9 @@ def test_a_live_program_is_left_alone_unless_asked(srv: libtmux.Server, tmp_path
     tmux.create(srv, "s", [run], {})
     poll(lambda: ports.is_listening(port))
     first = ports.holders([port])[port][0].pid
-    assert restart.restart(srv, "s", run, {}, str(tmp_path), [port]) == "running"
+    assert restart.restart(srv, _session(tmp_path), run, [port]) == "running"
     assert ports.holders([port])[port][0].pid == first
-    assert restart.restart(srv, "s", run, {}, str(tmp_path), [port], live=True) == "restarted"
+    assert restart.restart(srv, _session(tmp_path), run, [port], live=True) == "restarted"
     poll(lambda: (h := ports.holders([port]).get(port)) and h[0].pid != first)
     assert not ports.is_alive(first)
     assert _count(log) == 2
@@ -72,7 +77,7 @@ def test_a_server_ignoring_hangups_is_stopped_too(srv: libtmux.Server, tmp_path:
     tmux.create(srv, "s", [run], {})
     poll(lambda: ports.is_listening(port))
     first = ports.holders([port])[port][0].pid
-    restart.restart(srv, "s", run, {}, str(tmp_path), [port], live=True, grace=2)
+    restart.restart(srv, _session(tmp_path), run, [port], live=True, grace=2)
     poll(lambda: (h := ports.holders([port]).get(port)) and h[0].pid != first)
     assert not ports.is_alive(first)
     srv.cmd("kill-server")
@@ -88,5 +93,5 @@ def test_a_missing_window_is_made(srv: libtmux.Server, tmp_path: Path) -> None:
     log = tmp_path / "runs.log"
     tmux.create(srv, "s", [WindowRun("other", tmp_path, "")], {})
     run = WindowRun("w", tmp_path, _line(log, "sleep 60"))
-    assert restart.restart(srv, "s", run, {}, str(tmp_path), []) == "started"
+    assert restart.restart(srv, _session(tmp_path), run, []) == "started"
     poll(lambda: _count(log) == 1)
