@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from invoke import Context, task
@@ -30,7 +29,7 @@ from . import output, registry, sessions
 from . import tmux as tmux_
 from .config import DEFAULTS, plain, settings_from
 from .errors import TallyError
-from .operations import add, remove
+from .operations import add, live, remove
 from .repo import find_main
 from .session import Project
 from .steps import tmux as tmux_step
@@ -213,21 +212,6 @@ def demo_settings(raw: dict[str, object], main: Path) -> dict[str, object]:
     }
 
 
-def wait_for(url: str, timeout: float = 20.0) -> bool:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
-
-
 def _project(main: Path, raw: dict[str, object]) -> Project:
     config = demo_settings(raw, main)
     # The sample's own invoke.yaml, so `inv session.list` there sees the same settings
@@ -320,13 +304,13 @@ def run(base: Path, raw: dict[str, object]) -> None:
     else:
         session = add.run(project, SESSION, srv)
     urls = {p: f"http://localhost:{n}/" for p, n in session.ports.items()}
-    for port, url in urls.items():
-        if not wait_for(url):
-            raise TallyError(
-                f"the sample's {port} did not answer at {url} within 20 s; look at its window: "
-                f"{tmux_step.attach_line(project, session)}"
-            )
-        output.step("serving", f"{port} answers at {url}")
+    # the same check as add's: a server of another program on its port is not the sample's
+    results = live.ready(project, session, srv)
+    if live.problems(results):
+        raise TallyError(
+            f"the sample's windows did not all come up ({live.problems(results)}); look at "
+            f"them: {tmux_step.attach_line(project, session)}"
+        )
     output.info()
     output.info(output.bold("The demo session is running:"))
     for port, url in urls.items():

@@ -32,15 +32,29 @@ from tally_tasks.session import Project
 REAL_HOME = Path(os.path.expanduser("~"))
 VENV_BIN = Path(sys.executable).parent
 
-# A stand-in for python/npm/claude: records argv, cwd and whether the activation ran.
-STUB = """#!/bin/sh
-log="{log}/$(basename "$0").jsonl"
-{py} - "$0" "$@" <<'PYEOF' >> "$log"
+# A stand-in for python/npm/claude: records argv, cwd and whether the activation ran, then
+# behaves as the program would in a window: a dev server (`runserver 8001`, `--port 5001`)
+# serves on its port from its folder until it is stopped; claude stays, reading its
+# terminal, until `/exit` (or the end of its input); anything else ends at once.
+STUB = """#!{py}
 import json, os, sys
-print(json.dumps({{"prog": os.path.basename(sys.argv[1]), "argv": sys.argv[2:],
-                   "cwd": os.getcwd(), "activated": os.environ.get("TALLY_ACTIVATED"),
-                   "env": {{k: v for k, v in os.environ.items() if k.startswith("TALLY_")}}}}))
-PYEOF
+prog = os.path.basename(sys.argv[0])
+with open(os.path.join({log!r}, prog + ".jsonl"), "a") as f:
+    f.write(json.dumps({{"prog": prog, "argv": sys.argv[1:], "cwd": os.getcwd(),
+                        "activated": os.environ.get("TALLY_ACTIVATED"),
+                        "env": {{k: v for k, v in os.environ.items() if k.startswith("TALLY_")}}}}) + "\\n")
+ports = [int(a) for a in sys.argv[1:] if a.isdigit() and 1024 <= int(a) <= 65535]
+if prog in ("python", "npm") and ports:
+    import http.server
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", ports[-1]), http.server.SimpleHTTPRequestHandler)
+    except OSError as e:
+        sys.exit(f"Error: that port is already in use ({{e}})")
+    server.serve_forever()
+elif prog == "claude" and sys.stdin.isatty():
+    for line in sys.stdin:
+        if line.strip() == "/exit":
+            break
 """
 
 
@@ -90,7 +104,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     log.mkdir()
     for prog in ("python", "npm", "claude"):
         stub = bin_dir / prog
-        stub.write_text(STUB.format(log=log, py=sys.executable))
+        stub.write_text(STUB.format(log=str(log), py=sys.executable))
         stub.chmod(0o755)
     # A pane's login shell resets PATH from /etc/profile: give it back the stand-ins.
     path = f"{bin_dir}:{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"

@@ -14,6 +14,7 @@ from .. import claude, hooks, output, registry, sessions, tmux, worktree
 from .. import repo as repo_
 from ..errors import TallyError
 from ..session import Project, Session, render
+from ..steps import claude_perms as claude_step
 from ..steps.base import Context, Step, plan_line, refuse_lines
 from ..steps.project import ProjectTasks, for_remove
 
@@ -205,6 +206,7 @@ def run(
                 worktree.remove(repo, wt)
                 output.step("worktree", f"removed {wt}")
             _remove_branch(repo, session.branch, force, keep_branch)
+    claude_step.forget(project, session)  # the state file (the hooks went with the worktree)
     config = claude.config_path(project.settings.claude_config)
     try:
         if claude.forget(config, [wt], project.settings.claude_lock_stale) == "corrupt":
