@@ -36,7 +36,8 @@ CONFIG = {
         "windows": [
             {"name": "backend", "dir": "backend", "cmd": "echo backend {backend_port}"},
             {"name": "frontend", "dir": "frontend", "cmd": "echo frontend {frontend_port}"},
-            {"name": "claude", "dir": "", "cmd": "echo claude {session}"},
+            # names claude (so list reads its agent state) but only echoes, as the bare side
+            {"name": "claude", "dir": "", "cmd": "echo claude {session} || claude"},
         ],
     }
 }
@@ -216,7 +217,7 @@ def main() -> int:
 
         # add / remove
         def ours_add(i: int) -> float:
-            return timed(lambda: run([inv, "session.add", f"a{i}", "-q"]))
+            return timed(lambda: run([inv, "session.add", f"a{i}", "-q", "--no-wait"]))
 
         def bare_add_(i: int) -> float:
             return timed(lambda: sh(bare_add(main_, f"b{i}", BACKEND + 500 + i), main_, env))
@@ -234,7 +235,7 @@ def main() -> int:
         # resume of N sessions (tmux server killed before each run)
         names = [f"r{i}" for i in range(args.resume_sessions)]
         for n in names:
-            run([inv, "session.add", n, "-q"])
+            run([inv, "session.add", n, "-q", "--no-wait"])
         reg = json.loads((main_ / ".tally-sessions").read_text())
         script = "\n".join(
             line
@@ -244,7 +245,7 @@ def main() -> int:
 
         def ours_resume(i: int) -> float:
             kill_server(env)
-            return timed(lambda: run([inv, "session.resume", "-q"]))
+            return timed(lambda: run([inv, "session.resume", "-q", "--no-wait"]))
 
         def bare_resume(i: int) -> float:
             kill_server(env)
@@ -252,11 +253,17 @@ def main() -> int:
 
         results[f"resume {len(names)}"] = median_pair(args.runs, ours_resume, bare_resume)
         kill_server(env)
-        run([inv, "session.resume", "-q"])
+        run([inv, "session.resume", "-q", "--no-wait"])
 
         # list with M sessions
         for i in range(len(names), args.list_sessions):
-            run([inv, "session.add", f"l{i}", "-q"])
+            run([inv, "session.add", f"l{i}", "-q", "--no-wait"])
+        # every agent has reported a state (list reads them all)
+        agents = main_ / ".git" / "tally-agents"
+        agents.mkdir(exist_ok=True)
+        for n in json.loads((main_ / ".tally-sessions").read_text()):
+            state = {"state": "working", "since": time.time(), "at": time.time(), "pid": 1}
+            (agents / f"{n}.json").write_text(json.dumps(state))
         bare_list = (
             "cat .tally-sessions >/dev/null; tmux ls >/dev/null; git worktree list >/dev/null"
         )

@@ -279,7 +279,8 @@ def add(
         return
     srv = _server(project)
     session = add_.run(project, name, srv, force=force, tasks=tasks)
-    results = [] if no_wait else live.ready(project, session, srv)
+    waits = not no_wait and tmux_.exists(srv, session.tmux_name)  # no tmux step: no windows
+    results = live.ready(project, session, srv) if waits else []
     add_.summary(project, session, ready=not live.problems(results))
     if live.problems(results):
         raise TallyError(

@@ -197,7 +197,9 @@ def test_a_missing_claude_json_is_not_created(
 ) -> None:
     project, session = made
     claude_step.apply(project, session)
-    assert "no .claude.json, nothing to copy" in capsys.readouterr().out
+    # what takes effect: an untrusted folder (Claude Code asks), and our hooks
+    out = capsys.readouterr().out
+    assert "not trusted (Claude Code will ask first) · state hooks" in out
     assert sorted(p.name for p in sample.home.iterdir()) == [".gitconfig", ".profile"]
 
 
@@ -416,9 +418,12 @@ def test_local_settings_are_copied_with_their_mode(
     src = write_local(sample.main, {"permissions": {"allow": ["Bash(make:*)"]}}, mode=0o640)
     claude_step.apply(project, session)
     dest = session.worktree / LOCAL
-    assert dest.read_bytes() == src.read_bytes()
+    copied = json.loads(dest.read_text())
+    assert copied["permissions"] == json.loads(src.read_text())["permissions"]
+    assert set(copied) == {"permissions", "hooks"}  # and our state hooks, merged in
     assert dest.stat().st_mode & 0o777 == 0o640
-    assert f"{LOCAL} copied" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{LOCAL} copied" in out and "1 allow rules in .claude/settings.local.json" in out
 
 
 def test_local_settings_are_merged_keeping_the_worktrees_own_rules(
@@ -482,7 +487,11 @@ def test_invalid_local_settings_are_left_alone_with_a_warning(
     claude_step.apply(project, session)
     out = capsys.readouterr().out
     assert any(ln.startswith("!") and message in ln for ln in out.splitlines()), out
-    assert (src.read_text(), dest.read_text()) == (main_text, wt_text)
+    assert src.read_text() == main_text
+    if message == "main's":  # the worktree's own file is fine: only our hooks join it
+        assert json.loads(dest.read_text())["permissions"] == {"allow": ["A"]}
+    else:
+        assert dest.read_text() == wt_text
 
 
 def test_invalid_local_settings_in_main_are_not_copied(
@@ -492,7 +501,7 @@ def test_invalid_local_settings_in_main_are_not_copied(
     write_local(sample.main, "{oops")
     claude_step.apply(project, session)
     assert "not valid JSON, not copied" in capsys.readouterr().out
-    assert not (session.worktree / LOCAL).exists()
+    assert set(json.loads((session.worktree / LOCAL).read_text())) == {"hooks"}  # ours only
 
 
 # --- remove and prune -------------------------------------------------------------------------

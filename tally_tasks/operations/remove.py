@@ -198,7 +198,7 @@ def run(
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
         elif tmux.kill(srv, session.tmux_name):
             output.step("tmux", f"killed {session.tmux_name}")
-        for h in sessions.stop_orphans(session):
+        for h in sessions.stop_orphans(session, settle=0.0 if inside else 3.0):
             output.step("processes", f"stopped {h.describe()}, still holding a session port")
         with sessions.locked_repo(project):
             if wt.exists() or known is not None:
