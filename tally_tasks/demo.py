@@ -25,7 +25,7 @@ from pathlib import Path
 
 from invoke import Context, task
 
-from . import output, registry, sessions
+from . import output, readiness, registry, sessions
 from . import tmux as tmux_
 from .config import DEFAULTS, plain, settings_from
 from .errors import TallyError
@@ -305,7 +305,9 @@ def run(base: Path, raw: dict[str, object]) -> None:
         session = add.run(project, SESSION, srv)
     urls = {p: f"http://localhost:{n}/" for p, n in session.ports.items()}
     # the same check as add's: a server of another program on its port is not the sample's
-    results = live.ready(project, session, srv)
+    # its servers (the agent's window may only say that Claude Code is not installed)
+    served = readiness.window_ports(project.settings.windows, session.ports)
+    results = live.ready(project, session, srv, [w for w, ports in served.items() if ports])
     if live.problems(results):
         raise TallyError(
             f"the sample's windows did not all come up ({live.problems(results)}); look at "

@@ -43,7 +43,8 @@ class Server:
         self.socket_name = socket_name or None
 
     def cmd(self, cmd: str, *args: Any) -> _Result:
-        argv = ["tmux"]
+        # -u: in a C locale tmux would turn the tabs of our -F formats into "_"
+        argv = ["tmux", "-u"]
         if self.socket_name:
             argv.append(f"-L{self.socket_name}")
         argv += [cmd, *(str(a) for a in args)]

@@ -270,3 +270,20 @@ def remove(repo: repo_.Repo, path: Path) -> bool:
         shutil.rmtree(path)
     repo_.run(repo, "worktree", "prune")
     return True
+
+
+def exclude(common_dir: Path, pattern: str) -> bool:
+    """Keep `pattern` out of every worktree's `git status`: a line in the repository's
+    ``info/exclude`` (shared by all its worktrees, never committed). True when added."""
+    from .registry import write_atomic
+
+    path = common_dir / "info" / "exclude"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    if pattern in text.splitlines():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, text + ("" if not text or text.endswith("\n") else "\n") + pattern + "\n")
+    return True

@@ -5,7 +5,7 @@ when Claude Code starts there: trust and the settings' permission rules."""
 
 from __future__ import annotations
 
-from .. import agent, claude, output
+from .. import agent, claude, output, worktree
 from ..session import Project, Session, programs
 from .base import Context, Made, nothing_to_check, nothing_to_fix, require_worktree, show
 
@@ -36,6 +36,8 @@ def apply(project: Project, session: Session) -> None:
     state = agent.state_path(project.common_dir, session.slug)
     command = agent.hook_command(state, session.worktree, project.main, session.name)
     hooks = claude.install_hooks(session.worktree, agent.EVENTS, command, agent.HOOK_FLAG)
+    # a file of this machine's paths, never to be committed (Claude Code's own rule for it)
+    worktree.exclude(project.common_dir, "/" + claude.LOCAL_SETTINGS)
     # what Claude Code will go by, not what was copied (it ignores allowedTools now)
     outcomes = [result if not result.ok else claude.effect(config, session.worktree)]
     outcomes += [o for o in (local, hooks) if o is not None]
