@@ -33,7 +33,9 @@ class TallyTask(Task):
     """A task whose flags never take ``-h``: that stays invoke's help (``--host`` is ``-o``)."""
 
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
-        return super().arg_opts(name, default, taken_names | {"h"})
+        # -o stays --host's whatever comes before it (--no-wait would take it)
+        reserved = {"h"} if name == "host" else {"h", "o"}
+        return super().arg_opts(name, default, taken_names | reserved)
 
 
 def task(*args: Any, **kwargs: Any) -> Any:

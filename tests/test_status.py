@@ -22,8 +22,17 @@ from tally_tasks.operations import add as add_op
 from tally_tasks.session import Session
 
 
+# Windows whose programs run without serving: a port is up only when a test serves it
+IDLE = [
+    {"name": "backend", "dir": "backend", "cmd": "sleep 600 # {backend_port}"},
+    {"name": "frontend", "dir": "frontend", "cmd": "sleep 600 # {frontend_port}"},
+    {"name": "claude", "dir": "", "cmd": "claude -n {session}"},
+]
+
+
 def add(sample: Sample, srv: libtmux.Server, name: str) -> Session:
-    return add_op.run(sample.project(), name, srv)
+    sample.write_config(windows=IDLE)
+    return add_op.run(sample.project(windows=IDLE), name, srv)
 
 
 def list_(
@@ -276,7 +285,7 @@ def test_list_runs_tmux_once_whatever_the_number_of_sessions(
     assert f"s{sessions - 1}" in r.stdout
     calls = log.read_text().splitlines()
     assert len(calls) == 1, calls
-    assert calls[0].startswith("list-panes -a")
+    assert calls[0].removeprefix("-u ").startswith("list-panes -a")
 
 
 # --- age ------------------------------------------------------------------------------------
