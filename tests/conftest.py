@@ -40,14 +40,15 @@ STUB = """#!{py}
 import json, os, sys
 prog = os.path.basename(sys.argv[0])
 with open(os.path.join({log!r}, prog + ".jsonl"), "a") as f:
+    env = {{k: v for k, v in os.environ.items() if k.startswith("TALLY_")}}
     f.write(json.dumps({{"prog": prog, "argv": sys.argv[1:], "cwd": os.getcwd(),
-                        "activated": os.environ.get("TALLY_ACTIVATED"),
-                        "env": {{k: v for k, v in os.environ.items() if k.startswith("TALLY_")}}}}) + "\\n")
+                        "activated": os.environ.get("TALLY_ACTIVATED"), "env": env}}) + "\\n")
 ports = [int(a) for a in sys.argv[1:] if a.isdigit() and 1024 <= int(a) <= 65535]
 if prog in ("python", "npm") and ports:
     import http.server
     try:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", ports[-1]), http.server.SimpleHTTPRequestHandler)
+        handler = http.server.SimpleHTTPRequestHandler
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", ports[-1]), handler)
     except OSError as e:
         sys.exit(f"Error: that port is already in use ({{e}})")
     server.serve_forever()

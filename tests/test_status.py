@@ -21,7 +21,6 @@ from tally_tasks import status, tmux
 from tally_tasks.operations import add as add_op
 from tally_tasks.session import Session
 
-
 # Windows whose programs run without serving: a port is up only when a test serves it
 IDLE = [
     {"name": "backend", "dir": "backend", "cmd": "sleep 600 # {backend_port}"},
