@@ -85,11 +85,13 @@ def attend(
     if project.settings.hooks.get("on_waiting"):
         from .hooks import run as run_hooks
 
-        os.environ["TALLY_AGENT_STATE"] = "waiting"
-        os.environ["TALLY_AGENT_REASON"] = str(state.get("reason", ""))
-        os.environ["TALLY_AGENT_MESSAGE"] = str(state.get("message", ""))
+        extra = {
+            "TALLY_AGENT_STATE": "waiting",
+            "TALLY_AGENT_REASON": str(state.get("reason", "")),
+            "TALLY_AGENT_MESSAGE": str(state.get("message", "")),
+        }
         try:
-            run_hooks(project, session, "on_waiting")
+            run_hooks(project, session, "on_waiting", extra)
             done.append("on_waiting")
         except TallyError:
             done.append("on_waiting failed")

@@ -39,9 +39,12 @@ def login_shell() -> str:
     return shell if os.access(shell, os.X_OK) else "/bin/sh"
 
 
-def run(project: Project, session: Session, point: str) -> None:
+def run(
+    project: Project, session: Session, point: str, extra: dict[str, str] | None = None
+) -> None:
     """Run the hooks of `point` in the worktree, as a window runs its command: in the
-    user's login shell, after the activation command, with the TALLY_* variables."""
+    user's login shell, after the activation command, with the TALLY_* variables (and
+    `extra` ones)."""
     cmds = project.settings.hooks.get(point, ())
     if not cmds:
         return
@@ -51,7 +54,7 @@ def run(project: Project, session: Session, point: str) -> None:
         output.warn(step, f"worktree {session.worktree} is gone; hooks not run")
         return
     values = session.values(project)
-    env = {**os.environ, **session.env()}
+    env = {**os.environ, **session.env(), **(extra or {})}
     activate = render(project.settings.activate, values).strip()
     shell = login_shell()
     for template in cmds:

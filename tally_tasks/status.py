@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -88,13 +87,7 @@ def age(created: object, now: float | None = None) -> str:
     """``5m``, ``3h``, ``2d``: how long ago `created` was; ``-`` when unknown (or not a
     time string: another tool's registry may hold anything under its extra keys)."""
     then = _epoch(created) if isinstance(created, str) and created else None
-    if then is None:
-        return "-"
-    secs = max(0.0, (time.time() if now is None else now) - then)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs >= size:
-            return f"{int(secs // size)}{unit}"
-    return f"{int(secs)}s"
+    return "-" if then is None else panes_.age(then, now)
 
 
 Panes = dict[str, set[str]]
