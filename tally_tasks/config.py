@@ -19,7 +19,8 @@ from typing import Any
 from .errors import TallyError
 
 LINK_MODES = ("symlink", "hardlink", "reflink", "copy")
-HOOKS = ("post_add", "pre_remove", "post_resume", "on_waiting")
+HOOKS = ("post_add", "pre_remove", "post_resume", "on_waiting", "pre_land")
+LAND_METHODS = ("rebase", "squash", "merge")
 
 DEFAULTS: dict[str, Any] = {
     # Project name used in folder and tmux names; empty = the main repo's folder name.
@@ -76,13 +77,28 @@ DEFAULTS: dict[str, Any] = {
     # tmux socket name (tmux -L); empty = tmux's default server.
     "tmux_socket": "",
     # Shell commands run in the worktree at these points, with the same placeholders;
-    # on_waiting: when a session's agent starts waiting for the user.
-    "hooks": {"post_add": [], "pre_remove": [], "post_resume": [], "on_waiting": []},
+    # on_waiting: when a session's agent starts waiting for the user; pre_land: before
+    # `session.land` moves the main branch.
+    "hooks": {
+        "post_add": [],
+        "pre_remove": [],
+        "post_resume": [],
+        "on_waiting": [],
+        "pre_land": [],
+    },
     # Seconds add/resume/tmux/doctor --fix wait for the windows' servers to answer.
     "ready_timeout": 30.0,
     # When an agent starts waiting (and no client of yours looks at its window): a tmux
     # message in your clients, and the bell in its window.
     "attention": {"message": True, "bell": True},
+    "land": {
+        # How `session.land` brings the main branch forward: rebase (fast-forward to the
+        # rebased branch), squash (one commit), merge (a merge commit).
+        "method": "rebase",
+        # The branch sessions land in; empty = the one origin's HEAD names, else main or
+        # master, else the main checkout's.
+        "into": "",
+    },
     # Remote dev hosts: name -> {host: user@box, main: ~/Dev/tally, port, key, command, env}.
     "hosts": {},
 }
@@ -132,6 +148,8 @@ class Settings:
     claude_lock_stale: float = 10.0
     tmux_socket: str = ""
     hooks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    land_method: str = "rebase"
+    land_into: str = ""
     ready_timeout: float = 30.0
     attention_message: bool = True
     attention_bell: bool = True
@@ -306,6 +324,12 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         if not all(isinstance(c, str) for c in items):
             raise _bad(f"hooks.{name}", "a list of shell commands", items)
         hooks[name] = tuple(items)
+    land = merged.get("land")
+    if not isinstance(land, dict):
+        raise _bad("land", "a mapping", land)
+    method = _str(land, "method", "land.method") or "rebase"
+    if method not in LAND_METHODS:
+        raise _bad("land.method", "one of " + ", ".join(LAND_METHODS), method)
     attention = merged.get("attention")
     if not isinstance(attention, dict):
         raise _bad("attention", "a mapping (message, bell)", attention)
@@ -332,6 +356,8 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         claude_lock_stale=_number(claude, "lock_stale", "claude.lock_stale"),
         tmux_socket=_str(merged, "tmux_socket"),
         hooks=hooks,
+        land_method=method,
+        land_into=_str(land, "into", "land.into"),
         ready_timeout=_number(merged, "ready_timeout", "ready_timeout"),
         attention_message=attention["message"],
         attention_bell=attention["bell"],

@@ -178,6 +178,9 @@ HOSTED = {
     "claude-perms": ["name", "host", "quiet"],
     "tmux": ["name", "no_wait", "host", "quiet"],
     "restart": ["name", "window", "no_wait", "host", "quiet"],
+    "land": ["name", "rebase", "squash", "merge", "message", "keep", "dry_run", "host", "quiet"],
+    "prune": ["merged", "gone", "dry_run", "host", "quiet"],
+    "pr": ["name", "draft", "host", "quiet"],
 }
 
 
