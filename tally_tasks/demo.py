@@ -190,13 +190,7 @@ def demo_settings(raw: dict[str, object], main: Path) -> dict[str, object]:
         "activate": "",
         "links": ["frontend/node_modules", "backend/db.sqlite3"],
         "copies": ["backend/.env", "frontend/.env"],
-        "hooks": {
-            "post_add": [],
-            "pre_remove": [],
-            "post_resume": [],
-            "on_waiting": [],
-            "pre_land": [],
-        },
+        "hooks": {point: [] for point in DEFAULTS["hooks"]},  # none of the user's
         "windows": [
             {
                 "name": "backend",
