@@ -25,7 +25,7 @@ from . import ports as ports_
 from .errors import TallyError
 from .repo import Repo, main_branch
 from .session import Project
-from .sessions import CREATING, adder, load, works_in
+from .sessions import CREATING, adder, foreign_tmux, load, works_in
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -130,7 +130,7 @@ def rows(
     if not entries:
         return []
     snap = panes_.snapshot(srv) if snap is None else snap
-    live = set(snap.sessions)
+    live = snap.paths  # session -> the folders its panes are in
     sessions = {n: project.session(n, e) for n, e in entries.items()}
     all_ports = [p for s in sessions.values() for p in s.ports.values()]
     up = ports_.listening(all_ports)
@@ -168,7 +168,9 @@ def rows(
             "name": n,
             "branch": session.branch,
             "worktree": str(session.worktree),
-            "running": session.tmux_name in live,
+            # another checkout's session of the same name is not this one running
+            "running": session.tmux_name in live
+            and not foreign_tmux(session, live[session.tmux_name]),
             "tmux": session.tmux_name,
         }
         for port, number in session.ports.items():

@@ -42,6 +42,7 @@ def test_defaults(raw: dict[str, Any] | None) -> None:
         "pre_land": (),
     }
     assert (s.land_method, s.land_into) == ("rebase", "")
+    assert s.protect == ("*.sql", "*.dump", "*.bak", "*.sqlite3")
     assert (s.project, s.worktrees, s.tmux_socket) == ("", "", "")
     assert (s.ready_timeout, s.attention_message, s.attention_bell) == (30.0, True, True)
 
@@ -246,6 +247,10 @@ BAD: list[Any] = [
     ({"attention": {"message": None}}, "attention.message"),
     ({"attention": True}, "attention"),
     ({"hooks": {"on_waiting": "notify-send x"}}, "hooks.on_waiting"),
+    ({"protect": "*.sql"}, "protect"),
+    ({"protect": ["*.sql", 3]}, "protect[1]"),
+    ({"protect": [" "]}, "protect[0]"),
+    ({"protect": ["a\nb"]}, "protect[0]"),
 ]
 
 
@@ -322,6 +327,10 @@ BAD: list[Any] = [
         "attention-message-null",
         "attention-not-mapping",
         "on-waiting-not-list",
+        "protect-not-list",
+        "protect-not-str",
+        "protect-blank",
+        "protect-newline",
     ],
 )
 def test_wrong_values_name_the_key(raw: dict[str, Any], key: str) -> None:

@@ -9,24 +9,30 @@ from .. import live as live_
 from .. import output, panes, readiness, restart, sessions, tmux
 from .. import ports as ports_
 from .. import preflight as preflight_
+from .. import shell as shell_
 from ..errors import TallyError
-from ..hooks import login_shell
 from ..session import Project, Session, render
-from ..steps.tmux import attach_line, window_runs
+from ..steps.tmux import attach_line, window_runs, window_shell
 
 
-def preflight_lines(project: Project, session: Session) -> list[str]:
+def preflight_lines(
+    project: Project, session: Session, srv: tmux.TmuxServer | None = None
+) -> list[str]:
+    """What the windows' shell (tmux's default-shell on `srv`, else $SHELL) says."""
     s = project.settings
-    activate = render(s.activate, session.values(project)).strip()
-    shell = login_shell()
+    shell = window_shell(srv) if srv is not None else shell_.login_shell()
+    kind = shell_.kind(shell)
+    activate = render(s.activate, session.values(project), shell_.quoter(kind)).strip()
     cwd = session.worktree if session.worktree.is_dir() else project.main
     found = preflight_.check(shell, activate, s.windows, cwd, session.env())
     return preflight_.warnings(found, shell, activate)
 
 
-def preflight(project: Project, session: Session, show: bool = True) -> list[str]:
+def preflight(
+    project: Project, session: Session, show: bool = True, srv: tmux.TmuxServer | None = None
+) -> list[str]:
     """The preflight's warnings (`show`: as warning lines)."""
-    lines = preflight_lines(project, session)
+    lines = preflight_lines(project, session, srv)
     if show:
         for line in lines:
             output.warn("preflight", line)
@@ -89,7 +95,7 @@ def restart_windows(
         )
     wanted = readiness.window_ports(project.settings.windows, session.ports)
     done = []
-    for run in window_runs(project, session, resume=True):
+    for run in window_runs(project, session, resume=True, shell=window_shell(srv)):
         if window is not None and run.name != window:
             continue
         what = restart.restart(srv, session, run, wanted[run.name], live=live)

@@ -52,15 +52,26 @@ def forget(project: Project, session: Session) -> None:
         leftover.unlink(missing_ok=True)
 
 
+def hold(ctx: Context) -> Made | None:
+    if not (ctx.adding and uses_claude(ctx.project)):
+        return None
+    # an entry there may be older than this add (its history, its MCP servers): the
+    # undo puts back what was there and drops only what came since
+    s = ctx.project.settings
+    config = claude.config_path(s.claude_config)
+    before = claude.snapshot(config, [ctx.session.worktree], s.claude_lock_stale)
+    return Made("Claude Code entry", before)
+
+
 def run(ctx: Context) -> Made | None:
+    before = hold(ctx)  # what was there as run starts (hold's, unless it changed since)
     apply(ctx.project, ctx.session)
-    # the entry of a worktree this run made is this run's; an older one is the user's
-    return Made("Claude Code entry") if ctx.made.get("worktree") else None
+    return before
 
 
 def undo(ctx: Context, made: Made) -> None:
     s = ctx.project.settings
-    claude.forget(claude.config_path(s.claude_config), [ctx.session.worktree], s.claude_lock_stale)
+    claude.restore(claude.config_path(s.claude_config), made.data, s.claude_lock_stale)
 
 
 def plan(ctx: Context) -> list[str]:
