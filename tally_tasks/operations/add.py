@@ -76,10 +76,10 @@ def _tmux_taken(project: Project, name: str, srv: tmux.TmuxServer) -> str:
     )
 
 
-def _check_shells(project: Project, ctx: Context, steps: list[str]) -> None:
+def _check_shells(project: Project, ctx: Context, steps: list[str], shell: str = "") -> None:
     """Refuse, before anything is made, a shell no window line or hook is written for."""
     if "tmux" in steps:
-        ctx.shell = window_shell(ctx.server)
+        ctx.shell = shell or window_shell(ctx.server)
     if project.settings.hooks.get("post_add"):
         shell_.kind(shell_.login_shell())
 
@@ -123,8 +123,10 @@ def run(
     srv: tmux.TmuxServer,
     force: bool = False,
     tasks: ProjectTasks | None = None,
+    shell: str = "",
 ) -> Session:
-    """The whole add. On failure, undoes what this run created (see README: Safety)."""
+    """The whole add. On failure, undoes what this run created (see README: Safety).
+    `shell`: the windows' shell, when the caller has asked tmux already."""
     check_name(name)
     chosen = for_add(project, tasks)
     existing = _check_new(project, name)
@@ -133,7 +135,7 @@ def run(
         raise TallyError(taken + ", or pick another name")
     ctx = Context(project, project.new_session(name), srv, adding=True, force=force)
     ctx.no_tmux = existing is None  # asked just now: the tmux step need not ask again
-    _check_shells(project, ctx, [n for n, _ in chosen])
+    _check_shells(project, ctx, [n for n, _ in chosen], shell)
     undo = _Undo()
     current = chosen[0][0]
     try:
@@ -203,9 +205,12 @@ def plan(
     return True
 
 
-def summary(project: Project, session: Session) -> None:
+def summary(project: Project, session: Session, ready: bool = True) -> None:
+    """The session's worktree, URLs and attach line, under "ready" only when every
+    window came up (`ready`)."""
     output.info()
-    output.info(output.bold(f"Session {session.name} is ready"))
+    title = "is ready" if ready else "started with problems"
+    output.info(output.bold(f"Session {session.name} {title}"))
     output.info(f"  worktree  {session.worktree}")
     output.info(f"  branch    {session.branch}")
     remote = output.via()
