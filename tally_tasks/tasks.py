@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from invoke import Collection, Context, Exit, Program, Task
 from invoke import task as _task
 
-from . import claude, output, remote, sessions, status
+from . import output, sessions, status
 from . import panes as panes_
 from . import tmux as tmux_
 from .config import explain_file, settings_from
@@ -23,7 +23,8 @@ from .errors import TallyError
 from .repo import find_main, in_worktree
 from .session import Project, check_name
 
-if TYPE_CHECKING:  # the steps are imported by the tasks that run them: not by `list`
+if TYPE_CHECKING:  # imported by the tasks that use them: not by `list`
+    from . import remote
     from .steps.project import ProjectTasks
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -162,6 +163,8 @@ HOST_HELP = "run it on this host from tally.hosts (over SSH)"
 
 
 def _hosts(c: Context) -> dict[str, remote.Host]:
+    from . import remote
+
     try:
         raw = tally_config(c, find_main(_cwd())[0])
     except TallyError:  # outside any checkout: the invoke.yaml invoke found, if any
@@ -171,6 +174,8 @@ def _hosts(c: Context) -> dict[str, remote.Host]:
 
 def _on_host(c: Context, host: str, task_name: str, name: str = "", **flags: Any) -> None:
     """Run the same task on `host` (one implementation, two transports); keep its status."""
+    from . import remote
+
     hosts = _hosts(c)
     if host == "auto" and "auto" not in hosts:
         if task_name != "add":
@@ -477,6 +482,8 @@ def list_(
 
 
 def _list_all_hosts(c: Context, as_json: bool) -> None:
+    from . import remote
+
     rows: list[dict[str, Any]] = []
     unreachable: dict[str, str] = {}
     try:
@@ -591,6 +598,8 @@ def doctor(c: Context, name: str = "", fix: bool = False, quiet: bool = False) -
 def attach(c: Context, name: str, host: str = "") -> None:
     """Attach to the session's tmux session (switch to it when already inside tmux)."""
     if host:
+        from . import remote
+
         # the host's own attach: its tmux socket, its checks, over `ssh -t`
         target = remote.pick(_hosts(c), host)
         line = remote.command_line(target, ["attach", name], output.program(), explain=True)
@@ -619,6 +628,8 @@ def attach(c: Context, name: str, host: str = "") -> None:
 @boundary
 def forward(c: Context, name: str, host: str = "", offset: int = 0) -> None:
     """Forward a remote session's ports to localhost until Ctrl-C."""
+    from . import remote
+
     if not host:
         raise TallyError("forward needs --host: a session on this machine is already on localhost")
     target = remote.pick(_hosts(c), host)
@@ -810,6 +821,8 @@ def next_(c: Context, quiet: bool = False) -> None:
 @boundary
 def claude_prune(c: Context, quiet: bool = False) -> None:
     """Drop ~/.claude.json entries of worktrees that no longer exist."""
+    from . import claude
+
     project = project_of(c)
     config = claude.config_path(project.settings.claude_config)
     dropped = claude.prune(
