@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -361,6 +360,8 @@ def kill(srv: TmuxServer, name: str) -> bool:
 
 def attach(socket_name: str, name: str) -> None:
     """Become `tmux attach` (or `switch-client` inside tmux); does not return on success."""
+    import shutil
+
     if shutil.which("tmux") is None:
         raise TallyError("tmux is not installed or not on PATH; install it first")
     sock = ["-L", socket_name] if socket_name else []
