@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import time
 from collections.abc import Sequence
@@ -137,6 +136,8 @@ def _settle(repo: repo_.Repo, path: Path, wait: float = 10.0) -> Worktree | None
         return now
     repo_.ok(repo, "worktree", "remove", "--force", "--force", str(path))
     if path.is_dir() and not path.is_symlink():
+        import shutil  # here and in remove: what list and add run needs none of it
+
         shutil.rmtree(path)
     repo_.run(repo, "worktree", "prune")
     return find(repo, path)
@@ -348,6 +349,8 @@ def remove(repo: repo_.Repo, path: Path) -> bool:
             # git refused (a broken .git file) or stopped halfway: the rest goes below
     if path.is_dir() and not path.is_symlink():
         # rmtree unlinks symlinks, it never follows them
+        import shutil
+
         try:
             shutil.rmtree(path)
         except OSError as e:
