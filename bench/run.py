@@ -173,21 +173,26 @@ def row(t: dict[str, list[float]]) -> dict[str, float]:
     return out
 
 
-# Started through PYTHONPATH by the probe runs only (never in a timed run): the wall time of
-# every subprocess.run call (git and tmux all go through it), written at exit.
+# Started through PYTHONPATH by the probe runs only (never in a timed run): every
+# subprocess (git, tmux, the preflight's login shell), from its start until it was waited
+# for, written at exit.
 PROBE = """
 import os
 if os.environ.get("TALLY_BENCH_PROBE"):
     import atexit, json, subprocess, time
-    _calls, _run = [], subprocess.run
-    def _timed(*args, **kwargs):
-        t = time.perf_counter()
-        try:
-            return _run(*args, **kwargs)
-        finally:
-            argv = [str(a) for a in (args[0] if args else kwargs["args"])]
-            _calls.append([argv[:3], time.perf_counter() - t])
-    subprocess.run = _timed
+    _calls = []
+    class _Timed(subprocess.Popen):
+        def __init__(self, args, *rest, **kwargs):
+            self._t0, self._argv = time.perf_counter(), args
+            super().__init__(args, *rest, **kwargs)
+        def wait(self, timeout=None):
+            done = self.returncode is not None
+            code = super().wait(timeout)
+            if not done:
+                argv = [self._argv] if isinstance(self._argv, str) else list(map(str, self._argv))
+                _calls.append([argv[:3], time.perf_counter() - self._t0])
+            return code
+    subprocess.Popen = _Timed
     def _write():
         with open(os.environ["TALLY_BENCH_PROBE"], "w") as f:
             json.dump(_calls, f)
