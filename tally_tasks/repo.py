@@ -21,9 +21,17 @@ def clean_git_env() -> None:
         os.environ.pop(key, None)
 
 
+# find_main's answers in this process (tally-session asks once for its settings, and once
+# more in the task), used while the git dir they name is there
+_found: dict[str, tuple[Path, Path]] = {}
+
+
 def find_main(start: Path) -> tuple[Path, Path]:
     """(main checkout, git common dir) for `start`: the main repo or any of its worktrees."""
     clean_git_env()
+    known = _found.get(str(start))
+    if known is not None and known[1].is_dir():
+        return known
     try:
         proc = subprocess.run(
             ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
@@ -46,6 +54,7 @@ def find_main(start: Path) -> tuple[Path, Path]:
             f"{common} is a bare repository or a separate git dir; tally-tasks needs a "
             "main checkout with a .git folder"
         )
+    _found[str(start)] = (common.parent, common)
     return common.parent, common
 
 
