@@ -75,6 +75,8 @@ DEFAULTS: dict[str, Any] = {
     "hooks": {"post_add": [], "pre_remove": [], "post_resume": []},
     # Remote dev hosts: name -> {host: user@box, main: ~/Dev/tally, port, key, command, env}.
     "hosts": {},
+    # `session.dashboard`: ring the terminal bell once when an agent starts waiting.
+    "dashboard": {"bell": True},
 }
 
 _WINDOW_NAME = re.compile(r"[A-Za-z_-][A-Za-z0-9_-]*")
@@ -112,6 +114,7 @@ class Settings:
     claude_lock_stale: float = 10.0
     tmux_socket: str = ""
     hooks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    dashboard_bell: bool = True
 
 
 def plain(value: Any) -> Any:
@@ -146,6 +149,13 @@ def _number(raw: Mapping[str, Any], key: str, full: str) -> float:
     ):
         raise _bad(full, "a number of seconds", value)
     return float(value)
+
+
+def _bool(raw: Mapping[str, Any], key: str, full: str) -> bool:
+    value = raw.get(key)
+    if not isinstance(value, bool):
+        raise _bad(full, "true or false", value)
+    return value
 
 
 def _rel_path(value: Any, key: str) -> str:
@@ -257,6 +267,9 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         if not all(isinstance(c, str) for c in items):
             raise _bad(f"hooks.{name}", "a list of shell commands", items)
         hooks[name] = tuple(items)
+    dashboard = merged.get("dashboard")
+    if not isinstance(dashboard, dict):
+        raise _bad("dashboard", "a mapping", dashboard)
     project = _str(merged, "project")
     if project and ("/" in project or project in (".", "..")):
         raise _bad("project", "a plain name (no /)", project)
@@ -276,6 +289,7 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         claude_lock_stale=_number(claude, "lock_stale", "claude.lock_stale"),
         tmux_socket=_str(merged, "tmux_socket"),
         hooks=hooks,
+        dashboard_bell=_bool(dashboard, "bell", "dashboard.bell"),
     )
 
 

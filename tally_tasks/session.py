@@ -129,6 +129,17 @@ class Session:
             vals[f"{port}_port"] = number
         return vals
 
+    def url(self, port: str = "") -> str:
+        """``http://localhost:PORT/`` of `port` (default: frontend, else the first port)."""
+        if not self.ports:
+            raise TallyError(f"session {self.name} has no ports")
+        which = port or ("frontend" if "frontend" in self.ports else next(iter(self.ports)))
+        if which not in self.ports:
+            raise TallyError(
+                f"session {self.name} has no {which} port (it has: {', '.join(self.ports)})"
+            )
+        return f"http://localhost:{self.ports[which]}/"
+
     def env(self) -> dict[str, str]:
         """TALLY_SESSION and TALLY_<PORT>_PORT for windows, hooks and the agent."""
         env = {"TALLY_SESSION": self.name}

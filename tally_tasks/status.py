@@ -22,10 +22,10 @@ from . import registry, tmux, worktree
 from .errors import TallyError
 from .pipeline import CREATING, adder, load, works_in
 from .repo import Repo
-from .session import Project
+from .session import Project, Session
 
 
-def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # errors="replace": a file name that is not UTF-8 must not end the listing
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, errors="replace")
 
@@ -40,10 +40,15 @@ def dirty(path: Path, ours: set[str]) -> bool | None:
         return None
 
 
+def main_branch(main: Path) -> str:
+    """The main checkout's branch (``HEAD`` when detached)."""
+    return git(main, "symbolic-ref", "--quiet", "--short", "HEAD").stdout.strip() or "HEAD"
+
+
 def ahead_behind(main: Path, branches: list[str]) -> dict[str, tuple[int, int]]:
     """branch -> (commits ahead of, behind) the main checkout's branch."""
-    head = _git(main, "symbolic-ref", "--quiet", "--short", "HEAD").stdout.strip() or "HEAD"
-    proc = _git(
+    head = main_branch(main)
+    proc = git(
         main, "for-each-ref", f"--format=%(refname:short)%00%(ahead-behind:{head})", "refs/heads/"
     )
     result: dict[str, tuple[int, int]] = {}
@@ -56,7 +61,7 @@ def ahead_behind(main: Path, branches: list[str]) -> dict[str, tuple[int, int]]:
         return result
 
     def one(branch: str) -> tuple[str, tuple[int, int] | None]:
-        p = _git(main, "rev-list", "--left-right", "--count", f"refs/heads/{branch}...{head}")
+        p = git(main, "rev-list", "--left-right", "--count", f"refs/heads/{branch}...{head}")
         if p.returncode != 0:
             return branch, None
         a, b = p.stdout.split()
@@ -69,7 +74,7 @@ def ahead_behind(main: Path, branches: list[str]) -> dict[str, tuple[int, int]]:
     return result
 
 
-def _epoch(created: str) -> float | None:
+def epoch(created: str) -> float | None:
     """Seconds since the epoch of an ISO time; one without an offset is local time."""
     for text, fmt in (
         (created, "%Y-%m-%dT%H:%M:%S%z"),  # what `add` writes: 2024-05-01T10:00:00+0200
@@ -85,10 +90,15 @@ def _epoch(created: str) -> float | None:
 def age(created: object, now: float | None = None) -> str:
     """``5m``, ``3h``, ``2d``: how long ago `created` was; ``-`` when unknown (or not a
     time string: another tool's registry may hold anything under its extra keys)."""
-    then = _epoch(created) if isinstance(created, str) and created else None
+    then = epoch(created) if isinstance(created, str) and created else None
     if then is None:
         return "-"
-    secs = max(0.0, (time.time() if now is None else now) - then)
+    return span((time.time() if now is None else now) - then)
+
+
+def span(secs: float) -> str:
+    """``5m``, ``3h``, ``2d``: a length of time in its largest whole unit."""
+    secs = max(0.0, secs)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if secs >= size:
             return f"{int(secs // size)}{unit}"
@@ -96,6 +106,28 @@ def age(created: object, now: float | None = None) -> str:
 
 
 Panes = dict[str, set[str]]
+
+
+def git_of(project: Project, sessions: Mapping[str, Session]) -> dict[str, dict[str, Any]]:
+    """name -> {dirty, ahead, behind} (None where unknown), git run in parallel."""
+    if not sessions:
+        return {}
+    ours = project.own_paths()
+    with ThreadPoolExecutor(max_workers=min(8, len(sessions))) as pool:
+        ab_future = pool.submit(ahead_behind, project.main, [s.branch for s in sessions.values()])
+        dirt = dict(
+            zip(
+                sessions,
+                pool.map(lambda s: dirty(s.worktree, ours), sessions.values()),
+                strict=True,
+            )
+        )
+        ab = ab_future.result()
+    result = {}
+    for n, session in sessions.items():
+        a, b = ab.get(session.branch, (None, None))
+        result[n] = {"dirty": dirt[n], "ahead": a, "behind": b}
+    return result
 
 
 def rows(
@@ -112,22 +144,7 @@ def rows(
     all_ports = [p for s in sessions.values() for p in s.ports.values()]
     up = ports_.listening(all_ports)
     held = ports_.holders(up) if up else {}  # who holds them: one pass over /proc
-    dirt: Mapping[str, bool | None] = {}
-    ab: Mapping[str, tuple[int, int]] = {}
-    if git_state:
-        ours = project.own_paths()
-        with ThreadPoolExecutor(max_workers=min(8, len(sessions))) as pool:
-            ab_future = pool.submit(
-                ahead_behind, project.main, [s.branch for s in sessions.values()]
-            )
-            dirt = dict(
-                zip(
-                    sessions,
-                    pool.map(lambda s: dirty(s.worktree, ours), sessions.values()),
-                    strict=True,
-                )
-            )
-            ab = ab_future.result()
+    git = git_of(project, sessions) if git_state else {}
     result = []
     for n, session in sessions.items():
         entry = entries[n]
@@ -151,9 +168,7 @@ def rows(
         if foreign:
             row["foreign"] = foreign  # ports held by another program
         if git_state:
-            row["dirty"] = dirt.get(n)
-            a, b = ab.get(session.branch, (None, None))
-            row["ahead"], row["behind"] = a, b
+            row.update(git[n])
         row["created"] = entry.get("created")
         row["worktree_exists"] = session.worktree.is_dir()
         if entry.get("state") == CREATING:

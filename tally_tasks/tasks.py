@@ -58,7 +58,7 @@ def boundary(fn: F) -> F:
             output.reader_left()
             raise Exit(code=1) from None
         except (OSError, UnicodeError) as e:  # the machine said no: one line, not a traceback
-            output.error(_os_error(e))
+            output.error(os_error(e))
             raise Exit(code=1) from None
         except KeyboardInterrupt:
             output.error("interrupted")
@@ -67,7 +67,7 @@ def boundary(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _os_error(e: OSError | UnicodeError) -> str:
+def os_error(e: OSError | UnicodeError) -> str:
     if isinstance(e, UnicodeError):
         return f"a name or file here is not valid text ({e}); rename it and run the command again"
     where = " → ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
@@ -472,19 +472,29 @@ def forward(c: Context, name: str, host: str = "", offset: int = 0) -> None:
 def open_(c: Context, name: str, port: str = "", browser: bool = False) -> None:
     """Print (or open in a browser) the session's frontend URL."""
     project = project_of(c)
-    session = pipeline.get(project, name)
-    if not session.ports:
-        raise TallyError(f"session {name} has no ports")
-    which = port or ("frontend" if "frontend" in session.ports else next(iter(session.ports)))
-    if which not in session.ports:
-        raise TallyError(f"session {name} has no {which} port (it has: {', '.join(session.ports)})")
-    url = f"http://localhost:{session.ports[which]}/"
+    url = pipeline.get(project, name).url(port)
     if browser:
         import webbrowser
 
         if not webbrowser.open(url):
             raise TallyError(f"no browser opener found; open {url} yourself")
     output.data(url)
+
+
+@task(help={"all_hosts": "every configured host's sessions too (asked in the background)"})
+@boundary
+def dashboard(c: Context, all_hosts: bool = False) -> None:
+    """A live screen of every session: watch, switch, add, send, restart, remove (q quits)."""
+    from . import dashboard as dashboard_  # Textual: only this command pays for it
+
+    try:
+        project: Project | None = project_of(c)
+    except TallyError:
+        if not all_hosts:
+            raise
+        project = None  # the hosts' sessions can still be watched
+    srv = tmux_.server(project.settings.tmux_socket if project else "")
+    dashboard_.run(project, srv, _hosts(c) if all_hosts else {})
 
 
 # --- the steps, each on its own ---------------------------------------------------------
@@ -585,6 +595,7 @@ session = Collection(
     attach,
     open_,
     forward,
+    dashboard,
     ports,
     worktree,
     links,

@@ -300,24 +300,52 @@ def kill(srv: TmuxServer, name: str) -> bool:
     return not err
 
 
+def attach_argv(socket_name: str, name: str) -> tuple[list[str], bool]:
+    """(the tmux command that takes this terminal to session `name`, whether it is a
+    `switch-client`: this process runs inside that server and keeps running)."""
+    sock = ["-L", socket_name] if socket_name else []
+    inside = os.environ.get("TMUX", "").split(",")[0]
+    if inside and os.path.realpath(inside) == os.path.realpath(socket_path(socket_name)):
+        return ["tmux", *sock, "switch-client", "-t", f"={name}"], True
+    return ["tmux", *sock, "attach-session", "-t", f"={name}"], False
+
+
+def outside_env() -> dict[str, str]:
+    """The environment for a tmux client nested in another server's pane (no TMUX)."""
+    return {k: v for k, v in os.environ.items() if k != "TMUX"}
+
+
 def attach(socket_name: str, name: str) -> None:
     """Become `tmux attach` (or `switch-client` inside tmux); does not return on success."""
     if shutil.which("tmux") is None:
         raise TallyError("tmux is not installed or not on PATH; install it first")
-    sock = ["-L", socket_name] if socket_name else []
-    inside = os.environ.get("TMUX", "").split(",")[0]
-    if inside and os.path.realpath(inside) == os.path.realpath(socket_path(socket_name)):
-        args = ["tmux", *sock, "switch-client", "-t", f"={name}"]
+    args, switch = attach_argv(socket_name, name)
+    if switch:
         proc = subprocess.run(args, capture_output=True, text=True)
         if proc.returncode != 0:
             raise TallyError(f"tmux switch-client failed: {proc.stderr.strip()}")
         return
-    args = ["tmux", *sock, "attach-session", "-t", f"={name}"]
     if not os.isatty(0):
         raise TallyError(f"not a terminal; run: {' '.join(args)}")
     # inside another tmux server's pane (tmux_socket set): a client nested in this pane
-    env = {k: v for k, v in os.environ.items() if k != "TMUX"}
-    os.execvpe("tmux", args, env)
+    os.execvpe("tmux", args, outside_env())
+
+
+def capture(srv: TmuxServer, name: str, window: str, colours: bool = True) -> list[str] | None:
+    """The visible screen of a window's pane (with its colours as escape sequences), one
+    tmux call; None when there is no such window."""
+    flags = ["-p", "-e"] if colours else ["-p"]
+    out, err = _cmd(srv, "capture-pane", *flags, "-t", f"={name}:={window}")
+    return None if err else out
+
+
+def send_line(srv: TmuxServer, name: str, window: str, text: str) -> None:
+    """Type `text` into a window as literal keys, then Enter (one tmux call)."""
+    target = f"={name}:={window}"
+    args = ["send-keys", "-t", target, "-l", "--", _typed(text), ";"]
+    _, err = _cmd(srv, *args, "send-keys", "-t", target, "Enter")
+    if err:
+        raise TallyError(f"tmux could not type into {name}:{window}: {' '.join(err)}")
 
 
 def socket_path(socket_name: str) -> str:

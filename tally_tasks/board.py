@@ -1,0 +1,251 @@
+"""The dashboard's model: the rows `list --json` gives (`status.rows`), here and on every
+host, kept fresh without re-running git on every tick, in the order that puts the sessions
+that need the user first. No Textual here: the view (dashboard.py) only draws `lines()`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import status, tmux
+from .errors import TallyError
+from .session import Project, programs
+
+GIT_EVERY = 10.0  # seconds between two `git status` of an unchanged worktree
+AGENTS = {"claude", "codex", "aider", "gemini"}  # programs that make a window the agent's
+LOCAL = "local"
+
+Answer = list[dict[str, Any]] | str | None  # rows, why there are none, or not asked yet
+
+
+@dataclass(frozen=True)
+class Line:
+    """One row of the table: a session, or a host that did not answer (`row` None)."""
+
+    key: str  # "host/name"; "host/" for a host's own line
+    host: str
+    name: str
+    row: dict[str, Any] | None
+    state: str  # the agent's state, "" when unknown
+    rank: tuple[Any, ...]
+    cells: tuple[str, ...]
+
+
+def agent_window(project: Project) -> str | None:
+    """The window the agent runs in (claude, codex, aider, gemini); else the last one."""
+    windows = project.settings.windows
+    for w in windows:
+        if AGENTS & (programs(w.cmd) | programs(w.resume_cmd)):
+            return w.name
+    return windows[-1].name if windows else None
+
+
+def _epoch(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return status.epoch(value) if isinstance(value, str) and value else None
+
+
+def agent(row: Mapping[str, Any]) -> tuple[str, float | None]:
+    """(state, since as epoch seconds) of the session's agent; ("", None) when unknown."""
+    info = row.get("agent")
+    if not isinstance(info, Mapping):
+        return "", None
+    state = info.get("state")
+    return (state if isinstance(state, str) else ""), _epoch(info.get("since"))
+
+
+def agent_cell(row: Mapping[str, Any], now: float) -> str:
+    """``waiting 3m``, ``working``, ``stopped`` (no tmux session), ``adding…``."""
+    if row.get("adding"):
+        return "adding…"
+    if row.get("state") == "creating":
+        return "unfinished"
+    if not row.get("running"):
+        return "stopped"
+    state, since = agent(row)
+    if not state:
+        return "running"
+    return state if since is None else f"{state} {status.span(now - since)}"
+
+
+def servers_down(row: Mapping[str, Any]) -> list[str]:
+    """The session's ports nothing of its own answers on (none when it is not running)."""
+    if not row.get("running"):
+        return []
+    listening = row.get("listening") or {}
+    return [p for p, up in listening.items() if not up]
+
+
+def ports_cell(row: Mapping[str, Any]) -> str:
+    """``8001✓ 5001✗``: each port, up (✓), down (✗) or held by another program (!)."""
+    listening = row.get("listening") or {}
+    foreign = set(row.get("foreign") or ())
+    cells = []
+    for key, number in row.items():
+        if not key.endswith("_port"):
+            continue
+        port = key[:-5]
+        mark = "!" if port in foreign else "✓" if listening.get(port) else "✗"
+        cells.append(f"{number}{mark}")
+    return " ".join(cells)
+
+
+def git_cell(row: Mapping[str, Any]) -> str:
+    """``↑3 ↓0 *`` (ahead, behind, * = uncommitted changes); ``…`` until git was asked."""
+    if "dirty" not in row:
+        return "…"
+    ahead, behind, dirty = row.get("ahead"), row.get("behind"), row.get("dirty")
+    text = f"↑{'?' if ahead is None else ahead} ↓{'?' if behind is None else behind}"
+    return text + (" *" if dirty else "" if dirty is False else " ?")
+
+
+def rank(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Who needs the user first: waiting agents (longest wait first), then broken
+    sessions (an agent that exited, a server down), idle, working, stopped."""
+    state, since = agent(row)
+    if not row.get("running"):
+        return (4, 0.0)
+    if state == "waiting":
+        return (0, since if since is not None else math.inf)
+    if state == "exited" or servers_down(row):
+        return (1, 0.0)
+    if state == "idle":
+        return (2, 0.0)
+    return (3, 0.0)
+
+
+COLUMNS = ("HOST", "NAME", "BRANCH", "AGENT", "PORTS", "GIT", "AGE")
+
+
+def lines(answers: Mapping[str, Answer], query: str = "", now: float | None = None) -> list[Line]:
+    """The table: every host's sessions (and a line for each host that did not answer),
+    filtered by `query` (a part of the host, name or branch), most urgent first."""
+    now = time.time() if now is None else now
+    result = []
+    for host, answer in answers.items():
+        if not isinstance(answer, list):
+            text = "asking…" if answer is None else f"unreachable: {answer}"
+            if query and query not in host:
+                continue
+            result.append(Line(f"{host}/", host, "", None, "", (5, 0.0), (host, "", "", text)))
+            continue
+        for row in answer:
+            name, branch = str(row.get("name", "")), str(row.get("branch", ""))
+            if query and not any(query in t for t in (host, name, branch)):
+                continue
+            cells = (
+                host,
+                name,
+                branch,
+                agent_cell(row, now),
+                ports_cell(row),
+                git_cell(row) if host == LOCAL else "",
+                status.age(row.get("created"), now),
+            )
+            state = agent(row)[0] if row.get("running") else ""
+            result.append(Line(f"{host}/{name}", host, name, row, state, rank(row), cells))
+    return sorted(result, key=lambda ln: (ln.rank, ln.host != LOCAL, ln.host, ln.name))
+
+
+def _gitdir(worktree: Path) -> Path | None:
+    try:
+        text = (worktree / ".git").read_text()
+    except OSError:
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    return Path(text.split(":", 1)[1].strip())
+
+
+def _stamp(*paths: Path) -> tuple[int, ...]:
+    stamps = []
+    for p in paths:
+        try:
+            stamps.append(os.stat(p).st_mtime_ns)
+        except OSError:
+            stamps.append(0)
+    return tuple(stamps)
+
+
+@dataclass
+class Board:
+    """The local sessions (`status.rows`), refreshed on demand; hosts' answers as they come."""
+
+    project: Project | None
+    srv: tmux.TmuxServer
+    hosts: tuple[str, ...] = ()
+    git_every: float = GIT_EVERY
+    answers: dict[str, Answer] = field(default_factory=dict)
+    _git: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _marks: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    _git_at: float = -math.inf
+    _states: dict[str, str] = field(default_factory=dict)
+    _primed: bool = False
+
+    def __post_init__(self) -> None:
+        self.answers = {LOCAL: None, **{h: None for h in self.hosts}}
+
+    def refresh(self) -> None:
+        """Read the local sessions again: tmux and ports every time, git only for worktrees
+        whose index or HEAD moved (and all of them every `git_every` seconds)."""
+        if self.project is None:
+            self.answers[LOCAL] = "not in a git checkout of a project"
+            return
+        try:
+            rows = status.rows(self.project, self.srv, git_state=False)
+        except TallyError as e:
+            self.answers[LOCAL] = str(e)
+            return
+        self._add_git(self.project, rows)
+        self.answers[LOCAL] = rows
+
+    def _add_git(self, project: Project, rows: list[dict[str, Any]]) -> None:
+        now = time.monotonic()
+        due = now - self._git_at >= self.git_every
+        main_marks = _stamp(project.common_dir / "logs" / "HEAD", project.common_dir / "HEAD")
+        marks: dict[str, tuple[int, ...]] = {}
+        for row in rows:
+            gitdir = _gitdir(Path(row["worktree"]))
+            own = _stamp(gitdir / "index", gitdir / "logs" / "HEAD") if gitdir else ()
+            marks[row["name"]] = main_marks + own
+        stale = {
+            row["name"]: project.session(row["name"], {"branch": row["branch"], **row})
+            for row in rows
+            if due or marks[row["name"]] != self._marks.get(row["name"])
+        }
+        if stale:
+            self._git.update(status.git_of(project, stale))
+            self._marks.update({n: marks[n] for n in stale})
+        if due:
+            self._git_at = now
+        for row in rows:
+            row.update(self._git.get(row["name"], {}))
+
+    def answer(self, host: str, answer: Answer) -> None:
+        self.answers[host] = answer
+
+    def lines(self, query: str = "") -> list[Line]:
+        return lines(self.answers, query)
+
+    def started_waiting(self, current: list[Line]) -> list[Line]:
+        """The sessions whose agent has started waiting since the last call (none the first
+        time: a wait the user found on opening the dashboard is not news)."""
+        fresh = [
+            ln
+            for ln in current
+            if ln.row is not None
+            and ln.state == "waiting"
+            and self._states.get(ln.key, "waiting") != "waiting"
+        ]
+        self._states = {ln.key: ln.state for ln in current if ln.row is not None}
+        if not self._primed:
+            self._primed = True
+            return []
+        return fresh

@@ -1,0 +1,618 @@
+"""`session.dashboard`: one live screen over every session (Textual).
+
+A thin view: the table draws `board.lines()` (the rows `list --json` gives), and every key
+calls the function the task of the same name calls (`pipeline.add`, `plan.remove`,
+`pipeline.remove`, ...), with their step lines shown on the screen (`output.redirect`).
+Reading tmux, ports, git and hosts happens in worker threads: the screen never waits.
+Imported only by this command (Textual costs ~150 ms to import).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import webbrowser
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SuspendNotSupported
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Footer, Input, Label, RichLog, Static
+
+from . import board as board_
+from . import output, pipeline, plan, remote, status, tmux
+from .errors import TallyError
+from .session import Project
+
+REFRESH = 1.0  # seconds between two reads of tmux and the ports
+HOSTS_EVERY = 5.0  # seconds between two questions to a host (each is an SSH connection)
+STATE_STYLE = {
+    "waiting": "bold black on yellow",
+    "exited": "bold red",
+    "idle": "cyan",
+    "working": "green",
+    "stopped": "dim",
+}
+
+
+class _Lines(io.StringIO):
+    """A text stream that hands each complete line to `emit` (output.redirect's target)."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        super().__init__()
+        self._emit = emit
+        self._buf = ""
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]  # StringIO says None: "ascii"
+        return "utf-8"
+
+    def isatty(self) -> bool:
+        return True  # colours (output.py still honours NO_COLOR): Text.from_ansi draws them
+
+    def write(self, text: str) -> int:
+        self._buf += text
+        *done, self._buf = self._buf.split("\n")
+        for line in done:
+            self._emit(line)
+        return len(text)
+
+
+def captured(fn: Callable[[], object], emit: Callable[[str], None]) -> bool:
+    """Run `fn` as a task's boundary would, its lines (and its error) sent to `emit`;
+    False when it failed."""
+    from .tasks import os_error
+
+    with output.redirect(_Lines(emit)):
+        try:
+            return fn() is not False
+        except TallyError as e:
+            output.error(str(e))
+        except (OSError, UnicodeError) as e:
+            output.error(os_error(e))
+    return False
+
+
+# --- dialogs --------------------------------------------------------------------------------
+
+
+class Ask(ModalScreen[str | None]):
+    """A question with a line of text for the answer (Esc: no answer)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss(None)", "cancel")]
+
+    def __init__(self, prompt: str, lines: list[str] | None = None) -> None:
+        super().__init__()
+        self.prompt, self.lines = prompt, lines or []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            if self.lines:
+                yield Static(Text.from_ansi("\n".join(self.lines)), classes="said")
+            yield Label(self.prompt)
+            yield Input()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+
+class Confirm(ModalScreen[bool]):
+    """Lines to read, then one key that says yes (anything else: no)."""
+
+    def __init__(self, lines: list[str], prompt: str, yes: str = "y") -> None:
+        super().__init__()
+        self.lines, self.prompt, self.yes = lines, prompt, yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(Text.from_ansi("\n".join(self.lines)), classes="said")
+            yield Label(Text(self.prompt, style="bold"))
+
+    def on_key(self, event: Any) -> None:
+        event.stop()
+        self.dismiss(event.key == self.yes)
+
+
+class Operation(ModalScreen[None]):
+    """An operation's step lines as they come; Esc or Enter closes it once it is done."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "close"),
+        Binding("enter", "close", "close"),
+    ]
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.done = False
+        self.said: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(self.title_text, style="bold"))
+            yield RichLog(wrap=True, markup=False)
+            yield Label("working…", id="state")
+
+    def add_line(self, line: str) -> None:
+        self.said.append(Text.from_ansi(line).plain)
+        self.query_one(RichLog).write(Text.from_ansi(line))
+
+    def finish(self, ok: bool) -> None:
+        self.done = True
+        state = "done" if ok else "failed"
+        self.query_one("#state", Label).update(f"{state} — Esc or Enter closes")
+
+    def action_close(self) -> None:
+        if self.done:
+            self.dismiss(None)
+
+
+# --- the screen -----------------------------------------------------------------------------
+
+
+class Sessions(DataTable[Text]):
+    """The table; Enter (select) switches to the session, and the footer says so."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select_cursor", "switch", key_display="⏎")
+    ]
+
+
+class Dashboard(App[None]):
+    """The table of sessions over a preview of the selected one's agent window."""
+
+    TITLE = "tally dashboard"
+    AUTO_FOCUS = "#sessions"
+    ENABLE_COMMAND_PALETTE = False
+    CSS = """
+    #sessions { height: auto; max-height: 50%; }
+    #preview { height: 1fr; border: round $secondary; padding: 0 1; }
+    #message { height: 1; padding: 0 1; color: $text-muted; }
+    #filter { display: none; height: 3; }
+    #filter.shown { display: block; }
+    Ask, Confirm, Operation { align: center middle; }
+    .dialog { width: 90%; height: auto; max-height: 90%; border: thick $accent;
+              background: $surface; padding: 0 1; }
+    .dialog RichLog { height: auto; max-height: 16; }
+    .said { height: auto; max-height: 14; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "new", "new"),
+        Binding("r", "restart", "restart"),
+        Binding("s", "send", "send"),
+        Binding("o", "open", "open"),
+        Binding("d", "remove", "remove"),
+        Binding("v", "view", "view"),
+        Binding("slash", "filter", "filter", key_display="/"),
+        Binding("q", "quit", "quit"),
+    ]
+    VIEWS = ("agent", "servers", "diff")
+
+    def __init__(
+        self,
+        project: Project | None,
+        srv: tmux.TmuxServer,
+        hosts: Mapping[str, remote.Host] | None = None,
+        refresh: float = REFRESH,
+        hosts_every: float = HOSTS_EVERY,
+    ) -> None:
+        super().__init__()
+        self.project, self.srv = project, srv
+        self.hosts = dict(hosts or {})
+        self.board = board_.Board(project, srv, tuple(self.hosts))
+        self.refresh_every, self.hosts_every = refresh, hosts_every
+        self.query_text = ""
+        self.view = "agent"
+        self.shown: list[board_.Line] = []
+        self.bells = 0  # how many times the bell rang (tests read it)
+        self.ticks = 0  # refreshes drawn (tests and the benchmark read it)
+        self._busy = threading.Lock()  # one local refresh at a time
+        self._asking: set[str] = set()  # hosts being asked right now
+        self._operating = False
+        self._preview_key: tuple[str, str] | None = None
+
+    # -- layout and refresh -------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="filter: part of a name, branch or host", id="filter")
+        yield Sessions(id="sessions", cursor_type="row")
+        yield Static(id="preview")
+        yield Static(id="message")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(Sessions)
+        columns = board_.COLUMNS if self.hosts else board_.COLUMNS[1:]
+        for col in columns:
+            table.add_column(col, key=col)
+        self.poll()
+        self.set_interval(self.refresh_every, self.poll)
+        if self.hosts:
+            self.ask_hosts()
+            self.set_interval(self.hosts_every, self.ask_hosts)
+
+    def poll(self) -> None:
+        """Start a refresh in a thread unless one still runs (a slow tick is skipped)."""
+        if self._busy.acquire(blocking=False):
+            self.run_worker(self._refresh, thread=True, group="refresh")
+
+    def _refresh(self) -> None:
+        try:
+            self.board.refresh()
+            preview = self._read_preview()
+        finally:
+            self._busy.release()
+        self.call_from_thread(self._draw, preview)
+
+    def ask_hosts(self) -> None:
+        for name, host in self.hosts.items():
+            if name not in self._asking:
+                self._asking.add(name)
+                self.run_worker(lambda h=host: self._ask(h), thread=True, group="hosts")
+
+    def _ask(self, host: remote.Host) -> None:
+        try:
+            answer: board_.Answer = remote.sessions(host)
+        except TallyError as e:
+            answer = str(e).removeprefix(f"{host.name}: ")
+        finally:
+            self._asking.discard(host.name)
+        self.board.answer(host.name, answer)
+        self.call_from_thread(self._draw, None)
+
+    def _draw(self, preview: tuple[tuple[str, str], str] | None) -> None:
+        everything = self.board.lines()
+        for line in self.board.started_waiting(everything):
+            self._attention(line)
+        lines = board_.lines(self.board.answers, self.query_text)
+        table = self.query_one(Sessions)
+        if [ln.cells for ln in lines] != [ln.cells for ln in self.shown]:
+            selected = self.selected()
+            table.clear()
+            for ln in lines:
+                table.add_row(*self._cells(ln), key=ln.key)
+            self.shown = lines
+            keys = [ln.key for ln in lines]
+            if selected is not None and selected.key in keys:
+                table.move_cursor(row=keys.index(selected.key), animate=False)
+        if preview is not None:
+            self._show_preview(*preview)
+        self.ticks += 1
+
+    def _cells(self, line: board_.Line) -> list[Text]:
+        cells = [Text(c) for c in (line.cells if self.hosts else line.cells[1:])]
+        agent = cells[-4]
+        word = line.cells[3].split(" ")[0]
+        agent.stylize(STATE_STYLE.get(word, ""))
+        if line.row is None:
+            agent.stylize("red" if "unreachable" in line.cells[3] else "dim")
+        if line.state == "waiting":
+            cells[1 if self.hosts else 0].stylize("bold reverse")
+        ports = cells[-3]
+        for i, ch in enumerate(ports.plain):
+            if ch in "✓✗!":
+                ports.stylize({"✓": "green", "✗": "bold red", "!": "yellow"}[ch], i, i + 1)
+        return cells
+
+    def _attention(self, line: board_.Line) -> None:
+        self.say(f"{line.name} is waiting for you" + (f" on {line.host}" if line.host else ""))
+        if self.project is None or self.project.settings.dashboard_bell:
+            self.bells += 1
+            self.bell()
+
+    # -- the selected session and its preview ------------------------------------------
+
+    def selected(self) -> board_.Line | None:
+        table = self.query_one(Sessions)
+        if not self.shown or table.cursor_row < 0 or table.cursor_row >= len(self.shown):
+            return None
+        return self.shown[table.cursor_row]
+
+    @on(DataTable.RowHighlighted)
+    def _moved(self) -> None:
+        self._preview_key = None
+        self.poll()
+
+    def _read_preview(self) -> tuple[tuple[str, str], str] | None:
+        """(what, text) for the preview pane; runs in the refresh thread."""
+        try:
+            line = self.selected()
+        except Exception:  # the app is closing
+            return None
+        if line is None:
+            return ("", ""), "no sessions; press n to make one"
+        key = (line.key, self.view)
+        if line.row is None or line.host != board_.LOCAL or self.project is None:
+            return key, f"{line.key}: a session on {line.host}; Enter attaches to it over SSH"
+        row = line.row
+        if not row.get("running"):
+            return key, f"{line.name} is not running; start it with: " + output.command(
+                "resume", line.name
+            )
+        if self.view == "diff":
+            if self._preview_key == key:
+                return None  # git once per selection, not every second
+            return key, _diff_stat(self.project, row)
+        windows = tmux.window_names(self.srv, row["tmux"])
+        agent = board_.agent_window(self.project)
+        if self.view == "agent":
+            shown = [agent] if agent in windows else windows[-1:]
+        else:
+            shown = [w for w in windows if w != agent]
+        parts = []
+        for window in shown:
+            screen = tmux.capture(self.srv, row["tmux"], window) or []
+            while screen and not screen[-1].strip():
+                screen.pop()
+            keep = 5 if self.view == "servers" else 200
+            parts.append(
+                ("\033[1m── " + window + " ──\033[0m\n" if self.view == "servers" else "")
+                + "\n".join(screen[-keep:])
+            )
+        return key, "\n".join(parts) or "(no window)"
+
+    def _show_preview(self, key: tuple[str, str], text: str) -> None:
+        pane = self.query_one("#preview", Static)
+        name = key[0].split("/", 1)[-1] if key[0] else ""
+        pane.border_title = f"{name} · {self.view}" if name else ""
+        if getattr(pane, "_shown", None) != text:
+            pane._shown = text  # type: ignore[attr-defined]
+            pane.update(Text.from_ansi(text))
+        self._preview_key = key
+
+    def action_view(self) -> None:
+        """Cycle the preview: agent window, server windows, git diff --stat."""
+        self.view = self.VIEWS[(self.VIEWS.index(self.view) + 1) % len(self.VIEWS)]
+        self._preview_key = None
+        self.poll()
+
+    def say(self, text: str) -> None:
+        self.query_one("#message", Static).update(Text.from_ansi(text))
+
+    def message(self) -> str:
+        return str(self.query_one("#message", Static).render())
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def _local(self, what: str) -> tuple[Project, dict[str, Any]] | None:
+        """The selected local session's row, or None after saying why there is none."""
+        line = self.selected()
+        if line is None or line.row is None:
+            self.say(f"{what}: select a session first")
+            return None
+        if line.host != board_.LOCAL or self.project is None:
+            there = (
+                "; run: " + output.command(what, line.name, "--host", line.host)
+                if what in ("remove", "restart")
+                else ""
+            )
+            self.say(f"{what}: {line.name} runs on {line.host}{there}")
+            return None
+        return self.project, line.row
+
+    @on(DataTable.RowSelected)
+    def _enter(self) -> None:
+        self.action_switch()
+
+    def action_switch(self) -> None:
+        line = self.selected()
+        if line is None or line.row is None:
+            return
+        if line.host != board_.LOCAL:
+            target = self.hosts[line.host]
+            cmd = remote.command_line(target, ["attach", line.name], output.program(), True)
+            self._hand_over(remote.ssh_argv(target, cmd), None)
+            return
+        if self.project is None:
+            return
+        if not line.row.get("running"):
+            resume = output.command("resume", line.name)
+            self.say(f"{line.name} is not running; start it with: {resume}")
+            return
+        argv, switch = tmux.attach_argv(self.project.settings.tmux_socket, line.row["tmux"])
+        if switch:
+            proc = subprocess.run(argv, capture_output=True, text=True)
+            if proc.returncode != 0:
+                self.say(f"tmux switch-client failed: {proc.stderr.strip()}")
+            return
+        self._hand_over(argv, tmux.outside_env())
+
+    def _hand_over(self, argv: list[str], env: dict[str, str] | None) -> None:
+        """Give the terminal to `argv` (tmux attach, ssh) and come back when it ends."""
+        try:
+            with self.suspend():
+                subprocess.run(argv, env=env)
+        except SuspendNotSupported:
+            self.say("cannot hand over this terminal; run: " + " ".join(argv))
+            return
+        self.poll()
+
+    @work(group="operation")
+    async def action_new(self) -> None:
+        if self.project is None:
+            self.say("new: run the dashboard inside the project's checkout")
+            return
+        name = await self.push_screen_wait(Ask("New session name (also its branch):"))
+        if not name:
+            return
+        project, srv = self.project, self.srv
+
+        def add() -> None:
+            session = pipeline.add(project, name, srv)
+            pipeline.summary(project, session)
+
+        await self.operate(f"add {name}", add)
+
+    @work(group="operation")
+    async def action_remove(self) -> None:
+        picked = self._local("remove")
+        if picked is None:
+            return
+        project, row = picked
+        name = row["name"]
+        if tmux.current_session(self.srv) == row["tmux"]:
+            self.say(f"remove: the dashboard runs inside {name}'s tmux; remove it from elsewhere")
+            return
+        said: list[str] = []
+        ok = await asyncio.to_thread(
+            captured, lambda: plan.remove(project, name, self.srv, False, False), said.append
+        )
+        if ok:
+            if await self.push_screen_wait(Confirm(said, f"Remove {name}?  y: yes · any key: no")):
+                await self.operate(f"remove {name}", lambda: self._remove(name, False))
+            return
+        if not any("--force" in ln or "without --force" in ln for ln in said):
+            await self.push_screen_wait(Confirm(said, "Refused. Any key closes."))
+            return
+        if not await self.push_screen_wait(
+            Confirm(said, "Refused. f: see what --force would do · any key: cancel", yes="f")
+        ):
+            return
+        forced: list[str] = []
+        ok = await asyncio.to_thread(
+            captured, lambda: plan.remove(project, name, self.srv, True, False), forced.append
+        )
+        if not ok:
+            await self.push_screen_wait(Confirm(forced, "Refused even with --force. Any key."))
+            return
+        typed = await self.push_screen_wait(
+            Ask(f"This loses the work listed above. Type {name} to remove it with --force:", forced)
+        )
+        if typed != name:
+            self.say(f"remove {name}: not confirmed, nothing removed")
+            return
+        await self.operate(f"remove --force {name}", lambda: self._remove(name, True))
+
+    def _remove(self, name: str, force: bool) -> None:
+        assert self.project is not None  # checked by action_remove
+        pipeline.remove(self.project, name, self.srv, force=force)
+
+    @work(group="operation")
+    async def action_send(self) -> None:
+        picked = self._local("send")
+        if picked is None:
+            return
+        project, row = picked
+        window = board_.agent_window(project)
+        if not row.get("running") or window is None:
+            self.say(f"send: {row['name']} is not running")
+            return
+        text = await self.push_screen_wait(Ask(f"Type to {row['name']}'s {window} (Enter sends):"))
+        if text is None:
+            return
+        try:
+            tmux.send_line(self.srv, row["tmux"], window, text)
+        except TallyError as e:
+            self.say(str(e))
+            return
+        self.say(f"sent to {row['name']}: {text}")
+        self.poll()
+
+    def action_restart(self) -> None:
+        picked = self._local("restart")
+        if picked is None:
+            return
+        self.say("restart: not available yet")
+
+    def action_open(self) -> None:
+        picked = self._local("open")
+        if picked is None:
+            return
+        project, row = picked
+        try:
+            url = pipeline.get(project, row["name"]).url()
+        except TallyError as e:
+            self.say(str(e))
+            return
+        if not _has_browser():
+            self.say(f"no browser here; open {url}")
+            return
+        self.say(f"opening {url}")
+        self.run_worker(lambda: webbrowser.open(url), thread=True, group="browser")
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("shown")
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter(self, event: Input.Changed) -> None:
+        self.query_text = event.value.strip()
+        self._draw(None)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        box = self.query_one("#filter", Input)
+        if not box.value:
+            box.remove_class("shown")
+        self.query_one(Sessions).focus()
+
+    def on_key(self, event: Any) -> None:
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and box.has_focus:
+            box.value = ""
+            box.remove_class("shown")
+            self.query_one(Sessions).focus()
+
+    # -- operations ---------------------------------------------------------------------
+
+    async def operate(self, title: str, fn: Callable[[], object]) -> bool:
+        """Run an operation in a thread, its step lines on an `Operation` screen."""
+        if self._operating:
+            self.say("another operation is still running")
+            return False
+        self._operating = True
+        screen = Operation(title)
+        await self.push_screen(screen)
+        try:
+            ok = await asyncio.to_thread(
+                captured, fn, lambda line: self.call_from_thread(screen.add_line, line)
+            )
+        finally:
+            self._operating = False
+        screen.finish(ok)
+        self.poll()
+        return ok
+
+
+def _has_browser() -> bool:
+    """A browser that will not take over this terminal: BROWSER, a desktop, or macOS."""
+    return bool(
+        os.environ.get("BROWSER")
+        or os.environ.get("DISPLAY")
+        or os.environ.get("WAYLAND_DISPLAY")
+        or sys.platform in ("darwin", "win32")
+    )
+
+
+def _diff_stat(project: Project, row: Mapping[str, Any]) -> str:
+    """`git diff --stat` of the worktree (committed and not) against where it left the
+    main checkout's branch."""
+    folder = Path(row["worktree"])
+    head = status.main_branch(project.main)
+    base = status.git(folder, "merge-base", head, "HEAD").stdout.strip()
+    if not base:
+        return f"no common commit with {head}"
+    stat = status.git(folder, "diff", "--stat", "--color=always", base).stdout.rstrip()
+    return stat or f"no changes against {head}"
+
+
+def run(project: Project | None, srv: tmux.TmuxServer, hosts: Mapping[str, remote.Host]) -> None:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise TallyError(
+            "the dashboard needs a terminal; for a listing run: " + output.command("list")
+        )
+    if shutil.which("tmux") is None:
+        raise TallyError("tmux is not installed or not on PATH; install it first")
+    Dashboard(project, srv, hosts).run()
