@@ -134,7 +134,8 @@ def lines(answers: Mapping[str, Answer], query: str = "", now: float | None = No
             text = "asking…" if answer is None else f"unreachable: {answer}"
             if query and query not in host:
                 continue
-            result.append(Line(f"{host}/", host, "", None, "", (5, 0.0), (host, "", "", text)))
+            cells = (host, "", "", text, "", "", "")
+            result.append(Line(f"{host}/", host, "", None, "", (5, 0.0), cells))
             continue
         for row in answer:
             name, branch = str(row.get("name", "")), str(row.get("branch", ""))

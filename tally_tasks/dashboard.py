@@ -102,6 +102,9 @@ class Ask(ModalScreen[str | None]):
             yield Label(self.prompt)
             yield Input()
 
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip() or None)
@@ -218,6 +221,8 @@ class Dashboard(App[None]):
         self.bells = 0  # how many times the bell rang (tests read it)
         self.ticks = 0  # refreshes drawn (tests and the benchmark read it)
         self._busy = threading.Lock()  # one local refresh at a time
+        self._again = False  # asked for while one ran: run once more right after it
+        self.current: board_.Line | None = None  # the selected line (threads read it)
         self._asking: set[str] = set()  # hosts being asked right now
         self._operating = False
         self._preview_key: tuple[str, str] | None = None
@@ -225,14 +230,15 @@ class Dashboard(App[None]):
     # -- layout and refresh -------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter: part of a name, branch or host", id="filter")
-        yield Sessions(id="sessions", cursor_type="row")
-        yield Static(id="preview")
-        yield Static(id="message")
-        yield Footer()
+        # kept: a dialog on top makes `query_one` look in the dialog, not here
+        self.filter_box = Input(placeholder="filter: part of a name, branch or host", id="filter")
+        self.table = Sessions(id="sessions", cursor_type="row")
+        self.preview = Static(id="preview")
+        self.message_bar = Static(id="message")
+        yield from (self.filter_box, self.table, self.preview, self.message_bar, Footer())
 
     def on_mount(self) -> None:
-        table = self.query_one(Sessions)
+        table = self.table
         columns = board_.COLUMNS if self.hosts else board_.COLUMNS[1:]
         for col in columns:
             table.add_column(col, key=col)
@@ -243,17 +249,24 @@ class Dashboard(App[None]):
             self.set_interval(self.hosts_every, self.ask_hosts)
 
     def poll(self) -> None:
-        """Start a refresh in a thread unless one still runs (a slow tick is skipped)."""
+        """Start a refresh in a thread; while one runs, one more follows it (never two
+        at once, never a queue of them)."""
         if self._busy.acquire(blocking=False):
             self.run_worker(self._refresh, thread=True, group="refresh")
+        else:
+            self._again = True
 
     def _refresh(self) -> None:
         try:
-            self.board.refresh()
-            preview = self._read_preview()
+            while True:
+                self._again = False
+                self.board.refresh()
+                preview = self._read_preview()
+                self.call_from_thread(self._draw, preview)
+                if not self._again:
+                    break
         finally:
             self._busy.release()
-        self.call_from_thread(self._draw, preview)
 
     def ask_hosts(self) -> None:
         for name, host in self.hosts.items():
@@ -276,9 +289,9 @@ class Dashboard(App[None]):
         for line in self.board.started_waiting(everything):
             self._attention(line)
         lines = board_.lines(self.board.answers, self.query_text)
-        table = self.query_one(Sessions)
+        table = self.table
         if [ln.cells for ln in lines] != [ln.cells for ln in self.shown]:
-            selected = self.selected()
+            selected = self.current
             table.clear()
             for ln in lines:
                 table.add_row(*self._cells(ln), key=ln.key)
@@ -286,6 +299,7 @@ class Dashboard(App[None]):
             keys = [ln.key for ln in lines]
             if selected is not None and selected.key in keys:
                 table.move_cursor(row=keys.index(selected.key), animate=False)
+            self.current = self.selected()
         if preview is not None:
             self._show_preview(*preview)
         self.ticks += 1
@@ -314,22 +328,22 @@ class Dashboard(App[None]):
     # -- the selected session and its preview ------------------------------------------
 
     def selected(self) -> board_.Line | None:
-        table = self.query_one(Sessions)
+        table = self.table
         if not self.shown or table.cursor_row < 0 or table.cursor_row >= len(self.shown):
             return None
         return self.shown[table.cursor_row]
 
     @on(DataTable.RowHighlighted)
     def _moved(self) -> None:
-        self._preview_key = None
-        self.poll()
+        line = self.selected()
+        if line != self.current:
+            self.current = line
+            self._preview_key = None
+            self.poll()
 
     def _read_preview(self) -> tuple[tuple[str, str], str] | None:
         """(what, text) for the preview pane; runs in the refresh thread."""
-        try:
-            line = self.selected()
-        except Exception:  # the app is closing
-            return None
+        line = self.current
         if line is None:
             return ("", ""), "no sessions; press n to make one"
         key = (line.key, self.view)
@@ -363,7 +377,7 @@ class Dashboard(App[None]):
         return key, "\n".join(parts) or "(no window)"
 
     def _show_preview(self, key: tuple[str, str], text: str) -> None:
-        pane = self.query_one("#preview", Static)
+        pane = self.preview
         name = key[0].split("/", 1)[-1] if key[0] else ""
         pane.border_title = f"{name} · {self.view}" if name else ""
         if getattr(pane, "_shown", None) != text:
@@ -378,10 +392,10 @@ class Dashboard(App[None]):
         self.poll()
 
     def say(self, text: str) -> None:
-        self.query_one("#message", Static).update(Text.from_ansi(text))
+        self.message_bar.update(Text.from_ansi(text))
 
     def message(self) -> str:
-        return str(self.query_one("#message", Static).render())
+        return str(self.message_bar.render())
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -472,7 +486,7 @@ class Dashboard(App[None]):
             if await self.push_screen_wait(Confirm(said, f"Remove {name}?  y: yes · any key: no")):
                 await self.operate(f"remove {name}", lambda: self._remove(name, False))
             return
-        if not any("--force" in ln or "without --force" in ln for ln in said):
+        if not any("without --force" in ln for ln in said):
             await self.push_screen_wait(Confirm(said, "Refused. Any key closes."))
             return
         if not await self.push_screen_wait(
@@ -542,7 +556,7 @@ class Dashboard(App[None]):
         self.run_worker(lambda: webbrowser.open(url), thread=True, group="browser")
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         box.add_class("shown")
         box.focus()
 
@@ -553,17 +567,17 @@ class Dashboard(App[None]):
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         if not box.value:
             box.remove_class("shown")
-        self.query_one(Sessions).focus()
+        self.table.focus()
 
     def on_key(self, event: Any) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         if event.key == "escape" and box.has_focus:
             box.value = ""
             box.remove_class("shown")
-            self.query_one(Sessions).focus()
+            self.table.focus()
 
     # -- operations ---------------------------------------------------------------------
 

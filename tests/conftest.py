@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -296,3 +297,37 @@ def run_into_closed_pipe(args: list[str], cwd: Path) -> subprocess.CompletedProc
         )
     finally:
         os.close(write_end)
+
+
+def silent_server(kind: str) -> tuple[int, Callable[[], None]]:
+    """A TCP port that accepts and then says nothing ("silent") or speaks HTTP ("http")."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            if kind == "http":
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+                conn.close()
+            else:
+                held.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def close() -> None:
+        stop.set()
+        thread.join()
+        for c in held:
+            c.close()
+        server.close()
+
+    return int(server.getsockname()[1]), close

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN, Sample, make_sample, poll, run_cli
+from conftest import VENV_BIN, Sample, make_sample, poll, run_cli, silent_server
 
 from tally_tasks import remote
 from tally_tasks.errors import TallyError
@@ -365,45 +365,11 @@ def test_a_missing_main_checkout_or_a_command_with_arguments(
     assert r.returncode == 0 and json.loads(r.stdout) == [], r.stderr
 
 
-def _silent_server(kind: str) -> tuple[int, Callable[[], None]]:
-    """A TCP port that accepts and then says nothing ("silent") or speaks HTTP ("http")."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            if kind == "http":
-                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
-                conn.close()
-            else:
-                held.append(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-
-    def close() -> None:
-        stop.set()
-        thread.join()
-        for c in held:
-            c.close()
-        server.close()
-
-    return int(server.getsockname()[1]), close
-
-
 @pytest.mark.parametrize("kind", ["silent", "http"])
 def test_a_host_that_does_not_speak_ssh_is_one_line_and_bounded(
     sample: Sample, hosts: dict[str, FakeHost], kind: str
 ) -> None:
-    port, close = _silent_server(kind)
+    port, close = silent_server(kind)
     try:
         _with_host(sample, "odd", host="root@127.0.0.1", port=port, main="/x", timeout=2)
         t = time.monotonic()

@@ -1,0 +1,435 @@
+"""`session.dashboard`: Textual's pilot against real git and a real tmux server, and one
+real run of `tally-session dashboard` in an 80×24 tmux window."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import webbrowser
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import libtmux
+import pytest
+from conftest import VENV_BIN, Sample, git, poll, run_cli, silent_server
+from textual.pilot import Pilot
+
+from tally_tasks import board, pipeline, remote
+from tally_tasks.dashboard import Ask, Confirm, Dashboard, Operation, Sessions
+
+
+def drive(app: Dashboard, script: Callable[[Pilot[None]], Awaitable[None]]) -> None:
+    """Run `app` headless at 80×24 and let `script` press its keys."""
+
+    async def main() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await script(pilot)
+
+    asyncio.run(main())
+
+
+async def until(pilot: Pilot[None], fn: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {fn}")
+        await pilot.pause(0.05)
+
+
+async def type_text(pilot: Pilot[None], text: str) -> None:
+    await pilot.press(*text)
+
+
+def table(app: Dashboard) -> dict[str, list[str]]:
+    """NAME -> the row's cells as drawn, in the table's order."""
+    t = app.query_one(Sessions)
+    rows = [[c.plain for c in t.get_row_at(i)] for i in range(t.row_count)]
+    return {r[0]: r for r in rows}
+
+
+def app_for(sample: Sample, srv: libtmux.Server, **kw: Any) -> Dashboard:
+    return Dashboard(sample.project(), srv, refresh=kw.pop("refresh", 0.3), **kw)
+
+
+def add(sample: Sample, srv: libtmux.Server, *names: str) -> None:
+    for name in names:
+        pipeline.add(sample.project(), name, srv)
+
+
+def pane(srv: libtmux.Server, target: str) -> str:
+    return "\n".join(srv.cmd("capture-pane", "-p", "-t", target).stdout)
+
+
+# --- the table -------------------------------------------------------------------------------
+
+
+def test_table_shows_what_list_json_says(
+    sample: Sample, srv: libtmux.Server, serve: Callable[[int, Path], Any]
+) -> None:
+    add(sample, srv, "alpha", "beta", "gamma")
+    alpha = sample.registry()["alpha"]
+    serve(alpha["backend_port"], Path(alpha["worktree"]) / "backend")  # its server is up
+    (Path(sample.registry()["beta"]["worktree"]) / "notes.txt").write_text("mine\n")  # dirty
+    gamma = Path(sample.registry()["gamma"]["worktree"])
+    (gamma / "g.txt").write_text("g\n")
+    git(gamma, "add", "g.txt")
+    git(gamma, "commit", "-q", "-m", "g")  # one ahead
+    srv.cmd("kill-session", "-t", "=tally-gamma")  # not running
+    r = run_cli(["inv", "session.list", "--json"], sample.main)
+    expected = board.lines({"local": json.loads(r.stdout)})
+    app = app_for(sample, srv)
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: len(table(app)) == 3)
+        shown = table(app)
+        assert list(shown) == [ln.name for ln in expected]  # the same order
+        for ln in expected:
+            # list's own cells, less the host (one host) and the age (a second later)
+            assert shown[ln.name][:-1] == list(ln.cells[1:-1]), ln.name
+        assert shown["alpha"][2] == "running" and shown["gamma"][2] == "stopped"
+        assert shown["alpha"][3].startswith(f"{alpha['backend_port']}✓ ")
+        assert shown["beta"][4] == "↑0 ↓0 *" and shown["gamma"][4] == "↑1 ↓0"
+
+    drive(app, script)
+
+
+def test_a_change_shows_within_two_refreshes(
+    sample: Sample, srv: libtmux.Server, serve: Callable[[int, Path], Any]
+) -> None:
+    add(sample, srv, "alpha")
+    entry = sample.registry()["alpha"]
+    worktree = Path(entry["worktree"])
+    app = app_for(sample, srv, refresh=0.5)
+    app.board.git_every = 3600.0  # git state only on change, for this test
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "alpha" in table(app) and "↑0" in table(app)["alpha"][4])
+        start = app.ticks
+        serve(entry["backend_port"], worktree / "backend")
+        await until(pilot, lambda: f"{entry['backend_port']}✓" in table(app)["alpha"][3])
+        assert app.ticks - start <= 2
+        # a commit moves the worktree's HEAD: git is asked again at once
+        start = app.ticks
+        (worktree / "n.txt").write_text("n\n")
+        git(worktree, "add", "n.txt")
+        git(worktree, "commit", "-q", "-m", "n")
+        await until(pilot, lambda: table(app)["alpha"][4] == "↑1 ↓0")
+        assert app.ticks - start <= 2
+
+    drive(app, script)
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+
+def test_n_runs_the_real_add_and_shows_its_step_lines(sample: Sample, srv: libtmux.Server) -> None:
+    app = app_for(sample, srv)
+
+    async def script(pilot: Pilot[None]) -> None:
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, Ask))
+        await type_text(pilot, "feature-x")
+        await pilot.press("enter")
+        screen = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
+        await until(pilot, lambda: screen.done, timeout=30)
+        said = "\n".join(screen.said)
+        for step in ("ports", "worktree", "links", "env", "claude-perms", "tmux"):
+            assert f"✓ {step}" in said
+        assert "Session feature-x is ready" in said
+        await pilot.press("escape")
+        await until(pilot, lambda: "feature-x" in table(app))
+
+    drive(app, script)
+    assert "feature-x" in sample.registry()
+    assert "tally-feature-x" in {s.name for s in srv.sessions}
+
+
+def test_n_shows_a_refusal_and_changes_nothing(sample: Sample, srv: libtmux.Server) -> None:
+    app = app_for(sample, srv)
+
+    async def script(pilot: Pilot[None]) -> None:
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, Ask))
+        await type_text(pilot, "-bad")
+        await pilot.press("enter")
+        screen = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
+        await until(pilot, lambda: screen.done)
+        assert any(line.startswith("✗ ") and "-bad" in line for line in screen.said)
+
+    drive(app, script)
+    assert sample.registry() == {}
+
+
+def test_s_types_a_line_into_the_agent_window(sample: Sample, srv: libtmux.Server) -> None:
+    add(sample, srv, "alpha")
+    app = app_for(sample, srv)
+    # the stand-in agent has exited: its window's shell reads what is typed
+    poll(lambda: sample.calls("claude"))
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "alpha" in table(app))
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, Ask))
+        await type_text(pilot, "echo said-$((6*7))")
+        await pilot.press("enter")
+        await until(pilot, lambda: "sent to alpha" in app.message())
+
+    drive(app, script)
+    poll(lambda: "said-42" in pane(srv, "=tally-alpha:=claude"))
+
+
+def test_d_removes_after_showing_the_dry_run(sample: Sample, srv: libtmux.Server) -> None:
+    add(sample, srv, "alpha")
+    app = app_for(sample, srv)
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "alpha" in table(app))
+        await pilot.press("d")
+        screen = await until(pilot, lambda: isinstance(app.screen, Confirm) and app.screen)
+        assert "Would remove session alpha (dry run: nothing changed)" in screen.lines[0]
+        assert any("kill tally-alpha" in line for line in screen.lines)
+        assert "alpha" in sample.registry()  # a dry run so far
+        await pilot.press("y")
+        op = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
+        await until(pilot, lambda: op.done, timeout=30)
+        assert any("✓ registry" in line for line in op.said)
+        await pilot.press("enter")
+        await until(pilot, lambda: "alpha" not in table(app))
+
+    drive(app, script)
+    assert sample.registry() == {}
+
+
+@pytest.mark.parametrize("typed", ["wrong", "alpha"], ids=["not-confirmed", "confirmed"])
+def test_d_shows_the_refusal_and_force_needs_the_name_typed(
+    sample: Sample, srv: libtmux.Server, typed: str
+) -> None:
+    add(sample, srv, "alpha")
+    worktree = Path(sample.registry()["alpha"]["worktree"])
+    (worktree / "precious.txt").write_text("work\n")
+    app = app_for(sample, srv)
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "alpha" in table(app))
+        await pilot.press("d")
+        refused = await until(pilot, lambda: isinstance(app.screen, Confirm) and app.screen)
+        said = "\n".join(refused.lines)
+        assert "refuse" in said and "precious.txt" in said, said
+        await pilot.press("f")  # see what --force would do
+        ask = await until(pilot, lambda: isinstance(app.screen, Ask) and app.screen)
+        assert any("worktree" in line and "remove" in line for line in ask.lines)
+        assert (worktree / "precious.txt").exists()
+        await type_text(pilot, typed)
+        await pilot.press("enter")
+        if typed == "alpha":
+            op = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
+            await until(pilot, lambda: op.done, timeout=30)
+        else:
+            await until(pilot, lambda: "not confirmed" in app.message())
+
+    drive(app, script)
+    assert (typed == "alpha") == (not worktree.exists())
+    assert (typed == "alpha") == ("alpha" not in sample.registry())
+
+
+def test_d_any_other_key_removes_nothing(sample: Sample, srv: libtmux.Server) -> None:
+    add(sample, srv, "alpha")
+    app = app_for(sample, srv)
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "alpha" in table(app))
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, Confirm))
+        await pilot.press("n")
+        await until(pilot, lambda: not isinstance(app.screen, Confirm))
+
+    drive(app, script)
+    assert "alpha" in sample.registry()
+
+
+def test_o_opens_the_frontend_url(
+    sample: Sample, srv: libtmux.Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    add(sample, srv, "alpha")
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
+    browser.chmod(0o755)
+    monkeypatch.setenv("BROWSER", str(browser))
+    monkeypatch.setattr(webbrowser, "_tryorder", None)  # read BROWSER afresh
+    app = app_for(sample, srv)
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "alpha" in table(app))
+        await pilot.press("o")
+        await until(pilot, opened.exists)
+
+    drive(app, script)
+    port = sample.registry()["alpha"]["frontend_port"]
+    assert opened.read_text().split() == [f"http://localhost:{port}/"]
+
+
+def test_filter_and_enter_outside_tmux(sample: Sample, srv: libtmux.Server) -> None:
+    add(sample, srv, "alpha", "beta")
+    app = app_for(sample, srv)
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: len(table(app)) == 2)
+        await pilot.press("slash")
+        await type_text(pilot, "bet")
+        await until(pilot, lambda: list(table(app)) == ["beta"])
+        await pilot.press("enter")  # back to the table
+        await pilot.press("enter")  # switch: headless, the terminal cannot be handed over
+        await until(pilot, lambda: "attach-session -t =tally-beta" in app.message())
+        await pilot.press("slash", "escape")
+        await until(pilot, lambda: len(table(app)) == 2)
+
+    drive(app, script)
+
+
+def test_v_cycles_the_preview(sample: Sample, srv: libtmux.Server) -> None:
+    add(sample, srv, "alpha")
+    poll(lambda: sample.calls("python") and sample.calls("claude"))
+    worktree = Path(sample.registry()["alpha"]["worktree"])
+    (worktree / "backend" / "manage.py").write_text("# changed\n")
+    app = app_for(sample, srv)
+
+    def preview() -> str:
+        return str(app.query_one("#preview").render())
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "claude -n tally-alpha" in preview())
+        await pilot.press("v")
+        await until(pilot, lambda: "runserver" in preview() and "── frontend ──" in preview())
+        await pilot.press("v")
+        await until(pilot, lambda: "backend/manage.py" in preview() and "1 file" in preview())
+
+    drive(app, script)
+
+
+def test_a_silent_host_does_not_hold_the_screen(sample: Sample, srv: libtmux.Server) -> None:
+    add(sample, srv, "alpha")
+    port, close = silent_server("silent")
+    host = remote.Host("odd", "root@127.0.0.1", "/x", port=port, timeout=3.0)
+    app = app_for(sample, srv, hosts={"odd": host})
+    try:
+
+        async def script(pilot: Pilot[None]) -> None:
+            started = time.monotonic()
+            await until(pilot, lambda: "local" in table(app) or len(table(app)) == 2)
+            rows = {r[1]: r for r in table(app).values()}
+            assert rows["alpha"][0] == "local" and "asking…" in table(app)["odd"]
+            assert time.monotonic() - started < 2.5  # not held by the host
+            ticks = app.ticks
+            await until(pilot, lambda: app.ticks >= ticks + 2)  # still refreshing
+            await pilot.press("slash")
+            await type_text(pilot, "alp")
+            await until(pilot, lambda: list(table(app)) == ["local"])
+            await pilot.press("escape")
+            await until(pilot, lambda: "unreachable" in " ".join(table(app)["odd"]), 20)
+
+        drive(app, script)
+    finally:
+        close()
+
+
+# --- attention -------------------------------------------------------------------------------
+
+
+def _row(name: str, state: str, since: float, running: bool = True) -> dict[str, Any]:
+    return {
+        "name": name,
+        "branch": name,
+        "running": running,
+        "backend_port": 8001,
+        "listening": {"backend": True},
+        "agent": {"state": state, "since": since},
+    }
+
+
+def test_sort_puts_who_needs_the_user_first() -> None:
+    now = 1_000_000.0
+    rows = [
+        _row("working", "working", now - 10),
+        _row("waits-1m", "waiting", now - 60),
+        _row("stopped", "idle", now, running=False),
+        _row("waits-3m", "waiting", now - 180),
+        _row("idle", "idle", now - 5),
+        {**_row("down", "working", now), "listening": {"backend": False}},
+    ]
+    got = board.lines({"local": rows}, now=now)
+    assert [ln.name for ln in got] == ["waits-3m", "waits-1m", "down", "idle", "working", "stopped"]
+    assert got[0].cells[3] == "waiting 3m" and got[-1].cells[3] == "stopped"
+
+
+def test_starting_to_wait_is_news_once(sample: Sample, srv: libtmux.Server) -> None:
+    b = board.Board(sample.project(), srv)
+    now = time.time()
+    steps = [
+        ([_row("a", "waiting", now), _row("b", "working", now)], []),  # on opening: no news
+        ([_row("a", "waiting", now), _row("b", "waiting", now)], ["b"]),
+        ([_row("a", "waiting", now), _row("b", "waiting", now)], []),  # still: not again
+        ([_row("a", "working", now), _row("b", "working", now)], []),
+        ([_row("a", "waiting", now), _row("b", "working", now)], ["a"]),
+    ]
+    for rows, news in steps:
+        b.answer("local", rows)
+        assert [ln.name for ln in b.started_waiting(b.lines())] == news
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def test_list_does_not_import_textual(sample: Sample) -> None:
+    code = (
+        "import sys\n"
+        "from invoke.main import program\n"
+        "try:\n"
+        "    program.run(['inv', 'session.list'], exit=False)\n"
+        "finally:\n"
+        "    print('textual' in sys.modules, file=sys.stderr)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=sample.main, capture_output=True, text=True
+    )
+    assert r.returncode == 0 and r.stderr.strip().splitlines()[-1] == "False", r.stderr
+
+
+def test_without_a_terminal_it_says_so(sample: Sample) -> None:
+    r = run_cli(["tally-session", "dashboard"], sample.main)
+    assert r.returncode == 1
+    assert r.stderr.strip() == (
+        "✗ the dashboard needs a terminal; for a listing run: tally-session list"
+    )
+
+
+def test_a_real_run_in_an_80x24_tmux_window(sample: Sample, srv: libtmux.Server) -> None:
+    add(sample, srv, "feature-auth", "bugfix-ui")
+    env = {k: v for k, v in os.environ.items() if k.startswith(("HOME", "PATH", "TMUX_TMPDIR"))}
+    srv.cmd(
+        "new-session", "-d", "-x", "80", "-y", "24", "-s", "dash", "-c", str(sample.main),
+        *[a for k, v in env.items() for a in ("-e", f"{k}={v}")],
+        f"{VENV_BIN / 'tally-session'} dashboard",
+    )  # fmt: skip
+
+    def screen() -> str:
+        return pane(srv, "=dash:")
+
+    poll(lambda: "feature-auth" in screen() and "bugfix-ui" in screen(), timeout=30)
+    text = screen()
+    lines = text.splitlines()
+    assert lines[0].split() == ["NAME", "BRANCH", "AGENT", "PORTS", "GIT", "AGE"]
+    assert "q quit" in lines[-1] and "n new" in lines[-1] and "⏎ switch" in lines[-1]
+    assert all(len(line) <= 80 for line in lines)
+    srv.cmd("send-keys", "-t", "=dash:", "v")
+    poll(lambda: "· servers" in screen() and "runserver" in screen())
+    srv.cmd("send-keys", "-t", "=dash:", "q")
+    poll(lambda: "dash" not in {s.name for s in srv.sessions})
