@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -228,6 +229,12 @@ class Board:
             self._git_at = now
         for row in rows:
             row.update(self._git.get(row["name"], {}))
+
+    def warm(self) -> threading.Thread:
+        """Begin the first refresh in a thread (it runs while Textual is imported)."""
+        thread = threading.Thread(target=self.refresh, daemon=True)
+        thread.start()
+        return thread
 
     def answer(self, host: str, answer: Answer) -> None:
         self.answers[host] = answer

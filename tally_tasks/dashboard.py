@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import shutil
 import subprocess
 import sys
 import threading
-import webbrowser
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -209,11 +207,16 @@ class Dashboard(App[None]):
         hosts: Mapping[str, remote.Host] | None = None,
         refresh: float = REFRESH,
         hosts_every: float = HOSTS_EVERY,
+        board: board_.Board | None = None,
+        warm: threading.Thread | None = None,
     ) -> None:
+        """`board` and `warm`: a board whose first refresh (`warm`) began before Textual
+        was imported (see `session.dashboard`)."""
         super().__init__()
         self.project, self.srv = project, srv
         self.hosts = dict(hosts or {})
-        self.board = board_.Board(project, srv, tuple(self.hosts))
+        self.board = board or board_.Board(project, srv, tuple(self.hosts))
+        self._warm = warm
         self.refresh_every, self.hosts_every = refresh, hosts_every
         self.query_text = ""
         self.view = "agent"
@@ -260,7 +263,11 @@ class Dashboard(App[None]):
         try:
             while True:
                 self._again = False
-                self.board.refresh()
+                if self._warm is not None:  # the first refresh, begun before the screen
+                    self._warm.join()
+                    self._warm = None
+                else:
+                    self.board.refresh()
                 preview = self._read_preview()
                 self.call_from_thread(self._draw, preview)
                 if not self._again:
@@ -285,21 +292,25 @@ class Dashboard(App[None]):
         self.call_from_thread(self._draw, None)
 
     def _draw(self, preview: tuple[tuple[str, str], str] | None) -> None:
-        everything = self.board.lines()
-        for line in self.board.started_waiting(everything):
+        for line in self.board.started_waiting(self.board.lines()):
             self._attention(line)
         lines = board_.lines(self.board.answers, self.query_text)
         table = self.table
-        if [ln.cells for ln in lines] != [ln.cells for ln in self.shown]:
-            selected = self.current
+        if [ln.key for ln in lines] == [ln.key for ln in self.shown]:
+            # the same rows in the same order: only the cells that changed are drawn again
+            for old, new in zip(self.shown, lines, strict=True):
+                if old.cells != new.cells or old.state != new.state:
+                    for col, cell in zip(table.columns, self._cells(new), strict=True):
+                        table.update_cell(new.key, col, cell)
+        else:
             table.clear()
             for ln in lines:
                 table.add_row(*self._cells(ln), key=ln.key)
-            self.shown = lines
             keys = [ln.key for ln in lines]
-            if selected is not None and selected.key in keys:
-                table.move_cursor(row=keys.index(selected.key), animate=False)
-            self.current = self.selected()
+            if self.current is not None and self.current.key in keys:
+                table.move_cursor(row=keys.index(self.current.key), animate=False)
+        self.shown = lines
+        self.current = self.selected()
         if preview is not None:
             self._show_preview(*preview)
         self.ticks += 1
@@ -343,7 +354,8 @@ class Dashboard(App[None]):
 
     def _read_preview(self) -> tuple[tuple[str, str], str] | None:
         """(what, text) for the preview pane; runs in the refresh thread."""
-        line = self.current
+        # before the first draw nothing is selected yet: the line that will be
+        line = self.current or next(iter(board_.lines(self.board.answers, self.query_text)), None)
         if line is None:
             return ("", ""), "no sessions; press n to make one"
         key = (line.key, self.view)
@@ -358,15 +370,17 @@ class Dashboard(App[None]):
             if self._preview_key == key:
                 return None  # git once per selection, not every second
             return key, _diff_stat(self.project, row)
-        windows = tmux.window_names(self.srv, row["tmux"])
         agent = board_.agent_window(self.project)
-        if self.view == "agent":
-            shown = [agent] if agent in windows else windows[-1:]
-        else:
-            shown = [w for w in windows if w != agent]
+        screens: dict[str, list[str] | None] = {}
+        if self.view == "agent" and agent is not None:
+            screens[agent] = tmux.capture(self.srv, row["tmux"], agent)  # one tmux call
+        if not any(screens.values()):
+            windows = tmux.window_names(self.srv, row["tmux"])
+            shown = [w for w in windows if w != agent] if self.view == "servers" else windows[-1:]
+            screens = {w: tmux.capture(self.srv, row["tmux"], w) for w in shown}
         parts = []
-        for window in shown:
-            screen = tmux.capture(self.srv, row["tmux"], window) or []
+        for window, captured in screens.items():
+            screen = captured or []
             while screen and not screen[-1].strip():
                 screen.pop()
             keep = 5 if self.view == "servers" else 200
@@ -553,6 +567,8 @@ class Dashboard(App[None]):
             self.say(f"no browser here; open {url}")
             return
         self.say(f"opening {url}")
+        import webbrowser
+
         self.run_worker(lambda: webbrowser.open(url), thread=True, group="browser")
 
     def action_filter(self) -> None:
@@ -622,11 +638,5 @@ def _diff_stat(project: Project, row: Mapping[str, Any]) -> str:
     return stat or f"no changes against {head}"
 
 
-def run(project: Project | None, srv: tmux.TmuxServer, hosts: Mapping[str, remote.Host]) -> None:
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise TallyError(
-            "the dashboard needs a terminal; for a listing run: " + output.command("list")
-        )
-    if shutil.which("tmux") is None:
-        raise TallyError("tmux is not installed or not on PATH; install it first")
-    Dashboard(project, srv, hosts).run()
+def run(board: board_.Board, hosts: Mapping[str, remote.Host], warm: threading.Thread) -> None:
+    Dashboard(board.project, board.srv, hosts, board=board, warm=warm).run()

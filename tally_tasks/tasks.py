@@ -485,16 +485,25 @@ def open_(c: Context, name: str, port: str = "", browser: bool = False) -> None:
 @boundary
 def dashboard(c: Context, all_hosts: bool = False) -> None:
     """A live screen of every session: watch, switch, add, send, restart, remove (q quits)."""
-    from . import dashboard as dashboard_  # Textual: only this command pays for it
+    from . import board
 
+    if not (os.isatty(0) and os.isatty(1)):
+        raise TallyError(
+            "the dashboard needs a terminal; for a listing run: " + output.command("list")
+        )
     try:
         project: Project | None = project_of(c)
     except TallyError:
         if not all_hosts:
             raise
         project = None  # the hosts' sessions can still be watched
+    hosts = _hosts(c) if all_hosts else {}
     srv = tmux_.server(project.settings.tmux_socket if project else "")
-    dashboard_.run(project, srv, _hosts(c) if all_hosts else {})
+    sessions = board.Board(project, srv, tuple(hosts))
+    warm = sessions.warm()  # git and tmux answer while Textual loads
+    from . import dashboard as dashboard_  # Textual: only this command pays for it
+
+    dashboard_.run(sessions, hosts, warm)
 
 
 # --- the steps, each on its own ---------------------------------------------------------

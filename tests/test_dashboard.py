@@ -423,8 +423,11 @@ def test_a_real_run_in_an_80x24_tmux_window(sample: Sample, srv: libtmux.Server)
     def screen() -> str:
         return pane(srv, "=dash:")
 
-    poll(lambda: "feature-auth" in screen() and "bugfix-ui" in screen(), timeout=30)
-    text = screen()
+    def drawn() -> str:
+        text = screen()
+        return text if all(w in text for w in ("feature-auth", "bugfix-ui", "q quit")) else ""
+
+    text = poll(drawn, timeout=30)
     lines = text.splitlines()
     assert lines[0].split() == ["NAME", "BRANCH", "AGENT", "PORTS", "GIT", "AGE"]
     assert "q quit" in lines[-1] and "n new" in lines[-1] and "⏎ switch" in lines[-1]
