@@ -85,7 +85,8 @@ def servers_down(row: Mapping[str, Any]) -> list[str]:
 
 
 def ports_cell(row: Mapping[str, Any]) -> str:
-    """``8001✓ 5001✗``: each port, up (✓), down (✗) or held by another program (!)."""
+    """``8001✓ 5001✗``: each port, up (✓), down (✗) or held by another program (!); no
+    marks for a session that is not running."""
     listening = row.get("listening") or {}
     foreign = set(row.get("foreign") or ())
     cells = []
@@ -94,6 +95,7 @@ def ports_cell(row: Mapping[str, Any]) -> str:
             continue
         port = key[:-5]
         mark = "!" if port in foreign else "✓" if listening.get(port) else "✗"
+        mark = mark if row.get("running") else ""
         cells.append(f"{number}{mark}")
     return " ".join(cells)
 

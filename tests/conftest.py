@@ -331,3 +331,17 @@ def silent_server(kind: str) -> tuple[int, Callable[[], None]]:
         server.close()
 
     return int(server.getsockname()[1]), close
+
+
+def imported_by(argv: list[str], cwd: Path) -> set[str]:
+    """The modules a command (`["inv", "session.list"]`) imports, run as invoke runs it in
+    a fresh interpreter; the command must succeed."""
+    code = (
+        "import json, sys\n"
+        "from invoke.main import program\n"
+        f"program.run({argv!r}, exit=False)\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return set(json.loads(r.stderr.strip().splitlines()[-1]))

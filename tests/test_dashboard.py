@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 import webbrowser
 from collections.abc import Awaitable, Callable
@@ -16,7 +14,7 @@ from typing import Any
 
 import libtmux
 import pytest
-from conftest import VENV_BIN, Sample, git, poll, run_cli, silent_server
+from conftest import VENV_BIN, Sample, git, imported_by, poll, run_cli, silent_server
 from textual.pilot import Pilot
 
 from tally_tasks import board, pipeline, remote
@@ -130,16 +128,22 @@ def test_a_change_shows_within_two_refreshes(
 # --- keys ------------------------------------------------------------------------------------
 
 
+async def new_session(pilot: Pilot[None], app: Dashboard, name: str) -> Operation:
+    """Press n, type `name`, Enter; the add's screen once it is done."""
+    await pilot.press("n")
+    await until(pilot, lambda: isinstance(app.screen, Ask))
+    await type_text(pilot, name)
+    await pilot.press("enter")
+    screen: Operation = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
+    await until(pilot, lambda: screen.done, timeout=30)
+    return screen
+
+
 def test_n_runs_the_real_add_and_shows_its_step_lines(sample: Sample, srv: libtmux.Server) -> None:
     app = app_for(sample, srv)
 
     async def script(pilot: Pilot[None]) -> None:
-        await pilot.press("n")
-        await until(pilot, lambda: isinstance(app.screen, Ask))
-        await type_text(pilot, "feature-x")
-        await pilot.press("enter")
-        screen = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
-        await until(pilot, lambda: screen.done, timeout=30)
+        screen = await new_session(pilot, app, "feature-x")
         said = "\n".join(screen.said)
         for step in ("ports", "worktree", "links", "env", "claude-perms", "tmux"):
             assert f"✓ {step}" in said
@@ -156,12 +160,7 @@ def test_n_shows_a_refusal_and_changes_nothing(sample: Sample, srv: libtmux.Serv
     app = app_for(sample, srv)
 
     async def script(pilot: Pilot[None]) -> None:
-        await pilot.press("n")
-        await until(pilot, lambda: isinstance(app.screen, Ask))
-        await type_text(pilot, "-bad")
-        await pilot.press("enter")
-        screen = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
-        await until(pilot, lambda: screen.done)
+        screen = await new_session(pilot, app, "-bad")
         assert any(line.startswith("✗ ") and "-bad" in line for line in screen.said)
 
     drive(app, script)
@@ -389,18 +388,7 @@ def test_starting_to_wait_is_news_once(sample: Sample, srv: libtmux.Server) -> N
 
 
 def test_list_does_not_import_textual(sample: Sample) -> None:
-    code = (
-        "import sys\n"
-        "from invoke.main import program\n"
-        "try:\n"
-        "    program.run(['inv', 'session.list'], exit=False)\n"
-        "finally:\n"
-        "    print('textual' in sys.modules, file=sys.stderr)\n"
-    )
-    r = subprocess.run(
-        [sys.executable, "-c", code], cwd=sample.main, capture_output=True, text=True
-    )
-    assert r.returncode == 0 and r.stderr.strip().splitlines()[-1] == "False", r.stderr
+    assert "textual" not in imported_by(["inv", "session.list"], sample.main)
 
 
 def test_without_a_terminal_it_says_so(sample: Sample) -> None:
