@@ -158,6 +158,10 @@ class Operation(ModalScreen[None]):
         if self.done:
             self.dismiss(None)
 
+    def on_key(self, event: Any) -> None:
+        if event.key not in ("escape", "enter"):
+            event.stop()  # nothing reaches the screen below (q would quit) while it runs
+
 
 # --- the screen -----------------------------------------------------------------------------
 
@@ -359,7 +363,10 @@ class Dashboard(App[None]):
         if line is None:
             return ("", ""), "no sessions; press n to make one"
         key = (line.key, self.view)
-        if line.row is None or line.host != board_.LOCAL or self.project is None:
+        if line.row is None:
+            said = self.board.answers.get(line.host)
+            return key, f"{line.host}: " + (said if isinstance(said, str) else "asking…")
+        if line.host != board_.LOCAL or self.project is None:
             return key, f"{line.key}: a session on {line.host}; Enter attaches to it over SSH"
         row = line.row
         if not row.get("running"):

@@ -53,6 +53,10 @@ def table(app: Dashboard) -> dict[str, list[str]]:
     return {r[0]: r for r in rows}
 
 
+def preview(app: Dashboard) -> str:
+    return str(app.preview.render())
+
+
 def app_for(sample: Sample, srv: libtmux.Server, **kw: Any) -> Dashboard:
     return Dashboard(sample.project(), srv, refresh=kw.pop("refresh", 0.3), **kw)
 
@@ -301,15 +305,12 @@ def test_v_cycles_the_preview(sample: Sample, srv: libtmux.Server) -> None:
     (worktree / "backend" / "manage.py").write_text("# changed\n")
     app = app_for(sample, srv)
 
-    def preview() -> str:
-        return str(app.query_one("#preview").render())
-
     async def script(pilot: Pilot[None]) -> None:
-        await until(pilot, lambda: "claude -n tally-alpha" in preview())
+        await until(pilot, lambda: "claude -n tally-alpha" in preview(app))
         await pilot.press("v")
-        await until(pilot, lambda: "runserver" in preview() and "── frontend ──" in preview())
+        await until(pilot, lambda: "runserver" in preview(app) and "── frontend ──" in preview(app))
         await pilot.press("v")
-        await until(pilot, lambda: "backend/manage.py" in preview() and "1 file" in preview())
+        await until(pilot, lambda: "backend/manage.py" in preview(app) and "1 file" in preview(app))
 
     drive(app, script)
 
@@ -333,7 +334,9 @@ def test_a_silent_host_does_not_hold_the_screen(sample: Sample, srv: libtmux.Ser
             await type_text(pilot, "alp")
             await until(pilot, lambda: list(table(app)) == ["local"])
             await pilot.press("escape")
-            await until(pilot, lambda: "unreachable" in " ".join(table(app)["odd"]), 20)
+            await until(pilot, lambda: "unreachable" in table(app)["odd"], 20)
+            await pilot.press("down")  # the host's line: the preview says why
+            await until(pilot, lambda: "no SSH server answered" in preview(app))
 
         drive(app, script)
     finally:
