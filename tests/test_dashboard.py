@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import time
 import webbrowser
 from collections.abc import Awaitable, Callable
@@ -425,5 +426,59 @@ def test_a_real_run_in_an_80x24_tmux_window(sample: Sample, srv: libtmux.Server)
     assert all(len(line) <= 80 for line in lines)
     srv.cmd("send-keys", "-t", "=dash:", "v")
     poll(lambda: "· servers" in screen() and "runserver" in screen())
-    srv.cmd("send-keys", "-t", "=dash:", "q")
-    poll(lambda: "dash" not in {s.name for s in srv.sessions})
+    # a user's terminal on the dashboard: Enter switches it to the selected session
+    client = subprocess.Popen(
+        ["script", "-qfc", "tmux attach -t =dash", "/dev/null"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def sessions_shown() -> list[str]:
+            return srv.cmd("list-clients", "-F", "#{client_session}").stdout
+
+        poll(lambda: sessions_shown() == ["dash"])
+        srv.cmd("send-keys", "-t", "=dash:", "Enter")  # the first row: bugfix-ui
+        poll(lambda: sessions_shown() == ["tally-bugfix-ui"])
+        srv.cmd("switch-client", "-t", "=dash")
+        srv.cmd("send-keys", "-t", "=dash:", "q")
+        poll(lambda: "dash" not in {s.name for s in srv.sessions})
+    finally:
+        client.kill()
+        client.wait()
+
+
+def test_enter_outside_tmux_attaches_and_comes_back_on_detach(
+    sample: Sample, srv: libtmux.Server, tmp_path: Path
+) -> None:
+    add(sample, srv, "alpha")
+    typescript = tmp_path / "typescript"
+    cmd = f"stty cols 80 rows 24; exec {VENV_BIN / 'tally-session'} dashboard"
+    term = subprocess.Popen(
+        ["script", "-qfc", cmd, str(typescript)],
+        cwd=sample.main,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )
+    assert term.stdin is not None
+
+    def clients() -> list[str]:
+        return srv.cmd("list-clients", "-F", "#{client_session}").stdout
+
+    try:
+        poll(lambda: typescript.exists() and b"alpha" in typescript.read_bytes())
+        term.stdin.write(b"\r")  # Enter: the dashboard hands the terminal to tmux attach
+        term.stdin.flush()
+        poll(lambda: clients() == ["tally-alpha"])
+        srv.cmd("detach-client", "-s", "=tally-alpha")
+        poll(lambda: clients() == [])
+        seen = len(typescript.read_bytes())
+        poll(lambda: b"BRANCH" in typescript.read_bytes()[seen:])  # the table, drawn again
+        term.stdin.write(b"q")
+        term.stdin.flush()
+        assert term.wait(timeout=15) == 0
+    finally:
+        term.kill()
+        term.wait()
