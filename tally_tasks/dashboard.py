@@ -1,8 +1,8 @@
 """`session.dashboard`: one live screen over every session (Textual).
 
 A thin view: the table draws `board.lines()` (the rows `list --json` gives), and every key
-calls the function the task of the same name calls (`pipeline.add`, `plan.remove`,
-`pipeline.remove`, ...), with their step lines shown on the screen (`output.redirect`).
+calls the function the task of the same name calls (`operations.add.run`, `remove.plan`,
+`remove.run`, ...), with their step lines shown on the screen (`output.redirect`).
 Reading tmux, ports, git and hosts happens in worker threads: the screen never waits.
 Imported only by this command (Textual costs ~150 ms to import).
 """
@@ -28,9 +28,12 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Label, RichLog, Static
 
 from . import board as board_
-from . import output, pipeline, plan, remote, status, tmux
+from . import output, remote, sessions, status, tmux
 from .errors import TallyError
+from .operations import add as add_
+from .operations import remove as remove_
 from .session import Project
+from .steps.project import ProjectTasks
 
 REFRESH = 1.0  # seconds between two reads of tmux and the ports
 HOSTS_EVERY = 5.0  # seconds between two questions to a host (each is an SSH connection)
@@ -213,11 +216,14 @@ class Dashboard(App[None]):
         hosts_every: float = HOSTS_EVERY,
         board: board_.Board | None = None,
         warm: threading.Thread | None = None,
+        tasks: ProjectTasks | None = None,
     ) -> None:
         """`board` and `warm`: a board whose first refresh (`warm`) began before Textual
-        was imported (see `session.dashboard`)."""
+        was imported (see `session.dashboard`); `tasks`: the project's own tasks, for the
+        steps that name one."""
         super().__init__()
         self.project, self.srv = project, srv
+        self.tasks = quiet(tasks)
         self.hosts = dict(hosts or {})
         self.board = board or board_.Board(project, srv, tuple(self.hosts))
         self._warm = warm
@@ -484,8 +490,8 @@ class Dashboard(App[None]):
         project, srv = self.project, self.srv
 
         def add() -> None:
-            session = pipeline.add(project, name, srv)
-            pipeline.summary(project, session)
+            session = add_.run(project, name, srv, tasks=self.tasks)
+            add_.summary(project, session)
 
         await self.operate(f"add {name}", add)
 
@@ -499,10 +505,7 @@ class Dashboard(App[None]):
         if tmux.current_session(self.srv) == row["tmux"]:
             self.say(f"remove: the dashboard runs inside {name}'s tmux; remove it from elsewhere")
             return
-        said: list[str] = []
-        ok = await asyncio.to_thread(
-            captured, lambda: plan.remove(project, name, self.srv, False, False), said.append
-        )
+        ok, said = await self._remove_plan(project, name, force=False)
         if ok:
             if await self.push_screen_wait(Confirm(said, f"Remove {name}?  y: yes · any key: no")):
                 await self.operate(f"remove {name}", lambda: self._remove(name, False))
@@ -514,10 +517,7 @@ class Dashboard(App[None]):
             Confirm(said, "Refused. f: see what --force would do · any key: cancel", yes="f")
         ):
             return
-        forced: list[str] = []
-        ok = await asyncio.to_thread(
-            captured, lambda: plan.remove(project, name, self.srv, True, False), forced.append
-        )
+        ok, forced = await self._remove_plan(project, name, force=True)
         if not ok:
             await self.push_screen_wait(Confirm(forced, "Refused even with --force. Any key."))
             return
@@ -529,9 +529,20 @@ class Dashboard(App[None]):
             return
         await self.operate(f"remove --force {name}", lambda: self._remove(name, True))
 
+    async def _remove_plan(
+        self, project: Project, name: str, force: bool
+    ) -> tuple[bool, list[str]]:
+        """What `remove --dry-run [--force]` prints, and whether the remove would go ahead."""
+        said: list[str] = []
+
+        def plan() -> bool:
+            return remove_.plan(project, name, self.srv, force, False, self.tasks)
+
+        return await asyncio.to_thread(captured, plan, said.append), said
+
     def _remove(self, name: str, force: bool) -> None:
         assert self.project is not None  # checked by action_remove
-        pipeline.remove(self.project, name, self.srv, force=force)
+        remove_.run(self.project, name, self.srv, force=force, tasks=self.tasks)
 
     @work(group="operation")
     async def action_send(self) -> None:
@@ -566,7 +577,7 @@ class Dashboard(App[None]):
             return
         project, row = picked
         try:
-            url = pipeline.get(project, row["name"]).url()
+            url = sessions.get(project, row["name"]).url()
         except TallyError as e:
             self.say(str(e))
             return
@@ -645,5 +656,21 @@ def _diff_stat(project: Project, row: Mapping[str, Any]) -> str:
     return stat or f"no changes against {head}"
 
 
-def run(board: board_.Board, hosts: Mapping[str, remote.Host], warm: threading.Thread) -> None:
-    Dashboard(board.project, board.srv, hosts, board=board, warm=warm).run()
+def quiet(tasks: ProjectTasks | None) -> ProjectTasks | None:
+    """The project's tasks as the dashboard runs them: the commands they run read no keys
+    (they are the screen's) and their output goes to the operation's lines."""
+    if tasks is None or tasks.config is None:
+        return tasks
+    config = tasks.config.clone()
+    config.run.in_stream = False
+    config.run.out_stream = config.run.err_stream = _Lines(output.info)
+    return ProjectTasks(tasks.load, config)
+
+
+def run(
+    board: board_.Board,
+    hosts: Mapping[str, remote.Host],
+    warm: threading.Thread,
+    tasks: ProjectTasks | None,
+) -> None:
+    Dashboard(board.project, board.srv, hosts, board=board, warm=warm, tasks=tasks).run()

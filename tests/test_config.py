@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from invoke import Config
 
-from tally_tasks.config import DEFAULTS, STEPS, Link, Settings, Window, settings_from
+from tally_tasks.config import DEFAULTS, Link, Settings, StepSpec, Window, settings_from
 from tally_tasks.errors import TallyError
 
 # --- defaults -------------------------------------------------------------------------------
@@ -22,7 +22,9 @@ def test_defaults(raw: dict[str, Any] | None) -> None:
     assert [w.name for w in s.windows] == ["backend", "frontend", "claude"]
     assert [w.dir for w in s.windows] == ["backend", "frontend", ""]
     assert s.windows[0].cmd == "python manage.py runserver {backend_port}"
-    assert s.add_steps == STEPS == ("ports", "worktree", "links", "env", "claude_perms", "tmux")
+    steps = ["ports", "worktree", "links", "env", "claude_perms", "tmux"]
+    assert [spec.task for spec in s.add_steps] == steps == DEFAULTS["add_steps"]
+    assert s.remove_steps == ()
     assert s.links == (Link("frontend/node_modules"), Link("backend/db.sqlite3"))
     assert all(link.mode == "symlink" for link in s.links)
     assert s.copies == ("backend/.env", "frontend/.env")
@@ -74,7 +76,17 @@ OVERRIDES: list[tuple[dict[str, Any], Callable[[Settings], object], object]] = [
     ),
     ({"copies": ["api/.env"]}, lambda s: s.copies, ("api/.env",)),
     ({"copies": []}, lambda s: s.copies, ()),
-    ({"add_steps": ["ports", "worktree"]}, lambda s: s.add_steps, ("ports", "worktree")),
+    (
+        {"add_steps": ["ports", "worktree"]},
+        lambda s: s.add_steps,
+        (StepSpec("ports"), StepSpec("worktree")),
+    ),
+    (
+        {"add_steps": ["ports", "worktree", "migrate", {"task": "db.seed", "undo": "db.drop"}]},
+        lambda s: s.add_steps[2:],
+        (StepSpec("migrate"), StepSpec("db.seed", "db.drop")),
+    ),
+    ({"remove_steps": ["db.drop"]}, lambda s: s.remove_steps, (StepSpec("db.drop"),)),
     (
         {"claude": {"trust": "never"}},
         lambda s: (s.claude_trust, s.claude_config, s.claude_lock_stale),
@@ -106,6 +118,8 @@ OVERRIDES: list[tuple[dict[str, Any], Callable[[Settings], object], object]] = [
         "copies-replaced",
         "copies-emptied",
         "add-steps-replaced",
+        "add-steps-project-tasks",
+        "remove-steps",
         "claude-merged",
         "hooks-merged",
         "activate-emptied",
@@ -171,8 +185,14 @@ BAD: list[Any] = [
     ({"copies": ["ok", ".."]}, "copies[1]"),
     ({"copies": ["a/../../b"]}, "copies[0]"),
     ({"copies": "backend/.env"}, "copies"),
-    ({"add_steps": ["ports", "deploy"]}, "add_steps"),
+    ({"add_steps": ["ports", "de ploy"]}, "add_steps[1]"),
+    ({"add_steps": ["ports", 3]}, "add_steps[1]"),
+    ({"add_steps": [{"undo": "db.drop"}]}, "add_steps[0].task"),
+    ({"add_steps": [{"task": "db.seed", "undo": 3}]}, "add_steps[0].undo"),
+    ({"add_steps": [{"task": "db.seed", "when": "always"}]}, "add_steps[0]"),
     ({"add_steps": "ports"}, "add_steps"),
+    ({"remove_steps": "db.drop"}, "remove_steps"),
+    ({"remove_steps": [""]}, "remove_steps[0]"),
     ({"claude": {"trust": "always"}}, "claude.trust"),
     ({"claude": {"trust": True}}, "claude.trust"),
     ({"claude": "yes"}, "claude"),
@@ -232,8 +252,14 @@ BAD: list[Any] = [
         "copy-dotdot",
         "copy-dotdot-inside",
         "copies-not-list",
-        "add-steps-unknown",
+        "add-steps-bad-name",
+        "add-steps-not-a-name",
+        "add-steps-mapping-without-task",
+        "add-steps-bad-undo",
+        "add-steps-mapping-unknown-key",
         "add-steps-not-list",
+        "remove-steps-not-list",
+        "remove-steps-empty-name",
         "claude-trust-unknown",
         "claude-trust-bool",
         "claude-not-mapping",

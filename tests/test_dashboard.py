@@ -18,8 +18,9 @@ import pytest
 from conftest import VENV_BIN, Sample, git, imported_by, poll, run_cli, silent_server
 from textual.pilot import Pilot
 
-from tally_tasks import board, pipeline, remote
+from tally_tasks import board, remote
 from tally_tasks.dashboard import Ask, Confirm, Dashboard, Operation, Sessions
+from tally_tasks.operations import add as add_op
 
 
 def drive(app: Dashboard, script: Callable[[Pilot[None]], Awaitable[None]]) -> None:
@@ -64,7 +65,7 @@ def app_for(sample: Sample, srv: libtmux.Server, **kw: Any) -> Dashboard:
 
 def add(sample: Sample, srv: libtmux.Server, *names: str) -> None:
     for name in names:
-        pipeline.add(sample.project(), name, srv)
+        add_op.run(sample.project(), name, srv)
 
 
 def pane(srv: libtmux.Server, target: str) -> str:
