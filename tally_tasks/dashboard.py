@@ -659,9 +659,11 @@ def _diff_stat(project: Project, row: Mapping[str, Any]) -> str:
 def quiet(tasks: ProjectTasks | None) -> ProjectTasks | None:
     """The project's tasks as the dashboard runs them: the commands they run read no keys
     (they are the screen's) and their output goes to the operation's lines."""
-    if tasks is None or tasks.config is None:
-        return tasks
-    config = tasks.config.clone()
+    from invoke import Config
+
+    if tasks is None:
+        return None
+    config = tasks.config.clone() if tasks.config is not None else Config()
     config.run.in_stream = False
     config.run.out_stream = config.run.err_stream = _Lines(output.info)
     return ProjectTasks(tasks.load, config)

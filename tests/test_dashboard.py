@@ -16,11 +16,13 @@ from typing import Any
 import libtmux
 import pytest
 from conftest import VENV_BIN, Sample, git, imported_by, poll, run_cli, silent_server
+from invoke import Collection, Config, Context, task
 from textual.pilot import Pilot
 
 from tally_tasks import board, remote
 from tally_tasks.dashboard import Ask, Confirm, Dashboard, Operation, Sessions
 from tally_tasks.operations import add as add_op
+from tally_tasks.steps.project import ProjectTasks
 
 
 def drive(app: Dashboard, script: Callable[[Pilot[None]], Awaitable[None]]) -> None:
@@ -160,6 +162,23 @@ def test_n_runs_the_real_add_and_shows_its_step_lines(sample: Sample, srv: libtm
     drive(app, script)
     assert "feature-x" in sample.registry()
     assert "tally-feature-x" in {s.name for s in srv.sessions}
+
+
+def test_n_shows_a_project_task_step_and_its_output(sample: Sample, srv: libtmux.Server) -> None:
+    @task
+    def greet(c: Context, name: str) -> None:
+        c.run(f"echo hello-from-task-{name}")  # as a project's task is written: no hide
+
+    tasks = ProjectTasks(lambda: Collection(greet), Config())
+    project = sample.project(add_steps=["ports", "worktree", "greet"])
+    app = Dashboard(project, srv, refresh=0.3, tasks=tasks)
+
+    async def script(pilot: Pilot[None]) -> None:
+        screen = await new_session(pilot, app, "x")
+        assert "hello-from-task-x" in screen.said, screen.said
+        assert "✓ greet" in "\n".join(screen.said)
+
+    drive(app, script)
 
 
 def test_n_shows_a_refusal_and_changes_nothing(sample: Sample, srv: libtmux.Server) -> None:
