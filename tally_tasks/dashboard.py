@@ -497,18 +497,39 @@ class Dashboard(App[None]):
 
     @work(group="operation")
     async def action_remove(self) -> None:
-        picked = self._local("remove")
-        if picked is None:
+        line = self.selected()
+        if line is None or line.row is None:
+            self.say("remove: select a session first")
             return
-        project, row = picked
-        name = row["name"]
-        if tmux.current_session(self.srv) == row["tmux"]:
-            self.say(f"remove: the dashboard runs inside {name}'s tmux; remove it from elsewhere")
+        name = line.name
+        if line.host != board_.LOCAL:  # the host's own remove, as `remove --host` runs it
+            host = self.hosts[line.host]
+
+            def plan(force: bool) -> bool:
+                return on_host(host, ["remove", name, "--dry-run", *(["--force"] * force)])
+
+            def remove(force: bool) -> bool:
+                return on_host(host, ["remove", name, *(["--force"] * force)])
+
+        elif self.project is not None:
+            if tmux.current_session(self.srv) == line.row["tmux"]:
+                self.say(f"remove: the dashboard runs inside {name}'s tmux; remove it elsewhere")
+                return
+            project, srv, tasks = self.project, self.srv, self.tasks
+
+            def plan(force: bool) -> bool:
+                return remove_.plan(project, name, srv, force, False, tasks)
+
+            def remove(force: bool) -> bool:
+                remove_.run(project, name, srv, force=force, tasks=tasks)
+                return True
+
+        else:
             return
-        ok, said = await self._remove_plan(project, name, force=False)
+        ok, said = await self._said(lambda: plan(False))
         if ok:
             if await self.push_screen_wait(Confirm(said, f"Remove {name}?  y: yes · any key: no")):
-                await self.operate(f"remove {name}", lambda: self._remove(name, False))
+                await self.operate(f"remove {name}", lambda: remove(False))
             return
         if not any("without --force" in ln for ln in said):
             await self.push_screen_wait(Confirm(said, "Refused. Any key closes."))
@@ -517,7 +538,7 @@ class Dashboard(App[None]):
             Confirm(said, "Refused. f: see what --force would do · any key: cancel", yes="f")
         ):
             return
-        ok, forced = await self._remove_plan(project, name, force=True)
+        ok, forced = await self._said(lambda: plan(True))
         if not ok:
             await self.push_screen_wait(Confirm(forced, "Refused even with --force. Any key."))
             return
@@ -527,22 +548,12 @@ class Dashboard(App[None]):
         if typed != name:
             self.say(f"remove {name}: not confirmed, nothing removed")
             return
-        await self.operate(f"remove --force {name}", lambda: self._remove(name, True))
+        await self.operate(f"remove --force {name}", lambda: remove(True))
 
-    async def _remove_plan(
-        self, project: Project, name: str, force: bool
-    ) -> tuple[bool, list[str]]:
-        """What `remove --dry-run [--force]` prints, and whether the remove would go ahead."""
+    async def _said(self, fn: Callable[[], object]) -> tuple[bool, list[str]]:
+        """(whether `fn` succeeded, the lines it printed), run in a thread."""
         said: list[str] = []
-
-        def plan() -> bool:
-            return remove_.plan(project, name, self.srv, force, False, self.tasks)
-
-        return await asyncio.to_thread(captured, plan, said.append), said
-
-    def _remove(self, name: str, force: bool) -> None:
-        assert self.project is not None  # checked by action_remove
-        remove_.run(self.project, name, self.srv, force=force, tasks=self.tasks)
+        return await asyncio.to_thread(captured, fn, said.append), said
 
     @work(group="operation")
     async def action_send(self) -> None:
@@ -654,6 +665,15 @@ def _diff_stat(project: Project, row: Mapping[str, Any]) -> str:
         return f"no common commit with {head}"
     stat = status.git(folder, "diff", "--stat", "--color=always", base).stdout.rstrip()
     return stat or f"no changes against {head}"
+
+
+def on_host(host: remote.Host, argv: list[str]) -> bool:
+    """Run a task on `host` as ``--host`` runs it (the host's own code), its lines through
+    `output`; False when it failed there."""
+    result = remote.run(host, argv, capture=True, caller=output.program())
+    for line in (result.stdout + result.stderr).splitlines():
+        output.info(line)
+    return bool(result.exited == 0)
 
 
 def quiet(tasks: ProjectTasks | None) -> ProjectTasks | None:

@@ -15,9 +15,12 @@ from typing import Any
 
 import libtmux
 import pytest
+import test_remote
 from conftest import VENV_BIN, Sample, git, imported_by, poll, run_cli, silent_server
 from invoke import Collection, Config, Context, task
+from test_remote import SSHD, FakeHost
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from tally_tasks import board, remote
 from tally_tasks.dashboard import Ask, Confirm, Dashboard, Operation, Sessions
@@ -44,6 +47,17 @@ async def until(pilot: Pilot[None], fn: Callable[[], Any], timeout: float = 15.0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {fn}")
         await pilot.pause(0.05)
+
+
+async def asked(pilot: Pilot[None], app: Dashboard, timeout: float = 15.0) -> Ask:
+    """The question on screen, once its answer box has the keys (typing before is lost)."""
+
+    def ready() -> Ask | None:
+        screen = app.screen
+        return screen if isinstance(screen, Ask) and screen.query_one(Input).has_focus else None
+
+    ask: Ask = await until(pilot, ready, timeout)
+    return ask
 
 
 async def type_text(pilot: Pilot[None], text: str) -> None:
@@ -73,6 +87,8 @@ def add(sample: Sample, srv: libtmux.Server, *names: str) -> None:
 def pane(srv: libtmux.Server, target: str) -> str:
     return "\n".join(srv.cmd("capture-pane", "-p", "-t", target).stdout)
 
+
+hosts = test_remote.hosts  # the fixture: two hosts, each a real sshd and main checkout
 
 # --- the table -------------------------------------------------------------------------------
 
@@ -139,7 +155,7 @@ def test_a_change_shows_within_two_refreshes(
 async def new_session(pilot: Pilot[None], app: Dashboard, name: str) -> Operation:
     """Press n, type `name`, Enter; the add's screen once it is done."""
     await pilot.press("n")
-    await until(pilot, lambda: isinstance(app.screen, Ask))
+    await asked(pilot, app)
     await type_text(pilot, name)
     await pilot.press("enter")
     screen: Operation = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
@@ -201,7 +217,7 @@ def test_s_types_a_line_into_the_agent_window(sample: Sample, srv: libtmux.Serve
     async def script(pilot: Pilot[None]) -> None:
         await until(pilot, lambda: "alpha" in table(app))
         await pilot.press("s")
-        await until(pilot, lambda: isinstance(app.screen, Ask))
+        await asked(pilot, app)
         await type_text(pilot, "echo said-$((6*7))")
         await pilot.press("enter")
         await until(pilot, lambda: "sent to alpha" in app.message())
@@ -248,7 +264,7 @@ def test_d_shows_the_refusal_and_force_needs_the_name_typed(
         said = "\n".join(refused.lines)
         assert "refuse" in said and "precious.txt" in said, said
         await pilot.press("f")  # see what --force would do
-        ask = await until(pilot, lambda: isinstance(app.screen, Ask) and app.screen)
+        ask = await asked(pilot, app)
         assert any("worktree" in line and "remove" in line for line in ask.lines)
         assert (worktree / "precious.txt").exists()
         await type_text(pilot, typed)
@@ -362,6 +378,38 @@ def test_a_silent_host_does_not_hold_the_screen(sample: Sample, srv: libtmux.Ser
         drive(app, script)
     finally:
         close()
+
+
+@pytest.mark.skipif(not Path(SSHD).exists(), reason="OpenSSH server not installed")
+def test_a_hosts_session_is_removed_by_the_hosts_own_remove(
+    sample: Sample, srv: libtmux.Server, hosts: dict[str, FakeHost]
+) -> None:
+    box1 = hosts["box1"]
+    r = run_cli(["inv", "session.add", "web", "--host", "box1", "-q"], sample.main)
+    assert r.returncode == 0, r.stderr
+    (Path(box1.sample.registry()["web"]["worktree"]) / "mine.txt").write_text("work\n")
+    configured = remote.hosts_from(
+        json.loads((sample.main / "invoke.yaml").read_text())["tally"]["hosts"]
+    )
+    app = app_for(sample, srv, hosts={"box1": configured["box1"]})
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "box1" in table(app) and table(app)["box1"][1] == "web", 30)
+        await pilot.press("down")  # box2's line is last: the first line is box1's web
+        await pilot.press("up")
+        await pilot.press("d")
+        refused = await until(pilot, lambda: isinstance(app.screen, Confirm) and app.screen, 30)
+        assert any("mine.txt" in line for line in refused.lines), refused.lines
+        await pilot.press("f")
+        await asked(pilot, app, 30)
+        await type_text(pilot, "web")
+        await pilot.press("enter")
+        op = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
+        await until(pilot, lambda: op.done, timeout=60)
+        assert any("✓ registry" in line for line in op.said), op.said
+
+    drive(app, script)
+    assert box1.sample.registry() == {}
 
 
 # --- attention -------------------------------------------------------------------------------
