@@ -451,9 +451,8 @@ class Dashboard(App[None]):
         if line is None or line.row is None:
             return
         if line.host != board_.LOCAL:
-            target = self.hosts[line.host]
-            cmd = remote.command_line(target, ["attach", line.name], output.program(), True)
-            self._hand_over(remote.ssh_argv(target, cmd), None)
+            argv = remote.attach_argv(self.hosts[line.host], line.name, output.program())
+            self._hand_over(argv, None)
             return
         if self.project is None:
             return

@@ -488,6 +488,11 @@ def _pipe(client: Any, channel: Any) -> None:
         client.close()
 
 
+def attach_argv(host: Host, name: str, caller: str) -> list[str]:
+    """``ssh -t`` to the host's own ``attach NAME`` (its tmux socket, its checks)."""
+    return ssh_argv(host, command_line(host, ["attach", name], caller, explain=True))
+
+
 def ssh_argv(host: Host, remote_cmd: str) -> list[str]:
     """An interactive `ssh -t` command line for the host (for attach)."""
     address, port = _address(host)

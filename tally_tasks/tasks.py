@@ -465,9 +465,7 @@ def attach(c: Context, name: str, host: str = "") -> None:
     """Attach to the session's tmux session (switch to it when already inside tmux)."""
     if host:
         # the host's own attach: its tmux socket, its checks, over `ssh -t`
-        target = remote.pick(_hosts(c), host)
-        line = remote.command_line(target, ["attach", name], output.program(), explain=True)
-        argv = remote.ssh_argv(target, line)
+        argv = remote.attach_argv(remote.pick(_hosts(c), host), name, output.program())
         if not (os.isatty(0) and os.isatty(1)):
             raise TallyError("not a terminal; run: " + " ".join(shlex.quote(a) for a in argv))
         os.execvp(argv[0], argv)
