@@ -397,6 +397,8 @@ def test_a_hosts_session_is_removed_by_the_hosts_own_remove(
         await until(pilot, lambda: "box1" in table(app) and table(app)["box1"][1] == "web", 30)
         await pilot.press("down")  # box2's line is last: the first line is box1's web
         await pilot.press("up")
+        await pilot.press("enter")  # headless: says the ssh line to the host's own attach
+        await until(pilot, lambda: "ssh" in app.message() and "attach web" in app.message())
         await pilot.press("d")
         refused = await until(pilot, lambda: isinstance(app.screen, Confirm) and app.screen, 30)
         assert any("mine.txt" in line for line in refused.lines), refused.lines
