@@ -204,7 +204,7 @@ class Board:
             return
         try:
             rows = status.rows(self.project, self.srv, git_state=False)
-        except TallyError as e:
+        except (TallyError, OSError) as e:  # the line says so; the next refresh tries again
             self.answers[LOCAL] = str(e)
             return
         self._add_git(self.project, rows)

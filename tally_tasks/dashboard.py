@@ -286,20 +286,27 @@ class Dashboard(App[None]):
             self._busy.release()
 
     def ask_hosts(self) -> None:
+        """Ask every host not being asked already, each in a daemon thread: quitting never
+        waits for a silent host's timeout."""
         for name, host in self.hosts.items():
             if name not in self._asking:
                 self._asking.add(name)
-                self.run_worker(lambda h=host: self._ask(h), thread=True, group="hosts")
+                threading.Thread(target=self._ask, args=(host,), daemon=True).start()
 
     def _ask(self, host: remote.Host) -> None:
         try:
             answer: board_.Answer = remote.sessions(host)
-        except TallyError as e:
-            answer = str(e).removeprefix(f"{host.name}: ")
+        except Exception as e:  # noqa: BLE001 - whatever it was, the host's line says it
+            answer = str(e).removeprefix(f"{host.name}: ") or type(e).__name__
         finally:
             self._asking.discard(host.name)
         self.board.answer(host.name, answer)
-        self.call_from_thread(self._draw, None)
+        if not self.is_running:
+            return  # the screen was closed meanwhile
+        try:
+            self.call_from_thread(self._draw, None)
+        except RuntimeError:
+            pass  # closed just now
 
     def _draw(self, preview: tuple[tuple[str, str], str] | None) -> None:
         for line in self.board.started_waiting(self.board.lines()):

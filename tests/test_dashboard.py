@@ -414,6 +414,23 @@ def test_a_hosts_session_is_removed_by_the_hosts_own_remove(
     assert box1.sample.registry() == {}
 
 
+def test_quitting_does_not_wait_for_a_silent_host(sample: Sample, srv: libtmux.Server) -> None:
+    port, close = silent_server("silent")
+    host = remote.Host("odd", "root@127.0.0.1", "/x", port=port, timeout=20.0)
+    app = app_for(sample, srv, hosts={"odd": host})
+    try:
+
+        async def script(pilot: Pilot[None]) -> None:
+            await until(pilot, lambda: "asking…" in table(app)["odd"])
+            await pilot.press("q")
+
+        started = time.monotonic()
+        drive(app, script)
+        assert time.monotonic() - started < 10
+    finally:
+        close()
+
+
 # --- attention -------------------------------------------------------------------------------
 
 
