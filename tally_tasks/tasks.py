@@ -18,7 +18,7 @@ from invoke import task as _task
 from . import claude, output, remote, sessions, status
 from . import tmux as tmux_
 from .config import explain_file, settings_from
-from .errors import TallyError
+from .errors import TallyError, one_line
 from .repo import find_main, in_worktree
 from .session import Project
 
@@ -63,20 +63,13 @@ def boundary(fn: F) -> F:
             output.reader_left()
             raise Exit(code=1) from None
         except (OSError, UnicodeError) as e:  # the machine said no: one line, not a traceback
-            output.error(os_error(e))
+            output.error(one_line(e))
             raise Exit(code=1) from None
         except KeyboardInterrupt:
             output.error("interrupted")
             raise Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def os_error(e: OSError | UnicodeError) -> str:
-    if isinstance(e, UnicodeError):
-        return f"a name or file here is not valid text ({e}); rename it and run the command again"
-    where = " → ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
-    return f"{e.strerror or e}{': ' + where if where else ''}"
 
 
 # A program over this collection other than `inv` (tally-session) says so here.
