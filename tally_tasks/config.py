@@ -19,7 +19,8 @@ from typing import Any
 from .errors import TallyError
 
 LINK_MODES = ("symlink", "hardlink", "reflink", "copy")
-HOOKS = ("post_add", "pre_remove", "post_resume")
+HOOKS = ("post_add", "pre_remove", "post_resume", "pre_land")
+LAND_METHODS = ("rebase", "squash", "merge")
 
 DEFAULTS: dict[str, Any] = {
     # Project name used in folder and tmux names; empty = the main repo's folder name.
@@ -76,7 +77,15 @@ DEFAULTS: dict[str, Any] = {
     # tmux socket name (tmux -L); empty = tmux's default server.
     "tmux_socket": "",
     # Shell commands run in the worktree at these points, with the same placeholders.
-    "hooks": {"post_add": [], "pre_remove": [], "post_resume": []},
+    "hooks": {"post_add": [], "pre_remove": [], "post_resume": [], "pre_land": []},
+    "land": {
+        # How `session.land` brings the main branch forward: rebase (fast-forward to the
+        # rebased branch), squash (one commit), merge (a merge commit).
+        "method": "rebase",
+        # The branch sessions land in; empty = the one origin's HEAD names, else main or
+        # master, else the main checkout's.
+        "into": "",
+    },
     # Remote dev hosts: name -> {host: user@box, main: ~/Dev/tally, port, key, command, env}.
     "hosts": {},
     # `session.dashboard`: ring the terminal bell once when an agent starts waiting.
@@ -128,6 +137,8 @@ class Settings:
     claude_lock_stale: float = 10.0
     tmux_socket: str = ""
     hooks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    land_method: str = "rebase"
+    land_into: str = ""
     dashboard_bell: bool = True
 
 
@@ -307,6 +318,12 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         if not all(isinstance(c, str) for c in items):
             raise _bad(f"hooks.{name}", "a list of shell commands", items)
         hooks[name] = tuple(items)
+    land = merged.get("land")
+    if not isinstance(land, dict):
+        raise _bad("land", "a mapping", land)
+    method = _str(land, "method", "land.method") or "rebase"
+    if method not in LAND_METHODS:
+        raise _bad("land.method", "one of " + ", ".join(LAND_METHODS), method)
     dashboard = merged.get("dashboard")
     if not isinstance(dashboard, dict):
         raise _bad("dashboard", "a mapping", dashboard)
@@ -330,6 +347,8 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         claude_lock_stale=_number(claude, "lock_stale", "claude.lock_stale"),
         tmux_socket=_str(merged, "tmux_socket"),
         hooks=hooks,
+        land_method=method,
+        land_into=_str(land, "into", "land.into"),
         dashboard_bell=_bool(dashboard, "bell", "dashboard.bell"),
     )
 

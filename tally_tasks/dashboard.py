@@ -28,7 +28,8 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Label, RichLog, Static
 
 from . import board as board_
-from . import output, remote, sessions, status, tmux
+from . import output, remote, sessions, tmux
+from . import repo as repo_
 from .errors import TallyError, one_line
 from .operations import add as add_
 from .operations import remove as remove_
@@ -662,12 +663,12 @@ def _has_browser() -> bool:
 def _diff_stat(project: Project, row: Mapping[str, Any]) -> str:
     """`git diff --stat` of the worktree (committed and not) against where it left the
     main checkout's branch."""
-    folder = Path(row["worktree"])
-    head = status.main_branch(project.main)
-    base = status.git(folder, "merge-base", head, "HEAD").stdout.strip()
+    head = repo_.main_branch(repo_.Repo(project.main), project.settings.land_into)
+    here = repo_.Repo(Path(row["worktree"]))
+    base = repo_.git(here, "merge-base", head, "HEAD").stdout.strip()
     if not base:
         return f"no common commit with {head}"
-    stat = status.git(folder, "diff", "--stat", "--color=always", base).stdout.rstrip()
+    stat = repo_.git(here, "diff", "--stat", "--color=always", base).stdout.rstrip()
     return stat or f"no changes against {head}"
 
 

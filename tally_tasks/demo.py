@@ -191,7 +191,7 @@ def demo_settings(raw: dict[str, object], main: Path) -> dict[str, object]:
         "activate": "",
         "links": ["frontend/node_modules", "backend/db.sqlite3"],
         "copies": ["backend/.env", "frontend/.env"],
-        "hooks": {"post_add": [], "pre_remove": [], "post_resume": []},
+        "hooks": {"post_add": [], "pre_remove": [], "post_resume": [], "pre_land": []},
         "windows": [
             {
                 "name": "backend",

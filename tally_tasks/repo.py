@@ -91,10 +91,17 @@ def open_repo(path: Path) -> Repo:
     return Repo(path)
 
 
-def _git(repo: Repo, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+def _git(
+    repo: Repo, args: tuple[str, ...], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
-            ["git", *args], cwd=repo.path, capture_output=True, text=True, errors="replace"
+            ["git", *args],
+            cwd=repo.path,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            env={**os.environ, **env} if env else None,
         )
     except FileNotFoundError:
         if not repo.path.is_dir():
@@ -102,14 +109,31 @@ def _git(repo: Repo, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
         raise TallyError("git is not installed or not on PATH; install git first") from None
 
 
-def run(repo: Repo, *args: str) -> str:
-    """Run git with an argument list in `repo`; a failure becomes TallyError."""
-    proc = _git(repo, args)
+def git(
+    repo: Repo, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run git with an argument list in `repo` (`env`: variables to add); the caller
+    reads its status and output."""
+    return _git(repo, args, env)
+
+
+def run(repo: Repo, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run git with an argument list in `repo` (`env`: variables to add); a failure
+    becomes TallyError."""
+    proc = _git(repo, args, env)
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         msg = lines[-1].strip() if lines else f"exit status {proc.returncode}"
-        raise TallyError(f"git {args[0]} failed: {msg.removeprefix('fatal: ')}")
+        raise TallyError(f"git {_command(args)} failed: {msg.removeprefix('fatal: ')}")
     return proc.stdout
+
+
+def _command(args: tuple[str, ...]) -> str:
+    """The git command in `args`, after git's own options (``-c key=value status``)."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] in ("-c", "-C") else 1
+    return args[i] if i < len(args) else args[0]
 
 
 def ok(repo: Repo, *args: str) -> bool:
@@ -129,3 +153,36 @@ def current_branch(repo: Repo) -> str | None:
 
 def check_branch_name(repo: Repo, name: str) -> bool:
     return ok(repo, "check-ref-format", "--branch", name)
+
+
+def main_branch(repo: Repo, into: str = "") -> str:
+    """The branch sessions land in and count as merged into: `into` (tally.land.into) when
+    set; else the one origin's HEAD names, else main or master, else the main checkout's
+    ("HEAD" when it is detached)."""
+    if into:
+        return into
+    out = _git(
+        repo,
+        (
+            "for-each-ref",
+            "--format=%(HEAD)%(refname)%00%(symref)",
+            "refs/heads/",
+            "refs/remotes/*/HEAD",
+        ),
+    ).stdout
+    local, current, remote_heads = set(), None, {}
+    for line in out.splitlines():
+        mark = line[:1]  # "*" for the branch checked out here
+        ref, _, symref = line[1:].partition("\0")
+        if ref.startswith("refs/heads/"):
+            local.add(ref.removeprefix("refs/heads/"))
+            if mark == "*":
+                current = ref.removeprefix("refs/heads/")
+        elif symref:  # refs/remotes/origin/HEAD -> refs/remotes/origin/main
+            remote = ref.removeprefix("refs/remotes/").removesuffix("/HEAD")
+            remote_heads[remote] = symref.removeprefix(f"refs/remotes/{remote}/")
+    named = [remote_heads.get("origin"), *remote_heads.values(), "main", "master"]
+    for branch in named:
+        if branch in local:
+            return branch
+    return current or "HEAD"

@@ -2,7 +2,9 @@
 
 Everything is gathered at once: tmux state from one ``list-panes`` call, listening ports
 from one read of /proc/net, one ``git status`` per worktree run in parallel, and
-ahead/behind from one ``for-each-ref`` (one ``rev-list`` per branch on git < 2.41).
+ahead/behind from one ``for-each-ref`` (one ``rev-list`` per branch on git < 2.41), and
+for each branch ahead of the main branch whether its content is in it anyway (squashed or
+rebased on a forge: one ``git merge-tree`` each, see merged.py).
 """
 
 from __future__ import annotations
@@ -17,15 +19,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import merged, registry, tmux, worktree
 from . import ports as ports_
-from . import registry, tmux, worktree
 from .errors import TallyError
-from .repo import Repo
+from .repo import Repo, main_branch
 from .session import Project, Session
 from .sessions import CREATING, adder, load, works_in
 
 
-def git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # errors="replace": a file name that is not UTF-8 must not end the listing
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, errors="replace")
 
@@ -40,15 +42,9 @@ def dirty(path: Path, ours: set[str]) -> bool | None:
         return None
 
 
-def main_branch(main: Path) -> str:
-    """The main checkout's branch (``HEAD`` when detached)."""
-    return git(main, "symbolic-ref", "--quiet", "--short", "HEAD").stdout.strip() or "HEAD"
-
-
-def ahead_behind(main: Path, branches: list[str]) -> dict[str, tuple[int, int]]:
-    """branch -> (commits ahead of, behind) the main checkout's branch."""
-    head = main_branch(main)
-    proc = git(
+def ahead_behind(main: Path, branches: list[str], head: str) -> dict[str, tuple[int, int]]:
+    """branch -> (commits ahead of, behind) the main branch `head`."""
+    proc = _git(
         main, "for-each-ref", f"--format=%(refname:short)%00%(ahead-behind:{head})", "refs/heads/"
     )
     result: dict[str, tuple[int, int]] = {}
@@ -61,7 +57,7 @@ def ahead_behind(main: Path, branches: list[str]) -> dict[str, tuple[int, int]]:
         return result
 
     def one(branch: str) -> tuple[str, tuple[int, int] | None]:
-        p = git(main, "rev-list", "--left-right", "--count", f"refs/heads/{branch}...{head}")
+        p = _git(main, "rev-list", "--left-right", "--count", f"refs/heads/{branch}...{head}")
         if p.returncode != 0:
             return branch, None
         a, b = p.stdout.split()
@@ -72,6 +68,27 @@ def ahead_behind(main: Path, branches: list[str]) -> dict[str, tuple[int, int]]:
             if ab_ is not None:
                 result[branch] = ab_
     return result
+
+
+def _landed(
+    project: Project,
+    repo: Repo,
+    ab: Mapping[str, tuple[int, int]],
+    into: list[merged.Target],
+    pool: ThreadPoolExecutor,
+) -> dict[str, str | None]:
+    """branch -> how its content is in the main branch (merged, rebased, squashed), or None.
+    Only a branch with commits of its own needs asking git; one that never moved since it
+    was made has nothing to merge."""
+    found: dict[str, str | None] = {}
+    ahead = [b for b, (a, _) in ab.items() if a > 0]
+    for branch, (a, _) in ab.items():
+        if a == 0 and not merged.untouched(project.common_dir, branch):
+            found[branch] = "merged"
+    answers = pool.map(lambda b: merged.landed(repo, b, into), ahead)
+    for branch, how in zip(ahead, answers, strict=True):
+        found[branch] = how.how if how else None
+    return found
 
 
 def epoch(created: str) -> float | None:
@@ -108,13 +125,23 @@ def span(secs: float) -> str:
 Panes = dict[str, set[str]]
 
 
-def git_of(project: Project, sessions: Mapping[str, Session]) -> dict[str, dict[str, Any]]:
-    """name -> {dirty, ahead, behind} (None where unknown), git run in parallel."""
+def git_of(
+    project: Project, sessions: Mapping[str, Session], pull_requests: bool = False
+) -> dict[str, dict[str, Any]]:
+    """name -> {dirty, ahead, behind, merged} (None where unknown), and `pr` when
+    `pull_requests` and gh knows one; git run in parallel."""
     if not sessions:
         return {}
+    from . import forge  # only here: a list without the git state never reads its cache
+
     ours = project.own_paths()
-    with ThreadPoolExecutor(max_workers=min(8, len(sessions))) as pool:
-        ab_future = pool.submit(ahead_behind, project.main, [s.branch for s in sessions.values()])
+    repo = Repo(project.main)
+    head = main_branch(repo, project.settings.land_into)
+    branches = [s.branch for s in sessions.values()]
+    with ThreadPoolExecutor(max_workers=min(8, len(sessions) + 1)) as pool:
+        pr_future = pool.submit(forge.pull_requests, project) if pull_requests else None
+        ab_future = pool.submit(ahead_behind, project.main, branches, head)
+        into_future = pool.submit(merged.targets, repo, head)
         dirt = dict(
             zip(
                 sessions,
@@ -123,17 +150,32 @@ def git_of(project: Project, sessions: Mapping[str, Session]) -> dict[str, dict[
             )
         )
         ab = ab_future.result()
-    result = {}
+        landed = _landed(project, repo, ab, into_future.result(), pool)
+        prs = pr_future.result() if pr_future else {}
+    result: dict[str, dict[str, Any]] = {}
     for n, session in sessions.items():
         a, b = ab.get(session.branch, (None, None))
-        result[n] = {"dirty": dirt[n], "ahead": a, "behind": b}
+        found: dict[str, Any] = {
+            "dirty": dirt.get(n),
+            "ahead": a,
+            "behind": b,
+            "merged": landed.get(session.branch),
+        }
+        if session.branch in prs:
+            found["pr"] = prs[session.branch]
+        result[n] = found
     return result
 
 
 def rows(
-    project: Project, srv: tmux.TmuxServer, git_state: bool = True, panes: Panes | None = None
+    project: Project,
+    srv: tmux.TmuxServer,
+    git_state: bool = True,
+    panes: Panes | None = None,
+    pull_requests: bool = False,
 ) -> list[dict[str, Any]]:
-    """One dict per session, with `dirty`, `ahead`, `behind` unless `git_state` is False.
+    """One dict per session, with `dirty`, `ahead`, `behind`, `merged` unless `git_state`
+    is False, and then `pr` (a branch's pull request, when gh knows one) with `pull_requests`.
 
     `panes` is `tmux.pane_paths(srv)` when the caller already has it (one tmux call)."""
     entries = load(project)
@@ -144,7 +186,7 @@ def rows(
     all_ports = [p for s in sessions.values() for p in s.ports.values()]
     up = ports_.listening(all_ports)
     held = ports_.holders(up) if up else {}  # who holds them: one pass over /proc
-    git = git_of(project, sessions) if git_state else {}
+    git = git_of(project, sessions, pull_requests) if git_state else {}
     result = []
     for n, session in sessions.items():
         entry = entries[n]
@@ -167,8 +209,7 @@ def rows(
         row["listening"] = listening
         if foreign:
             row["foreign"] = foreign  # ports held by another program
-        if git_state:
-            row.update(git[n])
+        row.update(git.get(n, {}))
         row["created"] = entry.get("created")
         row["worktree_exists"] = session.worktree.is_dir()
         if entry.get("state") == CREATING:

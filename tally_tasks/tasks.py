@@ -266,8 +266,8 @@ def add(
 @task(
     help={
         "name": NAME_HELP,
-        "force": "also remove uncommitted work, a locked worktree and an unmerged or unpushed "
-        "branch (stashes stay: they belong to the repository)",
+        "force": "also remove uncommitted work, a locked worktree and an unmerged branch "
+        "(stashes stay: they belong to the repository)",
         "keep_branch": "keep the session's branch",
         "dry_run": "print what would be done and change nothing",
         "host": HOST_HELP,
@@ -297,6 +297,90 @@ def remove(
 
 
 @task(
+    help={
+        "name": NAME_HELP,
+        "rebase": "rebase the branch onto the main branch, then fast-forward main to it",
+        "squash": "land the branch as one commit (--message, else its commit subjects)",
+        "merge": "land the branch with a merge commit",
+        "message": "the squash or merge commit's message",
+        "keep": "keep the session (and its branch) after landing",
+        "dry_run": "print what would land, commit by commit, and change nothing",
+        "host": HOST_HELP,
+        "quiet": QUIET_HELP,
+    }
+)
+@boundary
+@hosted()
+def land(
+    c: Context,
+    name: str,
+    rebase: bool = False,
+    squash: bool = False,
+    merge: bool = False,
+    message: str = "",
+    keep: bool = False,
+    dry_run: bool = False,
+    quiet: bool = False,
+) -> None:
+    """Land the session's branch in the main branch (rebase, squash or merge), then remove it."""
+    from .operations import land as land_
+
+    chosen = [m for m, on in (("rebase", rebase), ("squash", squash), ("merge", merge)) if on]
+    if len(chosen) > 1:
+        raise TallyError("give one of --rebase, --squash, --merge")
+    project = project_of(c)
+    method = chosen[0] if chosen else project.settings.land_method
+    if dry_run:
+        if not land_.plan(project, name, method, message, keep):
+            raise Exit(code=1)  # as the real land would
+        return
+    tasks = project_tasks(c, project)
+    land_.run(project, name, _server(project), method, message, keep, tasks)
+
+
+@task(
+    help={
+        "merged": "sessions whose branch is merged into the main branch (squash and rebase "
+        "merges too)",
+        "gone": "sessions whose upstream branch was deleted (after git fetch --prune)",
+        "dry_run": "print what would be removed and change nothing",
+        "host": HOST_HELP,
+        "quiet": QUIET_HELP,
+    }
+)
+@boundary
+@hosted()
+def prune(
+    c: Context, merged: bool = False, gone: bool = False, dry_run: bool = False, quiet: bool = False
+) -> None:
+    """Remove finished sessions: branch merged, or upstream gone (neither flag: both)."""
+    from .operations import prune as prune_
+
+    project = project_of(c)
+    both = not (merged or gone)
+    srv, tasks = _server(project), project_tasks(c, project)
+    prune_.run(project, srv, merged or both, gone or both, dry_run, tasks)
+
+
+@task(
+    help={
+        "name": NAME_HELP,
+        "draft": "open the pull request as a draft",
+        "host": HOST_HELP,
+        "quiet": QUIET_HELP,
+    }
+)
+@boundary
+@hosted()
+def pr(c: Context, name: str, draft: bool = False, quiet: bool = False) -> None:
+    """Push the session's branch and open a pull request (with gh, when it is installed)."""
+    from . import forge
+
+    project = project_of(c)
+    forge.pr(project, sessions.get(project, name), draft)
+
+
+@task(
     help={"name": "resume only this session (default: all)", "host": HOST_HELP, "quiet": QUIET_HELP}
 )
 @boundary
@@ -313,7 +397,8 @@ def resume(c: Context, name: str = "", quiet: bool = False) -> None:
     name="list",
     help={
         "json": "print a JSON list (with the git state unless --brief)",
-        "git": "add the git state: commits ahead/behind the main branch, uncommitted changes",
+        "git": "add the git state: commits ahead/behind the main branch, whether it is merged "
+        "(squash and rebase merges too), uncommitted changes",
         "brief": "with --json: leave out the git state (fastest)",
         "host": HOST_HELP,
         "all_hosts": "this machine's sessions and every host's, in one table (HOST column)",
@@ -332,7 +417,7 @@ def list_(
     srv = _server(project)
     with_git = git or (json and not brief)
     panes = tmux_.pane_paths(srv)  # once, for the rows and the stale check
-    rows = status.rows(project, srv, git_state=with_git, panes=panes)
+    rows = status.rows(project, srv, git_state=with_git, panes=panes, pull_requests=json)
     if json:
         output.data(_json.dumps(rows, indent=2))
     elif not rows:
@@ -374,7 +459,7 @@ def _table(
     header = ["HOST"] if host_column else []
     header += ["NAME", "BRANCH", "RUNNING", *[p.upper() for p in ports]]
     if with_git:
-        header += ["AHEAD", "BEHIND", "DIRTY"]
+        header += ["AHEAD", "BEHIND", "MERGED", "DIRTY"]
     header += ["AGE", "WORKTREE"]
     table = [header]
     for r in rows:
@@ -392,7 +477,8 @@ def _table(
             cells.append("-" if number is None else f"{number}{mark}")
         if with_git:
             dirty = {True: "yes", False: "no", None: "?"}[r.get("dirty")]
-            cells += [_num(r.get("ahead")), _num(r.get("behind")), dirty]
+            merged = r.get("merged") or ("no" if r.get("ahead") else "-")
+            cells += [_num(r.get("ahead")), _num(r.get("behind")), merged, dirty]
         worktree = r["worktree"] + ("" if r.get("worktree_exists", True) else " (missing)")
         cells += [status.age(r.get("created")), worktree]
         table.append(cells)
@@ -627,6 +713,9 @@ session = Collection(
     "session",
     add,
     remove,
+    land,
+    prune,
+    pr,
     resume,
     list_,
     doctor,

@@ -189,7 +189,15 @@ def user_changes(path: Path, ours: set[str]) -> list[str]:
     untracked unless left out here.
     """
     with repo_.open_repo(path) as wt_repo:
-        out = repo_.run(wt_repo, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+        # no optional locks: a question must not rewrite the index (land keeps it bit for bit)
+        out = repo_.run(
+            wt_repo,
+            "--no-optional-locks",
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+        )
     lines: list[str] = []
     entries = out.split("\0")
     i = 0

@@ -29,6 +29,7 @@ import pytest
 from conftest import (
     VENV_BIN,
     Sample,
+    git,
     imported_by,
     make_sample,
     poll,
@@ -333,6 +334,33 @@ def test_step_tasks_and_doctor_run_there_with_their_flags_and_hints(
     r = run_cli(["inv", "session.add", "t", "--host", "box1"], sample.main)
     assert "inv session.forward --name t --host box1" in r.stdout
     assert "inv session.attach --name t --host box1" in r.stdout
+
+
+def test_land_prune_and_pr_run_there_with_their_flags(
+    sample: Sample, hosts: dict[str, FakeHost]
+) -> None:
+    box1 = hosts["box1"]
+    for key, value in (("user.name", "Box"), ("user.email", "box@example.invalid")):
+        git(box1.sample.main, "config", key, value)  # the squash commit is made there
+    for name in ("feat", "other"):
+        r = run_cli(["inv", "session.add", name, "--host", "box1", "-q"], sample.main)
+        assert r.returncode == 0, r.stderr
+    wt = box1.sample.main.parent / "tally-feat"
+    (wt / "feature.txt").write_text("f\n")
+    git(wt, "add", "feature.txt")
+    git(wt, "commit", "-q", "-m", "feature")
+    r = run_cli(
+        ["inv", "session.land", "feat", "--squash", "-e", "Land it", "--host", "box1"], sample.main
+    )
+    assert r.returncode == 0, r.stderr
+    assert "✓ main" in r.stdout  # streamed back
+    assert git(box1.sample.main, "log", "-1", "--format=%s").strip() == "Land it"
+    assert set(box1.sample.registry()) == {"other"} and not wt.exists()
+    r = run_cli(["tally-session", "prune", "--merged", "--dry-run", "--host", "box1"], sample.main)
+    assert (r.returncode, r.stdout.splitlines()[-1]) == (0, "nothing to prune"), r.stderr
+    r = run_cli(["inv", "session.pr", "other", "--host", "box1"], sample.main)
+    assert r.returncode == 1
+    assert "no remote to push to; add one with: on box1: git remote add origin URL" in r.stderr
 
 
 def test_dash_h_is_still_help(sample: Sample) -> None:

@@ -177,6 +177,9 @@ HOSTED = {
     "env": ["name", "force", "host", "quiet"],
     "claude-perms": ["name", "host", "quiet"],
     "tmux": ["name", "host", "quiet"],
+    "land": ["name", "rebase", "squash", "merge", "message", "keep", "dry_run", "host", "quiet"],
+    "prune": ["merged", "gone", "dry_run", "host", "quiet"],
+    "pr": ["name", "draft", "host", "quiet"],
 }
 
 

@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from .. import claude, hooks, output, registry, sessions, tmux, worktree
+from .. import claude, hooks, merged, output, registry, sessions, tmux, worktree
 from .. import repo as repo_
 from ..errors import TallyError
 from ..session import Project, Session, render
@@ -30,18 +30,9 @@ def _stashes(repo: Any, branch: str) -> list[str]:
     return found
 
 
-def _unmerged(repo: Any, branch: str) -> tuple[str, list[str]]:
-    """(main branch, one-line commits on `branch` not in it)."""
-    main_ref = repo_.current_branch(repo) or "HEAD"
-    out = repo_.run(repo, "log", "--format=%h %s", f"{main_ref}..refs/heads/{branch}")
-    return main_ref, out.splitlines()
-
-
-def _unpushed(repo: Any, branch: str) -> list[str]:
-    if not repo_.ok(repo, "rev-parse", "--verify", "--quiet", f"{branch}@{{upstream}}"):
-        return []
-    out = repo_.run(repo, "log", "--format=%h %s", f"{branch}@{{upstream}}..refs/heads/{branch}")
-    return out.splitlines()
+def _unmerged(repo: repo_.Repo, branch: str, main_ref: str) -> list[str]:
+    """One-line commits on `branch` not in `main_ref`."""
+    return repo_.run(repo, "log", "--format=%h %s", f"{main_ref}..refs/heads/{branch}").splitlines()
 
 
 def at_risk(project: Project, repo: repo_.Repo, session: Session, half: bool = False) -> list[str]:
@@ -131,23 +122,28 @@ def problems(
     return problems + at_risk(project, repo, session, half)
 
 
-def branch_fate(repo: repo_.Repo, branch: str, force: bool, keep: bool) -> tuple[bool, str]:
-    """(delete it?, why) for the session's branch on remove."""
+def branch_fate(
+    project: Project, repo: repo_.Repo, branch: str, force: bool, keep: bool
+) -> tuple[bool, str]:
+    """(delete it?, why) for the session's branch on remove: deleted when its content is
+    in the main branch (merged, or rebased or squashed on a forge), saying how it knew."""
     if not repo_.branch_exists(repo, branch):
         return False, ""
     if keep:
         return False, f"kept {branch} (--keep-branch)"
-    main_ref, commits = _unmerged(repo, branch)
-    unpushed = _unpushed(repo, branch)
-    if (commits or unpushed) and not force:
-        lost = commits or unpushed
-        what = f"not merged into {main_ref}" if commits else "not pushed"
-        more = " …" if len(lost) > 1 else ""
-        return False, (
-            f"kept {branch}: {len(lost)} commit(s) {what} ({lost[0]}{more}); "
-            "delete it with: " + output.on_host(f"git branch -D {branch}")
-        )
-    return True, f"deleted {branch}"
+    main_ref = repo_.main_branch(repo, project.settings.land_into)
+    landed = merged.landed(repo, branch, merged.targets(repo, main_ref))
+    if landed is not None:
+        return True, f"deleted {branch} ({landed})"
+    if force:
+        return True, f"deleted {branch}"
+    lost = _unmerged(repo, branch, main_ref)
+    more = " …" if len(lost) > 1 else ""
+    first = f" ({lost[0]}{more})" if lost else ""
+    return False, (
+        f"kept {branch}: {len(lost)} commit(s) not merged into {main_ref}{first}; "
+        "delete it with: " + output.on_host(f"git branch -D {branch}")
+    )
 
 
 def run(
@@ -204,7 +200,7 @@ def run(
                 worktree.unlink_ours(wt, [lk.path for lk in project.settings.links])
                 worktree.remove(repo, wt)
                 output.step("worktree", f"removed {wt}")
-            _remove_branch(repo, session.branch, force, keep_branch)
+            _remove_branch(project, repo, session.branch, force, keep_branch)
     config = claude.config_path(project.settings.claude_config)
     try:
         if claude.forget(config, [wt], project.settings.claude_lock_stale) == "corrupt":
@@ -236,8 +232,10 @@ def _run_steps(ctx: Context, chosen: list[Step], force: bool) -> None:
             output.warn(step.name, f"failed: {e}; removing anyway (--force)")
 
 
-def _remove_branch(repo: repo_.Repo, branch: str, force: bool, keep: bool) -> None:
-    delete, why = branch_fate(repo, branch, force, keep)
+def _remove_branch(
+    project: Project, repo: repo_.Repo, branch: str, force: bool, keep: bool
+) -> None:
+    delete, why = branch_fate(project, repo, branch, force, keep)
     if delete:
         for w in worktree.listing(repo):
             if w.branch == branch:
@@ -302,7 +300,7 @@ def plan(
         if wt.exists() or known is not None:
             gone = "" if wt.exists() else " (already gone: drop git's record of it)"
             plan_line("worktree", f"remove {wt}{gone}")
-        delete, why = branch_fate(repo, session.branch, force, keep_branch)
+        delete, why = branch_fate(project, repo, session.branch, force, keep_branch)
         elsewhere = [
             w.path
             for w in worktree.listing(repo)
