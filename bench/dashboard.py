@@ -31,14 +31,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 TICK = os.sysconf("SC_CLK_TCK")
+SERVE = f"{sys.executable} -m http.server --bind 127.0.0.1"
 CONFIG = {
     "tally": {
         "ports": {"backend": 43000, "frontend": 44000},  # far from 8000/5000
         "activate": "",
+        # two dev servers that really serve (40 in all: list's port checks see them up)
+        # and an agent that stays, as a session has them
         "windows": [
-            {"name": "backend", "dir": "backend", "cmd": "echo backend {backend_port}"},
-            {"name": "frontend", "dir": "frontend", "cmd": "echo frontend {frontend_port}"},
-            {"name": "claude", "dir": "", "cmd": "echo claude {session}"},
+            {"name": "backend", "dir": "backend", "cmd": f"{SERVE} {{backend_port}}"},
+            {"name": "frontend", "dir": "frontend", "cmd": f"{SERVE} {{frontend_port}}"},
+            {"name": "agent", "dir": "", "cmd": "cat"},
         ],
     }
 }

@@ -11,15 +11,16 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from . import ports as ports_
 from . import status, tmux
 from .errors import TallyError
 from .session import Project, programs
 
 GIT_EVERY = 10.0  # seconds between two `git status` of an unchanged worktree
 AGENTS = {"claude", "codex", "aider", "gemini"}  # programs that make a window the agent's
+HOLDERS_EVERY = 5.0  # seconds the holders of an unchanged set of listening ports are kept
 LOCAL = "local"
 
 Answer = list[dict[str, Any]] | str | None  # rows, why there are none, or not asked yet
@@ -158,17 +159,17 @@ def lines(answers: Mapping[str, Answer], query: str = "", now: float | None = No
     return sorted(result, key=lambda ln: (ln.rank, ln.host != LOCAL, ln.host, ln.name))
 
 
-def _gitdir(worktree: Path) -> Path | None:
+def _gitdir(worktree: str) -> str | None:
+    """The worktree's own git folder (what its `.git` file names)."""
     try:
-        text = (worktree / ".git").read_text()
+        with open(os.path.join(worktree, ".git")) as f:
+            text = f.read()
     except OSError:
         return None
-    if not text.startswith("gitdir:"):
-        return None
-    return Path(text.split(":", 1)[1].strip())
+    return text.split(":", 1)[1].strip() if text.startswith("gitdir:") else None
 
 
-def _stamp(*paths: Path) -> tuple[int, ...]:
+def _stamp(*paths: str) -> tuple[int, ...]:
     stamps = []
     for p in paths:
         try:
@@ -176,6 +177,46 @@ def _stamp(*paths: Path) -> tuple[int, ...]:
         except OSError:
             stamps.append(0)
     return tuple(stamps)
+
+
+class Remembered:
+    """`ports.holders` for a caller that asks every second: the answer is kept while the
+    same ports listen, for at most `every` seconds (a pass over /proc is most of a
+    refresh's cost). A port that starts or stops listening is asked about at once."""
+
+    def __init__(self, every: float = HOLDERS_EVERY) -> None:
+        self.every = every
+        self._up: set[int] | None = None
+        self._held: dict[int, list[ports_.Holder]] = {}
+        self._at = -math.inf
+
+    def __call__(self, up: set[int]) -> dict[int, list[ports_.Holder]]:
+        now = time.monotonic()
+        if up != self._up or now - self._at >= self.every:
+            self._up, self._held, self._at = set(up), ports_.holders(up), now
+        return self._held
+
+
+def _marks(
+    project: Project, rows: list[dict[str, Any]], gitdirs: dict[str, str]
+) -> dict[str, tuple[int, ...]]:
+    """name -> the times its index and HEAD (and the main checkout's HEAD) last moved: a
+    commit, a checkout, `git add` change them; an edit of a file does not (hence `due`).
+    `gitdirs` remembers each worktree's git folder once found."""
+    common = str(project.common_dir)
+    main = _stamp(os.path.join(common, "logs", "HEAD"), os.path.join(common, "HEAD"))
+    result = {}
+    for row in rows:
+        gitdir = gitdirs.get(row["worktree"]) or _gitdir(row["worktree"])
+        if gitdir:
+            gitdirs[row["worktree"]] = gitdir
+        own = (
+            _stamp(os.path.join(gitdir, "index"), os.path.join(gitdir, "logs", "HEAD"))
+            if gitdir
+            else ()
+        )
+        result[row["name"]] = main + own
+    return result
 
 
 @dataclass
@@ -192,6 +233,8 @@ class Board:
     _git_at: float = -math.inf
     _states: dict[str, str] = field(default_factory=dict)
     _primed: bool = False
+    _holders: Remembered = field(default_factory=Remembered)
+    _gitdirs: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.answers = {LOCAL: None, **{h: None for h in self.hosts}}
@@ -203,7 +246,7 @@ class Board:
             self.answers[LOCAL] = "not in a git checkout of a project"
             return
         try:
-            rows = status.rows(self.project, self.srv, git_state=False)
+            rows = status.rows(self.project, self.srv, git_state=False, holders=self._holders)
         except (TallyError, OSError) as e:  # the line says so; the next refresh tries again
             self.answers[LOCAL] = str(e)
             return
@@ -213,20 +256,14 @@ class Board:
     def _add_git(self, project: Project, rows: list[dict[str, Any]]) -> None:
         now = time.monotonic()
         due = now - self._git_at >= self.git_every
-        main_marks = _stamp(project.common_dir / "logs" / "HEAD", project.common_dir / "HEAD")
-        marks: dict[str, tuple[int, ...]] = {}
-        for row in rows:
-            gitdir = _gitdir(Path(row["worktree"]))
-            own = _stamp(gitdir / "index", gitdir / "logs" / "HEAD") if gitdir else ()
-            marks[row["name"]] = main_marks + own
-        stale = {
-            row["name"]: project.session(row["name"], {"branch": row["branch"], **row})
-            for row in rows
-            if due or marks[row["name"]] != self._marks.get(row["name"])
-        }
+        marks = _marks(project, rows, self._gitdirs)
+        stale = [r for r in rows if due or marks[r["name"]] != self._marks.get(r["name"])]
         if stale:
-            self._git.update(status.git_of(project, stale))
-            self._marks.update({n: marks[n] for n in stale})
+            self._git.update(
+                status.git_of(project, {r["name"]: project.session(r["name"], r) for r in stale})
+            )
+            # taken again: `git status` itself rewrites the index it has refreshed
+            self._marks.update(_marks(project, stale, self._gitdirs))
         if due:
             self._git_at = now
         for row in rows:

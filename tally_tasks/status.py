@@ -13,7 +13,7 @@ import os
 import shlex
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -123,6 +123,7 @@ def span(secs: float) -> str:
 
 
 Panes = dict[str, set[str]]
+Holders = Callable[[set[int]], dict[int, list[ports_.Holder]]]
 
 
 def git_of(
@@ -173,11 +174,14 @@ def rows(
     git_state: bool = True,
     panes: Panes | None = None,
     pull_requests: bool = False,
+    holders: Holders = ports_.holders,
 ) -> list[dict[str, Any]]:
     """One dict per session, with `dirty`, `ahead`, `behind`, `merged` unless `git_state`
     is False, and then `pr` (a branch's pull request, when gh knows one) with `pull_requests`.
 
-    `panes` is `tmux.pane_paths(srv)` when the caller already has it (one tmux call)."""
+    `panes` is `tmux.pane_paths(srv)` when the caller already has it (one tmux call);
+    `holders` tells who holds the listening ports (a pass over /proc: a caller that asks
+    every second may remember its answer, see `board.Remembered`)."""
     entries = load(project)
     if not entries:
         return []
@@ -185,7 +189,7 @@ def rows(
     sessions = {n: project.session(n, e) for n, e in entries.items()}
     all_ports = [p for s in sessions.values() for p in s.ports.values()]
     up = ports_.listening(all_ports)
-    held = ports_.holders(up) if up else {}  # who holds them: one pass over /proc
+    held = holders(up) if up else {}  # who holds them: one pass over /proc
     git = git_of(project, sessions, pull_requests) if git_state else {}
     result = []
     for n, session in sessions.items():

@@ -460,6 +460,27 @@ def test_sort_puts_who_needs_the_user_first() -> None:
     assert got[0].cells[3] == "waiting 3m" and got[-1].cells[3] == "stopped"
 
 
+def test_holders_are_asked_again_when_the_ports_change_or_in_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[set[int]] = []
+    monkeypatch.setattr(board.ports_, "holders", lambda up: asked.append(set(up)) or {})
+    clock = [100.0]
+    monkeypatch.setattr(board.time, "monotonic", lambda: clock[0])
+    remembered = board.Remembered(every=5.0)
+    for up, later, again in [
+        ({1, 2}, 0.0, True),  # the first time
+        ({1, 2}, 1.0, False),  # the same ports, a second later: remembered
+        ({1}, 0.0, True),  # one stopped listening
+        ({1}, 4.9, False),
+        ({1}, 0.2, True),  # five seconds on
+    ]:
+        clock[0] += later
+        before = len(asked)
+        remembered(up)
+        assert (len(asked) > before) == again, (up, later)
+
+
 def test_starting_to_wait_is_news_once(sample: Sample, srv: libtmux.Server) -> None:
     b = board.Board(sample.project(), srv)
     now = time.time()
