@@ -9,7 +9,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,14 +184,16 @@ class Remembered:
     same ports listen, for at most `every` seconds (a pass over /proc is most of a
     refresh's cost). A port that starts or stops listening is asked about at once."""
 
-    def __init__(self, every: float = HOLDERS_EVERY) -> None:
-        self.every = every
+    def __init__(
+        self, every: float = HOLDERS_EVERY, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.every, self.clock = every, clock
         self._up: set[int] | None = None
         self._held: dict[int, list[ports_.Holder]] = {}
         self._at = -math.inf
 
     def __call__(self, up: set[int]) -> dict[int, list[ports_.Holder]]:
-        now = time.monotonic()
+        now = self.clock()
         if up != self._up or now - self._at >= self.every:
             self._up, self._held, self._at = set(up), ports_.holders(up), now
         return self._held

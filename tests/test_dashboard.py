@@ -466,8 +466,7 @@ def test_holders_are_asked_again_when_the_ports_change_or_in_time(
     asked: list[set[int]] = []
     monkeypatch.setattr(board.ports_, "holders", lambda up: asked.append(set(up)) or {})
     clock = [100.0]
-    monkeypatch.setattr(board.time, "monotonic", lambda: clock[0])
-    remembered = board.Remembered(every=5.0)
+    remembered = board.Remembered(every=5.0, clock=lambda: clock[0])
     for up, later, again in [
         ({1, 2}, 0.0, True),  # the first time
         ({1, 2}, 1.0, False),  # the same ports, a second later: remembered
