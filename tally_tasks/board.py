@@ -202,11 +202,14 @@ class Remembered:
 def _marks(
     project: Project, rows: list[dict[str, Any]], gitdirs: dict[str, str]
 ) -> dict[str, tuple[int, ...]]:
-    """name -> the times its index and HEAD (and the main checkout's HEAD) last moved: a
-    commit, a checkout, `git add` change them; an edit of a file does not (hence `due`).
+    """name -> the times its index and HEAD (and the main checkout's HEAD, and the last
+    fetch) last moved: a commit, a checkout, `git add`, a fetch change them; an edit of a
+    file does not (hence `git status` every `git_every` seconds).
     `gitdirs` remembers each worktree's git folder once found."""
     common = str(project.common_dir)
-    main = _stamp(os.path.join(common, "logs", "HEAD"), os.path.join(common, "HEAD"))
+    main = _stamp(
+        *(os.path.join(common, *p) for p in (("logs", "HEAD"), ("HEAD",), ("FETCH_HEAD",)))
+    )
     result = {}
     for row in rows:
         gitdir = gitdirs.get(row["worktree"]) or _gitdir(row["worktree"])
@@ -259,14 +262,20 @@ class Board:
         now = time.monotonic()
         due = now - self._git_at >= self.git_every
         marks = _marks(project, rows, self._gitdirs)
-        stale = [r for r in rows if due or marks[r["name"]] != self._marks.get(r["name"])]
-        if stale:
-            self._git.update(
-                status.git_of(project, {r["name"]: project.session(r["name"], r) for r in stale})
-            )
-            # taken again: `git status` itself rewrites the index it has refreshed
-            self._marks.update(_marks(project, stale, self._gitdirs))
-        if due:
+        moved = {
+            r["name"]: project.session(r["name"], r)
+            for r in rows
+            if marks[r["name"]] != self._marks.get(r["name"])
+        }
+        if moved:  # a commit, a checkout, a fetch: everything git says of them
+            self._git.update(status.git_of(project, moved))
+            self._marks.update({n: marks[n] for n in moved})
+        if due:  # an edited file moves nothing git keeps: `git status` of the others
+            rest = {
+                r["name"]: project.session(r["name"], r) for r in rows if r["name"] not in moved
+            }
+            for name, dirt in status.dirty_of(project, rest).items():
+                self._git.setdefault(name, {})["dirty"] = dirt
             self._git_at = now
         for row in rows:
             row.update(self._git.get(row["name"], {}))

@@ -126,6 +126,16 @@ Panes = dict[str, set[str]]
 Holders = Callable[[set[int]], dict[int, list[ports_.Holder]]]
 
 
+def dirty_of(project: Project, sessions: Mapping[str, Session]) -> dict[str, bool | None]:
+    """name -> `dirty` of its worktree, one ``git status`` each, in parallel."""
+    if not sessions:
+        return {}
+    ours = project.own_paths()
+    with ThreadPoolExecutor(max_workers=min(8, len(sessions))) as pool:
+        found = pool.map(lambda s: dirty(s.worktree, ours), sessions.values())
+        return dict(zip(sessions, found, strict=True))
+
+
 def git_of(
     project: Project, sessions: Mapping[str, Session], pull_requests: bool = False
 ) -> dict[str, dict[str, Any]]:
@@ -135,7 +145,6 @@ def git_of(
         return {}
     from . import forge  # only here: a list without the git state never reads its cache
 
-    ours = project.own_paths()
     repo = Repo(project.main)
     head = main_branch(repo, project.settings.land_into)
     branches = [s.branch for s in sessions.values()]
@@ -143,13 +152,7 @@ def git_of(
         pr_future = pool.submit(forge.pull_requests, project) if pull_requests else None
         ab_future = pool.submit(ahead_behind, project.main, branches, head)
         into_future = pool.submit(merged.targets, repo, head)
-        dirt = dict(
-            zip(
-                sessions,
-                pool.map(lambda s: dirty(s.worktree, ours), sessions.values()),
-                strict=True,
-            )
-        )
+        dirt = dirty_of(project, sessions)
         ab = ab_future.result()
         landed = _landed(project, repo, ab, into_future.result(), pool)
         prs = pr_future.result() if pr_future else {}

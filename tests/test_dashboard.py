@@ -145,6 +145,10 @@ def test_a_change_shows_within_two_refreshes(
         git(worktree, "commit", "-q", "-m", "n")
         await until(pilot, lambda: table(app)["alpha"][4] == "↑1 ↓0")
         assert app.ticks - start <= 2
+        # an edit moves nothing git keeps: it shows at the next `git status` round
+        app.board.git_every = 1.0
+        (worktree / "draft.txt").write_text("d\n")
+        await until(pilot, lambda: table(app)["alpha"][4] == "↑1 ↓0 *")
 
     drive(app, script)
 
