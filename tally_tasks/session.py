@@ -11,10 +11,8 @@ from pathlib import Path
 
 from .config import Settings
 from .errors import TallyError
-from .registry import Entry, ports_of
+from .registry import Entry, name_problem, ports_of
 
-MAX_NAME = 100
-_NAME = re.compile(r"[A-Za-z0-9._/-]+")
 _PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 
 
@@ -25,20 +23,10 @@ def slugify(name: str) -> str:
 
 def check_name(name: str) -> None:
     """Refuse anything that is not a branch name a person would type."""
+    problem = name_problem(name)
+    if problem:
+        raise TallyError(problem)
     shown = repr(name) if len(name) <= 60 else repr(name[:57] + "...")
-    if not name:
-        raise TallyError("session name is empty; give one, e.g. --name feature-auth")
-    if len(name) > MAX_NAME:
-        raise TallyError(f"session name {shown} is too long ({len(name)} > {MAX_NAME} characters)")
-    if not _NAME.fullmatch(name):
-        raise TallyError(
-            f"session name {shown} may only contain letters, digits, '.', '_', '-' and '/'"
-        )
-    if name[0] in "-./" or ".." in name or "//" in name or name.endswith(("/", ".", ".lock")):
-        raise TallyError(
-            f"session name {shown} is not a valid branch name "
-            "(no leading - . or /, no .., no trailing / or . or .lock)"
-        )
     try:
         ok = (
             subprocess.run(

@@ -24,7 +24,7 @@ from . import ports as ports_
 from .errors import TallyError
 from .repo import Repo, main_branch
 from .session import Project, Session
-from .sessions import CREATING, adder, load, works_in
+from .sessions import CREATING, adder, foreign_tmux, load, works_in
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -188,7 +188,7 @@ def rows(
     entries = load(project)
     if not entries:
         return []
-    live = set(tmux.pane_paths(srv) if panes is None else panes)
+    live = tmux.pane_paths(srv) if panes is None else panes
     sessions = {n: project.session(n, e) for n, e in entries.items()}
     all_ports = [p for s in sessions.values() for p in s.ports.values()]
     up = ports_.listening(all_ports)
@@ -201,7 +201,9 @@ def rows(
             "name": n,
             "branch": session.branch,
             "worktree": str(session.worktree),
-            "running": session.tmux_name in live,
+            # another checkout's session of the same name is not this one running
+            "running": session.tmux_name in live
+            and not foreign_tmux(session, live[session.tmux_name]),
             "tmux": session.tmux_name,
         }
         for port, number in session.ports.items():

@@ -659,14 +659,36 @@ def worktree(c: Context, name: str, quiet: bool = False) -> None:
     aliases=["relink"],
     help={
         **STEP_HELP,
-        "refresh": "build hard-linked, reflinked and copied trees again from main's",
+        "refresh": "build again the hard-linked, reflinked and copied trees that lack what "
+        "main's has gained (never one the session changed, unless --force)",
+        "force": "with --refresh: also rebuild trees the session changed (their changes go)",
+        "dry_run": "print what would be done (with --refresh: what would be rebuilt)",
     },
 )
 @boundary
 @hosted()
-def links(c: Context, name: str, refresh: bool = False, quiet: bool = False) -> None:
+def links(
+    c: Context,
+    name: str,
+    refresh: bool = False,
+    force: bool = False,
+    dry_run: bool = False,
+    quiet: bool = False,
+) -> None:
     """(Re)make the links to the main checkout's shared files (node_modules, db)."""
-    _step(c, "links", name, refresh=refresh)
+    if force and not refresh:
+        raise TallyError("--force goes with --refresh (it rebuilds trees the session changed)")
+    if dry_run:
+        from .steps import links as links_step
+        from .steps.base import Context as StepContext
+        from .steps.base import plan_line
+
+        project = project_of(c)
+        ctx = StepContext(project, sessions.get(project, name), refresh=refresh, force=force)
+        for line in links_step.plan(ctx):
+            plan_line("links", line)
+        return
+    _step(c, "links", name, refresh=refresh, force=force)
 
 
 @task(help={**STEP_HELP, "force": "overwrite existing copies"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,17 +265,56 @@ def unlink_ours(path: Path, links: list[str]) -> None:
 def remove(repo: repo_.Repo, path: Path) -> bool:
     """Remove the worktree folder and git's record of it; False when git knows no such worktree.
 
-    A folder at `path` that git does not know as a worktree is never deleted here.
+    A folder at `path` that git does not know as a worktree is never deleted here, nor
+    the main checkout.
     """
-    known = find(repo, path)
-    if known is None:
+    known = listing(repo)
+    if known and same(known[0].path, path):
+        raise TallyError(f"{path} is the main checkout, not a session's worktree; not removed")
+    found = next((wt for wt in known if same(wt.path, path)), None)
+    if found is None:
         return False
-    if known.locked is not None and not path.is_dir():
+    if found.locked is not None and not path.is_dir():
         repo_.ok(repo, "worktree", "unlock", str(path))  # else prune keeps its record
     if path.is_dir():
-        repo_.run(repo, "worktree", "remove", "--force", "--force", str(path))
+        # A read-only folder (Go's module cache, some npm packages) stops git halfway,
+        # and git forgets the worktree all the same: open them up first.
+        make_removable(path)
+        try:
+            repo_.run(repo, "worktree", "remove", "--force", "--force", str(path))
+        except TallyError:
+            if path.is_symlink() or not path.is_dir():
+                raise
+            # git refused (a broken .git file) or stopped halfway: the rest goes below
     if path.is_dir() and not path.is_symlink():
-        # git left something behind; rmtree unlinks symlinks, it never follows them
-        shutil.rmtree(path)
+        # rmtree unlinks symlinks, it never follows them
+        try:
+            shutil.rmtree(path)
+        except OSError as e:
+            raise TallyError(
+                f"cannot delete the worktree {path}: {e.strerror} ({e.filename}); "
+                "fix that and run the command again"
+            ) from None
     repo_.run(repo, "worktree", "prune")
     return True
+
+
+def make_removable(path: Path) -> None:
+    """Give the owner rwx on every folder in `path`, so it can be emptied. Folders only
+    (a file of a hard-linked tree is main's file too), never through a symlink: nothing
+    outside `path` changes."""
+
+    def open_up(folder: str | Path) -> None:
+        try:
+            mode = os.lstat(folder).st_mode
+            if stat.S_ISDIR(mode) and mode & 0o700 != 0o700:
+                os.chmod(folder, stat.S_IMODE(mode) | 0o700)
+        except OSError:
+            pass  # gone meanwhile, or not ours: rmtree says so if it matters
+
+    if path.is_symlink() or not path.is_dir():
+        return
+    open_up(path)
+    for top, dirs, _ in os.walk(path):  # top-down: each folder opened before it is listed
+        for d in dirs:
+            open_up(os.path.join(top, d))

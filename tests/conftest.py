@@ -348,6 +348,18 @@ def imported_by(argv: list[str], cwd: Path) -> set[str]:
     return set(json.loads(r.stderr.strip().splitlines()[-1]))
 
 
+def obeying_permissions(argv: list[str]) -> list[str]:
+    """`argv` run so that file permission bits hold: as it is for a normal user; for root
+    (CI), under setpriv without the capabilities that let root ignore them. Skips the
+    test where neither is possible."""
+    if os.geteuid() != 0:
+        return argv
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    if shutil.which("setpriv") is None or subprocess.run([*drop, "true"]).returncode != 0:
+        pytest.skip("root ignores permission bits here and setpriv cannot drop that")
+    return [*drop, *argv]
+
+
 def commit(folder: Path, rel: str, text: str, message: str) -> str:
     """Write `rel` in the checkout `folder`, commit it; returns the commit."""
     path = folder / rel

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,11 +22,12 @@ from typing import Any
 
 import libtmux
 import pytest
-from conftest import VENV_BIN, Sample, git, make_sample, poll, run_cli
+from conftest import VENV_BIN, Sample, git, make_sample, obeying_permissions, poll, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tally_tasks import status
+from tally_tasks import tmux as tmux_
 from tally_tasks.errors import TallyError
 from tally_tasks.operations import add as add_op
 from tally_tasks.operations import remove as remove_op
@@ -443,8 +445,6 @@ def test_env_copies_stay_private_under_a_permissive_umask(sample: Sample) -> Non
 
 
 def test_worktree_deleted_by_hand_is_reported_with_the_fix(sample: Sample) -> None:
-    import shutil
-
     assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
     subprocess.run(["tmux", "kill-server"], capture_output=True)
     shutil.rmtree(sample.main.parent / "tally-x")
@@ -585,3 +585,280 @@ def test_a_registry_temp_file_of_a_killed_writer_is_swept(sample: Sample) -> Non
     assert run_cli(["inv", "session.add", "a", "-q"], sample.main).returncode == 0
     assert not left.exists()
     assert (sample.main / ".gitignore").exists() and list(sample.registry()) == ["a"]
+
+
+# --- fourth safety round (issue 12) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parent", "name"),
+    [
+        ("Dev", "x#(touch PWNED)"),
+        ("team#Sharp", "tally"),
+        ("Dev", "a#{session_name}"),
+        ("Dev", "a##b"),
+    ],
+    ids=["project-runs-a-command", "parent-session-format", "brace-format", "double-hash"],
+)
+def test_tmux_formats_in_folder_names_neither_run_nor_move_windows(
+    isolated_env: Path, parent: str, name: str
+) -> None:
+    s = make_sample(isolated_env, parent=parent, name=name)
+    s.write_config()
+    r = run_cli(["inv", "session.add", "feat"], s.main)
+    assert r.returncode == 0, r.stderr
+    wt = s.main.parent / f"{name}-feat"
+    assert s.wait_calls("python")[0]["cwd"] == str(wt / "backend")
+    assert s.wait_calls("claude")[0]["cwd"] == str(wt)
+    assert s.wait_calls("npm")[0]["cwd"] == str(wt / "frontend")
+    r = run_cli(["inv", "session.doctor", "--name", "feat"], s.main)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert list(isolated_env.rglob("PWNED*")) == []
+
+
+def test_no_write_follows_a_link_a_branch_commits_out_of_the_worktree(sample: Sample) -> None:
+    """`.claude/settings.local.json` committed as a link to the user's global Claude
+    settings, `frontend` as a link to a folder outside: add writes through neither."""
+    (sample.main / ".claude").mkdir()
+    (sample.main / ".claude" / "settings.local.json").write_text(
+        json.dumps({"permissions": {"allow": ["Bash(rm -rf:*)"]}})
+    )
+    global_settings = sample.home / ".claude" / "settings.json"
+    global_settings.parent.mkdir()
+    global_settings.write_text('{"permissions": {"allow": []}}\n')
+    elsewhere = sample.home / "elsewhere"
+    elsewhere.mkdir()
+    scratch = sample.root / "scratch"  # the branch is made in a worktree of its own
+    git(sample.main, "worktree", "add", "-q", "-b", "evil", str(scratch))
+    shutil.rmtree(scratch / "frontend")
+    (scratch / "frontend").symlink_to(elsewhere)
+    (scratch / ".claude").mkdir()
+    (scratch / ".claude" / "settings.local.json").symlink_to(global_settings)
+    git(scratch, "add", "-A")
+    git(scratch, "commit", "-q", "-m", "links out")
+    git(sample.main, "worktree", "remove", str(scratch))
+
+    r = run_cli(["inv", "session.add", "evil"], sample.main)
+    assert r.returncode == 0, r.stderr
+    assert global_settings.read_text() == '{"permissions": {"allow": []}}\n'
+    assert os.listdir(sample.home / ".claude") == ["settings.json"]
+    assert os.listdir(elsewhere) == []
+    for rel in (".claude/settings.local.json", "frontend/node_modules", "frontend/.env"):
+        assert f"{rel} lies behind a link out of the worktree, skipped" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize(
+    ("prog", "task"), [("tally-session", "remove"), ("inv", "session.remove")], ids=["ts", "inv"]
+)
+def test_a_hostile_registry_key_is_reported_and_never_run_by_completion(
+    sample: Sample, prog: str, task: str
+) -> None:
+    """bash's `compgen -W` expands the words completion prints: a registry key
+    `$(touch${IFS}FILE)` would run on `remove <TAB>`."""
+    planted = sample.root / "P"
+    key = f"$(touch${{IFS}}{planted})"
+    entry = {"worktree": str(sample.root / "w"), "branch": "w"}
+    (sample.main / ".tally-sessions").write_text(json.dumps({key: entry, "good": entry}))
+    script = (
+        f"source <({VENV_BIN / prog} --print-completion-script bash)\n"
+        f'COMP_WORDS=({prog} {task} ""); COMP_CWORD=2\n'
+        f'_complete_{prog} {prog} "" {task}; printf "%s\\n" "${{COMPREPLY[@]}}"\n'
+    )
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    r = subprocess.run(
+        ["bash", "-c", script], cwd=sample.main, capture_output=True, text=True, env=env
+    )
+    assert not planted.exists()
+    assert key not in r.stdout and "good" not in r.stdout  # nothing from that registry
+    r = run_cli([prog, "list" if prog == "tally-session" else "session.list"], sample.main)
+    assert r.returncode == 1
+    assert "session name '$(touch${IFS" in r.stderr and "fix or remove that entry" in r.stderr
+    assert "Traceback" not in r.stderr and not planted.exists()
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "copy"])
+def test_remove_takes_read_only_folders_of_a_linked_tree(sample: Sample, mode: str) -> None:
+    """Go's module cache in a hard-linked or copied tree: read-only folders. As a user
+    (root here runs without its power over permission bits), remove takes it all."""
+    cache = sample.main / "gomod" / "example.com" / "lib@v1.0.0"
+    cache.mkdir(parents=True)
+    (cache / "lib.go").write_text("package lib\n")
+    for d in (cache, cache.parent, cache.parent.parent):
+        d.chmod(0o555)
+    sample.write_config(links=[{"path": "gomod", "mode": mode}])
+    assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    wt = sample.main.parent / "tally-x"
+    assert (wt / "gomod").stat().st_mode & 0o777 == 0o555
+    argv = obeying_permissions([str(VENV_BIN / "inv"), "session.remove", "x"])
+    r = subprocess.run(argv, cwd=sample.main, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not wt.exists() and sample.registry() == {} and "x" not in branches(sample.main)
+    assert (cache / "lib.go").read_text() == "package lib\n"
+    assert cache.stat().st_mode & 0o777 == 0o555
+
+
+def test_links_refresh_keeps_the_sessions_own_data(sample: Sample) -> None:
+    """backend/db.sqlite3 copied, node_modules hard-linked: `links --refresh` (which
+    doctor suggests) rebuilds only what lacks main's, never the session's database."""
+    import sqlite3
+
+    sample.write_config(
+        links=[
+            {"path": "backend/db.sqlite3", "mode": "copy"},
+            {"path": "frontend/node_modules", "mode": "hardlink"},
+        ]
+    )
+    assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    wt = sample.main.parent / "tally-x"
+    with sqlite3.connect(wt / "backend" / "db.sqlite3") as db:
+        db.execute("insert into t values ('the session''s')")
+    (sample.main / "frontend" / "node_modules" / "newpkg").mkdir()
+    r = run_cli(["inv", "session.links", "x", "--refresh"], sample.main)
+    assert r.returncode == 0, r.stderr
+    with sqlite3.connect(wt / "backend" / "db.sqlite3") as db:
+        assert db.execute("select x from t").fetchall() == [("the session's",)]
+    assert (wt / "frontend" / "node_modules" / "newpkg").is_dir()
+
+    (wt / "frontend" / "node_modules" / "mine").mkdir()  # the session installs one
+    (sample.main / "frontend" / "node_modules" / "other").mkdir()
+    r = run_cli(["inv", "session.links", "x", "--refresh", "--dry-run"], sample.main)
+    assert r.returncode == 0, r.stderr
+    assert "· links        backend/db.sqlite3 (copy) up to date, kept" in r.stdout
+    assert "frontend/node_modules kept: it has changed since it was built" in r.stdout
+    r = run_cli(["inv", "session.links", "x", "--refresh"], sample.main)
+    assert "frontend/node_modules (hardlink) lacks other" in r.stdout
+    assert "not rebuilt: it has changed since it was built" in r.stdout
+    assert "replace it anyway with: inv session.links --name x --refresh --force" in r.stdout
+    assert (wt / "frontend" / "node_modules" / "mine").is_dir()
+    r = run_cli(["tally-session", "links", "x", "--refresh", "--force"], sample.main)
+    assert r.returncode == 0, r.stderr
+    assert (wt / "frontend" / "node_modules" / "other").is_dir()
+    assert not (wt / "frontend" / "node_modules" / "mine").exists()
+    with sqlite3.connect(wt / "backend" / "db.sqlite3") as db:  # still never reset
+        assert db.execute("select x from t").fetchall() == [("the session's",)]
+
+
+@pytest.mark.parametrize("failing", ["claude_perms", "tmux"])
+def test_a_failed_add_gives_back_a_claude_entry_that_was_there_before(
+    sample: Sample, failing: str
+) -> None:
+    """The worktree's path had an entry in ~/.claude.json before this add (an earlier
+    session of that name: its history and MCP servers): undo restores it as it was."""
+    from tally_tasks.nodejson import stringify
+
+    wt = sample.main.parent / "tally-x"
+    old = {"history": [{"display": "earlier work"}], "mcpServers": {"db": {"command": "pg"}}}
+    config = sample.home / ".claude.json"
+    projects = {
+        str(sample.main): {"allowedTools": ["Bash(ls)"], "hasTrustDialogAccepted": True},
+        str(wt): old,
+    }
+    config.write_text(stringify({"numStartups": 3, "projects": projects}, newline=True))
+    before = config.read_bytes()
+    r = run_cli(
+        ["inv", "session.add", "x"], sample.main, env={"TALLY_TEST_FAULT": f"fail:{failing}"}
+    )
+    assert r.returncode == 1 and "Claude Code entry" in r.stderr, r.stderr
+    assert config.read_bytes() == before
+    assert not wt.exists() and sample.registry() == {}
+
+
+@pytest.mark.parametrize("where", ["main", "main-parent", "git-dir"])
+def test_an_entry_whose_worktree_is_the_main_checkout_is_refused_before_any_process(
+    sample: Sample, serve: Any, where: str
+) -> None:
+    """remove --force (and doctor --fix, resume) of such an entry would stop main's own
+    dev server, then fail; it is refused first, and nothing is touched."""
+    port = sample.config["ports"]["backend"]
+    server = serve(port, sample.main / "backend")  # main's dev server, on the entry's port
+    path = {
+        "main": sample.main,
+        "main-parent": sample.main.parent,
+        "git-dir": sample.main / ".git" / "trees" / "tally-x",
+    }[where]
+    entry = {"backend_port": port, "worktree": str(path), "branch": "main"}
+    (sample.main / ".tally-sessions").write_text(json.dumps({"x": entry}))
+    tmux = libtmux.Server()
+    tmux.cmd("new-session", "-d", "-s", "tally-x", "-c", str(sample.main))
+    for args in (
+        ["inv", "session.remove", "x", "--force"],
+        ["inv", "session.doctor", "--fix"],
+        ["inv", "session.resume"],
+        ["inv", "session.tmux", "x"],
+    ):
+        r = run_cli(args, sample.main)
+        said = r.stdout + r.stderr
+        assert (
+            "is the main checkout" in said
+            or "holds the main checkout" in said
+            or ("inside the repository's git dir" in said)
+        ), (args, said)
+        assert server.poll() is None, args  # main's dev server still runs
+    assert tmux.has_session("tally-x")  # its tmux session was not ours to kill
+    assert (sample.main / ".git").is_dir() and (sample.main / "backend" / "manage.py").exists()
+    assert "x" in sample.registry()
+
+
+def test_worktrees_inside_the_git_dir_are_refused(sample: Sample) -> None:
+    sample.write_config(worktrees=".git/trees")
+    r = run_cli(["inv", "session.add", "x"], sample.main)
+    assert r.returncode == 1 and "inside the repository's git dir" in r.stderr, r.stderr
+    assert "set tally.worktrees" in r.stderr
+    assert sample.registry() == {} and not (sample.main / ".git" / "trees").exists()
+
+
+def test_a_checkout_with_the_same_folder_name_never_takes_the_others_tmux_session(
+    isolated_env: Path,
+) -> None:
+    """~/a/tally and ~/b/tally both make tmux session tally-feat: b never treats a's as
+    its own (resume, list, doctor, the tmux step, remove), and never ends it."""
+    a = make_sample(isolated_env, parent="a")
+    b = make_sample(isolated_env, parent="b")
+    a.write_config()
+    assert run_cli(["inv", "session.add", "feat", "-q"], a.main).returncode == 0
+    a_wt = a.main.parent / "tally-feat"
+
+    def a_windows() -> dict[str, str]:
+        return tmux_.windows(tmux_.Server(), "tally-feat") or {}
+
+    poll(
+        lambda: (
+            set(a_windows().values()) == {str(a_wt), str(a_wt / "backend"), str(a_wt / "frontend")}
+        )
+    )
+    before = a_windows()
+
+    b.write_config()
+    r = run_cli(["inv", "session.add", "feat"], b.main)  # refused, nothing made
+    assert r.returncode == 1 and "another checkout's" in r.stderr and "tally.project" in r.stderr
+    assert b.registry() == {}
+    for step in ("ports", "worktree"):  # b's session, made step by step
+        assert run_cli(["inv", f"session.{step}", "feat", "-q"], b.main).returncode == 0
+    r = run_cli(["inv", "session.resume"], b.main)
+    assert "already running" not in r.stdout and "another checkout's" in r.stdout + r.stderr
+    r = run_cli(["inv", "session.list", "--json"], b.main)
+    assert json.loads(r.stdout)[0]["running"] is False
+    r = run_cli(["inv", "session.doctor", "--name", "feat"], b.main)
+    assert r.returncode == 1 and "another checkout's" in r.stdout + r.stderr
+    r = run_cli(["inv", "session.tmux", "feat"], b.main)
+    assert r.returncode == 1 and "another checkout's" in r.stderr
+    r = run_cli(["inv", "session.remove", "feat"], b.main)
+    assert r.returncode == 0, r.stderr
+    assert "left alone" in r.stdout + r.stderr
+    assert b.registry() == {} and not (b.main.parent / "tally-feat").exists()
+    assert a_windows() == before  # a's agent and dev servers still run
+
+
+def test_a_late_step_of_remove_that_fails_still_drops_the_entry(sample: Sample) -> None:
+    """Once the worktree is gone, a failing step (the branch cannot be deleted) is said,
+    and the entry goes too: no entry is left that only doctor --fix could clear."""
+    assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    lock = sample.main / ".git" / "refs" / "heads" / "x.lock"
+    lock.write_text("")  # another git holds the branch
+    r = run_cli(["inv", "session.remove", "x"], sample.main)
+    assert r.returncode == 1
+    assert "session x is removed, but its branch step failed" in r.stderr, r.stderr
+    assert "git branch -D x" in r.stderr
+    assert sample.registry() == {} and not (sample.main.parent / "tally-x").exists()
+    lock.unlink()
+    git(sample.main, "branch", "-D", "x")  # as said

@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import Sample, add_submodule, git, init_submodules
+from conftest import Sample, add_submodule, git, init_submodules, obeying_permissions
 
 from tally_tasks import envfiles, links, worktree
 from tally_tasks import repo as repo_
+from tally_tasks.config import Link
 from tally_tasks.errors import TallyError
 
 
@@ -174,6 +177,69 @@ def test_remove_takes_folder_and_record_but_never_follows_links_into_main(
     main_data_intact(sample.main)
     assert (sample.main / "backend" / ".env").read_text() == "SECRET_KEY=s3cret\n"
     assert branches(sample.main) == {"main", "x"}  # the branch is the caller's business
+
+
+def read_only_tree(root: Path) -> list[Path]:
+    """Folders as Go's module cache leaves them: read-only, like their files."""
+    lib = root / "gomod" / "example.com" / "lib@v1.0.0"
+    (lib / "sub").mkdir(parents=True)
+    (lib / "lib.go").write_text("package lib\n")
+    (lib / "sub" / "sub.go").write_text("package sub\n")
+    folders = [root / "gomod", root / "gomod" / "example.com", lib, lib / "sub"]
+    for f in [lib / "lib.go", lib / "sub" / "sub.go"]:
+        f.chmod(0o444)
+    for d in reversed(folders):
+        d.chmod(0o555)
+    return folders
+
+
+REMOVE = (
+    "import sys; from pathlib import Path; from tally_tasks import repo, worktree; "
+    "print(worktree.remove(repo.Repo(Path(sys.argv[1])), Path(sys.argv[2])))"
+)
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "copy", "reflink"])
+def test_remove_takes_a_tree_with_read_only_folders(
+    sample: Sample, repo: repo_.Repo, path: Path, mode: str
+) -> None:
+    """git stops at the first read-only folder and forgets the worktree all the same,
+    after which nothing could remove it ("is not a working tree"). Run without root's
+    power over permission bits, as a user's remove runs."""
+    main_folders = read_only_tree(sample.main)
+    worktree.create(repo, path, "x")
+    [outcome] = links.apply(sample.main, path, [Link("gomod", mode)])
+    assert outcome.ok, outcome.detail
+    assert (path / "gomod").stat().st_mode & 0o777 == 0o555
+    argv = obeying_permissions([sys.executable, "-c", REMOVE, str(sample.main), str(path)])
+    r = subprocess.run(argv, capture_output=True, text=True)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "True\n", "")
+    assert not path.exists()
+    assert worktree.find(repo, path) is None
+    assert [d.stat().st_mode & 0o777 for d in main_folders] == [0o555] * 4  # main's untouched
+    assert (main_folders[2] / "lib.go").read_text() == "package lib\n"
+
+
+def test_make_removable_opens_folders_inside_and_nothing_else(tmp_path: Path) -> None:
+    inside = tmp_path / "wt"
+    inside.mkdir()
+    folders = read_only_tree(inside)
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o555)
+    (inside / "out").symlink_to(outside)
+    locked = inside / "locked"
+    locked.mkdir(mode=0)
+    worktree.make_removable(inside)
+    assert [d.stat().st_mode & 0o777 for d in [*folders, locked]] == [0o755] * 4 + [0o700]
+    assert (folders[2] / "lib.go").stat().st_mode & 0o777 == 0o444  # files: main's, if linked
+    assert outside.stat().st_mode & 0o777 == 0o555
+    outside.chmod(0o755)
+
+
+def test_remove_refuses_the_main_checkout(sample: Sample, repo: repo_.Repo) -> None:
+    with pytest.raises(TallyError, match="is the main checkout"):
+        worktree.remove(repo, sample.main)
+    assert (sample.main / ".git").is_dir()
 
 
 def test_remove_leaves_a_folder_git_does_not_know(

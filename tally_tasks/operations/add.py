@@ -47,16 +47,30 @@ def _check_new(project: Project, name: str) -> registry.Entry | None:
     existing = entries.get(name)
     if existing is None:
         sessions.check_slug(project, entries, name)
+        fresh = project.new_session(name).worktree
+        why = sessions.misplaced(project, fresh)
+        if why:
+            raise TallyError(
+                f"the worktree would be {fresh}, which {why}; set tally.worktrees to a "
+                "folder outside the repository's git dir"
+            )
     else:  # again, locked, in the ports step
         sessions.check_claim(name, existing, project.new_session(name).worktree, project.main)
     return existing
 
 
-def _tmux_taken(project: Project, name: str) -> str:
-    tname = project.tmux_name(name)
+def _tmux_taken(project: Project, name: str, srv: tmux.TmuxServer) -> str:
+    """Why the new session's tmux name is taken ("" when it is free)."""
+    fresh = project.new_session(name)
+    panes = tmux.windows(srv, fresh.tmux_name)
+    if panes is None:
+        return ""
+    other = sessions.foreign_tmux(fresh, panes.values())
+    if other:
+        return sessions.foreign_tmux_said(project, fresh, other)
     return (
-        f"a tmux session {tname} already runs but no session {name!r} is registered; "
-        "end it with: " + output.on_host(f"tmux kill-session -t ={tname}")
+        f"a tmux session {fresh.tmux_name} already runs but no session {name!r} is "
+        "registered; end it with: " + output.on_host(f"tmux kill-session -t ={fresh.tmux_name}")
     )
 
 
@@ -89,8 +103,9 @@ def run(
     check_name(name)
     chosen = for_add(project, tasks)
     existing = _check_new(project, name)
-    if existing is None and tmux.exists(srv, project.tmux_name(name)):
-        raise TallyError(_tmux_taken(project, name) + ", or pick another name")
+    taken = _tmux_taken(project, name, srv) if existing is None else ""
+    if taken:
+        raise TallyError(taken + ", or pick another name")
     ctx = Context(project, project.new_session(name), srv, adding=True, force=force)
     undo = _Undo()
     current = chosen[0][0]
@@ -139,8 +154,9 @@ def plan(
         except Refused as e:
             refusals.append(str(e))
     output.info(output.bold(f"Would create session {name} (dry run: nothing changed)"))
-    if existing is None and tmux.exists(srv, session.tmux_name):
-        refusals.insert(0, _tmux_taken(project, name))
+    taken = _tmux_taken(project, name, srv) if existing is None else ""
+    if taken:
+        refusals.insert(0, taken)
     if refusals:
         refuse_lines(refusals, "nothing would be created")
         return False

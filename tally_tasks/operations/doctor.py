@@ -138,8 +138,13 @@ def run(
         if pid is not None:  # half-made on purpose: checking it now would only mislead
             output.step(n, f"being added right now (pid {pid}); not checked")
             continue
+        session = project.session(n, entry)
+        why = sessions.misplaced(project, session.worktree)
+        if why:  # never checked, never mended: that reaches the main checkout's own
+            report.bad(n, f"its worktree {session.worktree} {why}; fix or remove the entry")
+            continue
         before = len(report.problems)
-        check_session(Context(project, project.session(n, entry), srv), chosen, fix, report)
+        check_session(Context(project, session, srv), chosen, fix, report)
         if len(report.problems) == before:
             output.step(n, "ok")
     if not name:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shlex
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -188,8 +189,13 @@ def run(
         _run_steps(Context(project, session, srv), chosen, force)
         # Run from one of the session's own windows, killing tmux first would hang up on
         # this very process halfway: then tmux goes last, and the hang-up is ignored.
-        inside = tmux.current_session(srv) == session.tmux_name
-        if inside:
+        panes = tmux.windows(srv, session.tmux_name) or {}
+        other = sessions.foreign_tmux(session, panes.values())
+        inside = not other and tmux.current_session(srv) == session.tmux_name
+        if other:
+            said = sessions.foreign_tmux_said(project, session, other)
+            output.warn("tmux", f"{said}; left alone")
+        elif inside:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
         elif tmux.kill(srv, session.tmux_name):
             output.step("tmux", f"killed {session.tmux_name}")
@@ -200,18 +206,41 @@ def run(
                 worktree.unlink_ours(wt, [lk.path for lk in project.settings.links])
                 worktree.remove(repo, wt)
                 output.step("worktree", f"removed {wt}")
-            _remove_branch(project, repo, session.branch, force, keep_branch)
+            # the worktree is gone: from here on, a step that fails is said, and the
+            # entry goes all the same (else no command but doctor --fix could clear it)
+            late = _late(
+                "branch",
+                lambda: _remove_branch(project, repo, session.branch, force, keep_branch),
+                "; delete it when that is fixed: "
+                + output.on_host(f"git branch -D {shlex.quote(session.branch)}"),
+            )
     config = claude.config_path(project.settings.claude_config)
-    try:
+
+    def forget() -> None:
         if claude.forget(config, [wt], project.settings.claude_lock_stale) == "corrupt":
             output.warn("claude", f"{config} is not valid JSON, left untouched")
-    except TallyError as e:  # the worktree is gone already: the record must go too
-        output.warn("claude", f"{e}; drop the entry later with: " + output.command("claude_prune"))
+
+    if _late("claude", forget):
+        output.warn("claude", "drop its entry later with: " + output.command("claude_prune"))
     sessions.drop_entry(project, name)
     output.step("registry", f"dropped {name} (ports freed)")
     if inside:
         output.step("tmux", f"killing {session.tmux_name}, this window with it")
         tmux.kill(srv, session.tmux_name)
+    if late:
+        raise TallyError(f"session {name} is removed, but its {late}")
+
+
+def _late(step: str, fn: Callable[[], None], hint: str = "") -> str:
+    """Run a step of remove that comes after the worktree is gone: its failure is said
+    (and returned, "" when it went well), never left to stop the rest."""
+    try:
+        fn()
+    except (TallyError, OSError) as e:
+        said = f"{step} step failed: {e}{hint}"
+        output.warn(step, said)
+        return said
+    return ""
 
 
 def _run_steps(ctx: Context, chosen: list[Step], force: bool) -> None:
@@ -290,9 +319,13 @@ def plan(
             for step in chosen:
                 for line in step.plan(ctx):
                     plan_line(step.name, line)
-        running = tmux.exists(srv, session.tmux_name)
+        panes = tmux.windows(srv, session.tmux_name)
+        other = sessions.foreign_tmux(session, (panes or {}).values())
+        running = panes is not None and not other
         inside = running and tmux.current_session(srv) == session.tmux_name
-        if running and not inside:
+        if other:
+            plan_line("tmux", f"leave {session.tmux_name} alone: it works in {other}")
+        elif running and not inside:
             plan_line("tmux", f"kill {session.tmux_name}")
         when = " if it outlives the tmux session" if running and not inside else ""
         for h in sessions.orphans(session):

@@ -22,11 +22,16 @@ def run(project: Project, srv: tmux.TmuxServer, name: str | None = None) -> list
     if not entries:
         output.info("no sessions to resume")
         return []
-    live = tmux.running(srv)
+    live = tmux.pane_paths(srv)  # name -> the folders its panes work in
     todo: list[Session] = []
     for n, entry in entries.items():
         session = project.session(n, entry)
-        if session.tmux_name in live:
+        why = sessions.misplaced(project, session.worktree)
+        if why:
+            output.warn("resume", f"{n}: its worktree {session.worktree} {why}; not started")
+        elif other := sessions.foreign_tmux(session, live.get(session.tmux_name)):
+            output.warn("resume", f"{n}: " + sessions.foreign_tmux_said(project, session, other))
+        elif session.tmux_name in live:
             output.step("resume", f"{n}: already running")
         elif not session.worktree.is_dir():
             output.warn(

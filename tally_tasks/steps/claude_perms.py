@@ -38,14 +38,20 @@ def apply(project: Project, session: Session) -> None:
 
 
 def run(ctx: Context) -> Made | None:
+    before = None
+    if ctx.adding and uses_claude(ctx.project):
+        # an entry there may be older than this add (its history, its MCP servers): the
+        # undo puts back what was there and drops only what came since
+        s = ctx.project.settings
+        config = claude.config_path(s.claude_config)
+        before = claude.snapshot(config, [ctx.session.worktree], s.claude_lock_stale)
     apply(ctx.project, ctx.session)
-    # the entry of a worktree this run made is this run's; an older one is the user's
-    return Made("Claude Code entry") if ctx.made.get("worktree") else None
+    return Made("Claude Code entry", before) if before is not None else None
 
 
 def undo(ctx: Context, made: Made) -> None:
     s = ctx.project.settings
-    claude.forget(claude.config_path(s.claude_config), [ctx.session.worktree], s.claude_lock_stale)
+    claude.restore(claude.config_path(s.claude_config), made.data, s.claude_lock_stale)
 
 
 def plan(ctx: Context) -> list[str]:

@@ -45,6 +45,9 @@ def start(project: Project, session: Session, srv: tmux.TmuxServer, resume: bool
     tname = session.tmux_name
     ours = {w.name for w in project.settings.windows}
     panes = tmux.windows(srv, tname)  # None: no such session
+    other = sessions.foreign_tmux(session, (panes or {}).values())
+    if other:
+        raise TallyError(sessions.foreign_tmux_said(project, session, other))
     in_deleted = tmux.in_deleted_folders(panes or {})
     stale = [w for w in in_deleted if w in ours]
     for other in (w for w in in_deleted if w not in ours):  # yours: an editor, say
@@ -135,6 +138,10 @@ def check(ctx: Context, report: Report) -> Checked:
             )
         return Checked(mend=(session.tmux_name,))
     panes = tmux.windows(ctx.server, session.tmux_name) or {}
+    other = sessions.foreign_tmux(session, panes.values())
+    if other:
+        report.bad(session.name, sessions.foreign_tmux_said(project, session, other))
+        return Checked()
     missing = [w for w in want if w not in panes]
     stale = [w for w in tmux.in_deleted_folders(panes) if w in want]
     if missing:
