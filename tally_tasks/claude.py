@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import interrupts
 from .errors import TallyError
 from .links import Outcome, guard
 from .nodejson import stringify
@@ -50,42 +51,51 @@ def claude_lock(config: Path, stale: float, wait: float | None = None) -> Iterat
     """Claude Code's own lock: ``mkdir <config>.lock``; older than `stale` s is abandoned."""
     lock = config.with_name(config.name + ".lock")
     deadline = time.monotonic() + (wait if wait is not None else stale + 5)
-    while True:
-        try:
-            os.mkdir(lock)
-            break
-        except (PermissionError, FileNotFoundError) as e:
-            raise TallyError(
-                f"cannot take Claude Code's lock {lock}: {e.strerror}; "
-                f"check that {lock.parent} exists and is yours"
-            ) from None
-        except FileExistsError:
-            try:
-                age = time.time() - lock.stat().st_mtime
-            except FileNotFoundError:
-                continue  # released between mkdir and stat
-            if age > stale:
-                # stale: its holder died. Take it over the way proper-lockfile does.
-                try:
-                    os.rmdir(lock)
-                except FileNotFoundError:
-                    pass
-                except OSError as e:  # a file, or a folder with something in it: not a lock
-                    raise TallyError(
-                        f"{lock} is in the way of Claude Code's lock ({e.strerror}); "
-                        "if no Claude Code is running, delete it"
-                    ) from None
-                continue
-            if time.monotonic() > deadline:
-                raise TallyError(
-                    f"{lock} is held by another program (Claude Code?); try again in a moment"
-                ) from None
-            time.sleep(0.005 + random.random() * 0.01)  # jitter: no lockstep with a writer
+    taken = False
     try:
+        while not taken:
+            try:
+                # Ctrl-C waits until the lock is known taken, for the finally to drop it
+                with interrupts.held():
+                    os.mkdir(lock)
+                    taken = True
+            except (PermissionError, FileNotFoundError) as e:
+                raise TallyError(
+                    f"cannot take Claude Code's lock {lock}: {e.strerror}; "
+                    f"check that {lock.parent} exists and is yours"
+                ) from None
+            except FileExistsError:
+                _wait_or_take_over(lock, stale, deadline)
         yield
     finally:
-        with contextlib.suppress(OSError):
+        if taken:
+            with contextlib.suppress(OSError):
+                os.rmdir(lock)
+
+
+def _wait_or_take_over(lock: Path, stale: float, deadline: float) -> None:
+    """Another holder has the lock: take it over when it is stale, else wait a moment."""
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return  # released between mkdir and stat
+    if age > stale:
+        # stale: its holder died. Take it over the way proper-lockfile does.
+        try:
             os.rmdir(lock)
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # a file, or a folder with something in it: not a lock
+            raise TallyError(
+                f"{lock} is in the way of Claude Code's lock ({e.strerror}); "
+                "if no Claude Code is running, delete it"
+            ) from None
+        return
+    if time.monotonic() > deadline:
+        raise TallyError(
+            f"{lock} is held by another program (Claude Code?); try again in a moment"
+        ) from None
+    time.sleep(0.005 + random.random() * 0.01)  # jitter: no lockstep with a writer
 
 
 def _read(config: Path) -> tuple[bytes, dict[str, Any]] | None:

@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "links": ["frontend/node_modules", "backend/db.sqlite3"],
     # Paths copied from the main repo, private to each session (mode kept).
     "copies": ["backend/.env", "frontend/.env"],
-    # Shell command run before every window command, joined with &&; empty = none.
+    # Run in the user's shell before every window command and hook; empty = none.
     "activate": "workon {project}",
     # The tmux windows, in order. `dir` is relative to the worktree.
     "windows": [
@@ -66,6 +66,9 @@ DEFAULTS: dict[str, Any] = {
     # Tasks of the project's own Invoke collection `session.remove` runs before the
     # worktree goes (e.g. db.drop).
     "remove_steps": [],
+    # Git-ignored files (gitignore patterns) that count as your work: `remove` refuses
+    # without --force while the worktree has one (the tool's own links and copies aside).
+    "protect": ["*.sql", "*.dump", "*.bak", "*.sqlite3"],
     "claude": {
         # Claude Code's config file; CLAUDE_CONFIG_DIR, when set, wins over the default.
         "config": "~/.claude.json",
@@ -132,6 +135,7 @@ class Settings:
     windows: tuple[Window, ...] = ()
     add_steps: tuple[StepSpec, ...] = ()
     remove_steps: tuple[StepSpec, ...] = ()
+    protect: tuple[str, ...] = ()
     claude_config: str = "~/.claude.json"
     claude_trust: str = "inherit"
     claude_lock_stale: float = 10.0
@@ -318,6 +322,10 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         if not all(isinstance(c, str) for c in items):
             raise _bad(f"hooks.{name}", "a list of shell commands", items)
         hooks[name] = tuple(items)
+    protect = _str_list(merged.get("protect"), "protect")
+    for i, pattern in enumerate(protect):
+        if not isinstance(pattern, str) or not pattern.strip() or "\n" in pattern:
+            raise _bad(f"protect[{i}]", "a gitignore pattern (*.sql, backups/)", pattern)
     land = merged.get("land")
     if not isinstance(land, dict):
         raise _bad("land", "a mapping", land)
@@ -342,6 +350,7 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         windows=_windows(merged.get("windows")),
         add_steps=_steps(merged.get("add_steps"), "add_steps"),
         remove_steps=_steps(merged.get("remove_steps"), "remove_steps"),
+        protect=tuple(protect),
         claude_config=_str(claude, "config", "claude.config") or "~/.claude.json",
         claude_trust=trust,
         claude_lock_stale=_number(claude, "lock_stale", "claude.lock_stale"),

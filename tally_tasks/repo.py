@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from .errors import TallyError
 
@@ -92,21 +93,27 @@ def open_repo(path: Path) -> Repo:
 
 
 def _git(
-    repo: Repo, args: tuple[str, ...], env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+    repo: Repo, args: tuple[str, ...], env: dict[str, str] | None = None, text: bool = True
+) -> subprocess.CompletedProcess[Any]:
     try:
         return subprocess.run(
             ["git", *args],
             cwd=repo.path,
             capture_output=True,
-            text=True,
-            errors="replace",
             env={**os.environ, **env} if env else None,
+            text=text,
+            errors="replace" if text else None,
         )
     except FileNotFoundError:
         if not repo.path.is_dir():
             raise TallyError(f"{repo.path} does not exist") from None
         raise TallyError("git is not installed or not on PATH; install git first") from None
+
+
+def _failed(args: tuple[str, ...], stderr: str, code: int) -> TallyError:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    msg = lines[-1].strip() if lines else f"exit status {code}"
+    return TallyError(f"git {_command(args)} failed: {msg.removeprefix('fatal: ')}")
 
 
 def git(
@@ -122,10 +129,17 @@ def run(repo: Repo, *args: str, env: dict[str, str] | None = None) -> str:
     becomes TallyError."""
     proc = _git(repo, args, env)
     if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        msg = lines[-1].strip() if lines else f"exit status {proc.returncode}"
-        raise TallyError(f"git {_command(args)} failed: {msg.removeprefix('fatal: ')}")
-    return proc.stdout
+        raise _failed(args, proc.stderr, proc.returncode)
+    return str(proc.stdout)
+
+
+def names(repo: Repo, *args: str) -> list[str]:
+    """The paths a ``git ... -z`` call lists, as the filesystem names them (a name that is
+    not UTF-8 round-trips through `os.fsdecode`)."""
+    proc = _git(repo, args, text=False)
+    if proc.returncode != 0:
+        raise _failed(args, proc.stderr.decode(errors="replace"), proc.returncode)
+    return [os.fsdecode(p) for p in proc.stdout.split(b"\0") if p]
 
 
 def _command(args: tuple[str, ...]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,8 +75,13 @@ def programs(line: str) -> set[str]:
     return {word.rsplit("/", 1)[-1] for word in commands(line)}
 
 
-def render(template: str, values: Mapping[str, str | int]) -> str:
-    """Fill ``{placeholders}``; every string value is shell-quoted, others left as written.
+def render(
+    template: str,
+    values: Mapping[str, str | int],
+    quote: Callable[[str], str] = shlex.quote,
+) -> str:
+    """Fill ``{placeholders}``; every string value is shell-quoted (`quote`: as another
+    shell quotes, fish), others left as written.
 
     Unknown ``{words}`` stay as they are, so shell and awk braces need no escaping.
     """
@@ -86,7 +91,7 @@ def render(template: str, values: Mapping[str, str | int]) -> str:
         if key not in values:
             return m.group(0)
         value = values[key]
-        return str(value) if isinstance(value, int) else shlex.quote(value)
+        return str(value) if isinstance(value, int) else quote(value)
 
     return _PLACEHOLDER.sub(sub, template)
 

@@ -201,6 +201,14 @@ def kill_windows(srv: TmuxServer, name: str, windows: Sequence[str]) -> None:
         _cmd(srv, *args)
 
 
+def default_shell(srv: TmuxServer) -> str | None:
+    """The shell a running server starts in a new window: its default-shell (your $SHELL
+    unless tmux.conf sets another); None when no server runs. (Starting one just to ask
+    races with its exit: the next new-session then fails 1 time in 20.)"""
+    out, err = _cmd(srv, "show-options", "-gv", "default-shell")
+    return out[-1] if out and not err else None
+
+
 def exists(srv: TmuxServer, name: str) -> bool:
     _, err = _cmd(srv, "has-session", "-t", f"={name}")
     return not err

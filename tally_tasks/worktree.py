@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,6 +215,72 @@ def user_changes(path: Path, ours: set[str]) -> list[str]:
             continue
         lines.append(f"{code} {rel}")
     return lines
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """The git-ignored files in a worktree that are not the tool's own: each ignored folder
+    (git's own, without looking through it) and loose file with its number of files, and
+    those `protect` patterns match."""
+
+    entries: dict[str, int]  # "backend/app/__pycache__/" -> 12 files; "x.log" -> 1
+    protected: list[str]
+
+    @property
+    def files(self) -> int:
+        return sum(self.entries.values())
+
+
+def ignored(path: Path, ours: set[str], protect: Sequence[str] = ()) -> Ignored:
+    """What git ignores in the worktree at `path` and `remove` would delete with it; the
+    tool's own paths (`ours`: links, copies) left out and never looked into, so a
+    hard-linked node_modules is not walked. Three git calls: the ignored folders and files
+    (git collapses each ignored folder), the files inside those folders, and which of all
+    those `protect` (gitignore patterns) matches."""
+    with repo_.open_repo(path) as wt_repo:
+        listed = repo_.names(
+            wt_repo, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"
+        )
+        # git also lists an untracked folder holding only ignored files, beside them: a
+        # folder's entries sort right after it
+        tops = sorted(e for e in listed if not _is_ours(e, ours))
+        tops = [
+            e
+            for i, e in enumerate(tops)
+            if not (e.endswith("/") and i + 1 < len(tops) and tops[i + 1].startswith(e))
+        ]
+        entries = {e: 0 if e.endswith("/") else 1 for e in tops}
+        folders = [e for e in tops if e.endswith("/")]
+        if folders:
+            for rel in _listing(wt_repo, folders, "--exclude-standard"):
+                if _is_ours(rel, ours):
+                    continue
+                parts = rel.split("/")
+                for depth in range(1, len(parts)):
+                    top = "/".join(parts[:depth]) + "/"
+                    if top in entries:
+                        entries[top] += 1
+                        break
+        protected: list[str] = []
+        if protect and tops:
+            patterns = [f"--exclude={p}" for p in protect]
+            protected = [
+                rel for rel in _listing(wt_repo, tops, *patterns) if not _is_ours(rel, ours)
+            ]
+    return Ignored(entries, sorted(protected))
+
+
+def _listing(wt_repo: repo_.Repo, paths: list[str], *excludes: str) -> list[str]:
+    """The untracked files under `paths` that `excludes` ignore (``:(literal)``: a name
+    holding ``*`` or ``[`` is a name, not a pattern), in calls of at most 1,000 paths (a
+    build's thousands of loose ignored files stay under the argument-list limit)."""
+    found = []
+    for i in range(0, len(paths), 1000):
+        pathspecs = [f":(literal){p}" for p in paths[i : i + 1000]]
+        found += repo_.names(
+            wt_repo, "ls-files", "-z", "--others", "--ignored", *excludes, "--", *pathspecs
+        )
+    return found
 
 
 def submodule_commits(path: Path) -> dict[str, list[str]]:

@@ -393,6 +393,26 @@ def test_a_stale_lock_is_taken_over(
     assert not lock.exists()
 
 
+def test_ctrl_c_just_as_the_lock_is_taken_leaves_no_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    config = tmp_path / ".claude.json"
+    config.write_text("{}\n")
+    real_mkdir = os.mkdir
+
+    def mkdir_then_ctrl_c(path: Any, *args: Any) -> None:
+        real_mkdir(path, *args)
+        os.kill(os.getpid(), signal.SIGINT)  # arrives as mkdir returns
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        with claude.claude_lock(config, stale=10.0):
+            pass
+    assert not lock_of(config).exists()
+
+
 def test_a_lock_held_past_the_wait_is_one_line_and_leaves_the_file(
     sample: Sample, made: tuple[Project, Session]
 ) -> None:

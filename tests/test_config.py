@@ -36,6 +36,7 @@ def test_defaults(raw: dict[str, Any] | None) -> None:
     assert s.claude_lock_stale == 10.0
     assert s.hooks == {"post_add": (), "pre_remove": (), "post_resume": (), "pre_land": ()}
     assert (s.land_method, s.land_into) == ("rebase", "")
+    assert s.protect == ("*.sql", "*.dump", "*.bak", "*.sqlite3")
     assert (s.project, s.worktrees, s.tmux_socket) == ("", "", "")
 
 
@@ -226,6 +227,10 @@ BAD: list[Any] = [
     ({"project": ".."}, "project"),
     ({"registry": 5}, "registry"),
     ({"activate": ["workon x"]}, "activate"),
+    ({"protect": "*.sql"}, "protect"),
+    ({"protect": ["*.sql", 3]}, "protect[1]"),
+    ({"protect": [" "]}, "protect[0]"),
+    ({"protect": ["a\nb"]}, "protect[0]"),
 ]
 
 
@@ -296,6 +301,10 @@ BAD: list[Any] = [
         "project-dotdot",
         "registry-int",
         "activate-list",
+        "protect-not-list",
+        "protect-not-str",
+        "protect-blank",
+        "protect-newline",
     ],
 )
 def test_wrong_values_name_the_key(raw: dict[str, Any], key: str) -> None:

@@ -7,6 +7,7 @@ what is left is checked.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -862,3 +863,348 @@ def test_a_late_step_of_remove_that_fails_still_drops_the_entry(sample: Sample) 
     assert sample.registry() == {} and not (sample.main.parent / "tally-x").exists()
     lock.unlink()
     git(sample.main, "branch", "-D", "x")  # as said
+
+
+# --- ignored files: listed when remove deletes them, the protected ones kept ----------------
+
+
+def ignoring(sample: Sample) -> None:
+    """The project ignores bytecode, logs, dumps and a backups folder."""
+    with (sample.main / ".gitignore").open("a") as f:
+        f.write("__pycache__/\n*.log\n*.sql\n*.dump\nbackups/\n")
+    git(sample.main, "commit", "-qam", "ignore more")
+
+
+def make_files(root: Path, *rels: str) -> None:
+    for rel in rels:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("data\n")
+
+
+def test_remove_and_its_dry_run_list_the_ignored_files_that_go(sample: Sample) -> None:
+    ignoring(sample)
+    assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    wt = sample.main.parent / "tally-x"
+    make_files(
+        wt,
+        "backend/app/__pycache__/a.pyc",
+        "backend/app/__pycache__/b.pyc",
+        "backend/lib/__pycache__/c.pyc",
+        "backend/debug.log",
+    )
+    listed = "4 git-ignored file(s): __pycache__/ (3 files in 2 folders), backend/debug.log"
+    r = run_cli(["inv", "session.remove", "x", "--dry-run"], sample.main)
+    assert r.returncode == 0, r.stdout + r.stderr
+    [line] = [ln for ln in r.stdout.splitlines() if "ignored" in ln]
+    assert line == "· ignored      delete " + listed  # never the tool's links and copies
+    r = run_cli(["inv", "session.remove", "x"], sample.main)
+    assert r.returncode == 0, r.stderr
+    assert "ignored      deleted " + listed + "\n" in r.stdout
+    assert not wt.exists()
+
+
+PROTECTED = [
+    pytest.param("backend/prod.sql", {}, id="loose"),
+    pytest.param("backups/2024/prod.dump", {}, id="inside-an-ignored-folder"),
+    pytest.param("backend/app.log", {"protect": ["*.log"]}, id="configured"),
+]
+
+
+@pytest.mark.parametrize(("rel", "config"), PROTECTED)
+def test_a_protected_ignored_file_makes_remove_refuse_without_force(
+    sample: Sample, rel: str, config: dict[str, Any]
+) -> None:
+    ignoring(sample)
+    sample.write_config(**config)
+    assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    wt = sample.main.parent / "tally-x"
+    make_files(wt, rel)
+    r = run_cli(["inv", "session.remove", "x", "--dry-run"], sample.main)
+    assert r.returncode == 1 and f"git-ignored file(s) that tally.protect keeps: {rel}" in r.stdout
+    r = run_cli(["inv", "session.remove", "x"], sample.main)
+    assert r.returncode == 1, r.stdout
+    assert f"1 git-ignored file(s) that tally.protect keeps: {rel}" in r.stderr
+    assert "session.remove --name x --force" in r.stderr
+    assert (wt / rel).read_text() == "data\n" and "x" in sample.registry()
+    kept = f"delete (--force) what tally.protect keeps: {rel}"
+    r = run_cli(["inv", "session.remove", "x", "--force", "--dry-run"], sample.main)
+    assert r.returncode == 0 and kept in r.stdout, r.stdout
+    r = run_cli(["inv", "session.remove", "x", "--force"], sample.main)
+    assert r.returncode == 0 and "deleted (--force) what tally.protect keeps" in r.stdout
+    assert not wt.exists() and "x" not in sample.registry()
+
+
+def test_with_protect_empty_an_ignored_dump_is_listed_not_kept(sample: Sample) -> None:
+    ignoring(sample)
+    sample.write_config(protect=[])
+    assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    make_files(sample.main.parent / "tally-x", "backend/prod.sql")
+    r = run_cli(["inv", "session.remove", "x"], sample.main)
+    assert r.returncode == 0 and "deleted 1 git-ignored file(s): backend/prod.sql" in r.stdout
+
+
+# --- other login shells: windows and hooks under bash, zsh and fish -------------------------
+
+LOGIN_SHELLS = ["bash", "zsh", "fish"]
+ACTIVATE = {
+    "bash": "export TALLY_ACTIVATED=yes",
+    "zsh": "export TALLY_ACTIVATED=yes",
+    "fish": "set -gx TALLY_ACTIVATED yes",
+}
+
+
+def login_shell(name: str) -> str:
+    import shutil
+
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed (CI installs it: .ci/run)")
+    return found
+
+
+def windows_in(sample: Sample, name: str, activate: str = "", **extra: Any) -> dict[str, str]:
+    """invoke.yaml for a user whose login shell is `name`; the env to run `inv` with."""
+    sample.write_config(activate=activate or ACTIVATE[name], **extra)
+    return {"SHELL": login_shell(name)}
+
+
+@pytest.mark.parametrize("name", LOGIN_SHELLS)
+def test_window_lines_work_in_the_users_login_shell_on_add_and_on_resume(
+    sample: Sample, name: str
+) -> None:
+    env = windows_in(
+        sample,
+        name,
+        windows=[
+            {
+                "name": "backend",
+                "dir": "backend",
+                "cmd": "python manage.py runserver {backend_port}",
+            },
+            # POSIX grouping and a fallback: `( )` is a command substitution in fish
+            {
+                "name": "agent",
+                "dir": "",
+                "cmd": "(exit 3) || claude -n {session}",
+                "resume_cmd": "claude --resume {session} || claude -n {session}",
+            },
+        ],
+    )
+    r = run_cli(["inv", "session.add", "x"], sample.main, env=env)
+    assert r.returncode == 0, r.stderr
+    wt = sample.main.parent / "tally-x"
+    [backend] = sample.wait_calls("python")
+    assert (backend["cwd"], backend["activated"]) == (str(wt / "backend"), "yes")
+    [agent] = sample.wait_calls("claude")
+    assert (agent["argv"], agent["cwd"], agent["activated"]) == (["-n", "tally-x"], str(wt), "yes")
+    subprocess.run(["tmux", "kill-server"], capture_output=True)
+    r = run_cli(["inv", "session.resume"], sample.main, env=env)
+    assert r.returncode == 0, r.stderr
+    resumed = sample.wait_calls("claude", 2)[1]
+    assert (resumed["argv"], resumed["activated"]) == (["--resume", "tally-x"], "yes")
+
+
+def test_window_lines_follow_the_running_servers_shell_over_shell(sample: Sample) -> None:
+    fish = login_shell("fish")
+    env = {**os.environ, "SHELL": fish}
+    subprocess.run(["tmux", "new-session", "-d", "-s", "mine"], check=True, env=env)
+    sample.write_config(activate=ACTIVATE["fish"])  # fish's words: the windows are fish
+    r = run_cli(["inv", "session.add", "x"], sample.main, env={"SHELL": "/bin/bash"})
+    assert r.returncode == 0, r.stderr
+    assert sample.wait_calls("python")[0]["activated"] == "yes"
+    assert sample.wait_calls("claude")[0]["argv"] == ["-n", "tally-x"]
+
+
+HOOKS = [
+    # (id, post_add hook, add succeeds)
+    ("runs", "cd backend && touch ran-$TALLY_SESSION", True),
+    ("fails", "(exit 4) && touch never", False),
+]
+
+
+@pytest.mark.parametrize("name", LOGIN_SHELLS)
+@pytest.mark.parametrize(("hook", "ok"), [c[1:] for c in HOOKS], ids=[c[0] for c in HOOKS])
+def test_hooks_run_in_the_users_login_shell_and_a_failing_one_fails_add(
+    sample: Sample, name: str, hook: str, ok: bool
+) -> None:
+    env = windows_in(sample, name, windows=[{"name": "sh", "dir": ""}], hooks={"post_add": [hook]})
+    r = run_cli(["inv", "session.add", "x"], sample.main, env=env)
+    wt = sample.main.parent / "tally-x"
+    if ok:
+        assert r.returncode == 0, r.stderr
+        assert (wt / "backend" / "ran-x").exists()
+        assert f"post-add     {hook}" in r.stdout
+    else:
+        assert r.returncode == 1, r.stdout
+        assert f"hook post_add `{hook}` failed with status 4" in r.stderr
+        assert not wt.exists() and sample.registry() == {}
+
+
+@pytest.mark.parametrize("name", LOGIN_SHELLS)
+def test_an_activation_the_shell_cannot_parse_fails_the_hook(sample: Sample, name: str) -> None:
+    hooks = {"post_add": ["true"]}
+    env = windows_in(sample, name, "echo (", windows=[{"name": "sh", "dir": ""}], hooks=hooks)
+    r = run_cli(["inv", "session.add", "x"], sample.main, env=env)
+    assert r.returncode == 1, r.stdout  # fish -c says 0 after a parse error
+    assert "hook post_add `true` failed with status" in r.stderr
+    assert sample.registry() == {}
+
+
+def test_a_shell_no_line_is_written_for_is_refused_before_anything_is_made(
+    sample: Sample, tmp_path: Path
+) -> None:
+    tcsh = tmp_path / "bin" / "tcsh"  # a stand-in: tmux only needs an executable shell
+    tcsh.write_text('#!/bin/sh\nexec /bin/sh "$@"\n')
+    tcsh.chmod(0o755)
+    tcsh_env = {**os.environ, "SHELL": str(tcsh)}
+    before = sorted(p.name for p in sample.main.parent.iterdir())
+    r = run_cli(["inv", "session.add", "x"], sample.main, env={"SHELL": str(tcsh)})
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert f"$SHELL is {tcsh}, a shell tally-tasks cannot write" in r.stderr
+    assert sample.registry() == {} and "tally-x" not in tmux_sessions()
+    assert sorted(p.name for p in sample.main.parent.iterdir()) == before
+    r = run_cli(["inv", "session.doctor"], sample.main, env={"SHELL": str(tcsh)})
+    assert r.returncode == 1 and f"$SHELL is {tcsh}, a shell tally-tasks cannot" in r.stdout
+    # a running tmux server's default-shell is the windows' shell, whatever $SHELL says
+    subprocess.run(["tmux", "new-session", "-d", "-s", "mine"], check=True, env=tcsh_env)
+    r = run_cli(["inv", "session.add", "x"], sample.main, env={"SHELL": "/bin/bash"})
+    assert f"tmux's default-shell is {tcsh}, a shell" in r.stderr and sample.registry() == {}
+
+
+# --- interrupts at every moment of add ------------------------------------------------------
+
+# A stand-in for git and tmux that runs the real program, counts the calls the adding
+# process itself makes, and at call $SWEEP_AT sends Ctrl-C to the adding process's group
+# (what a terminal does) just as the program finished: the moment between "made" and
+# "recorded" that an undo registered after the step misses.
+SWEEP_WRAPPER = """#!/bin/sh
+"{real}" "$@"
+rc=$?
+set -- $(cat /proc/$$/stat)
+if [ "$4" = "$5" ]; then
+  n=$(( $(cat "{counter}" 2>/dev/null || echo 0) + 1 ))
+  echo "$n" > "{counter}"
+  if [ "$n" = "$SWEEP_AT" ]; then
+    trap '' INT
+    kill -INT "-$5"
+  fi
+fi
+exit $rc
+"""
+
+# the hook Ctrl-Cs the adding process (its shell's parent) and waits: it must be ended
+SWEEP_HOOK = 'if [ -n "$SWEEP_HOOK" ]; then kill -INT "-$PPID"; sleep 30; fi'
+
+
+def in_worktree(wt: Path) -> list[str]:
+    """Processes whose working folder is the worktree or inside it (deleted or not)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        cwd = cwd.removesuffix(" (deleted)")
+        if cwd == str(wt) or cwd.startswith(str(wt) + "/"):
+            found.append(f"{proc.name} {(proc / 'cmdline').read_bytes()!r}")
+    return found
+
+
+class Sweep:
+    """`inv session.add x` run again and again, Ctrl-C'd at a different moment each time."""
+
+    def __init__(self, sample: Sample, tmp_path: Path) -> None:
+        import shutil
+
+        self.sample = sample
+        self.wt = sample.main.parent / "tally-x"
+        self.counter = tmp_path / "calls"
+        wrappers = tmp_path / "sweep-bin"
+        wrappers.mkdir()
+        for prog in ("git", "tmux"):
+            real = shutil.which(prog)
+            assert real is not None
+            (wrappers / prog).write_text(SWEEP_WRAPPER.format(real=real, counter=self.counter))
+            (wrappers / prog).chmod(0o755)
+        self.path = f"{wrappers}:{os.environ['PATH']}"
+        sample.write_config(hooks={"post_add": [SWEEP_HOOK]})
+        write_claude_json(sample)
+        self.claude = claude_json(sample)
+
+    def add(self, **env: str) -> subprocess.Popen[str]:
+        self.counter.unlink(missing_ok=True)
+        return subprocess.Popen(
+            [str(VENV_BIN / "inv"), "session.add", "x", "-q"],
+            cwd=self.sample.main,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PATH": self.path, **env},
+            start_new_session=True,  # its own group, as a terminal's foreground job
+        )
+
+    def calls(self) -> int:
+        return int(self.counter.read_text()) if self.counter.exists() else 0
+
+    def settled(self, proc: subprocess.Popen[str], moment: str) -> str:
+        """After the add ended: nothing of it left, or the session whole (a Ctrl-C as it
+        finished); then cleared for the next run. Says which."""
+        out, err = proc.communicate(timeout=60)
+        where = f"Ctrl-C {moment} (exit {proc.returncode}): {out}{err}"
+        if "Traceback" in err:  # Python's own: inv still importing, or already ending
+            begun, ended = self.calls() > 0, err.startswith("Exception ignored in")
+            assert (ended or not begun) and "KeyboardInterrupt" in err, where
+        entry = self.sample.registry().get("x")
+        if entry is not None and "state" not in entry:  # finished: every part there
+            assert self.wt.is_dir() and "x" in branches(self.sample.main), where
+            assert "tally-x" in tmux_sessions(), where
+            r = run_cli(["inv", "session.remove", "x", "--force", "-q"], self.sample.main)
+            assert r.returncode == 0, r.stderr
+            return "complete"
+        assert proc.returncode != 0, where
+        assert entry is None, where
+        assert not self.wt.exists(), where
+        assert "tally-x" not in git(self.sample.main, "worktree", "list"), where
+        assert "x" not in branches(self.sample.main), where
+        assert "tally-x" not in tmux_sessions(), where
+        assert claude_json(self.sample) == self.claude, where
+        poll(lambda: not in_worktree(self.wt), timeout=5)  # a hang-up takes a moment
+        return "undone"
+
+
+def test_ctrl_c_at_every_moment_of_add_leaves_nothing_behind(
+    sample: Sample, tmp_path: Path
+) -> None:
+    sweep = Sweep(sample, tmp_path)
+    # how many git and tmux calls a whole add makes
+    assert sweep.settled(sweep.add(), "never") == "complete"
+    total = sweep.calls()
+    assert total >= 10
+    outcomes: dict[str, str] = {}
+    # just as each git or tmux call of the add returns
+    took = 0.0  # about as long as a whole add: until its last call
+    for n in range(1, total + 1):
+        started = time.monotonic()
+        outcomes[f"call {n}"] = sweep.settled(sweep.add(SWEEP_AT=str(n)), f"after call {n}")
+        took = max(took, time.monotonic() - started)
+    # at each step boundary (the add waits there), and inside the post_add hook
+    for step in STEPS:
+        mark = tmp_path / f"at-{step}"
+        proc = sweep.add(TALLY_TEST_FAULT=f"pause:{step}", TALLY_TEST_FAULT_MARK=str(mark))
+        poll(mark.exists, timeout=30)
+        os.killpg(proc.pid, signal.SIGINT)
+        outcomes[step] = sweep.settled(proc, f"after {step}")
+    outcomes["hook"] = sweep.settled(sweep.add(SWEEP_HOOK="1"), "in the post_add hook")
+    # and at times spread over a whole add
+    for i in range(1, 6):
+        delay = took * i / 6
+        proc = sweep.add()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=delay)  # the stimulus: Ctrl-C after `delay` s
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        outcomes[f"{delay:.2f}s"] = sweep.settled(proc, f"at {delay:.2f} s")
+    assert outcomes["call 1"] == outcomes["ports"] == outcomes["hook"] == "undone", outcomes
+    assert list(outcomes.values()).count("undone") >= total, outcomes

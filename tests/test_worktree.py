@@ -161,6 +161,75 @@ def test_user_changes_reports_a_staged_rename_once(
     assert worktree.user_changes(path, set()) == ["R  backend/run.py"]
 
 
+# --- ignored: what remove deletes besides the user's changes --------------------------------
+
+IGNORE = "__pycache__/\n*.log\n*.sql\n*.dump\nbackups/\ndist/\n"
+IGNORED = [
+    # (id, files made in the worktree, entries with their file counts, protected)
+    ("nothing", [], {}, []),
+    ("loose-file", ["debug.log"], {"debug.log": 1}, []),
+    (
+        "pycache-folders",
+        ["backend/app/__pycache__/a.pyc", "backend/app/__pycache__/b.pyc", "x/__pycache__/c.pyc"],
+        {"backend/app/__pycache__/": 2, "x/__pycache__/": 1},
+        [],
+    ),
+    ("protected-loose", ["backend/prod.sql"], {"backend/prod.sql": 1}, ["backend/prod.sql"]),
+    (
+        "protected-inside-an-ignored-folder",
+        ["backups/nightly/prod.dump", "backups/notes.txt"],
+        {"backups/": 2},
+        ["backups/nightly/prod.dump"],
+    ),
+    ("glob-characters-in-a-name", ["dist/[a]*.sql"], {"dist/": 1}, ["dist/[a]*.sql"]),
+    ("untracked-but-not-ignored", ["notes.md"], {}, []),
+]
+
+
+@pytest.mark.parametrize(
+    ("made", "entries", "protected"), [c[1:] for c in IGNORED], ids=[c[0] for c in IGNORED]
+)
+def test_ignored_lists_folders_with_their_files_and_what_protect_keeps(
+    sample: Sample,
+    repo: repo_.Repo,
+    path: Path,
+    made: list[str],
+    entries: dict[str, int],
+    protected: list[str],
+) -> None:
+    (sample.main / ".git" / "info" / "exclude").write_text(IGNORE)
+    worktree.create(repo, path, "x")
+    with_tool_paths(sample, path)
+    for rel in made:
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (path / rel).write_text("data\n")
+    found = worktree.ignored(path, sample.project().own_paths(), ["*.sql", "*.dump"])
+    assert (found.entries, found.protected) == (entries, protected)
+    assert found.files == sum(entries.values())
+
+
+@pytest.mark.parametrize("mode", ["symlink", "hardlink", "copy"])
+def test_ignored_leaves_out_the_tools_links_and_copies_and_never_looks_inside(
+    sample: Sample, repo: repo_.Repo, path: Path, mode: str
+) -> None:
+    # a database and a dump in main's node_modules: the tree's, the tool's, not the user's
+    (sample.main / "frontend" / "node_modules" / "pkg" / "fixture.sql").write_text("x\n")
+    project = sample.project(
+        links=[
+            {"path": "frontend/node_modules", "mode": mode},
+            {"path": "backend/db.sqlite3", "mode": mode},
+        ]
+    )
+    worktree.create(repo, path, "x")
+    links.apply(sample.main, path, project.settings.links)
+    envfiles.apply(sample.main, path, project.settings.copies)
+    found = worktree.ignored(path, project.own_paths(), ["*.sql", "*.sqlite3"])
+    assert (found.entries, found.protected) == ({}, [])
+    # the same files, not the tool's: listed and protected
+    found = worktree.ignored(path, set(), ["*.sql", "*.sqlite3"])
+    assert "backend/db.sqlite3" in found.protected and "backend/.env" in found.entries
+
+
 # --- remove ---------------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 
 from .. import output, registry, sessions, status, tmux
+from .. import shell as shell_
 from ..errors import TallyError
 from ..session import Project, commands, render
 from ..steps import builtin
@@ -28,6 +29,10 @@ def check_tools(project: Project, report: Report) -> None:
             output.step("tools", f"{tool} found")
         else:
             report.bad("tools", f"{tool} is not on PATH; install it")
+    try:
+        shell_.kind(shell_.login_shell())
+    except TallyError as e:
+        report.bad("shell", str(e))
     have = tmux.version() if shutil.which("tmux") else None
     if have is not None and have < tmux.MIN_VERSION:
         report.bad(

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import claude, hooks, merged, output, registry, sessions, tmux, worktree
+from .. import claude, envfiles, hooks, merged, output, registry, sessions, tmux, worktree
 from .. import repo as repo_
 from ..errors import TallyError
 from ..session import Project, Session, render
@@ -36,9 +36,51 @@ def _unmerged(repo: repo_.Repo, branch: str, main_ref: str) -> list[str]:
     return repo_.run(repo, "log", "--format=%h %s", f"{main_ref}..refs/heads/{branch}").splitlines()
 
 
-def at_risk(project: Project, repo: repo_.Repo, session: Session, half: bool = False) -> list[str]:
-    """What removing the session would destroy: the user's changes and the branch's stashes
-    (a `half` made worktree is git's unfinished checkout: no one's changes)."""
+def lost_ignored(project: Project, session: Session) -> worktree.Ignored:
+    """The git-ignored files `remove` deletes with the worktree, the tool's own links and
+    copies (those of `.worktreeinclude` too) aside."""
+    ours = project.own_paths() | set(envfiles.worktree_include(project.main))
+    return worktree.ignored(session.worktree, ours, project.settings.protect)
+
+
+def ignored_shown(ign: worktree.Ignored, limit: int = 6) -> str:
+    """``__pycache__/ (120 files in 14 folders), backend/debug.log``: ignored folders of
+    one name together, the most files first."""
+    groups: dict[str, list[int]] = {}  # name -> [files, folders]
+    for entry, files in ign.entries.items():
+        key = entry.rstrip("/").rsplit("/", 1)[-1] + "/" if entry.endswith("/") else entry
+        group = groups.setdefault(key, [0, 0])
+        group[0] += files
+        group[1] += 1
+    order = sorted(groups.items(), key=lambda kv: (-kv[1][0], kv[0]))
+
+    def one(key: str, files: int, folders: int) -> str:
+        if not key.endswith("/"):
+            return key
+        where = f" in {folders} folders" if folders > 1 else ""
+        return f"{key} ({files} file{'' if files == 1 else 's'}{where})"
+
+    shown = [one(key, *group) for key, group in order[:limit]]
+    rest = order[limit:]
+    if rest:
+        shown.append(f"… and {len(rest)} more ({sum(g[0] for _, g in rest)} files)")
+    return ", ".join(shown)
+
+
+def _paths_shown(paths: list[str], limit: int = 8) -> str:
+    return ", ".join(paths[:limit]) + (" …" if len(paths) > limit else "")
+
+
+def at_risk(
+    project: Project,
+    repo: repo_.Repo,
+    session: Session,
+    half: bool = False,
+    ign: worktree.Ignored | None = None,
+) -> list[str]:
+    """What removing the session would destroy: the user's changes, the ignored files
+    tally.protect names (`ign`: found already) and the branch's stashes (a `half` made
+    worktree is git's unfinished checkout: no one's changes)."""
     problems: list[str] = []
     if session.worktree.is_dir() and not half:
         # a real file where a symlink belongs is not ours (links leave it alone): the
@@ -57,8 +99,14 @@ def at_risk(project: Project, repo: repo_.Repo, session: Session, half: bool = F
             )
         changes = worktree.user_changes(session.worktree, project.own_paths())
         if changes:
-            shown = ", ".join(changes[:8]) + (" …" if len(changes) > 8 else "")
+            shown = _paths_shown(changes)
             problems.append(f"{len(changes)} uncommitted or untracked change(s): {shown}")
+        protected = (ign or lost_ignored(project, session)).protected
+        if protected:
+            problems.append(
+                f"{len(protected)} git-ignored file(s) that tally.protect keeps: "
+                + _paths_shown(protected)
+            )
         for sub, commits in worktree.submodule_commits(session.worktree).items():
             problems.append(
                 f"submodule {sub}: {len(commits)} commit(s) on no remote ({commits[0]}), "
@@ -103,10 +151,14 @@ def refusal(project: Project, session: Session, known: worktree.Worktree | None)
 
 
 def problems(
-    project: Project, repo: repo_.Repo, session: Session, known: worktree.Worktree | None
+    project: Project,
+    repo: repo_.Repo,
+    session: Session,
+    known: worktree.Worktree | None,
+    ign: worktree.Ignored | None = None,
 ) -> list[str]:
     """What makes `remove` refuse without --force: a locked worktree, one on another
-    branch, and the user's work at risk."""
+    branch, and the user's work at risk (`ign`: its ignored files, found already)."""
     problems = []
     pid = sessions.adder(sessions.load(project).get(session.name, {}))
     if pid is not None:
@@ -120,7 +172,7 @@ def problems(
         problems.append(
             f"the worktree is on {known.branch or 'a detached HEAD'}, not {session.branch}"
         )
-    return problems + at_risk(project, repo, session, half)
+    return problems + at_risk(project, repo, session, half, ign)
 
 
 def branch_fate(
@@ -167,8 +219,9 @@ def run(
         why = refusal(project, session, known)
         if why:
             raise TallyError(why)
+        ign = lost_ignored(project, session) if wt.is_dir() else None
         if not force:
-            found = problems(project, repo, session, known)
+            found = problems(project, repo, session, known, ign)
             if found:
                 raise TallyError(
                     f"session {name} has work that would be lost: "
@@ -206,6 +259,7 @@ def run(
                 worktree.unlink_ours(wt, [lk.path for lk in project.settings.links])
                 worktree.remove(repo, wt)
                 output.step("worktree", f"removed {wt}")
+                _said_ignored(ign, force)
             # the worktree is gone: from here on, a step that fails is said, and the
             # entry goes all the same (else no command but doctor --fix could clear it)
             late = _late(
@@ -241,6 +295,24 @@ def _late(step: str, fn: Callable[[], None], hint: str = "") -> str:
         output.warn(step, said)
         return said
     return ""
+
+
+def _said_ignored(ign: worktree.Ignored | None, force: bool, plan: bool = False) -> None:
+    """The ignored files that went (`plan`: would go) with the worktree."""
+    if ign is None or not ign.files:
+        return
+    lost = f"{ign.files} git-ignored file(s): {ignored_shown(ign)}"
+    kept = ""
+    if ign.protected and force:
+        kept = f"(--force) what tally.protect keeps: {_paths_shown(ign.protected)}"
+    if plan:
+        plan_line("ignored", "delete " + lost)
+        if kept:
+            plan_line("ignored", "delete " + kept)
+        return
+    output.step("ignored", "deleted " + lost)
+    if kept:
+        output.warn("ignored", "deleted " + kept)
 
 
 def _run_steps(ctx: Context, chosen: list[Step], force: bool) -> None:
@@ -298,8 +370,9 @@ def plan(
         if why:
             refuse_lines([why + " (--force does not change this)"], "nothing would be removed")
             return False
+        ign = lost_ignored(project, session) if wt.is_dir() else None
         if not force:
-            found = problems(project, repo, session, known)
+            found = problems(project, repo, session, known, ign)
             if found:
                 refuse_lines(
                     ["work would be lost: " + "; ".join(found)],
@@ -333,6 +406,7 @@ def plan(
         if wt.exists() or known is not None:
             gone = "" if wt.exists() else " (already gone: drop git's record of it)"
             plan_line("worktree", f"remove {wt}{gone}")
+            _said_ignored(ign, force, plan=True)
         delete, why = branch_fate(project, repo, session.branch, force, keep_branch)
         elsewhere = [
             w.path

@@ -6,7 +6,7 @@ from .. import hooks, output, sessions, tmux
 from .. import ports as ports_
 from ..errors import TallyError
 from ..session import Project, Session
-from ..steps.tmux import window_runs
+from ..steps.tmux import window_runs, window_shell
 
 
 def run(project: Project, srv: tmux.TmuxServer, name: str | None = None) -> list[str]:
@@ -45,10 +45,11 @@ def run(project: Project, srv: tmux.TmuxServer, name: str | None = None) -> list
     for session in todo:
         if busy.intersection(session.ports.values()):
             sessions.warn_foreign_ports(session)
+    shell = window_shell(srv) if todo else ""
     failed = set(
         tmux.create_many(
             srv,
-            [(s.tmux_name, window_runs(project, s, resume=True), s.env()) for s in todo],
+            [(s.tmux_name, window_runs(project, s, True, shell), s.env()) for s in todo],
         )
     )
     started = []

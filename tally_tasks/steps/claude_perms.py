@@ -37,16 +37,21 @@ def apply(project: Project, session: Session) -> None:
     show(name, outcomes)
 
 
+def hold(ctx: Context) -> Made | None:
+    if not (ctx.adding and uses_claude(ctx.project)):
+        return None
+    # an entry there may be older than this add (its history, its MCP servers): the
+    # undo puts back what was there and drops only what came since
+    s = ctx.project.settings
+    config = claude.config_path(s.claude_config)
+    before = claude.snapshot(config, [ctx.session.worktree], s.claude_lock_stale)
+    return Made("Claude Code entry", before)
+
+
 def run(ctx: Context) -> Made | None:
-    before = None
-    if ctx.adding and uses_claude(ctx.project):
-        # an entry there may be older than this add (its history, its MCP servers): the
-        # undo puts back what was there and drops only what came since
-        s = ctx.project.settings
-        config = claude.config_path(s.claude_config)
-        before = claude.snapshot(config, [ctx.session.worktree], s.claude_lock_stale)
+    before = hold(ctx)  # what was there as run starts (hold's, unless it changed since)
     apply(ctx.project, ctx.session)
-    return Made("Claude Code entry", before) if before is not None else None
+    return before
 
 
 def undo(ctx: Context, made: Made) -> None:

@@ -7,7 +7,16 @@ import os
 
 from .. import links, output
 from ..session import Project, Session
-from .base import Checked, Context, Made, Report, nothing_to_undo, require_worktree, show
+from .base import (
+    Checked,
+    Context,
+    Made,
+    Report,
+    nothing_to_hold,
+    nothing_to_undo,
+    require_worktree,
+    show,
+)
 
 name = "links"
 required = False
@@ -35,6 +44,7 @@ def run(ctx: Context) -> Made | None:
     return None  # they go with the worktree (unlinked first)
 
 
+hold = nothing_to_hold
 undo = nothing_to_undo
 
 
