@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import ports as ports_
-from . import status, tmux
+from . import panes, status, tmux
 from .errors import TallyError
 from .session import Project, programs
 
@@ -74,7 +74,7 @@ def agent_cell(row: Mapping[str, Any], now: float) -> str:
     state, since = agent(row)
     if not state:
         return "running"
-    return state if since is None else f"{state} {status.span(now - since)}"
+    return state if since is None else f"{state} {panes.age(since, now)}"
 
 
 def servers_down(row: Mapping[str, Any]) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 from .errors import TallyError
 
 LINK_MODES = ("symlink", "hardlink", "reflink", "copy")
-HOOKS = ("post_add", "pre_remove", "post_resume", "pre_land")
+HOOKS = ("post_add", "pre_remove", "post_resume", "on_waiting", "pre_land")
 LAND_METHODS = ("rebase", "squash", "merge")
 
 DEFAULTS: dict[str, Any] = {
@@ -57,7 +57,7 @@ DEFAULTS: dict[str, Any] = {
             "name": "claude",
             "dir": "",
             "cmd": "claude -n {session}",
-            "resume_cmd": "claude --resume {session} || claude -n {session}",
+            "resume_cmd": "claude {claude_resume} || claude -n {session}",
         },
     ],
     # The steps `session.add` runs, in order: built-in steps (tally_tasks/steps/), and
@@ -79,8 +79,21 @@ DEFAULTS: dict[str, Any] = {
     },
     # tmux socket name (tmux -L); empty = tmux's default server.
     "tmux_socket": "",
-    # Shell commands run in the worktree at these points, with the same placeholders.
-    "hooks": {"post_add": [], "pre_remove": [], "post_resume": [], "pre_land": []},
+    # Shell commands run in the worktree at these points, with the same placeholders;
+    # on_waiting: when a session's agent starts waiting for the user; pre_land: before
+    # `session.land` moves the main branch.
+    "hooks": {
+        "post_add": [],
+        "pre_remove": [],
+        "post_resume": [],
+        "on_waiting": [],
+        "pre_land": [],
+    },
+    # Seconds add/resume/tmux/doctor --fix wait for the windows' servers to answer.
+    "ready_timeout": 30.0,
+    # When an agent starts waiting (and no client of yours looks at its window): a tmux
+    # message in your clients, and the bell in its window.
+    "attention": {"message": True, "bell": True},
     "land": {
         # How `session.land` brings the main branch forward: rebase (fast-forward to the
         # rebased branch), squash (one commit), merge (a merge commit).
@@ -143,6 +156,9 @@ class Settings:
     hooks: dict[str, tuple[str, ...]] = field(default_factory=dict)
     land_method: str = "rebase"
     land_into: str = ""
+    ready_timeout: float = 30.0
+    attention_message: bool = True
+    attention_bell: bool = True
     dashboard_bell: bool = True
 
 
@@ -332,6 +348,12 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
     method = _str(land, "method", "land.method") or "rebase"
     if method not in LAND_METHODS:
         raise _bad("land.method", "one of " + ", ".join(LAND_METHODS), method)
+    attention = merged.get("attention")
+    if not isinstance(attention, dict):
+        raise _bad("attention", "a mapping (message, bell)", attention)
+    for key in ("message", "bell"):
+        if not isinstance(attention.get(key), bool):
+            raise _bad(f"attention.{key}", "true or false", attention.get(key))
     dashboard = merged.get("dashboard")
     if not isinstance(dashboard, dict):
         raise _bad("dashboard", "a mapping", dashboard)
@@ -358,6 +380,9 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         hooks=hooks,
         land_method=method,
         land_into=_str(land, "into", "land.into"),
+        ready_timeout=_number(merged, "ready_timeout", "ready_timeout"),
+        attention_message=attention["message"],
+        attention_bell=attention["bell"],
         dashboard_bell=_bool(dashboard, "bell", "dashboard.bell"),
     )
 

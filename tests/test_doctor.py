@@ -29,6 +29,19 @@ def add(sample: Sample, srv: libtmux.Server, name: str = "x") -> Session:
     return add_op.run(sample.project(), name, srv)
 
 
+# Windows whose programs run without serving: the session's ports are free for a test's own
+# server (another program's, or one of the session's left over)
+IDLE = [
+    {"name": "backend", "dir": "backend", "cmd": "sleep 600 # {backend_port}"},
+    {"name": "frontend", "dir": "frontend", "cmd": "sleep 600 # {frontend_port}"},
+]
+
+
+def add_idle(sample: Sample, srv: libtmux.Server) -> Session:
+    sample.write_config(windows=IDLE)
+    return add_op.run(sample.project(windows=IDLE), "x", srv)
+
+
 def run_doctor(sample: Sample, *args: str) -> subprocess.CompletedProcess[str]:
     return run_cli(["inv", "session.doctor", *args], sample.main)
 
@@ -279,7 +292,7 @@ def test_a_foreign_process_on_a_port_is_named_and_never_killed(
     srv: libtmux.Server,
     serve: Callable[[int, Path], subprocess.Popen[bytes]],
 ) -> None:
-    session = add(sample, srv)
+    session = add_idle(sample, srv)
     port = session.ports["backend"]
     outside = sample.root / "outside"
     outside.mkdir()
@@ -299,7 +312,7 @@ def test_the_sessions_own_server_on_its_port_is_fine(
     srv: libtmux.Server,
     serve: Callable[[int, Path], subprocess.Popen[bytes]],
 ) -> None:
-    session = add(sample, srv)
+    session = add_idle(sample, srv)
     serve(session.ports["backend"], session.worktree / "backend")
     assert_all_good(sample)
 
@@ -311,7 +324,7 @@ def test_a_left_over_server_of_the_session_is_stopped_by_fix(
     serve: Callable[[int, Path], subprocess.Popen[bytes]],
     gone: str,
 ) -> None:
-    session = add(sample, srv)
+    session = add_idle(sample, srv)
     proc = serve(session.ports["backend"], session.worktree)
     if gone == "tmux":
         tmux.kill(srv, "tally-x")
@@ -361,17 +374,18 @@ ENV_CASES: list[tuple[str, dict[str, object], str]] = [
     (
         "window-program-missing",
         {"windows": [{"name": "api", "dir": "", "cmd": "nosuchprog --port {backend_port}"}]},
-        "nosuchprog (a window command) is not on PATH",
+        "nosuchprog is not found after the activation command in your login shell (sh), "
+        "needed by api",
     ),
     (
         "resume-program-missing",
         {"windows": [{"name": "a", "dir": "", "cmd": "true", "resume_cmd": "nosuchagent -r"}]},
-        "nosuchagent (a window command) is not on PATH",
+        "nosuchagent is not found after the activation command",
     ),
     (
         "activation-missing",
         {"activate": "nosuchcmd"},
-        "`nosuchcmd` (from tally.activate) is not a command",
+        "the activation command `nosuchcmd` fails in your login shell (sh)",
     ),
 ]
 
@@ -420,7 +434,7 @@ def test_a_program_after_an_assignment_is_checked(sample: Sample) -> None:
     assert_all_good(sample)
     windows[0]["cmd"] = "PORT={frontend_port} nosuchprog start"
     sample.write_config(windows=windows)
-    assert_reported(run_doctor(sample), "nosuchprog (a window command) is not on PATH")
+    assert_reported(run_doctor(sample), "nosuchprog is not found after the activation command")
 
 
 def test_a_login_shell_function_counts_as_available(sample: Sample) -> None:
@@ -453,4 +467,4 @@ def test_an_unknown_name_is_a_one_line_error(sample: Sample, srv: libtmux.Server
     assert line.endswith(
         "no session named 'nope' (sessions: a); create it with: inv session.add --name nope"
     )
-    assert [ln.split()[1] for ln in r.stdout.splitlines()] == ["tools"] * 5 + ["activate"]
+    assert [ln.split()[1] for ln in r.stdout.splitlines()] == ["tools"] * 2 + ["preflight"]
