@@ -13,15 +13,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ports as ports_
 from . import panes, status, tmux
+from . import ports as ports_
 from .errors import TallyError
-from .session import Project, programs
+from .session import Project
 
 GIT_EVERY = 10.0  # seconds between two `git status` of an unchanged worktree
-AGENTS = {"claude", "codex", "aider", "gemini"}  # programs that make a window the agent's
 HOLDERS_EVERY = 5.0  # seconds the holders of an unchanged set of listening ports are kept
 LOCAL = "local"
+BROKEN = ("exited", "missing", "down", "other")  # a window's state that needs the user
 
 Answer = list[dict[str, Any]] | str | None  # rows, why there are none, or not asked yet
 
@@ -40,12 +40,9 @@ class Line:
 
 
 def agent_window(project: Project) -> str | None:
-    """The window the agent runs in (claude, codex, aider, gemini); else the last one."""
+    """The window the agent runs in (`panes.agent_window`); else the last one."""
     windows = project.settings.windows
-    for w in windows:
-        if AGENTS & (programs(w.cmd) | programs(w.resume_cmd)):
-            return w.name
-    return windows[-1].name if windows else None
+    return panes.agent_window(windows) or (windows[-1].name if windows else None)
 
 
 def _epoch(value: Any) -> float | None:
@@ -77,12 +74,13 @@ def agent_cell(row: Mapping[str, Any], now: float) -> str:
     return state if since is None else f"{state} {panes.age(since, now)}"
 
 
-def servers_down(row: Mapping[str, Any]) -> list[str]:
-    """The session's ports nothing of its own answers on (none when it is not running)."""
+def broken(row: Mapping[str, Any]) -> list[str]:
+    """The session's windows that need the user (a server down or exited, the agent
+    exited, a window missing), from `list --json`'s `windows`; none when not running."""
     if not row.get("running"):
         return []
-    listening = row.get("listening") or {}
-    return [p for p, up in listening.items() if not up]
+    windows = row.get("windows") or {}
+    return [w for w, state in windows.items() if state in BROKEN]
 
 
 def ports_cell(row: Mapping[str, Any]) -> str:
@@ -118,7 +116,7 @@ def rank(row: Mapping[str, Any]) -> tuple[Any, ...]:
         return (4, 0.0)
     if state == "waiting":
         return (0, since if since is not None else math.inf)
-    if state == "exited" or servers_down(row):
+    if state == "exited" or broken(row):
         return (1, 0.0)
     if state == "idle":
         return (2, 0.0)

@@ -32,6 +32,7 @@ from . import output, remote, sessions, tmux
 from . import repo as repo_
 from .errors import TallyError, one_line
 from .operations import add as add_
+from .operations import live as live_
 from .operations import remove as remove_
 from .session import Project
 from .steps.project import ProjectTasks
@@ -581,11 +582,25 @@ class Dashboard(App[None]):
         self.say(f"sent to {row['name']}: {text}")
         self.poll()
 
-    def action_restart(self) -> None:
+    @work(group="operation")
+    async def action_restart(self) -> None:
+        """Restart what died in the session (`session.restart`'s function; a program that
+        runs is left alone), then wait for it as the task does."""
         picked = self._local("restart")
         if picked is None:
             return
-        self.say("restart: not available yet")
+        project, row = picked
+        if not board_.broken(row):
+            self.say(f"restart: nothing in {row['name']} has died")
+            return
+        session = sessions.get(project, row["name"])
+
+        def restart() -> None:
+            done = live_.restart_windows(project, session, self.srv, live=False)
+            if done:
+                live_.wait(project, session, self.srv, done)
+
+        await self.operate(f"restart {row['name']} ({', '.join(board_.broken(row))})", restart)
 
     def action_open(self) -> None:
         picked = self._local("open")

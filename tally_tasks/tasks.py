@@ -764,16 +764,9 @@ def tmux(c: Context, name: str, no_wait: bool = False, quiet: bool = False) -> N
 def _wait(c: Context, name: str, windows: list[str] | None = None) -> None:
     """Readiness lines for the session's windows; their problems are the command's error."""
     from .operations import live
-    from .steps.tmux import attach_line
 
     project = project_of(c)
-    session = sessions.get(project, name)
-    results = live.ready(project, session, _server(project), windows)
-    if live.problems(results):
-        raise TallyError(
-            f"session {name}: {live.problems(results)}; look at it with: "
-            + attach_line(project, session)
-        )
+    live.wait(project, sessions.get(project, name), _server(project), windows)
 
 
 @task(

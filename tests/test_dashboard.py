@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import time
 import webbrowser
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from test_remote import SSHD, FakeHost
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from tally_tasks import board, remote
+from tally_tasks import board, panes, remote
 from tally_tasks.dashboard import Ask, Confirm, Dashboard, Operation, Sessions
 from tally_tasks.operations import add as add_op
 from tally_tasks.steps.project import ProjectTasks
@@ -93,31 +95,41 @@ hosts = test_remote.hosts  # the fixture: two hosts, each a real sshd and main c
 # --- the table -------------------------------------------------------------------------------
 
 
-def test_table_shows_what_list_json_says(
-    sample: Sample, srv: libtmux.Server, serve: Callable[[int, Path], Any]
-) -> None:
+def list_json(sample: Sample) -> list[dict[str, Any]]:
+    r = run_cli(["inv", "session.list", "--json"], sample.main)
+    assert r.returncode == 0, r.stderr
+    rows: list[dict[str, Any]] = json.loads(r.stdout)
+    return rows
+
+
+def steady(cells: list[str] | tuple[str, ...]) -> list[str]:
+    """Name, branch, the agent's state, ports, git: the cells that do not tick (how long a
+    state has held and the age do)."""
+    return [cells[0], cells[1], cells[2].split()[0], *cells[3:-1]]
+
+
+def test_table_shows_what_list_json_says(sample: Sample, srv: libtmux.Server) -> None:
     add(sample, srv, "alpha", "beta", "gamma")
-    alpha = sample.registry()["alpha"]
-    serve(alpha["backend_port"], Path(alpha["worktree"]) / "backend")  # its server is up
     (Path(sample.registry()["beta"]["worktree"]) / "notes.txt").write_text("mine\n")  # dirty
     gamma = Path(sample.registry()["gamma"]["worktree"])
     (gamma / "g.txt").write_text("g\n")
     git(gamma, "add", "g.txt")
     git(gamma, "commit", "-q", "-m", "g")  # one ahead
     srv.cmd("kill-session", "-t", "=tally-gamma")  # not running
-    r = run_cli(["inv", "session.list", "--json"], sample.main)
-    expected = board.lines({"local": json.loads(r.stdout)})
+    # the stand-in dev servers are up (list's own word), gamma's are not
+    rows = poll(lambda: (r := list_json(sample)) and r[0]["status"] == "running" and r)
+    expected = board.lines({"local": rows})
     app = app_for(sample, srv)
 
     async def script(pilot: Pilot[None]) -> None:
         await until(pilot, lambda: len(table(app)) == 3)
         shown = table(app)
         assert list(shown) == [ln.name for ln in expected]  # the same order
-        for ln in expected:
-            # list's own cells, less the host (one host) and the age (a second later)
-            assert shown[ln.name][:-1] == list(ln.cells[1:-1]), ln.name
-        assert shown["alpha"][2] == "running" and shown["gamma"][2] == "stopped"
-        assert shown["alpha"][3].startswith(f"{alpha['backend_port']}✓ ")
+        for ln in expected:  # list's own cells, less the host (there is one)
+            assert steady(shown[ln.name]) == steady(ln.cells[1:]), ln.name
+        assert shown["alpha"][2].startswith("running") and shown["gamma"][2] == "stopped"
+        ports = sample.registry()["alpha"]
+        assert shown["alpha"][3] == f"{ports['backend_port']}✓ {ports['frontend_port']}✓"
         assert shown["beta"][4] == "↑0 ↓0 *" and shown["gamma"][4] == "↑1 ↓0"
 
     drive(app, script)
@@ -212,22 +224,95 @@ def test_n_shows_a_refusal_and_changes_nothing(sample: Sample, srv: libtmux.Serv
     assert sample.registry() == {}
 
 
-def test_s_types_a_line_into_the_agent_window(sample: Sample, srv: libtmux.Server) -> None:
+async def send(pilot: Pilot[None], app: Dashboard, text: str) -> None:
+    """Press s, type `text`, Enter: the line goes to the agent's window."""
+    await pilot.press("s")
+    await asked(pilot, app)
+    await type_text(pilot, text)
+    await pilot.press("enter")
+    await until(pilot, lambda: not isinstance(app.screen, Ask))
+
+
+def highlighted(app: Dashboard, row: int = 0) -> bool:
+    name = app.table.get_row_at(row)[0]
+    return any("reverse" in str(span.style) for span in name.spans)
+
+
+def test_s_talks_to_the_agent_and_a_wait_rings_the_bell_once(
+    sample: Sample, srv: libtmux.Server, standin_claude: Path
+) -> None:
     add(sample, srv, "alpha")
     app = app_for(sample, srv)
-    # the stand-in agent has exited: its window's shell reads what is typed
-    poll(lambda: sample.calls("claude"))
+
+    def agent() -> str:
+        return table(app)["alpha"][2] if "alpha" in table(app) else ""
 
     async def script(pilot: Pilot[None]) -> None:
-        await until(pilot, lambda: "alpha" in table(app))
-        await pilot.press("s")
-        await asked(pilot, app)
-        await type_text(pilot, "echo said-$((6*7))")
-        await pilot.press("enter")
-        await until(pilot, lambda: "sent to alpha" in app.message())
+        await until(pilot, lambda: agent().startswith("idle"))  # Claude's SessionStart
+        await send(pilot, app, "ask permission")
+        await until(pilot, lambda: agent().startswith("waiting"))
+        assert app.bells == 1 and highlighted(app)
+        assert "alpha is waiting for you" in app.message()
+        await send(pilot, app, "prompt")  # the answer: it works again
+        await until(pilot, lambda: agent().startswith("working"))
+        assert not highlighted(app)
+        await pilot.pause(1.0)  # refreshes while it works: no bell
+        assert app.bells == 1
+        await send(pilot, app, "question")  # waiting again: the bell again, once
+        await until(pilot, lambda: agent().startswith("waiting"))
+        await pilot.pause(1.0)
+        assert app.bells == 2
 
     drive(app, script)
-    poll(lambda: "said-42" in pane(srv, "=tally-alpha:=claude"))
+
+
+def test_an_agents_change_shows_within_two_refreshes(
+    sample: Sample, srv: libtmux.Server, standin_claude: Path
+) -> None:
+    add(sample, srv, "alpha")
+    app = app_for(sample, srv, refresh=0.5)
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "alpha" in table(app) and table(app)["alpha"][2] != "")
+        for command, state in (("ask permission", "waiting"), ("prompt", "working")):
+            srv.cmd("send-keys", "-t", "=tally-alpha:=claude", "-l", command)
+            srv.cmd("send-keys", "-t", "=tally-alpha:=claude", "Enter")
+            # the stand-in says so once its hooks have run: the state is on disk
+            await until(pilot, lambda c=command: f"done {c}" in pane(srv, "=tally-alpha:=claude"))
+            start = app.ticks
+            await until(pilot, lambda s=state: table(app)["alpha"][2].startswith(s))
+            assert app.ticks - start <= 2
+
+    drive(app, script)
+
+
+def test_r_restarts_a_dead_server_and_waits_for_it(sample: Sample, srv: libtmux.Server) -> None:
+    add(sample, srv, "alpha")
+    backend = sample.registry()["alpha"]["backend_port"]
+    app = app_for(sample, srv)
+
+    def ports() -> str:
+        return table(app)["alpha"][3] if "alpha" in table(app) else ""
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: ports().startswith(f"{backend}✓"))
+        await pilot.press("r")  # nothing died: nothing to do
+        await until(pilot, lambda: "nothing in alpha has died" in app.message())
+        server = panes.snapshot(srv).get("tally-alpha")["backend"].program
+        assert server is not None
+        os.killpg(server, signal.SIGTERM)  # the dev server dies in its window
+        await until(pilot, lambda: ports().startswith(f"{backend}✗"))
+        assert table(app)["alpha"][2].startswith("running")  # the agent is fine
+        await pilot.press("r")
+        op = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
+        await until(pilot, lambda: op.done, timeout=40)
+        said = "\n".join(op.said)
+        assert "✓ backend      restarted" in said and f"up on :{backend}" in said, said
+        assert "frontend     running, left alone" in said  # a live one is not touched
+        await pilot.press("escape")
+        await until(pilot, lambda: ports().startswith(f"{backend}✓"))
+
+    drive(app, script)
 
 
 def test_d_removes_after_showing_the_dry_run(sample: Sample, srv: libtmux.Server) -> None:
@@ -439,13 +524,18 @@ def test_quitting_does_not_wait_for_a_silent_host(sample: Sample, srv: libtmux.S
 
 
 def _row(name: str, state: str, since: float, running: bool = True) -> dict[str, Any]:
+    """A row as `list --json` gives it (`since` an ISO time with its offset)."""
     return {
         "name": name,
         "branch": name,
         "running": running,
         "backend_port": 8001,
         "listening": {"backend": True},
-        "agent": {"state": state, "since": since},
+        "agent": {
+            "state": state,
+            "since": datetime.fromtimestamp(since).astimezone().isoformat(timespec="seconds"),
+        },
+        "windows": {"backend": "up", "claude": state},
     }
 
 
@@ -457,11 +547,15 @@ def test_sort_puts_who_needs_the_user_first() -> None:
         _row("stopped", "idle", now, running=False),
         _row("waits-3m", "waiting", now - 180),
         _row("idle", "idle", now - 5),
-        {**_row("down", "working", now), "listening": {"backend": False}},
+        {**_row("down", "working", now), "windows": {"backend": "exited", "claude": "working"}},
+        _row("gone", "exited", now - 7),
     ]
     got = board.lines({"local": rows}, now=now)
-    assert [ln.name for ln in got] == ["waits-3m", "waits-1m", "down", "idle", "working", "stopped"]
+    assert [ln.name for ln in got] == [
+        *["waits-3m", "waits-1m", "down", "gone", "idle", "working", "stopped"]
+    ]
     assert got[0].cells[3] == "waiting 3m" and got[-1].cells[3] == "stopped"
+    assert got[3].cells[3] == "exited 7s"
 
 
 def test_holders_are_asked_again_when_the_ports_change_or_in_time(

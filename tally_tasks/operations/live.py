@@ -71,6 +71,17 @@ def problems(results: list[readiness.Ready]) -> str:
     return ", ".join(f"{r.window} {r.state}" for r in results if not r.ok)
 
 
+def wait(
+    project: Project, session: Session, srv: tmux.TmuxServer, windows: list[str] | None = None
+) -> None:
+    """`ready`; the windows that did not come up are the error (with how to look)."""
+    found = problems(ready(project, session, srv, windows))
+    if found:
+        raise TallyError(
+            f"session {session.name}: {found}; look at it with: " + attach_line(project, session)
+        )
+
+
 def restart_windows(
     project: Project,
     session: Session,
