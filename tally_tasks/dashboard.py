@@ -575,7 +575,7 @@ class Dashboard(App[None]):
         if text is None:
             return
         try:
-            tmux.send_line(self.srv, row["tmux"], window, text)
+            tmux.type_line(self.srv, f"={row['tmux']}:={window}", text)
         except TallyError as e:
             self.say(str(e))
             return

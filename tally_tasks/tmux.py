@@ -398,15 +398,6 @@ def capture(srv: TmuxServer, name: str, window: str, colours: bool = True) -> li
     return None if err else out
 
 
-def send_line(srv: TmuxServer, name: str, window: str, text: str) -> None:
-    """Type `text` into a window as literal keys, then Enter (one tmux call)."""
-    target = f"={name}:={window}"
-    args = ["send-keys", "-t", target, "-l", "--", _typed(text), ";"]
-    _, err = _cmd(srv, *args, "send-keys", "-t", target, "Enter")
-    if err:
-        raise TallyError(f"tmux could not type into {name}:{window}: {' '.join(err)}")
-
-
 def socket_path(socket_name: str) -> str:
     """Where tmux puts the socket of ``tmux -L socket_name`` (its own rule)."""
     folder = os.environ.get("TMUX_TMPDIR") or "/tmp"
