@@ -495,9 +495,8 @@ class Dashboard(App[None]):
             return
         project, srv = self.project, self.srv
 
-        def add() -> None:
-            session = add_.run(project, name, srv, tasks=self.tasks)
-            add_.summary(project, session)
+        def add() -> bool:
+            return add_.create(project, name, srv, tasks=self.tasks)
 
         await self.operate(f"add {name}", add)
 

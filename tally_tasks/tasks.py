@@ -21,7 +21,7 @@ from . import tmux as tmux_
 from .config import explain_file, settings_from
 from .errors import TallyError, one_line
 from .repo import find_main, in_worktree
-from .session import Project, check_name
+from .session import Project
 
 if TYPE_CHECKING:  # the steps are imported by the tasks that run them: not by `list`
     from .steps.project import ProjectTasks
@@ -261,30 +261,11 @@ def add(
 ) -> None:
     """Create a session: ports, worktree, links, env copies, Claude perms, tmux windows."""
     from .operations import add as add_
-    from .operations import live
-    from .steps.tmux import attach_line
 
     project = project_of(c)
-    tasks = project_tasks(c, project)
-    check_name(name)
-    live.preflight(project, project.new_session(name), srv=_server(project))
-    if dry_run:
-        if not add_.plan(project, name, _server(project), force, tasks):
-            raise Exit(code=1)  # as the real add would
-        return
-    srv = _server(project)
-    session = add_.run(project, name, srv, force=force, tasks=tasks)
-    waits = not no_wait and tmux_.exists(srv, session.tmux_name)  # no tmux step: no windows
-    results = live.ready(project, session, srv) if waits else []
-    add_.summary(project, session, ready=not live.problems(results))
-    if live.problems(results):
-        raise TallyError(
-            f"session {name} started with problems ({live.problems(results)}); it is kept: "
-            "look at it with: "
-            + attach_line(project, session)
-            + ", restart a window with: "
-            + output.command("restart", name, "--window", "W")
-        )
+    srv, tasks = _server(project), project_tasks(c, project)
+    if not add_.create(project, name, srv, force, tasks, dry_run=dry_run, wait=not no_wait):
+        raise Exit(code=1)  # the dry run says the real add would refuse
 
 
 @task(

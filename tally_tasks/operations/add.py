@@ -221,3 +221,36 @@ def summary(project: Project, session: Session, ready: bool = True) -> None:
         output.info(f"  attach    {output.command('attach', session.name)}")
     else:
         output.info(f"  attach    {attach_line(project, session)}")
+
+
+def create(
+    project: Project,
+    name: str,
+    srv: tmux.TmuxServer,
+    force: bool = False,
+    tasks: ProjectTasks | None = None,
+    dry_run: bool = False,
+    wait: bool = True,
+) -> bool:
+    """`add` as the command (and the dashboard) runs it: the name checked, the preflight's
+    warnings, then the dry run (False: the real add would refuse), or the steps, the wait
+    for the windows to come up and the summary. Windows that did not come up are the
+    error; the session is kept (the user wants to look at it)."""
+    from . import live  # readiness lives there; only add waits on it
+
+    check_name(name)
+    live.preflight(project, project.new_session(name), srv=srv)
+    if dry_run:
+        return plan(project, name, srv, force, tasks)
+    session = run(project, name, srv, force=force, tasks=tasks)
+    waits = wait and tmux.exists(srv, session.tmux_name)  # no tmux step: no windows
+    found = live.problems(live.ready(project, session, srv)) if waits else ""
+    summary(project, session, ready=not found)
+    if found:
+        raise TallyError(
+            f"session {name} started with problems ({found}); it is kept: look at it with: "
+            + attach_line(project, session)
+            + ", restart a window with: "
+            + output.command("restart", name, "--window", "W")
+        )
+    return True
