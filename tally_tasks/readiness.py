@@ -60,7 +60,9 @@ def check(
     clock: Callable[[], float] = time.monotonic,
     interval: float = 0.1,
 ) -> list[Ready]:
-    """Wait (at most `timeout` s) until every window is up, running or has failed."""
+    """Wait (at most `timeout` s) until every window is up, running or has failed; a
+    window without a command (an idle shell by design) is not waited for."""
+    windows = [w for w in windows if w.cmd.strip() or w.resume_cmd.strip()]
     wanted = window_ports(windows, session.ports)
     start, wall = clock(), time.time()
     seen_running: set[str] = set()

@@ -642,7 +642,8 @@ def test_no_write_follows_a_link_a_branch_commits_out_of_the_worktree(sample: Sa
     git(scratch, "commit", "-q", "-m", "links out")
     git(sample.main, "worktree", "remove", str(scratch))
 
-    r = run_cli(["inv", "session.add", "evil"], sample.main)
+    # (--no-wait: its frontend would serve from `elsewhere`, outside the worktree: not up)
+    r = run_cli(["inv", "session.add", "evil", "--no-wait"], sample.main)
     assert r.returncode == 0, r.stderr
     assert global_settings.read_text() == '{"permissions": {"allow": []}}\n'
     assert os.listdir(sample.home / ".claude") == ["settings.json"]
