@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import claude, envfiles, links, output, registry, tmux, worktree
+from . import claude, config, envfiles, links, output, registry, tmux, worktree
 from . import ports as ports_
 from . import repo as repo_
 from .errors import TallyError
@@ -250,11 +250,10 @@ def window_runs(project: Project, session: Session, resume: bool = False) -> lis
     values = session.values(project)
     activate = render(s.activate, values).strip()
     runs = []
-    for win in s.windows:
+    for i, win in enumerate(s.windows):
         folder = session.worktree / win.dir if win.dir else session.worktree
-        if not folder.is_dir():
-            output.warn("tmux", f"{win.name}: {win.dir}/ missing in the worktree, using its root")
-            folder = session.worktree
+        if session.worktree.is_dir():  # a dry run's plan comes before the worktree
+            folder = config.window_folder(session.worktree, i, win, project.main)
         cmd = (win.resume_cmd if resume and win.resume_cmd else win.cmd).strip()
         line = render(cmd, values)
         if activate and line:

@@ -80,6 +80,14 @@ def add(project: Project, name: str, srv: tmux.TmuxServer, force: bool = False) 
         }
     if problem:
         refusals.append(problem)
+    if "tmux" in steps and not session.worktree.is_dir():
+        made = [lk.path for lk in project.settings.links] + list(project.settings.copies)
+        for i, win in enumerate(project.settings.windows):
+            d = win.dir.rstrip("/")
+            if d and d not in tracked and not any(m.startswith(d + "/") for m in made):
+                refusals.append(
+                    f"config key tally.windows[{i}].dir: {d}/ is not in {ref}; add would fail"
+                )
     if refusals:
         _refuse(refusals, "nothing would be created")
         return False
@@ -151,8 +159,8 @@ def _env_plan(project: Project, session: Session, force: bool) -> None:
 
 
 def _tmux_plan(project: Project, session: Session, srv: tmux.TmuxServer, tracked: set[str]) -> None:
-    """The windows exactly as `pipeline.window_runs` types them; a folder the branch
-    lacks (and no link or copy makes) means the worktree's root, as there."""
+    """The windows exactly as `pipeline.window_runs` types them (a folder the branch lacks
+    and no link or copy makes was refused before)."""
     runs = _silently(lambda: pipeline.window_runs(project, session))
     made = [lk.path for lk in project.settings.links] + list(project.settings.copies)
     have = set(tmux.windows(srv, session.tmux_name) or {})

@@ -9,13 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Settings
+from .config import PLACEHOLDER, Settings
 from .errors import TallyError
 from .registry import Entry, ports_of
 
 MAX_NAME = 100
 _NAME = re.compile(r"[A-Za-z0-9._/-]+")
-_PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 
 
 def slugify(name: str) -> str:
@@ -90,7 +89,8 @@ def programs(line: str) -> set[str]:
 def render(template: str, values: Mapping[str, str | int]) -> str:
     """Fill ``{placeholders}``; every string value is shell-quoted, others left as written.
 
-    Unknown ``{words}`` stay as they are, so shell and awk braces need no escaping.
+    Unknown ``{words}`` stay as they are, so shell and awk braces need no escaping (the
+    settings refuse those that look like a mistyped placeholder); ``${name}`` is the shell's.
     """
 
     def sub(m: re.Match[str]) -> str:
@@ -100,7 +100,7 @@ def render(template: str, values: Mapping[str, str | int]) -> str:
         value = values[key]
         return str(value) if isinstance(value, int) else shlex.quote(value)
 
-    return _PLACEHOLDER.sub(sub, template)
+    return PLACEHOLDER.sub(sub, template)
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,7 @@ class Session:
         return slugify(self.name)
 
     def values(self, project: Project) -> dict[str, str | int]:
+        """The placeholders: config.PLACEHOLDERS and {<port>_port} for each port."""
         vals: dict[str, str | int] = {
             "name": self.name,
             "slug": self.slug,

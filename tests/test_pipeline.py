@@ -394,6 +394,25 @@ def test_rollback_leaves_other_sessions_alone(
     assert "other" in branches(sample.main)
 
 
+def test_a_window_folder_the_worktree_lacks_fails_add_naming_key_and_folder(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    """`backnd` used to run the backend's command in the worktree's root without a word."""
+    windows = [
+        {"name": "backend", "dir": "backnd", "cmd": "python manage.py runserver {backend_port}"}
+    ]
+    sample.write_config(windows=windows)
+    with pytest.raises(TallyError) as e:
+        add(sample, srv, "x", windows=windows)
+    assert str(e.value).startswith(
+        f"tmux step failed: {sample.main / 'invoke.yaml'}: config key tally.windows[0].dir: "
+        "backnd/ does not exist in the worktree "
+    )
+    assert "did you mean backend?" in str(e.value)
+    assert_nothing_left(sample, srv, "x", "x")
+    assert sample.calls("python") == []
+
+
 def test_a_folder_in_the_worktrees_place_fails_add_and_is_untouched(
     sample: Sample, srv: libtmux.Server
 ) -> None:
