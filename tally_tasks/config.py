@@ -19,7 +19,7 @@ from typing import Any
 from .errors import TallyError
 
 STEPS = ("ports", "worktree", "links", "env", "claude_perms", "tmux")
-LINK_MODES = ("symlink", "hardlink", "reflink", "copy")
+LINK_MODES = ("symlink", "hardlink", "reflink", "copy", "auto")
 
 DEFAULTS: dict[str, Any] = {
     # Project name used in folder and tmux names; empty = the main repo's folder name.
@@ -32,8 +32,10 @@ DEFAULTS: dict[str, Any] = {
     "lock_timeout": 30.0,
     # Named ports and their bases; each session takes base+k for the lowest free k.
     "ports": {"backend": 8000, "frontend": 5000},
-    # Paths symlinked (or hard-linked / copied, see `mode`) from the main repo.
-    "links": ["frontend/node_modules", "backend/db.sqlite3"],
+    # Paths shared with the main repo: a path (a symlink) or {path, mode}. `auto` builds a
+    # tree of hard links (else a reflink clone, else a symlink with a warning): Vite serves
+    # no file behind a symlink leading out of the project.
+    "links": [{"path": "frontend/node_modules", "mode": "auto"}, "backend/db.sqlite3"],
     # Paths copied from the main repo, private to each session (mode kept).
     "copies": ["backend/.env", "frontend/.env"],
     # Shell command run before every window command, joined with &&; empty = none.

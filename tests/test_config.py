@@ -13,6 +13,7 @@ from invoke import Config
 
 from tally_tasks.config import (
     DEFAULTS,
+    LINK_MODES,
     PLACEHOLDERS,
     STEPS,
     Link,
@@ -35,8 +36,8 @@ def test_defaults(raw: dict[str, Any] | None) -> None:
     assert [w.dir for w in s.windows] == ["backend", "frontend", ""]
     assert s.windows[0].cmd == "python manage.py runserver {backend_port}"
     assert s.add_steps == STEPS == ("ports", "worktree", "links", "env", "claude_perms", "tmux")
-    assert s.links == (Link("frontend/node_modules"), Link("backend/db.sqlite3"))
-    assert all(link.mode == "symlink" for link in s.links)
+    assert s.links == (Link("frontend/node_modules", "auto"), Link("backend/db.sqlite3"))
+    assert s.links[1].mode == "symlink"
     assert s.copies == ("backend/.env", "frontend/.env")
     assert s.registry == ".tally-sessions"
     assert s.lock_timeout == 30.0
@@ -80,9 +81,9 @@ OVERRIDES: list[tuple[dict[str, Any], Callable[[Settings], object], object]] = [
         (Link("a"), Link("b/c", "hardlink"), Link("d", "symlink")),
     ),
     (
-        {"links": [{"path": "n", "mode": m} for m in ("symlink", "hardlink", "reflink", "copy")]},
+        {"links": [{"path": "n", "mode": m} for m in LINK_MODES]},
         lambda s: [link.mode for link in s.links],
-        ["symlink", "hardlink", "reflink", "copy"],
+        ["symlink", "hardlink", "reflink", "copy", "auto"],
     ),
     ({"copies": ["api/.env"]}, lambda s: s.copies, ("api/.env",)),
     ({"copies": []}, lambda s: s.copies, ()),
