@@ -1,3 +1,10 @@
-"""Tasks for this repository: the tally-tasks collection itself (`inv --list`)."""
+"""Tasks for this repository: the session collection users import, and `inv demo`."""
 
-from tally_tasks import ns  # noqa: F401
+from invoke import Collection
+
+from tally_tasks.config import DEFAULTS
+from tally_tasks.demo import demo
+from tally_tasks.tasks import session
+
+ns = Collection(demo, session)
+ns.configure({"tally": DEFAULTS})

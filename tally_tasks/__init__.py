@@ -13,12 +13,11 @@ from invoke import Collection
 
 from . import completion
 from .config import DEFAULTS, install_excepthook, tasks_folder
-from .demo import demo
 from .tasks import session
 
 __version__ = "0.1.0"
 
-ns = Collection(demo, session)
+ns = Collection(session)
 ns.configure({"tally": DEFAULTS})
 
 completion.install()  # `inv --complete`: session names after `--name` (see completion.py)

@@ -15,10 +15,9 @@ from invoke import Collection, Exit, Program
 
 from . import __version__, completion, output
 from .config import DEFAULTS, install_excepthook
-from .demo import demo
 from .errors import TallyError
 from .repo import find_main
-from .tasks import session
+from .tasks import session, use_program
 
 # Commands whose optional positional name invoke cannot express (`optional=` would make
 # `--name=x` ambiguous): the name is turned into --name here.
@@ -26,7 +25,7 @@ _OPTIONAL_NAME = {"resume", "doctor"}
 
 
 def collection() -> Collection:
-    ns = Collection(demo)
+    ns = Collection()
     for t in session.tasks.values():
         ns.add_task(t)
     ns.configure({"tally": DEFAULTS})
@@ -111,6 +110,7 @@ program = TallyProgram(
 
 def main() -> None:
     output.set_program("tally-session")
+    use_program(program)
     install_excepthook(_project_root)  # a broken invoke.yaml: one line, not a traceback
     argv = [sys.argv[0], *translate(sys.argv[1:])]
     try:

@@ -2,7 +2,8 @@
 
 Invoke merges mappings key by key and replaces lists wholesale, so: ``ports`` is a
 mapping (a project adds a port, or drops one by setting it to ``null``), while
-``windows``, ``links`` and ``copies`` are lists (a project replaces the defaults).
+``windows``, ``links``, ``copies`` and the step lists are lists (a project replaces the
+defaults).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any
 
 from .errors import TallyError
 
-STEPS = ("ports", "worktree", "links", "env", "claude_perms", "tmux")
 LINK_MODES = ("symlink", "hardlink", "reflink", "copy", "auto")
 
 DEFAULTS: dict[str, Any] = {
@@ -61,8 +61,12 @@ DEFAULTS: dict[str, Any] = {
             "resume_cmd": "claude --resume {session} || claude -n {session}",
         },
     ],
-    # The steps `session.add` runs, in order.
-    "add_steps": list(STEPS),
+    # The steps `session.add` runs, in order: built-in steps (tally_tasks/steps/), and
+    # tasks of the project's own Invoke collection (`migrate`, or {task: db.seed, undo: db.drop}).
+    "add_steps": ["ports", "worktree", "links", "env", "claude_perms", "tmux"],
+    # Tasks of the project's own Invoke collection `session.remove` runs before the
+    # worktree goes (e.g. db.drop).
+    "remove_steps": [],
     "claude": {
         # Claude Code's config file; CLAUDE_CONFIG_DIR, when set, wins over the default.
         "config": "~/.claude.json",
@@ -112,6 +116,15 @@ class Link:
 
 
 @dataclass(frozen=True)
+class StepSpec:
+    """An entry of add_steps or remove_steps: a built-in step's name or a task of the
+    project's Invoke collection (`undo`: the task that takes its work away again)."""
+
+    task: str
+    undo: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     project: str = ""
     worktrees: str = ""
@@ -122,7 +135,8 @@ class Settings:
     copies: tuple[str, ...] = ()
     activate: str = ""
     windows: tuple[Window, ...] = ()
-    add_steps: tuple[str, ...] = STEPS
+    add_steps: tuple[StepSpec, ...] = ()
+    remove_steps: tuple[StepSpec, ...] = ()
     claude_config: str = "~/.claude.json"
     claude_trust: str = "inherit"
     claude_lock_stale: float = 10.0
@@ -304,6 +318,34 @@ def _windows(value: Any) -> tuple[Window, ...]:
     return tuple(windows)
 
 
+_TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def _steps(value: Any, key: str) -> tuple[StepSpec, ...]:
+    """Names (a step, or a task: `migrate`, `db.seed`) or {task, undo} mappings. Whether a
+    name is a step or a task is known only with the project's collection: see steps/."""
+
+    def task_name(name: Any, where: str) -> str:
+        if not isinstance(name, str) or not _TASK_NAME.fullmatch(name):
+            raise _bad(where, "a step or task name (ports, migrate, db.seed)", name)
+        return name
+
+    specs = []
+    for i, item in enumerate(_str_list(value, key)):
+        if isinstance(item, Mapping):
+            check_keys(item, ("task", "undo"), f"{key}[{i}]")
+            undo = item.get("undo") or ""
+            specs.append(
+                StepSpec(
+                    task_name(item.get("task"), f"{key}[{i}].task"),
+                    task_name(undo, f"{key}[{i}].undo") if undo else "",
+                )
+            )
+        else:
+            specs.append(StepSpec(task_name(item, f"{key}[{i}]")))
+    return tuple(specs)
+
+
 def settings_from(raw: Mapping[str, Any] | None) -> Settings:
     """Check the `tally` config mapping and return typed settings (defaults filled in)."""
     given = plain(raw or {})
@@ -314,10 +356,6 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
             merged[key] = {**merged[key], **value}
         else:
             merged[key] = value
-    steps = _str_list(merged.get("add_steps"), "add_steps")
-    for step in steps:
-        if step not in STEPS:
-            raise _bad("add_steps", "a list of " + ", ".join(STEPS), steps)
     copies = tuple(
         _rel_path(p, f"copies[{i}]")
         for i, p in enumerate(_str_list(merged.get("copies"), "copies"))
@@ -350,7 +388,8 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         copies=copies,
         activate=_str(merged, "activate"),
         windows=_windows(merged.get("windows")),
-        add_steps=tuple(steps),
+        add_steps=_steps(merged.get("add_steps"), "add_steps"),
+        remove_steps=_steps(merged.get("remove_steps"), "remove_steps"),
         claude_config=_str(claude, "config", "claude.config") or "~/.claude.json",
         claude_trust=trust,
         claude_lock_stale=_number(claude, "lock_stale", "claude.lock_stale"),

@@ -1,4 +1,5 @@
-"""`inv demo`: the real pipeline on a built-in sample project, for a first try in a minute.
+"""`inv demo` (a task of this repository, not of the collection users import): the real
+`add` on a built-in sample project, for a first try in a minute.
 
 The sample is shaped like the Tally layout: a backend and a frontend (small HTTP servers
 from Python's standard library, started like ``manage.py runserver`` and ``npm run dev``),
@@ -25,12 +26,14 @@ from pathlib import Path
 
 from invoke import Context, task
 
-from . import output, pipeline, registry
+from . import output, registry, sessions
 from . import tmux as tmux_
-from .config import plain, settings_from
+from .config import DEFAULTS, plain, settings_from
 from .errors import TallyError
+from .operations import add, remove
 from .repo import find_main
 from .session import Project
+from .steps import tmux as tmux_step
 from .tasks import boundary
 
 SAMPLE = "tally-sample"
@@ -205,7 +208,8 @@ def demo_settings(raw: dict[str, object], main: Path) -> dict[str, object]:
             },
             {"name": "claude", "dir": "", "cmd": agent, "resume_cmd": ""},
         ],
-        "add_steps": ["ports", "worktree", "links", "env", "claude_perms", "tmux"],
+        "add_steps": DEFAULTS["add_steps"],
+        "remove_steps": [],
     }
 
 
@@ -262,7 +266,7 @@ def clean_sample(base: Path, raw: dict[str, object]) -> None:
         project = _project(main, raw)
         srv = tmux_.server(project.settings.tmux_socket)
         for name in registry.load(project.registry_path):
-            pipeline.remove(project, name, srv, force=True)
+            remove.run(project, name, srv, force=True)
         _remove_sample(main)
         output.step("demo", f"removed {main}")
     left = sorted(p.name for p in base.iterdir())
@@ -310,17 +314,17 @@ def run(base: Path, raw: dict[str, object]) -> None:
     project = _project(main, raw)
     srv = tmux_.server(project.settings.tmux_socket)
     entries = registry.load(project.registry_path)
-    if SESSION in entries and entries[SESSION].get("state") != pipeline.CREATING:
+    if SESSION in entries and entries[SESSION].get("state") != sessions.CREATING:
         session = project.session(SESSION, entries[SESSION])
-        pipeline.step_tmux(project, session, srv)
+        tmux_step.start(project, session, srv)
     else:
-        session = pipeline.add(project, SESSION, srv)
+        session = add.run(project, SESSION, srv)
     urls = {p: f"http://localhost:{n}/" for p, n in session.ports.items()}
     for port, url in urls.items():
         if not wait_for(url):
             raise TallyError(
                 f"the sample's {port} did not answer at {url} within 20 s; look at its window: "
-                f"{pipeline.attach_line(project, session)}"
+                f"{tmux_step.attach_line(project, session)}"
             )
         output.step("serving", f"{port} answers at {url}")
     output.info()
@@ -328,7 +332,7 @@ def run(base: Path, raw: dict[str, object]) -> None:
     for port, url in urls.items():
         output.info(f"  {port:<9} {url}")
     output.info(f"  worktree  {session.worktree}")
-    output.info(f"  attach    {pipeline.attach_line(project, session)}   (detach: Ctrl-b d)")
+    output.info(f"  attach    {tmux_step.attach_line(project, session)}   (detach: Ctrl-b d)")
     inv = _inv()
     list_cmd = f"{inv} list" if inv.endswith("tally-session") else f"{inv} session.list"
     output.info(f"  list      cd {shlex.quote(str(main))} && {list_cmd}")

@@ -20,9 +20,9 @@ from typing import Any
 from . import ports as ports_
 from . import registry, tmux, worktree
 from .errors import TallyError
-from .pipeline import CREATING, adder, load, works_in
 from .repo import Repo
 from .session import Project
+from .sessions import CREATING, adder, load, works_in
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -1,24 +1,29 @@
-"""The `session` task collection: thin tasks over `pipeline`, errors turned into Exit."""
+"""The `session` task collection: the command line. Thin tasks over the operations
+(add, remove, resume, doctor) and the steps, errors turned into Exit."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import json as _json
 import os
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from invoke import Collection, Context, Exit, Program, Task
 from invoke import task as _task
 
-from . import claude, output, pipeline, plan, remote, status
+from . import claude, output, remote, sessions, status
 from . import tmux as tmux_
 from .config import explain_file, settings_from
 from .errors import TallyError
 from .repo import find_main, in_worktree
 from .session import Project
+
+if TYPE_CHECKING:  # the steps are imported by the tasks that run them: not by `list`
+    from .steps.project import ProjectTasks
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,19 +79,30 @@ def _os_error(e: OSError | UnicodeError) -> str:
     return f"{e.strerror or e}{': ' + where if where else ''}"
 
 
+# A program over this collection other than `inv` (tally-session) says so here.
+_program: list[Program] = []
+
+
+def use_program(program: Program) -> None:
+    """`program` runs these tasks at the top level (not under `session.`)."""
+    _program[:] = [program]
+
+
+def _running() -> tuple[Program | None, str]:
+    """The program running the tasks, and the prefix of their names in it."""
+    if _program:
+        return _program[0], ""
+    from invoke.main import program
+
+    return program, "session."
+
+
 def _task_help(task_name: str) -> None:
     """Print the task's help as ``--help TASK`` would, from the program that is running."""
-    if output.program() == "tally-session":
-        from . import cli
-
-        running: Program = cli.program
-        key = task_name
-    else:
-        from invoke.main import program as running
-
-        key = f"session.{task_name}"
+    running, prefix = _running()
+    key = prefix + task_name
     try:
-        running.print_task_help(key)
+        running.print_task_help(key)  # type: ignore[union-attr]
     except (AttributeError, KeyError):  # a collection nested under another name
         raise TallyError(
             f"'--help' is not a session name; for help run: {output.program()} --help TASK"
@@ -175,6 +191,58 @@ def _on_host(c: Context, host: str, task_name: str, name: str = "", **flags: Any
         raise Exit(code=result.exited)
 
 
+def hosted(*local_only: str) -> Callable[[F], F]:
+    """The task can run on a host: it gains ``--host NAME``, which sends it there with its
+    flags (one implementation, two transports); `local_only` flags cannot go along."""
+
+    def wrap(fn: F) -> F:
+        task_name = fn.__name__.rstrip("_").replace("_", "-")
+
+        @functools.wraps(fn)
+        def wrapper(c: Context, *args: Any, host: str = "", **kwargs: Any) -> Any:
+            if not host:
+                return fn(c, *args, **kwargs)
+            for flag in local_only:
+                if kwargs.get(flag):
+                    raise TallyError(f"give --host NAME or --{flag.replace('_', '-')}, not both")
+            _on_host(c, host, task_name, **kwargs)
+            return None
+
+        # invoke reads the flags from the signature: add --host (before --quiet)
+        sig = inspect.signature(fn)
+        params = list(sig.parameters.values())
+        at = next((i for i, p in enumerate(params) if p.name == "quiet"), len(params))
+        host = inspect.Parameter("host", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="")
+        params.insert(at, host)
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return wrap
+
+
+def project_tasks(c: Context, project: Project) -> ProjectTasks:
+    """The project's own tasks, for the steps that name one (loaded only then)."""
+    from .steps.project import ProjectTasks
+
+    return ProjectTasks(functools.partial(_collection, project.main), c.config)
+
+
+def _collection(main: Path) -> Collection:
+    """The project's collection: the one `inv` loaded (its tasks.py, which imports `ns` and
+    may add tasks of its own); for tally-session, the main checkout's tasks.py."""
+    running, _ = _running()
+    if running is not None and not _program and running.collection is not None:
+        return running.collection
+    from invoke.exceptions import CollectionNotFound
+    from invoke.loader import FilesystemLoader
+
+    try:
+        module, _parent = FilesystemLoader(start=str(main)).load()
+    except CollectionNotFound:
+        return Collection()
+    return Collection.from_module(module)
+
+
 @task(
     help={
         "name": NAME_HELP,
@@ -185,25 +253,21 @@ def _on_host(c: Context, host: str, task_name: str, name: str = "", **flags: Any
     }
 )
 @boundary
+@hosted()
 def add(
-    c: Context,
-    name: str,
-    force: bool = False,
-    dry_run: bool = False,
-    host: str = "",
-    quiet: bool = False,
+    c: Context, name: str, force: bool = False, dry_run: bool = False, quiet: bool = False
 ) -> None:
     """Create a session: ports, worktree, links, env copies, Claude perms, tmux windows."""
-    if host:
-        _on_host(c, host, "add", name, force=force, dry_run=dry_run, quiet=quiet)
-        return
+    from .operations import add as add_
+
     project = project_of(c)
+    tasks = project_tasks(c, project)
     if dry_run:
-        if not plan.add(project, name, _server(project), force):
+        if not add_.plan(project, name, _server(project), force, tasks):
             raise Exit(code=1)  # as the real add would
         return
-    session = pipeline.add(project, name, _server(project), force=force)
-    pipeline.summary(project, session)
+    session = add_.run(project, name, _server(project), force=force, tasks=tasks)
+    add_.summary(project, session)
 
 
 @task(
@@ -218,47 +282,38 @@ def add(
     }
 )
 @boundary
+@hosted()
 def remove(
     c: Context,
     name: str,
     force: bool = False,
     keep_branch: bool = False,
     dry_run: bool = False,
-    host: str = "",
     quiet: bool = False,
 ) -> None:
     """Remove a session (tmux, worktree, branch, ports); refuses to lose work without --force."""
-    if host:
-        _on_host(
-            c,
-            host,
-            "remove",
-            name,
-            force=force,
-            keep_branch=keep_branch,
-            dry_run=dry_run,
-            quiet=quiet,
-        )
-        return
+    from .operations import remove as remove_
+
     project = project_of(c)
+    srv, tasks = _server(project), project_tasks(c, project)
     if dry_run:
-        if not plan.remove(project, name, _server(project), force, keep_branch):
+        if not remove_.plan(project, name, srv, force, keep_branch, tasks):
             raise Exit(code=1)  # as the real remove would
         return
-    pipeline.remove(project, name, _server(project), force=force, keep_branch=keep_branch)
+    remove_.run(project, name, srv, force=force, keep_branch=keep_branch, tasks=tasks)
 
 
 @task(
     help={"name": "resume only this session (default: all)", "host": HOST_HELP, "quiet": QUIET_HELP}
 )
 @boundary
-def resume(c: Context, name: str = "", host: str = "", quiet: bool = False) -> None:
+@hosted()
+def resume(c: Context, name: str = "", quiet: bool = False) -> None:
     """Restart the tmux sessions of every registered session (or one) after a reboot."""
-    if host:
-        _on_host(c, host, "resume", name, quiet=quiet)
-        return
+    from .operations import resume as resume_
+
     project = project_of(c)
-    pipeline.resume(project, _server(project), name or None)
+    resume_.run(project, _server(project), name or None)
 
 
 @task(
@@ -272,20 +327,11 @@ def resume(c: Context, name: str = "", host: str = "", quiet: bool = False) -> N
     },
 )
 @boundary
+@hosted("all_hosts")
 def list_(
-    c: Context,
-    json: bool = False,
-    git: bool = False,
-    brief: bool = False,
-    host: str = "",
-    all_hosts: bool = False,
+    c: Context, json: bool = False, git: bool = False, brief: bool = False, all_hosts: bool = False
 ) -> None:
     """List sessions: name, branch, running, ports, age, worktree (--git: ahead/behind, dirty)."""
-    if host and all_hosts:
-        raise TallyError("give --host NAME or --all-hosts, not both")
-    if host:
-        _on_host(c, host, "list", json=json, git=git, brief=brief)
-        return
     if all_hosts:
         _list_all_hosts(c, json)
         return
@@ -300,7 +346,7 @@ def list_(
         output.info("no sessions; create one with: " + output.command("add", "NAME"))
     else:
         output.table(_table(rows, with_git))
-    for note in status.stale(project, srv, pipeline.load(project), panes):
+    for note in status.stale(project, srv, sessions.load(project), panes):
         output.warn("stale", note, to_stderr=json)
 
 
@@ -342,7 +388,7 @@ def _table(
         state = "yes" if r["running"] else "no"
         if r.get("adding"):
             state += " (being added)"
-        elif r.get("state") == pipeline.CREATING:
+        elif r.get("state") == sessions.CREATING:
             state += " (unfinished)"
         cells = [r["host"]] if host_column else []
         cells += [r["name"], r["branch"], state]
@@ -373,29 +419,23 @@ def _num(value: int | None) -> str:
     }
 )
 @boundary
-def doctor(
-    c: Context, name: str = "", fix: bool = False, host: str = "", quiet: bool = False
-) -> None:
+@hosted()
+def doctor(c: Context, name: str = "", fix: bool = False, quiet: bool = False) -> None:
     """Check sessions and tools; --fix mends links, copies, tmux and stale entries."""
-    if host:
-        _on_host(c, host, "doctor", name, fix=fix, quiet=quiet)
-        return
-    from . import doctor as doctor_
+    from .operations import doctor as doctor_
+    from .steps.base import silently
 
     project = project_of(c)
-    srv = _server(project)
-    report = doctor_.run(project, srv, name or None, fix)
+    srv, tasks = _server(project), project_tasks(c, project)
+    report = doctor_.run(project, srv, name or None, fix, tasks)
     if fix and report.fixed:
         # check again what --fix left; a session it dropped is not there to check
-        again = name if not name or name in pipeline.load(project) else None
-        was = output.is_quiet()
-        output.set_quiet(True)
-        recheck = doctor_.run(project, srv, again, fix=False).problems
-        output.set_quiet(was)
+        again = name if not name or name in sessions.load(project) else None
+        recheck = silently(lambda: doctor_.run(project, srv, again, False, tasks)).problems
         remaining = (
             recheck
             if not name or again
-            else [p for p in recheck if p.startswith(("tools:", "activate:", "tmux:"))]
+            else [p for p in recheck if p.startswith(("tools:", "activate:", "tmux:", "steps:"))]
         )
     else:
         remaining = report.problems
@@ -432,7 +472,7 @@ def attach(c: Context, name: str, host: str = "") -> None:
             raise TallyError("not a terminal; run: " + " ".join(shlex.quote(a) for a in argv))
         os.execvp(argv[0], argv)
     project = project_of(c)
-    session = pipeline.get(project, name)
+    session = sessions.get(project, name)
     srv = _server(project)
     if not tmux_.exists(srv, session.tmux_name):
         raise TallyError(
@@ -472,7 +512,7 @@ def forward(c: Context, name: str, host: str = "", offset: int = 0) -> None:
 def open_(c: Context, name: str, port: str = "", browser: bool = False) -> None:
     """Print (or open in a browser) the session's frontend URL."""
     project = project_of(c)
-    session = pipeline.get(project, name)
+    session = sessions.get(project, name)
     if not session.ports:
         raise TallyError(f"session {name} has no ports")
     which = port or ("frontend" if "frontend" in session.ports else next(iter(session.ports)))
@@ -492,23 +532,31 @@ def open_(c: Context, name: str, port: str = "", browser: bool = False) -> None:
 STEP_HELP = {"name": NAME_HELP, "host": HOST_HELP, "quiet": QUIET_HELP}
 
 
-@task(help=STEP_HELP)
-@boundary
-def ports(c: Context, name: str, host: str = "", quiet: bool = False) -> None:
-    """Give a session its ports (creates its registry entry)."""
-    if host:
-        return _on_host(c, host, "ports", name, quiet=quiet)
-    pipeline.step_ports(project_of(c), name, create=True)
+def _step(c: Context, key: str, name: str, **options: Any) -> None:
+    """Run one built-in step on a session (the one opening a session makes its entry)."""
+    from .steps import builtin
+    from .steps.base import Context as StepContext
 
-
-@task(help=STEP_HELP)
-@boundary
-def worktree(c: Context, name: str, host: str = "", quiet: bool = False) -> None:
-    """Create the session's worktree and branch if missing."""
-    if host:
-        return _on_host(c, host, "worktree", name, quiet=quiet)
     project = project_of(c)
-    pipeline.step_worktree(project, pipeline.get(project, name))
+    step = builtin[key]
+    session = project.new_session(name) if step.opens else sessions.get(project, name)
+    step.run(StepContext(project, session, **options))
+
+
+@task(help=STEP_HELP)
+@boundary
+@hosted()
+def ports(c: Context, name: str, quiet: bool = False) -> None:
+    """Give a session its ports (creates its registry entry)."""
+    _step(c, "ports", name)
+
+
+@task(help=STEP_HELP)
+@boundary
+@hosted()
+def worktree(c: Context, name: str, quiet: bool = False) -> None:
+    """Create the session's worktree and branch if missing."""
+    _step(c, "worktree", name)
 
 
 @task(
@@ -519,45 +567,35 @@ def worktree(c: Context, name: str, host: str = "", quiet: bool = False) -> None
     },
 )
 @boundary
-def links(
-    c: Context, name: str, refresh: bool = False, host: str = "", quiet: bool = False
-) -> None:
+@hosted()
+def links(c: Context, name: str, refresh: bool = False, quiet: bool = False) -> None:
     """(Re)make the links to the main checkout's shared files (node_modules, db)."""
-    if host:
-        return _on_host(c, host, "links", name, refresh=refresh, quiet=quiet)
-    project = project_of(c)
-    pipeline.step_links(project, pipeline.get(project, name), refresh)
+    _step(c, "links", name, refresh=refresh)
 
 
 @task(help={**STEP_HELP, "force": "overwrite existing copies"})
 @boundary
-def env(c: Context, name: str, force: bool = False, host: str = "", quiet: bool = False) -> None:
+@hosted()
+def env(c: Context, name: str, force: bool = False, quiet: bool = False) -> None:
     """Copy the private files (.env) from the main checkout if missing."""
-    if host:
-        return _on_host(c, host, "env", name, force=force, quiet=quiet)
-    project = project_of(c)
-    pipeline.step_env(project, pipeline.get(project, name), force=force)
+    _step(c, "env", name, force=force)
 
 
 @task(help=STEP_HELP)
 @boundary
-def claude_perms(c: Context, name: str, host: str = "", quiet: bool = False) -> None:
+@hosted()
+def claude_perms(c: Context, name: str, quiet: bool = False) -> None:
     """Give the worktree the main checkout's Claude Code approvals and trust."""
-    if host:
-        return _on_host(c, host, "claude-perms", name, quiet=quiet)
-    project = project_of(c)
-    pipeline.step_claude(project, pipeline.get(project, name))
+    _step(c, "claude_perms", name)
 
 
 @task(name="tmux", help=STEP_HELP)
 @boundary
-def tmux(c: Context, name: str, host: str = "", quiet: bool = False) -> None:
+@hosted()
+def tmux(c: Context, name: str, quiet: bool = False) -> None:
     """Start the session's tmux windows, or restart the ones that are missing."""
-    if host:
-        return _on_host(c, host, "tmux", name, quiet=quiet)
-    project = project_of(c)
     # the session ran before (add started it): windows come back with their resume commands
-    pipeline.step_tmux(project, pipeline.get(project, name), _server(project), resume=True)
+    _step(c, "tmux", name, resume=True)
 
 
 @task(help={"quiet": QUIET_HELP})

@@ -18,9 +18,12 @@ import libtmux
 import pytest
 from conftest import Sample, run_cli
 
-from tally_tasks import claude, pipeline
+from tally_tasks import claude, sessions
 from tally_tasks.errors import TallyError
+from tally_tasks.operations import add as add_op
+from tally_tasks.operations import remove as remove_op
 from tally_tasks.session import Project, Session
+from tally_tasks.steps import claude_perms as claude_step
 
 BASE_STEPS = ["ports", "worktree"]
 LOCAL = ".claude/settings.local.json"
@@ -70,8 +73,8 @@ def made_session(
 ) -> tuple[Project, Session]:
     """A session with only its ports and worktree: the claude step runs by hand."""
     project = sample.project(add_steps=BASE_STEPS, **overrides)
-    pipeline.add(project, name, srv)
-    return project, pipeline.get(project, name)
+    add_op.run(project, name, srv)
+    return project, sessions.get(project, name)
 
 
 @pytest.fixture
@@ -99,7 +102,7 @@ def test_tools_are_a_union_keeping_order_other_keys_mode_and_a_one_time_backup(
     original = config.read_bytes()
     before = read(config)
 
-    pipeline.step_claude(project, session)
+    claude_step.apply(project, session)
 
     after = read(config)
     assert after["projects"][wt] == {
@@ -119,14 +122,14 @@ def test_tools_are_a_union_keeping_order_other_keys_mode_and_a_one_time_backup(
 
     # again: nothing to add, the file is not rewritten
     written = config.read_bytes()
-    pipeline.step_claude(project, session)
+    claude_step.apply(project, session)
     assert config.read_bytes() == written
 
     # a second change keeps the first backup
     data = read(config)
     data["projects"][main]["allowedTools"].append("WebFetch")
     config.write_text(json.dumps(data))
-    pipeline.step_claude(project, session)
+    claude_step.apply(project, session)
     assert read(config)["projects"][wt]["allowedTools"][-1] == "WebFetch"
     assert bak_of(config).read_bytes() == original
 
@@ -136,7 +139,7 @@ def test_a_worktree_without_an_entry_gets_one(
 ) -> None:
     project, session = made
     config = write_claude_json(home_config(sample), {str(sample.main): main_entry()})
-    pipeline.step_claude(project, session)
+    claude_step.apply(project, session)
     assert read(config)["projects"][str(session.worktree)] == {
         "allowedTools": ["Bash(npm test:*)"],
         "hasTrustDialogAccepted": True,
@@ -179,7 +182,7 @@ def test_trust_follows_the_main_checkout(
     if wt_before is not None:
         projects[wt] = {"hasTrustDialogAccepted": wt_before}
     config = write_claude_json(home_config(sample), projects)
-    pipeline.step_claude(sample.project(claude={"trust": trust}), session)
+    claude_step.apply(sample.project(claude={"trust": trust}), session)
     entry = read(config)["projects"][wt]
     assert entry.get("hasTrustDialogAccepted") == expected
     assert entry["allowedTools"] == ["Bash(npm test:*)"]  # tools are copied either way
@@ -192,7 +195,7 @@ def test_a_missing_claude_json_is_not_created(
     sample: Sample, made: tuple[Project, Session], capsys: pytest.CaptureFixture[str]
 ) -> None:
     project, session = made
-    pipeline.step_claude(project, session)
+    claude_step.apply(project, session)
     assert "no .claude.json, nothing to copy" in capsys.readouterr().out
     assert sorted(p.name for p in sample.home.iterdir()) == [".gitconfig", ".profile"]
 
@@ -217,7 +220,7 @@ def test_invalid_json_is_left_byte_for_byte(
     project, session = made
     config = home_config(sample)
     config.write_bytes(raw)
-    pipeline.step_claude(project, session)
+    claude_step.apply(project, session)
     assert f"{config} is not valid JSON, left untouched" in capsys.readouterr().out
     assert config.read_bytes() == raw
     assert not bak_of(config).exists() and not lock_of(config).exists()
@@ -234,7 +237,7 @@ def test_remove_leaves_invalid_json_byte_for_byte(
     project, session = made
     config = home_config(sample)
     config.write_bytes(raw)
-    pipeline.remove(project, "x", srv)
+    remove_op.run(project, "x", srv)
     assert f"{config} is not valid JSON, left untouched" in capsys.readouterr().out
     assert config.read_bytes() == raw
     assert sample.registry() == {} and not session.worktree.exists()
@@ -279,7 +282,7 @@ def test_the_config_file_is_found_where_claude_code_keeps_it(
     if env_dir:
         monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(sample.root / env_dir))
     overrides = {"claude": {"config": str(sample.root / configured)}} if configured else {}
-    pipeline.step_claude(sample.project(**overrides), session)
+    claude_step.apply(sample.project(**overrides), session)
     for rel in candidates:
         changed = (sample.root / rel).read_bytes() != originals[rel]
         assert changed == (rel == expected), rel
@@ -306,7 +309,7 @@ def test_a_symlinked_claude_json_stays_a_symlink(
     )
     link = home_config(sample)
     link.symlink_to(real)
-    pipeline.step_claude(project, session)
+    claude_step.apply(project, session)
     assert link.is_symlink() and link.resolve() == real
     assert read(real)["projects"][str(session.worktree)]["hasTrustDialogAccepted"] is True
     assert real.stat().st_mode & 0o777 == 0o600
@@ -335,7 +338,7 @@ def test_the_step_waits_for_claude_codes_lock_then_proceeds(
     started = time.monotonic()
     writer.start()
     try:
-        pipeline.step_claude(project, session)
+        claude_step.apply(project, session)
     finally:
         writer.join()
     took = time.monotonic() - started
@@ -359,7 +362,7 @@ def test_a_stale_lock_is_taken_over(
     os.utime(lock, (then, then))
     project = sample.project(claude={"lock_stale": stale}) if stale else sample.project()
     started = time.monotonic()
-    pipeline.step_claude(project, session)
+    claude_step.apply(project, session)
     assert time.monotonic() - started < project.settings.claude_lock_stale
     assert read(config)["projects"][str(session.worktree)]["hasTrustDialogAccepted"] is True
     assert not lock.exists()
@@ -410,7 +413,7 @@ def test_local_settings_are_copied_with_their_mode(
 ) -> None:
     project, session = made
     src = write_local(sample.main, {"permissions": {"allow": ["Bash(make:*)"]}}, mode=0o640)
-    pipeline.step_claude(project, session)
+    claude_step.apply(project, session)
     dest = session.worktree / LOCAL
     assert dest.read_bytes() == src.read_bytes()
     assert dest.stat().st_mode & 0o777 == 0o640
@@ -440,7 +443,7 @@ def test_local_settings_are_merged_keeping_the_worktrees_own_rules(
         },
         mode=0o600,
     )
-    pipeline.step_claude(project, session)
+    claude_step.apply(project, session)
     merged = read(dest)
     assert merged["permissions"] == {
         "allow": ["Read(*)", "Bash(pytest:*)", "Bash(make:*)"],
@@ -451,7 +454,7 @@ def test_local_settings_are_merged_keeping_the_worktrees_own_rules(
     assert merged["model"] == "opus"
     assert dest.stat().st_mode & 0o777 == 0o600
     written = dest.read_bytes()
-    pipeline.step_claude(project, session)  # again: nothing new, not rewritten
+    claude_step.apply(project, session)  # again: nothing new, not rewritten
     assert dest.read_bytes() == written
 
 
@@ -475,7 +478,7 @@ def test_invalid_local_settings_are_left_alone_with_a_warning(
     project, session = made
     src = write_local(sample.main, main_text)
     dest = write_local(session.worktree, wt_text)
-    pipeline.step_claude(project, session)
+    claude_step.apply(project, session)
     out = capsys.readouterr().out
     assert any(ln.startswith("!") and message in ln for ln in out.splitlines()), out
     assert (src.read_text(), dest.read_text()) == (main_text, wt_text)
@@ -486,7 +489,7 @@ def test_invalid_local_settings_in_main_are_not_copied(
 ) -> None:
     project, session = made
     write_local(sample.main, "{oops")
-    pipeline.step_claude(project, session)
+    claude_step.apply(project, session)
     assert "not valid JSON, not copied" in capsys.readouterr().out
     assert not (session.worktree / LOCAL).exists()
 
@@ -509,7 +512,7 @@ def test_remove_drops_the_worktrees_entries_and_only_them(
         {**keep, str(wt): {"allowedTools": ["C"]}, str(wt / "frontend"): {"allowedTools": []}},
     )
     before = read(config)
-    pipeline.remove(project, "x", srv)
+    remove_op.run(project, "x", srv)
     after = read(config)
     assert after["projects"] == keep
     assert {k: v for k, v in after.items() if k != "projects"} == {
@@ -559,10 +562,10 @@ def test_entries_use_the_real_path_of_a_worktrees_folder_given_with_dots(
 ) -> None:
     config = write_claude_json(home_config(sample), {str(sample.main): main_entry()})
     project, session = made_session(sample, srv, worktrees="../trees")
-    pipeline.step_claude(project, session)
+    claude_step.apply(project, session)
     real = str(sample.main.parent / "trees" / "tally-x")  # the cwd Claude Code sees
     assert read(config)["projects"][real]["hasTrustDialogAccepted"] is True
-    pipeline.remove(project, "x", srv)
+    remove_op.run(project, "x", srv)
     assert set(read(config)["projects"]) == {str(sample.main)}
 
 
@@ -617,7 +620,7 @@ def test_claude_perms_runs_only_when_a_window_runs_claude(
     original = config.read_bytes()
     write_local(sample.main, {"permissions": {"allow": ["A"]}})
     project = sample.project(windows=windows) if windows is not None else sample.project()
-    pipeline.step_claude(project, session)
+    claude_step.apply(project, session)
     out = capsys.readouterr().out
     assert ("no window runs Claude Code" in out) == (not runs)
     assert (config.read_bytes() != original) == runs

@@ -15,9 +15,9 @@ from tally_tasks.config import (
     DEFAULTS,
     LINK_MODES,
     PLACEHOLDERS,
-    STEPS,
     Link,
     Settings,
+    StepSpec,
     Window,
     explain_file,
     settings_from,
@@ -35,7 +35,9 @@ def test_defaults(raw: dict[str, Any] | None) -> None:
     assert [w.name for w in s.windows] == ["backend", "frontend", "claude"]
     assert [w.dir for w in s.windows] == ["backend", "frontend", ""]
     assert s.windows[0].cmd == "python manage.py runserver {backend_port}"
-    assert s.add_steps == STEPS == ("ports", "worktree", "links", "env", "claude_perms", "tmux")
+    steps = ["ports", "worktree", "links", "env", "claude_perms", "tmux"]
+    assert [spec.task for spec in s.add_steps] == steps == DEFAULTS["add_steps"]
+    assert s.remove_steps == ()
     assert s.links == (Link("frontend/node_modules", "auto"), Link("backend/db.sqlite3"))
     assert s.links[1].mode == "symlink"
     assert s.copies == ("backend/.env", "frontend/.env")
@@ -87,7 +89,17 @@ OVERRIDES: list[tuple[dict[str, Any], Callable[[Settings], object], object]] = [
     ),
     ({"copies": ["api/.env"]}, lambda s: s.copies, ("api/.env",)),
     ({"copies": []}, lambda s: s.copies, ()),
-    ({"add_steps": ["ports", "worktree"]}, lambda s: s.add_steps, ("ports", "worktree")),
+    (
+        {"add_steps": ["ports", "worktree"]},
+        lambda s: s.add_steps,
+        (StepSpec("ports"), StepSpec("worktree")),
+    ),
+    (
+        {"add_steps": ["ports", "worktree", "migrate", {"task": "db.seed", "undo": "db.drop"}]},
+        lambda s: s.add_steps[2:],
+        (StepSpec("migrate"), StepSpec("db.seed", "db.drop")),
+    ),
+    ({"remove_steps": ["db.drop"]}, lambda s: s.remove_steps, (StepSpec("db.drop"),)),
     (
         {"claude": {"trust": "never"}},
         lambda s: (s.claude_trust, s.claude_config, s.claude_lock_stale),
@@ -119,6 +131,8 @@ OVERRIDES: list[tuple[dict[str, Any], Callable[[Settings], object], object]] = [
         "copies-replaced",
         "copies-emptied",
         "add-steps-replaced",
+        "add-steps-project-tasks",
+        "remove-steps",
         "claude-merged",
         "hooks-merged",
         "activate-emptied",
@@ -186,8 +200,13 @@ BAD: list[Any] = [
     ({"copies": ["ok", ".."]}, "copies[1]"),
     ({"copies": ["a/../../b"]}, "copies[0]"),
     ({"copies": "backend/.env"}, "copies"),
-    ({"add_steps": ["ports", "deploy"]}, "add_steps"),
+    ({"add_steps": ["ports", "de ploy"]}, "add_steps[1]"),
+    ({"add_steps": ["ports", 3]}, "add_steps[1]"),
+    ({"add_steps": [{"undo": "db.drop"}]}, "add_steps[0].task"),
+    ({"add_steps": [{"task": "db.seed", "undo": 3}]}, "add_steps[0].undo"),
     ({"add_steps": "ports"}, "add_steps"),
+    ({"remove_steps": "db.drop"}, "remove_steps"),
+    ({"remove_steps": [""]}, "remove_steps[0]"),
     ({"claude": {"trust": "always"}}, "claude.trust"),
     ({"claude": {"trust": True}}, "claude.trust"),
     ({"claude": "yes"}, "claude"),
@@ -246,8 +265,13 @@ BAD: list[Any] = [
         "copy-dotdot",
         "copy-dotdot-inside",
         "copies-not-list",
-        "add-steps-unknown",
+        "add-steps-bad-name",
+        "add-steps-not-a-name",
+        "add-steps-mapping-without-task",
+        "add-steps-bad-undo",
         "add-steps-not-list",
+        "remove-steps-not-list",
+        "remove-steps-empty-name",
         "claude-trust-unknown",
         "claude-trust-bool",
         "claude-not-mapping",
@@ -287,6 +311,11 @@ UNKNOWN: list[tuple[dict[str, Any], str, str]] = [
     ({"windows": [{"name": "a", "comand": "x"}]}, "windows[0].comand", "did you mean cmd?"),
     ({"windows": [{"name": "a", "resume": "x"}]}, "windows[0].resume", "did you mean resume_cmd?"),
     ({"links": ["a", {"path": "b", "mod": "copy"}]}, "links[1].mod", "did you mean mode?"),
+    (
+        {"add_steps": ["ports", {"task": "db.seed", "udno": "x"}]},
+        "add_steps[1].udno",
+        "did you mean undo?",
+    ),
     ({"zzz": 1}, "zzz", "valid: project, worktrees"),
 ]
 
@@ -294,7 +323,17 @@ UNKNOWN: list[tuple[dict[str, Any], str, str]] = [
 @pytest.mark.parametrize(
     "raw, key, hint",
     UNKNOWN,
-    ids=["top", "top-mapping", "claude", "hooks", "window", "window-2", "link", "no-near-name"],
+    ids=[
+        "top",
+        "top-mapping",
+        "claude",
+        "hooks",
+        "window",
+        "window-2",
+        "link",
+        "step",
+        "no-near-name",
+    ],
 )
 def test_an_unknown_key_is_one_error_with_the_nearest_name(
     raw: dict[str, Any], key: str, hint: str

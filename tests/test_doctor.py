@@ -16,7 +16,8 @@ import libtmux
 import pytest
 from conftest import Sample, git, poll, run_cli
 
-from tally_tasks import pipeline, ports, tmux
+from tally_tasks import ports, tmux
+from tally_tasks.operations import add as add_op
 from tally_tasks.session import Session, commands
 
 
@@ -25,7 +26,7 @@ def wt_of(sample: Sample, name: str = "x") -> Path:
 
 
 def add(sample: Sample, srv: libtmux.Server, name: str = "x") -> Session:
-    return pipeline.add(sample.project(), name, srv)
+    return add_op.run(sample.project(), name, srv)
 
 
 def run_doctor(sample: Sample, *args: str) -> subprocess.CompletedProcess[str]:

@@ -20,9 +20,12 @@ import libtmux
 import pytest
 from conftest import Sample, git, leftovers, poll, run_cli
 
-from tally_tasks import envfiles, pipeline
+from tally_tasks import envfiles, sessions
 from tally_tasks.errors import TallyError
+from tally_tasks.operations import add as add_op
 from tally_tasks.session import Project, Session
+from tally_tasks.steps import env as env_step
+from tally_tasks.steps import links as links_step
 
 ENV = "backend/.env"
 DB = "backend/db.sqlite3"
@@ -54,8 +57,8 @@ def db_rows(path: Path) -> int:
 def made(sample: Sample, srv: libtmux.Server) -> tuple[Project, Session]:
     """A session with a worktree but no links or copies yet."""
     project = sample.project(add_steps=BARE)
-    pipeline.add(project, "x", srv)
-    return project, pipeline.get(project, "x")
+    add_op.run(project, "x", srv)
+    return project, sessions.get(project, "x")
 
 
 # --- copies ------------------------------------------------------------------------------------
@@ -147,12 +150,12 @@ def test_a_path_moved_from_links_to_copies_becomes_a_private_snapshot(
 ) -> None:
     project, session = made
     wt = session.worktree
-    pipeline.step_links(project, session)
+    links_step.apply(project, session)
     assert (wt / DB).is_symlink()
     before = (sample.main / DB).read_bytes()
 
     moved = sample.project(links=[NM], copies=[ENV, DB])
-    pipeline.step_env(moved, session)
+    env_step.apply(moved, session)
     assert f"{DB} copied" in capsys.readouterr().out
     assert not (wt / DB).is_symlink()
     assert (wt / DB).stat().st_ino != (sample.main / DB).stat().st_ino
@@ -236,7 +239,7 @@ def test_a_missing_source_is_skipped_with_a_warning(
 ) -> None:
     project, session = made
     (sample.main / "frontend" / ".env").unlink()
-    pipeline.step_env(project, session)
+    env_step.apply(project, session)
     out = capsys.readouterr().out
     assert "! env" in out and "frontend/.env missing in main, skipped" in out
     assert f"✓ env          {ENV} copied" in out
@@ -407,7 +410,7 @@ def test_env_step_copies_what_worktreeinclude_names(
     included: Sample, srv: libtmux.Server, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = included.project(add_steps=NO_TMUX)
-    session = pipeline.add(project, "x", srv)
+    session = add_op.run(project, "x", srv)
     wt = session.worktree
     for rel, text in COPIED.items():
         assert (wt / rel).read_text() == text, rel
@@ -432,7 +435,7 @@ def test_worktreeinclude_never_overwrites_what_is_there(
     (wt / "app.local").write_text("APP=mine\n")
     (wt / "config" / "secrets").mkdir(parents=True)
     (wt / "config" / "secrets" / "mine.key").write_text("MINE\n")
-    pipeline.step_env(included.project(), session)
+    env_step.apply(included.project(), session)
     assert (wt / "app.local").read_text() == "APP=mine\n"
     assert sorted(os.listdir(wt / "config" / "secrets")) == ["mine.key"]
     assert (wt / "config" / "dev.local").read_text() == "DEV=1\n"  # what was missing is made
@@ -443,7 +446,7 @@ def test_worktreeinclude_never_overwrites_even_with_force(
 ) -> None:
     _, session = made
     (session.worktree / "app.local").write_text("APP=mine\n")
-    pipeline.step_env(included.project(), session, force=True)
+    env_step.apply(included.project(), session, force=True)
     assert (session.worktree / ENV).read_text() == "SECRET_KEY=s3cret\n"
     assert (session.worktree / "app.local").read_text() == "APP=mine\n"
 
@@ -454,8 +457,8 @@ def test_worktreeinclude_matches_inside_a_linked_folder_are_left_to_the_link(
     project, session = made
     (sample.main / NM / "pkg" / ".env.example").write_text("X=\n")
     (sample.main / ".worktreeinclude").write_text(".env*\n")  # the README's own example
-    pipeline.step_links(project, session)
-    pipeline.step_env(project, session)
+    links_step.apply(project, session)
+    env_step.apply(project, session)
     out = capsys.readouterr().out
     assert (session.worktree / NM).is_symlink()
     assert "! env" not in out, out

@@ -25,8 +25,10 @@ from conftest import VENV_BIN, Sample, git, make_sample, poll, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tally_tasks import pipeline, status
+from tally_tasks import status
 from tally_tasks.errors import TallyError
+from tally_tasks.operations import add as add_op
+from tally_tasks.operations import remove as remove_op
 
 STEPS = ["ports", "worktree", "links", "env", "claude_perms", "tmux"]
 
@@ -346,7 +348,7 @@ def test_property_valid_round_trips_invalid_refused(sample: Sample, name: str) -
     srv = libtmux.Server()
     before = (branches(sample.main), sorted(p.name for p in sample.main.parent.iterdir()))
     try:
-        pipeline.add(project, name, srv)
+        add_op.run(project, name, srv)
     except TallyError as e:
         assert "\n" not in str(e)
         assert sample.registry() == {}
@@ -356,7 +358,7 @@ def test_property_valid_round_trips_invalid_refused(sample: Sample, name: str) -
     rows = status.rows(project, srv)
     assert [r["name"] for r in rows] == [name]
     assert rows[0]["running"] is True and rows[0]["branch"] == name
-    pipeline.remove(project, name, srv)
+    remove_op.run(project, name, srv)
     assert sample.registry() == {}
     after = (branches(sample.main), sorted(p.name for p in sample.main.parent.iterdir()))
     assert after == before

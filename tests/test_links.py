@@ -19,10 +19,13 @@ import libtmux
 import pytest
 from conftest import Sample, git, leftovers, run_cli
 
-from tally_tasks import links, pipeline
+from tally_tasks import links, sessions
 from tally_tasks.config import DEFAULTS, Link
 from tally_tasks.errors import TallyError
+from tally_tasks.operations import add as add_op
+from tally_tasks.operations import remove as remove_op
 from tally_tasks.session import Project, Session
+from tally_tasks.steps import links as links_step
 
 NM = "frontend/node_modules"
 DB = "backend/db.sqlite3"
@@ -79,12 +82,12 @@ def main_intact(main: Path) -> None:
 def made(sample: Sample, srv: libtmux.Server) -> tuple[Project, Session]:
     """A session with a worktree but no links or copies yet."""
     project = sample.project(add_steps=BARE)
-    pipeline.add(project, "x", srv)
-    return project, pipeline.get(project, "x")
+    add_op.run(project, "x", srv)
+    return project, sessions.get(project, "x")
 
 
 def relink(sample: Sample, session: Session, links_config: Any) -> None:
-    pipeline.step_links(sample.project(links=links_config), session)
+    links_step.apply(sample.project(links=links_config), session)
 
 
 # --- symlink mode ------------------------------------------------------------------------------
@@ -352,7 +355,7 @@ def test_auto_is_the_default_a_hard_linked_tree_without_mains_caches(
     grow_node_modules(sample.main)
     add_caches(sample.main)
     project = sample.project(add_steps=[*BARE, "links"], links=DEFAULTS["links"])
-    session = pipeline.add(project, "x", srv)
+    session = add_op.run(project, "x", srv)
     src, dest = sample.main / NM, session.worktree / NM
     assert not dest.is_symlink() and dest.is_dir()
     want = {rel: kind for rel, kind in tree(src).items() if not rel.startswith((".vite", ".cache"))}
@@ -452,11 +455,11 @@ def test_remove_never_deletes_through_a_link(
 ) -> None:
     grow_node_modules(sample.main)
     project = sample.project(add_steps=NO_TMUX, links=modal(mode, NM, DB))
-    session = pipeline.add(project, "x", srv)
+    session = add_op.run(project, "x", srv)
     wt = session.worktree
     assert (wt / NM).is_symlink() == (mode == "symlink")
     before = tree(sample.main / NM)
-    pipeline.remove(project, "x", srv, force=force)  # hard links and copies are not work
+    remove_op.run(project, "x", srv, force=force)  # hard links and copies are not work
     assert not wt.exists()
     assert tree(sample.main / NM) == before
     main_intact(sample.main)
@@ -469,10 +472,10 @@ def test_a_user_file_next_to_the_links_still_blocks_remove(
     sample: Sample, srv: libtmux.Server, mode: str
 ) -> None:
     project = sample.project(add_steps=NO_TMUX, links=modal(mode, NM, DB))
-    session = pipeline.add(project, "x", srv)
+    session = add_op.run(project, "x", srv)
     (session.worktree / "frontend" / "notes.txt").write_text("mine\n")
     with pytest.raises(TallyError, match="work that would be lost") as err:
-        pipeline.remove(project, "x", srv)
+        remove_op.run(project, "x", srv)
     assert "?? frontend/notes.txt" in str(err.value)
     assert "node_modules" not in str(err.value)
     assert "db.sqlite3" not in str(err.value)
@@ -530,7 +533,7 @@ def test_a_tree_behind_mains_says_so_and_refresh_builds_it_again(
     assert "frontend/node_modules" not in r.stderr  # not a failure: noted
     assert f"{NM} ({mode}) lacks newpkg" in r.stdout
 
-    pipeline.step_links(sample.project(links=modal(mode, NM)), session, refresh=True)
+    links_step.apply(sample.project(links=modal(mode, NM)), session, refresh=True)
     new = session.worktree / NM / "newpkg" / "index.js"
     assert new.read_text() == "new\n"
     shared = os.stat(new).st_ino == os.stat(sample.main / NM / "newpkg" / "index.js").st_ino

@@ -17,9 +17,18 @@ import libtmux
 import pytest
 from conftest import Sample, add_submodule, git, init_submodules, poll, run_cli
 
-from tally_tasks import pipeline, status, tmux
+from tally_tasks import sessions, status, tmux
 from tally_tasks.errors import TallyError
+from tally_tasks.operations import add as add_op
+from tally_tasks.operations import remove as remove_op
+from tally_tasks.operations import resume as resume_op
 from tally_tasks.session import Project, Session
+from tally_tasks.steps import claude_perms as claude_step
+from tally_tasks.steps import env as env_step
+from tally_tasks.steps import links as links_step
+from tally_tasks.steps import ports as ports_step
+from tally_tasks.steps import tmux as tmux_step
+from tally_tasks.steps import worktree as worktree_step
 
 STEPS = ["ports", "worktree", "links", "env", "claude_perms", "tmux"]
 NO_TMUX = ["ports", "worktree", "links", "env", "claude_perms"]
@@ -61,7 +70,7 @@ def by_session(calls: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def add(sample: Sample, srv: libtmux.Server, name: str, **overrides: Any) -> Session:
-    return pipeline.add(sample.project(**overrides), name, srv)
+    return add_op.run(sample.project(**overrides), name, srv)
 
 
 def assert_nothing_left(sample: Sample, srv: libtmux.Server, name: str, slug: str) -> None:
@@ -210,18 +219,18 @@ def test_add_gives_the_worktree_mains_claude_approvals(sample: Sample, srv: libt
 def made(sample: Sample, srv: libtmux.Server) -> tuple[Project, Session]:
     """A session made without tmux: the file steps' tests need no windows."""
     project = sample.project(add_steps=NO_TMUX)
-    pipeline.add(project, "x", srv)
-    return project, pipeline.get(project, "x")
+    add_op.run(project, "x", srv)
+    return project, sessions.get(project, "x")
 
 
 def test_step_links_recreates_a_deleted_link(sample: Sample, made: tuple[Project, Session]) -> None:
     project, session = made
     link = session.worktree / "frontend" / "node_modules"
     link.unlink()
-    pipeline.step_links(project, session)
+    links_step.apply(project, session)
     assert os.readlink(link) == str(sample.main / "frontend" / "node_modules")
     assert (link / "pkg" / "index.js").is_file()
-    pipeline.step_links(project, session)  # twice is harmless
+    links_step.apply(project, session)  # twice is harmless
     assert link.is_symlink()
 
 
@@ -233,7 +242,7 @@ def test_step_links_leaves_a_real_folder_in_a_links_place(
     link.unlink()
     link.mkdir()
     (link / "mine.js").write_text("mine\n")
-    pipeline.step_links(project, session)
+    links_step.apply(project, session)
     assert not link.is_symlink()
     assert (link / "mine.js").read_text() == "mine\n"
     assert "exists and is not a link, left alone" in capsys.readouterr().out
@@ -247,31 +256,31 @@ def test_step_env_recopies_a_deleted_copy_and_keeps_an_edited_one(
     frontend_env = session.worktree / "frontend" / ".env"
     backend_env.unlink()
     frontend_env.write_text("VITE_X=mine\n")
-    pipeline.step_env(project, session)
+    env_step.apply(project, session)
     assert backend_env.read_text() == "SECRET_KEY=s3cret\n"
     assert backend_env.stat().st_mode & 0o777 == 0o600
     assert frontend_env.read_text() == "VITE_X=mine\n"
-    pipeline.step_env(project, session, force=True)
+    env_step.apply(project, session, force=True)
     assert frontend_env.read_text() == "VITE_X=1\n"
 
 
 def test_step_tmux_readds_a_closed_window_only(sample: Sample, srv: libtmux.Server) -> None:
     project = sample.project()
-    pipeline.add(project, "x", srv)
-    session = pipeline.get(project, "x")
+    add_op.run(project, "x", srv)
+    session = sessions.get(project, "x")
     for prog in ("python", "npm", "claude"):
         sample.wait_calls(prog)
     sid = session_id(srv, "tally-x")
     srv.cmd("kill-window", "-t", "=tally-x:=frontend")
     assert tmux.window_names(srv, "tally-x") == ["backend", "claude"]
-    assert pipeline.step_tmux(project, session, srv) == "mended"
+    assert tmux_step.start(project, session, srv) == "mended"
     assert sorted(tmux.window_names(srv, "tally-x")) == ["backend", "claude", "frontend"]
     assert session_id(srv, "tally-x") == sid
     npm = sample.wait_calls("npm", 2)[-1]
     port = str(session.ports["frontend"])
     assert npm["argv"] == ["run", "dev", "--", "--port", port, "--strictPort"]
     assert (npm["cwd"], npm["activated"]) == (str(session.worktree / "frontend"), "yes")
-    assert pipeline.step_tmux(project, session, srv) == "running"
+    assert tmux_step.start(project, session, srv) == "running"
     assert len(tmux.window_names(srv, "tally-x")) == 3
     assert len(sample.calls("python")) == len(sample.calls("claude")) == 1
 
@@ -280,7 +289,7 @@ def test_step_tmux_starts_a_missing_session(
     sample: Sample, srv: libtmux.Server, made: tuple[Project, Session]
 ) -> None:
     _, session = made
-    assert pipeline.step_tmux(sample.project(), session, srv) == "started"
+    assert tmux_step.start(sample.project(), session, srv) == "started"
     assert tmux.window_names(srv, "tally-x") == ["backend", "frontend", "claude"]
 
 
@@ -306,16 +315,16 @@ def test_a_worktree_deleted_by_hand_is_made_again_on_its_branch(
 
 def test_step_ports_keeps_the_ports_a_session_has(made: tuple[Project, Session]) -> None:
     project, session = made
-    assert pipeline.step_ports(project, "x").ports == session.ports
+    assert ports_step.assign(project, "x")[0].ports == session.ports
 
 
 @pytest.mark.parametrize(
     "call",
     [
-        lambda p, srv: pipeline.step_ports(p, "nope"),
-        lambda p, srv: pipeline.get(p, "nope"),
-        lambda p, srv: pipeline.remove(p, "nope", srv),
-        lambda p, srv: pipeline.resume(p, srv, name="nope"),
+        lambda p, srv: ports_step.assign(p, "nope")[0],
+        lambda p, srv: sessions.get(p, "nope"),
+        lambda p, srv: remove_op.run(p, "nope", srv),
+        lambda p, srv: resume_op.run(p, srv, name="nope"),
     ],
     ids=["step_ports", "get", "remove", "resume"],
 )
@@ -332,11 +341,11 @@ def test_steps_after_worktree_need_the_worktree(
 ) -> None:
     project, session = made
     shutil.rmtree(session.worktree)
-    for step in (pipeline.step_links, pipeline.step_env, pipeline.step_claude):
+    for step in (links_step.apply, env_step.apply, claude_step.apply):
         with pytest.raises(TallyError, match="is missing; run: .*worktree"):
             step(project, session)
     with pytest.raises(TallyError, match="is missing"):
-        pipeline.step_tmux(project, session, srv)
+        tmux_step.start(project, session, srv)
     main_data_intact(sample.main)
 
 
@@ -459,7 +468,7 @@ def test_remove_refuses_while_the_user_has_work(
     shown = spoil(wt)
     before = sample.registry()
     with pytest.raises(TallyError, match="work that would be lost") as err:
-        pipeline.remove(sample.project(), "x", srv)
+        remove_op.run(sample.project(), "x", srv)
     assert shown in str(err.value)
     assert "--force" in str(err.value)
     assert "node_modules" not in str(err.value)
@@ -476,7 +485,7 @@ def test_a_stash_of_another_branch_mentioning_the_session_does_not_block_remove(
     add(sample, srv, "auth", add_steps=NO_TMUX)
     (sample.main / "backend" / "manage.py").write_text("# half done\n")
     git(sample.main, "stash", "push", "-q", "-m", "wip on auth: half done")
-    pipeline.remove(sample.project(), "auth", srv)
+    remove_op.run(sample.project(), "auth", srv)
     assert "auth" not in sample.registry()
     assert "On main: wip on auth: half done" in git(sample.main, "stash", "list")
 
@@ -494,7 +503,7 @@ def test_remove_takes_everything_of_the_session_and_nothing_of_main(
     config = write_claude_json(
         sample, {str(wt): {"allowedTools": ["Bash"]}, "/elsewhere": {"x": 1}}
     )
-    pipeline.remove(sample.project(), "x", srv, force=force)
+    remove_op.run(sample.project(), "x", srv, force=force)
     assert not wt.exists()
     assert str(wt) not in worktrees(sample.main)
     assert branches(sample.main) == {"main", "other"}
@@ -534,7 +543,7 @@ def test_remove_decides_the_branchs_fate(
         git(wt, "add", "feature.txt")
         git(wt, "commit", "-q", "-m", "feature")
     capsys.readouterr()
-    pipeline.remove(sample.project(), "x", srv, force=force, keep_branch=keep_branch)
+    remove_op.run(sample.project(), "x", srv, force=force, keep_branch=keep_branch)
     assert not wt.exists()
     assert sample.registry() == {}
     assert ("x" in branches(sample.main)) is kept
@@ -545,7 +554,7 @@ def test_remove_decides_the_branchs_fate(
 def test_remove_of_a_session_whose_worktree_is_gone(sample: Sample, srv: libtmux.Server) -> None:
     add(sample, srv, "x")
     shutil.rmtree(wt_of(sample, "x"))
-    pipeline.remove(sample.project(), "x", srv)
+    remove_op.run(sample.project(), "x", srv)
     assert_nothing_left(sample, srv, "x", "x")
     main_data_intact(sample.main)
 
@@ -558,7 +567,7 @@ def test_remove_leaves_a_folder_that_is_not_a_worktree(sample: Sample, srv: libt
     folder.mkdir()
     (folder / "notes.txt").write_text("not yours\n")
     with pytest.raises(TallyError, match="is not a git worktree of"):
-        pipeline.remove(sample.project(), "x", srv, force=True)
+        remove_op.run(sample.project(), "x", srv, force=True)
     assert (folder / "notes.txt").read_text() == "not yours\n"
     assert "x" in sample.registry()
 
@@ -569,9 +578,9 @@ def test_remove_refuses_a_locked_worktree_unless_forced(
     add(sample, srv, "x", add_steps=NO_TMUX)
     git(sample.main, "worktree", "lock", "--reason", "on a USB disk", str(wt_of(sample, "x")))
     with pytest.raises(TallyError, match=r"the worktree is locked \(on a USB disk\)"):
-        pipeline.remove(sample.project(), "x", srv)
+        remove_op.run(sample.project(), "x", srv)
     assert wt_of(sample, "x").is_dir() and "x" in sample.registry()
-    pipeline.remove(sample.project(), "x", srv, force=True)
+    remove_op.run(sample.project(), "x", srv, force=True)
     assert_nothing_left(sample, srv, "x", "x")
 
 
@@ -584,7 +593,7 @@ def test_remove_never_takes_a_worktree_another_entry_owns(
     (sample.main / ".tally-sessions").write_text(json.dumps(reg))
     for force in (False, True):
         with pytest.raises(TallyError, match="is the worktree of session 'dup' too"):
-            pipeline.remove(sample.project(), "evil", srv, force=force)
+            remove_op.run(sample.project(), "evil", srv, force=force)
     assert wt_of(sample, "dup").is_dir() and set(sample.registry()) == {"dup", "evil"}
 
 
@@ -594,8 +603,8 @@ def test_remove_refuses_a_worktree_switched_to_another_branch_unless_forced(
     add(sample, srv, "x", add_steps=NO_TMUX)
     git(wt_of(sample, "x"), "switch", "-q", "-c", "experiment")
     with pytest.raises(TallyError, match="the worktree is on experiment, not x"):
-        pipeline.remove(sample.project(), "x", srv)
-    pipeline.remove(sample.project(), "x", srv, force=True)
+        remove_op.run(sample.project(), "x", srv)
+    remove_op.run(sample.project(), "x", srv, force=True)
     assert not wt_of(sample, "x").exists() and "x" not in sample.registry()
 
 
@@ -603,9 +612,9 @@ def test_a_pre_remove_hook_never_runs_in_main_when_the_worktree_is_gone(
     sample: Sample, srv: libtmux.Server, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = sample.project(add_steps=NO_TMUX, hooks={"pre_remove": ["touch HOOK_RAN_HERE"]})
-    pipeline.add(project, "x", srv)
+    add_op.run(project, "x", srv)
     shutil.rmtree(wt_of(sample, "x"))
-    pipeline.remove(project, "x", srv, force=True)
+    remove_op.run(project, "x", srv, force=True)
     assert not (sample.main / "HOOK_RAN_HERE").exists()
     assert "hooks not run" in capsys.readouterr().out
     assert "x" not in sample.registry()
@@ -616,7 +625,7 @@ def test_a_claude_lock_held_at_remove_still_drops_the_entry(
 ) -> None:
     config = write_claude_json(sample)
     project = sample.project(add_steps=STEPS[:-1], claude={"lock_stale": 0.5})
-    pipeline.add(project, "x", srv)
+    add_op.run(project, "x", srv)
     lock = config.with_name(".claude.json.lock")
     lock.mkdir()  # held, and kept fresh: never stale
     stop = threading.Event()
@@ -628,7 +637,7 @@ def test_a_claude_lock_held_at_remove_still_drops_the_entry(
     keeper = threading.Thread(target=touch)
     keeper.start()
     try:
-        pipeline.remove(project, "x", srv)
+        remove_op.run(project, "x", srv)
     finally:
         stop.set()
         keeper.join()
@@ -670,7 +679,7 @@ def test_resume_after_the_server_died_recreates_every_session(
     poll(lambda: not srv.is_alive())
     fresh = libtmux.Server()
     assert tmux.running(fresh) == set()
-    assert sorted(pipeline.resume(sample.project(), fresh)) == ["a", "b"]
+    assert sorted(resume_op.run(sample.project(), fresh)) == ["a", "b"]
     assert tmux.running(fresh) == {"tally-a", "tally-b"}
     for name in ("tally-a", "tally-b"):
         assert tmux.window_names(fresh, name) == ["backend", "frontend", "claude"]
@@ -698,7 +707,7 @@ def test_resume_leaves_running_sessions_and_reports_gone_worktrees(
     shutil.rmtree(wt_of(sample, "c"))
     capsys.readouterr()
 
-    assert pipeline.resume(sample.project(), srv) == ["b"]
+    assert resume_op.run(sample.project(), srv) == ["b"]
     out = capsys.readouterr().out
     assert "a: already running" in out
     assert f"c: worktree {wt_of(sample, 'c')} is gone" in out
@@ -711,16 +720,30 @@ def test_resume_leaves_running_sessions_and_reports_gone_worktrees(
     main_data_intact(sample.main)
 
 
+def test_resume_of_a_worktree_lacking_a_window_folder_names_it_and_starts_the_others(
+    sample: Sample, srv: libtmux.Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add(sample, srv, "a", add_steps=NO_TMUX)
+    add(sample, srv, "b", add_steps=NO_TMUX)
+    shutil.rmtree(wt_of(sample, "b") / "backend")
+    capsys.readouterr()
+    with pytest.raises(TallyError, match=r"^1 session\(s\) did not start: tally-b$"):
+        resume_op.run(sample.project(), srv)
+    out = capsys.readouterr().out
+    assert "b: config key tally.windows[0].dir: backend/ does not exist in the worktree" in out
+    assert tmux.running(srv) == {"tally-a"}
+
+
 def test_resume_one_by_name(sample: Sample, srv: libtmux.Server) -> None:
     add(sample, srv, "a", add_steps=NO_TMUX)
     add(sample, srv, "b", add_steps=NO_TMUX)
-    assert pipeline.resume(sample.project(), srv, name="b") == ["b"]
+    assert resume_op.run(sample.project(), srv, name="b") == ["b"]
     assert tmux.running(srv) == {"tally-b"}
-    assert pipeline.resume(sample.project(), srv, name="b") == []
+    assert resume_op.run(sample.project(), srv, name="b") == []
 
 
 def test_resume_with_no_sessions(sample: Sample, srv: libtmux.Server) -> None:
-    assert pipeline.resume(sample.project(), srv) == []
+    assert resume_op.run(sample.project(), srv) == []
     assert tmux.running(srv) == set()
 
 
@@ -755,8 +778,8 @@ def test_a_failing_activation_stops_the_resume_command_and_its_fallback(
     sample: Sample, srv: libtmux.Server
 ) -> None:
     project = sample.project(activate=FAILING_ACTIVATE, windows=CLAUDE_ONLY, add_steps=NO_TMUX)
-    pipeline.add(project, "x", srv)
-    assert pipeline.resume(project, srv) == ["x"]
+    add_op.run(project, "x", srv)
+    assert resume_op.run(project, srv) == ["x"]
     sample.wait_calls("python")
     typed_lines_done(sample, srv, 1)
     assert sample.calls("claude") == []
@@ -800,9 +823,9 @@ def test_a_real_file_where_a_link_belongs_is_the_users_and_blocks_remove(
     db.unlink()
     db.write_text("my own rows\n")
     with pytest.raises(TallyError, match="your own file.*backend/db.sqlite3"):
-        pipeline.remove(sample.project(), "x", srv)
+        remove_op.run(sample.project(), "x", srv)
     assert db.read_text() == "my own rows\n"
-    pipeline.remove(sample.project(), "x", srv, force=True)
+    remove_op.run(sample.project(), "x", srv, force=True)
     main_data_intact(sample.main)
 
 
@@ -812,13 +835,13 @@ def test_windows_left_in_a_deleted_worktree_are_restarted(
     """The worktree removed by hand and made again under a running session: its windows
     work in the deleted folder until the tmux step (or doctor --fix) restarts them."""
     project = sample.project()
-    session = pipeline.add(project, "x", srv)
+    session = add_op.run(project, "x", srv)
     sample.wait_calls("claude")  # the windows are up and running
     shutil.rmtree(session.worktree)
-    pipeline.step_worktree(project, session)
-    pipeline.step_links(project, session)
+    worktree_step.create(project, session)
+    links_step.apply(project, session)
     poll(lambda: tmux.windows_in_deleted_folders(srv, "tally-x"), timeout=10)
-    assert pipeline.step_tmux(project, session, srv) == "started"  # every window was stale
+    assert tmux_step.start(project, session, srv) == "started"  # every window was stale
     poll(lambda: tmux.windows_in_deleted_folders(srv, "tally-x") == [], timeout=10)
     calls = sample.wait_calls("claude", 2)
     assert calls[-1]["argv"][:2] == ["--resume", "tally-x"]  # a restart resumes
@@ -840,11 +863,11 @@ def test_a_failing_pre_remove_hook_stops_remove_unless_forced(
     sample: Sample, srv: libtmux.Server
 ) -> None:
     project = sample.project(add_steps=NO_TMUX, hooks={"pre_remove": ["exit 3"]})
-    pipeline.add(project, "x", srv)
+    add_op.run(project, "x", srv)
     with pytest.raises(TallyError, match=r"exit 3.*remove anyway with: .*--force"):
-        pipeline.remove(project, "x", srv)
+        remove_op.run(project, "x", srv)
     assert wt_of(sample, "x").is_dir() and "x" in sample.registry()
-    pipeline.remove(project, "x", srv, force=True)
+    remove_op.run(project, "x", srv, force=True)
     assert not wt_of(sample, "x").exists() and "x" not in sample.registry()
 
 
@@ -853,7 +876,7 @@ def test_hooks_run_in_sh_when_shell_is_not_there(
 ) -> None:
     monkeypatch.setenv("SHELL", "/usr/bin/no-such-shell")
     hook = "echo ran > hook.out"
-    pipeline.add(sample.project(add_steps=NO_TMUX, hooks={"post_add": [hook]}), "x", srv)
+    add_op.run(sample.project(add_steps=NO_TMUX, hooks={"post_add": [hook]}), "x", srv)
     assert (wt_of(sample, "x") / "hook.out").read_text() == "ran\n"
 
 
@@ -869,7 +892,7 @@ def test_unpushed_submodule_commits_block_remove(
     git(wt / "lib", "commit", "-q", "-m", "only here")
     git(wt, "commit", "-q", "-am", "bump lib")
     with pytest.raises(TallyError, match="submodule lib: 1 commit"):
-        pipeline.remove(sample.project(), "s", srv)
+        remove_op.run(sample.project(), "s", srv)
     assert (wt / "lib" / "b.txt").exists()
 
 
@@ -887,7 +910,7 @@ def _half_made(sample: Sample, name: str) -> Path:
 def test_plain_remove_clears_a_half_made_worktree(sample: Sample, srv: libtmux.Server) -> None:
     add(sample, srv, "h", add_steps=NO_TMUX)
     _half_made(sample, "h")
-    pipeline.remove(sample.project(), "h", srv)
+    remove_op.run(sample.project(), "h", srv)
     assert_nothing_left(sample, srv, "h", "h")
 
 
@@ -900,7 +923,7 @@ def test_add_finishes_a_half_made_worktree_of_a_session_begun_step_by_step(
     for key in ("state", "pid"):  # begun with the step tasks, not by add
         reg["h"].pop(key)
     (sample.main / ".tally-sessions").write_text(json.dumps(reg))
-    pipeline.add(sample.project(), "h", srv)
+    add_op.run(sample.project(), "h", srv)
     assert (wt_of(sample, "h") / "backend" / "manage.py").exists()
     assert "locked" not in git(sample.main, "worktree", "list", "--porcelain")
 
@@ -911,7 +934,7 @@ def test_a_locked_worktree_deleted_by_hand_is_forgotten_by_a_forced_remove(
     add(sample, srv, "lk", add_steps=NO_TMUX)
     git(sample.main, "worktree", "lock", str(wt_of(sample, "lk")))
     shutil.rmtree(wt_of(sample, "lk"))
-    pipeline.remove(sample.project(), "lk", srv, force=True)
+    remove_op.run(sample.project(), "lk", srv, force=True)
     assert worktrees(sample.main) == [str(sample.main)]
     add(sample, srv, "lk", add_steps=NO_TMUX)  # and it can be made again
 
@@ -920,8 +943,8 @@ def test_a_tracked_file_at_a_link_path_is_not_the_users_work(
     sample: Sample, srv: libtmux.Server
 ) -> None:
     project = sample.project(add_steps=NO_TMUX, links=["backend/manage.py"])
-    pipeline.add(project, "t", srv)
-    pipeline.remove(project, "t", srv)
+    add_op.run(project, "t", srv)
+    remove_op.run(project, "t", srv)
     assert not wt_of(sample, "t").exists()
 
 
@@ -929,12 +952,12 @@ def test_a_window_of_yours_in_a_deleted_folder_is_left_alone(
     sample: Sample, srv: libtmux.Server
 ) -> None:
     project = sample.project()
-    session = pipeline.add(project, "x", srv)
+    session = add_op.run(project, "x", srv)
     sample.wait_calls("claude")
     srv.cmd("new-window", "-d", "-t", "=tally-x:", "-n", "notes", "-c", str(session.worktree))
     shutil.rmtree(session.worktree)
-    pipeline.step_worktree(project, session)
+    worktree_step.create(project, session)
     poll(lambda: "notes" in tmux.windows_in_deleted_folders(srv, "tally-x"), timeout=10)
-    pipeline.step_tmux(project, session, srv)
+    tmux_step.start(project, session, srv)
     assert tmux.windows_in_deleted_folders(srv, "tally-x") == ["notes"]
     assert set(tmux.window_names(srv, "tally-x")) == {"backend", "frontend", "claude", "notes"}

@@ -19,8 +19,11 @@ import libtmux
 import pytest
 from conftest import Sample, git
 
-from tally_tasks import pipeline, plan, tmux
+from tally_tasks import tmux
 from tally_tasks.errors import TallyError
+from tally_tasks.operations import add as add_op
+from tally_tasks.operations import remove as remove_op
+from tally_tasks.steps import tmux as tmux_step
 
 NO_TMUX = ["ports", "worktree", "links", "env", "claude_perms"]
 
@@ -58,7 +61,7 @@ def details(lines: list[tuple[str, str]], step: str) -> list[str]:
 
 
 def add_x(sample: Sample, srv: libtmux.Server, **overrides: Any) -> Path:
-    pipeline.add(sample.project(add_steps=NO_TMUX, **overrides), "x", srv)
+    add_op.run(sample.project(add_steps=NO_TMUX, **overrides), "x", srv)
     return wt_of(sample, "x")
 
 
@@ -75,7 +78,7 @@ def not_a_worktree(sample: Sample, srv: libtmux.Server) -> str:
 
 
 def owned_by_another(sample: Sample, srv: libtmux.Server) -> str:
-    pipeline.add(sample.project(add_steps=NO_TMUX), "dup", srv)
+    add_op.run(sample.project(add_steps=NO_TMUX), "dup", srv)
     reg = sample.registry()
     reg["evil"] = {"worktree": reg["dup"]["worktree"], "branch": "evil"}
     (sample.main / ".tally-sessions").write_text(json.dumps(reg))
@@ -123,13 +126,13 @@ def test_remove_plan_refuses_exactly_where_remove_refuses(
     name = setup(sample, srv)
     before = state(sample, srv)
     capsys.readouterr()
-    plan.remove(sample.project(), name, srv, force, keep_branch=False)
+    remove_op.plan(sample.project(), name, srv, force, keep_branch=False)
     lines = planned(capsys.readouterr().out)
     assert state(sample, srv) == before
     if refusal is None:
         assert details(lines, "refuse") == []
         assert details(lines, "worktree") == [f"remove {wt_of(sample, name)}"]
-        pipeline.remove(sample.project(), name, srv, force=force)
+        remove_op.run(sample.project(), name, srv, force=force)
         assert name not in sample.registry()
         return
     refused = details(lines, "refuse")
@@ -137,7 +140,7 @@ def test_remove_plan_refuses_exactly_where_remove_refuses(
     assert refused[-1].startswith("nothing would be removed")
     assert [s for s, _ in lines] == ["refuse"] * len(refused)
     with pytest.raises(TallyError, match=re.escape(refusal)):
-        pipeline.remove(sample.project(), name, srv, force=force)
+        remove_op.run(sample.project(), name, srv, force=force)
     assert state(sample, srv) == before
 
 
@@ -153,7 +156,7 @@ def test_remove_plan_lists_pre_remove_hooks_or_says_they_would_not_run(
     if gone:
         shutil.rmtree(wt)
     capsys.readouterr()
-    plan.remove(sample.project(hooks=hooks), "x", srv, force=False, keep_branch=False)
+    remove_op.plan(sample.project(hooks=hooks), "x", srv, force=False, keep_branch=False)
     shown = details(planned(capsys.readouterr().out), "pre-remove")
     if gone:
         assert shown == [f"not run: worktree {wt} is gone (2 hook(s))"]
@@ -175,7 +178,7 @@ def test_remove_plan_lists_the_dev_servers_it_would_stop_and_stops_none(
     port = sample.registry()["x"]["backend_port"]
     proc = serve(port, wt / "backend" if inside else tmp_path)
     capsys.readouterr()
-    plan.remove(sample.project(), "x", srv, force=False, keep_branch=False)
+    remove_op.plan(sample.project(), "x", srv, force=False, keep_branch=False)
     shown = details(planned(capsys.readouterr().out), "processes")
     assert proc.poll() is None
     if inside:
@@ -200,7 +203,7 @@ def test_add_plan_lists_worktreeinclude_copies_as_the_env_step_makes_them(
         "backend/local.cfg\nsecrets/\nbackend/.env\nfrontend/node_modules\nbackend/db.sqlite3\n"
     )
     before = state(sample, srv)
-    plan.add(sample.project(add_steps=NO_TMUX), "x", srv)
+    add_op.plan(sample.project(add_steps=NO_TMUX), "x", srv)
     env = details(planned(capsys.readouterr().out), "env")
     assert state(sample, srv) == before
     assert env == [
@@ -227,7 +230,7 @@ def test_add_plan_shows_the_window_lines_the_real_add_types(
     sample: Sample, srv: libtmux.Server, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = state(sample, srv)
-    plan.add(sample.project(windows=WINDOWS), "x", srv)
+    add_op.plan(sample.project(windows=WINDOWS), "x", srv)
     shown = details(planned(capsys.readouterr().out), "tmux")
     assert state(sample, srv) == before
     wt = wt_of(sample, "x")
@@ -236,11 +239,11 @@ def test_add_plan_shows_the_window_lines_the_real_add_types(
         "export TALLY_ACTIVATED=yes && ( echo x; python manage.py runserver 1 )"
     )
     project = sample.project(windows=WINDOWS)
-    session = pipeline.add(project, "x", srv)
+    session = add_op.run(project, "x", srv)
     assert tmux.window_names(srv, "tally-x") == ["both", "solo", "root", "idle"]
     typed = [
         f"tally-x:{r.name} in {r.dir}: {r.keys}" if r.keys else f"tally-x:{r.name} in {r.dir}"
-        for r in pipeline.window_runs(project, session)
+        for r in tmux_step.window_runs(project, session)
     ]
     assert [line.removesuffix(" (an idle shell)") for line in shown] == typed
 
@@ -285,14 +288,14 @@ def test_add_plan_refuses_where_add_fails(
 ) -> None:
     setup(sample, srv)
     before = state(sample, srv)
-    plan.add(sample.project(), "x", srv)
+    add_op.plan(sample.project(), "x", srv)
     lines = planned(capsys.readouterr().out)
     assert state(sample, srv) == before
     assert [s for s, _ in lines] == ["refuse", "refuse"], lines
     assert refusal in lines[0][1]
     assert lines[1][1] == "nothing would be created"
     with pytest.raises(TallyError, match=re.escape(refusal)):
-        pipeline.add(sample.project(), "x", srv)
+        add_op.run(sample.project(), "x", srv)
     after = state(sample, srv)
     assert "x" not in sample.registry()  # undone (an emptied registry file stays)
     assert (after["worktrees"], after["branches"]) == (before["worktrees"], before["branches"])
@@ -304,9 +307,9 @@ def test_remove_plan_keeps_a_branch_checked_out_elsewhere_as_remove_does(
     git(add_x(sample, srv), "switch", "-q", "-c", "experiment")
     git(sample.main, "switch", "-q", "x")
     capsys.readouterr()
-    plan.remove(sample.project(), "x", srv, force=True, keep_branch=False)
+    remove_op.plan(sample.project(), "x", srv, force=True, keep_branch=False)
     want = f"keep x: checked out at {sample.main}"
     assert details(planned(capsys.readouterr().out), "branch") == [want]
-    pipeline.remove(sample.project(), "x", srv, force=True)
+    remove_op.run(sample.project(), "x", srv, force=True)
     assert f"kept x: checked out at {sample.main}" in capsys.readouterr().out
     assert "x" in git(sample.main, "branch", "--format=%(refname:short)").split()

@@ -17,12 +17,13 @@ import libtmux
 import pytest
 from conftest import Sample, git, poll, run_cli
 
-from tally_tasks import pipeline, status, tmux
+from tally_tasks import status, tmux
+from tally_tasks.operations import add as add_op
 from tally_tasks.session import Session
 
 
 def add(sample: Sample, srv: libtmux.Server, name: str) -> Session:
-    return pipeline.add(sample.project(), name, srv)
+    return add_op.run(sample.project(), name, srv)
 
 
 def list_(

@@ -161,3 +161,35 @@ def test_worktreeinclude_with_a_name_that_is_not_utf8(sample: Sample) -> None:
     copied = os.fsencode(sample.main.parent / "tally-u") + b"/.env.caf\xe9"
     with open(copied, "rb") as f:
         assert f.read() == b"X=1\n"
+
+
+# --- --host in one place: `hosted` gives a task the flag and forwards it ---------------------
+
+HOSTED = {
+    "add": ["name", "force", "dry_run", "host", "quiet"],
+    "remove": ["name", "force", "keep_branch", "dry_run", "host", "quiet"],
+    "resume": ["name", "host", "quiet"],
+    "list": ["json", "git", "brief", "all_hosts", "host"],
+    "doctor": ["name", "fix", "host", "quiet"],
+    "ports": ["name", "host", "quiet"],
+    "worktree": ["name", "host", "quiet"],
+    "links": ["name", "refresh", "host", "quiet"],
+    "env": ["name", "force", "host", "quiet"],
+    "claude-perms": ["name", "host", "quiet"],
+    "tmux": ["name", "host", "quiet"],
+}
+
+
+@pytest.mark.parametrize("task_name, flags", HOSTED.items(), ids=list(HOSTED))
+def test_a_hosted_task_has_host_as_o_and_its_own_flags(task_name: str, flags: list[str]) -> None:
+    from tally_tasks.tasks import session
+
+    args = {a.name: a for a in session[task_name].get_arguments()}
+    assert list(args) == flags
+    assert tuple(args["host"].nicknames) == ("o",) and args["host"].kind is str
+
+
+def test_host_with_a_local_only_flag_is_one_error(sample: Sample) -> None:
+    r = run_cli(["inv", "session.list", "--host", "box1", "--all-hosts"], sample.main)
+    assert r.returncode == 1
+    assert r.stderr.strip().endswith("give --host NAME or --all-hosts, not both")

@@ -1,0 +1,80 @@
+"""The shell hooks of `tally.hooks`: run in a session's worktree as a window runs its command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+from . import output
+from .errors import TallyError
+from .session import Project, Session, render
+
+# What bash -i says on stderr when it has no terminal: not the hook's output.
+_NO_TTY_NOISE = (
+    "cannot set terminal process group",
+    "no job control in this shell",
+    "can't access tty",
+)
+
+
+def _end_group(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM the process group `proc` leads, SIGKILL it if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run(project: Project, session: Session, point: str) -> None:
+    """Run the hooks of `point` in the worktree, as a window runs its command: in the
+    user's login shell, after the activation command, with the TALLY_* variables."""
+    cmds = project.settings.hooks.get(point, ())
+    if not cmds:
+        return
+    step = point.replace("_", "-")
+    if not session.worktree.is_dir():
+        # never in the main checkout instead: `rm -rf node_modules` there is shared data
+        output.warn(step, f"worktree {session.worktree} is gone; hooks not run")
+        return
+    values = session.values(project)
+    env = {**os.environ, **session.env()}
+    activate = render(project.settings.activate, values).strip()
+    shell = os.environ.get("SHELL") or "/bin/sh"
+    if not os.access(shell, os.X_OK):  # as tmux does with a SHELL that is not there
+        shell = "/bin/sh"
+    for template in cmds:
+        line = render(template, values)
+        full = f"{activate} && ( {line} )" if activate else line
+        # Its own session: an interactive shell with our terminal would take it over
+        # (job control); on Ctrl-C here, its whole group is ended.
+        proc = subprocess.Popen(
+            [shell, "-lic", full],
+            cwd=session.worktree,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate()
+        except BaseException:
+            _end_group(proc)
+            raise
+        if proc.returncode != 0:
+            said = (out + err).strip().splitlines()
+            tail = [ln for ln in said if not any(n in ln for n in _NO_TTY_NOISE)][-5:]
+            raise TallyError(
+                f"hook {point} `{line}` failed with status {proc.returncode}"
+                + (": " + " | ".join(tail) if tail else "")
+            )
+        output.step(step, line)

@@ -1,0 +1,169 @@
+"""`add`: run the steps of `tally.add_steps` in order; on failure, undo what this run made.
+
+Each step's `run` returns what it made before anything else can fail, and its undo is
+held from then on: a failing step (or a `post_add` hook, or Ctrl-C) runs the held undos
+in reverse (README: Safety). `plan` is the dry run over the same steps.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import hooks, output, registry, sessions, tmux
+from ..errors import TallyError
+from ..session import Project, Session, check_name, render
+from ..steps.base import Context, Refused, plan_line, refuse_lines
+from ..steps.project import ProjectTasks, for_add
+from ..steps.tmux import attach_line
+
+_FAULT_ENV = "TALLY_TEST_FAULT"  # tests: "pause:<step>" / "fail:<step>" to hit a boundary
+
+
+def _fault(step: str) -> None:
+    """Test hook: pause or fail at a step boundary, so kill/rollback tests are exact."""
+    spec = os.environ.get(_FAULT_ENV, "")
+    if not spec:
+        return
+    action, _, where = spec.partition(":")
+    if where != step:
+        return
+    if action == "fail":
+        raise TallyError(f"injected failure after {step}")
+    if action == "pause":
+        marker = os.environ.get("TALLY_TEST_FAULT_MARK")
+        if marker:
+            Path(marker).write_text(step)
+        time.sleep(3600)
+
+
+def _check_new(project: Project, name: str) -> registry.Entry | None:
+    """The name's entry, when this add may take it over (else an error); None: a new one."""
+    entries = sessions.load(project)
+    existing = entries.get(name)
+    if existing is None:
+        sessions.check_slug(project, entries, name)
+    else:  # again, locked, in the ports step
+        sessions.check_claim(name, existing, project.new_session(name).worktree, project.main)
+    return existing
+
+
+def _tmux_taken(project: Project, name: str) -> str:
+    tname = project.tmux_name(name)
+    return (
+        f"a tmux session {tname} already runs but no session {name!r} is registered; "
+        "end it with: " + output.on_host(f"tmux kill-session -t ={tname}")
+    )
+
+
+@dataclass
+class _Undo:
+    actions: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+
+    def push(self, what: str, action: Callable[[], None]) -> None:
+        self.actions.append((what, action))
+
+    def run(self) -> list[str]:
+        done = []
+        for what, action in reversed(self.actions):
+            try:
+                action()
+                done.append(what)
+            except Exception as e:  # noqa: BLE001 - undo what we can, report the rest
+                output.warn("undo", f"could not undo {what}: {e}")
+        return done
+
+
+def run(
+    project: Project,
+    name: str,
+    srv: tmux.TmuxServer,
+    force: bool = False,
+    tasks: ProjectTasks | None = None,
+) -> Session:
+    """The whole add. On failure, undoes what this run created (see README: Safety)."""
+    check_name(name)
+    chosen = for_add(project, tasks)
+    existing = _check_new(project, name)
+    if existing is None and tmux.exists(srv, project.tmux_name(name)):
+        raise TallyError(_tmux_taken(project, name) + ", or pick another name")
+    ctx = Context(project, project.new_session(name), srv, adding=True, force=force)
+    undo = _Undo()
+    current = chosen[0][0]
+    try:
+        for current, step in chosen:
+            made = step.run(ctx)
+            if made is not None:
+                ctx.made[step.name] = made
+                undo.push(made.what, functools.partial(step.undo, ctx, made))
+            _fault(current)
+        current = "post_add"
+        hooks.run(project, ctx.session, "post_add")
+        with sessions.editing(project) as entries:
+            if name not in entries:  # a `remove --force` took it away meanwhile
+                raise TallyError(f"session {name!r} was removed while it was being added")
+            for key in ("state", "pid", "pid_start"):
+                entries[name].pop(key, None)
+    except BaseException as e:
+        undone = undo.run()
+        if isinstance(e, TallyError):
+            tail = f" (undone: {', '.join(undone)})" if undone else ""
+            raise TallyError(f"{current.replace('_', '-')} step failed: {e}{tail}") from None
+        raise
+    return ctx.session
+
+
+def plan(
+    project: Project,
+    name: str,
+    srv: tmux.TmuxServer,
+    force: bool = False,
+    tasks: ProjectTasks | None = None,
+) -> bool:
+    """The dry run of `run` (`force`: its --force, over existing copies): the same checks,
+    then each step's plan; False when the real add would refuse."""
+    check_name(name)
+    chosen = for_add(project, tasks)
+    existing = _check_new(project, name)
+    session = project.session(name, existing) if existing else project.new_session(name)
+    ctx = Context(project, session, srv, force=force)
+    lines: list[tuple[str, str]] = []
+    refusals = []
+    for _, step in chosen:
+        try:
+            lines += [(step.name, line) for line in step.plan(ctx)]
+        except Refused as e:
+            refusals.append(str(e))
+    output.info(output.bold(f"Would create session {name} (dry run: nothing changed)"))
+    if existing is None and tmux.exists(srv, session.tmux_name):
+        refusals.insert(0, _tmux_taken(project, name))
+    if refusals:
+        refuse_lines(refusals, "nothing would be created")
+        return False
+    for label, line in lines:
+        plan_line(label, line)
+    for hook in project.settings.hooks.get("post_add", ()):
+        plan_line("post-add", render(hook, ctx.session.values(project)))
+    return True
+
+
+def summary(project: Project, session: Session) -> None:
+    output.info()
+    output.info(output.bold(f"Session {session.name} is ready"))
+    output.info(f"  worktree  {session.worktree}")
+    output.info(f"  branch    {session.branch}")
+    remote = output.via()
+    where = f"{remote[1]}'s localhost" if remote else "localhost"
+    for port, number in session.ports.items():
+        output.info(
+            f"  {port:<9} http://localhost:{number}" + (f"  (on {where})" if remote else "")
+        )
+    if remote:  # run over SSH by --host: say what works from the laptop
+        output.info(f"  forward   {output.command('forward', session.name)}")
+        output.info(f"  attach    {output.command('attach', session.name)}")
+    else:
+        output.info(f"  attach    {attach_line(project, session)}")

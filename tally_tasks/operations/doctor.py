@@ -1,0 +1,148 @@
+"""`session.doctor`: find what is broken about sessions and their environment; mend the safe part.
+
+What `--fix` mends: missing or wrong links, missing copies, a tmux session or window that is
+gone, a registry entry whose worktree is gone (after ``git worktree prune``, ending its tmux
+session), and processes left over in a worktree whose tmux session is gone that still hold
+the session's ports. What it never does: kill a process from outside the worktree (a foreign
+program on a session's port is reported, with its PID and command).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+
+from .. import output, registry, sessions, status, tmux
+from ..errors import TallyError
+from ..session import Project, commands, render
+from ..steps import builtin
+from ..steps.base import Context, Report, Step
+from ..steps.project import ProjectTasks, TaskStep, for_add, for_remove
+
+
+def check_tools(project: Project, report: Report) -> None:
+    for tool in ("git", "tmux"):
+        if shutil.which(tool):
+            output.step("tools", f"{tool} found")
+        else:
+            report.bad("tools", f"{tool} is not on PATH; install it")
+    have = tmux.version() if shutil.which("tmux") else None
+    if have is not None and have < tmux.MIN_VERSION:
+        report.bad(
+            "tools", f"tmux {have[0]}.{have[1]} is too old; tally-tasks needs tmux 3.2 or newer"
+        )
+    known = {"project": project.name, "main": str(project.main)}
+    programs = []
+    for win in project.settings.windows:
+        for cmd in (win.cmd, win.resume_cmd):
+            for word in commands(render(cmd, known)):
+                if "{" not in word and word not in programs:  # `{worktree}/x`: per session
+                    programs.append(word)
+    for word in programs:
+        if _available(word):
+            output.step("tools", f"{word} found")
+        else:
+            hint = (
+                "install Claude Code (npm install -g @anthropic-ai/claude-code) or change the "
+                "agent window in tally.windows"
+                if word == "claude"
+                else "install it, or change tally.windows"
+            )
+            report.bad("tools", f"{word} (a window command) is not on PATH; {hint}")
+    word = next(iter(commands(render(project.settings.activate, known))), "")
+    if word and not _available(word):
+        report.bad(
+            "activate",
+            f"`{word}` (from tally.activate) is not a command in your login shell; "
+            "windows will stop before their command. Fix tally.activate or install it",
+        )
+    elif word:
+        output.step("activate", f"{word} available")
+
+
+def _available(word: str) -> bool:
+    """On PATH, a shell builtin, or a function defined by the user's login shell rc."""
+    if word in {".", "source", "export", "cd", "set", "unset", ":", "true", "eval"}:
+        return True
+    if shutil.which(word):
+        return True
+    shell = os.environ.get("SHELL") or "/bin/sh"
+    try:
+        proc = subprocess.run(
+            [shell, "-lic", f"command -v {shlex.quote(word)}"],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+def check_steps(project: Project, tasks: ProjectTasks | None, report: Report) -> list[Step]:
+    """The steps of `tally.add_steps`, listed when the project's tasks are among them (and
+    the tasks of `remove_steps`); a name that is neither a step nor a task is a problem.
+    Returns the steps to check sessions with."""
+    try:
+        chosen = [step for _, step in for_add(project, tasks)]
+        removing = for_remove(project, tasks)
+    except TallyError as e:
+        report.bad("steps", str(e))
+        return [builtin[s.task] for s in project.settings.add_steps if s.task in builtin]
+    if any(isinstance(s, TaskStep) for s in chosen):
+        output.step("steps", "add: " + " · ".join(_shown(s) for s in chosen))
+    if removing:
+        output.step("steps", "remove: " + " · ".join(_shown(s) for s in removing))
+    return chosen
+
+
+def _shown(step: Step) -> str:
+    if not isinstance(step, TaskStep):
+        return step.name
+    undo = f", undo: {step.undo_task}" if step.undo_task else ""
+    return f"{step.name} (project task{undo})"
+
+
+def check_session(ctx: Context, chosen: list[Step], fix: bool, report: Report) -> None:
+    """Each step's check of the session, in order, and (`fix`) its mending."""
+    for step in chosen:
+        found = step.check(ctx, report)
+        if fix and found.mend:
+            step.fix(ctx, report, found.mend)
+        if found.halt:
+            return
+
+
+def run(
+    project: Project,
+    srv: tmux.TmuxServer,
+    name: str | None,
+    fix: bool,
+    tasks: ProjectTasks | None = None,
+) -> Report:
+    report = Report()
+    check_tools(project, report)
+    chosen = check_steps(project, tasks, report)
+    entries = sessions.load(project)
+    if name:
+        sessions.get(project, name)
+        entries = {name: entries[name]}
+    try:
+        report.live = tmux.running(srv)
+    except TallyError as e:
+        report.bad("tmux", str(e))
+    for n, entry in entries.items():
+        pid = sessions.adder(entry)
+        if pid is not None:  # half-made on purpose: checking it now would only mislead
+            output.step(n, f"being added right now (pid {pid}); not checked")
+            continue
+        before = len(report.problems)
+        check_session(Context(project, project.session(n, entry), srv), chosen, fix, report)
+        if len(report.problems) == before:
+            output.step(n, "ok")
+    if not name:
+        for note in status.stale(project, srv, registry.load(project.registry_path)):
+            report.bad("stale", note)
+    return report

@@ -1,0 +1,59 @@
+"""The `claude_perms` step: the main checkout's Claude Code approvals (`allowedTools`) and
+trust answer for the worktree's entry in ~/.claude.json, and `.claude/settings.local.json`."""
+
+from __future__ import annotations
+
+from .. import claude, output
+from ..session import Project, Session, programs
+from .base import Context, Made, nothing_to_check, nothing_to_fix, require_worktree, show
+
+name = "claude-perms"
+required = False
+opens = False
+
+
+def uses_claude(project: Project) -> bool:
+    """True when a window starts Claude Code (else there is nothing to do)."""
+    return any(
+        "claude" in programs(w.cmd) or "claude" in programs(w.resume_cmd)
+        for w in project.settings.windows
+    )
+
+
+def apply(project: Project, session: Session) -> None:
+    require_worktree(session)
+    if not uses_claude(project):
+        output.step(name, "no window runs Claude Code, nothing to do")
+        return
+    s = project.settings
+    config = claude.config_path(s.claude_config)
+    result = claude.inherit(
+        config, project.main, session.worktree, s.claude_trust, s.claude_lock_stale
+    )
+    outcomes = [result]
+    local = claude.copy_local_settings(project.main, session.worktree)
+    if local is not None:
+        outcomes.append(local)
+    show(name, outcomes)
+
+
+def run(ctx: Context) -> Made | None:
+    apply(ctx.project, ctx.session)
+    # the entry of a worktree this run made is this run's; an older one is the user's
+    return Made("Claude Code entry") if ctx.made.get("worktree") else None
+
+
+def undo(ctx: Context, made: Made) -> None:
+    s = ctx.project.settings
+    claude.forget(claude.config_path(s.claude_config), [ctx.session.worktree], s.claude_lock_stale)
+
+
+def plan(ctx: Context) -> list[str]:
+    if not uses_claude(ctx.project):
+        return ["no window runs Claude Code, nothing to do"]
+    config = claude.config_path(ctx.project.settings.claude_config)
+    return [f"copy approvals and trust in {config}"]
+
+
+check = nothing_to_check
+fix = nothing_to_fix

@@ -1,0 +1,77 @@
+"""The `links` step: the paths shared with the main checkout (symlinks, or hard-linked,
+reflinked or copied trees), made when missing or wrong."""
+
+from __future__ import annotations
+
+import os
+
+from .. import links, output
+from ..session import Project, Session
+from .base import Checked, Context, Made, Report, nothing_to_undo, require_worktree, show
+
+name = "links"
+required = False
+opens = False
+
+
+def apply(project: Project, session: Session, refresh: bool = False) -> None:
+    require_worktree(session)
+    hint = output.command("links", session.name, "--refresh")
+    outcomes = links.apply(
+        project.main, session.worktree, project.settings.links, refresh, refresh_hint=hint
+    )
+    show("links", outcomes)
+
+
+def run(ctx: Context) -> Made | None:
+    apply(ctx.project, ctx.session, ctx.refresh)
+    return None  # they go with the worktree (unlinked first)
+
+
+undo = nothing_to_undo
+
+
+def plan(ctx: Context) -> list[str]:
+    lines = []
+    for link in ctx.project.settings.links:
+        src = ctx.project.main / link.path
+        state = f"{link.mode} of main" if src.exists() else "missing in main, would skip"
+        lines.append(f"{link.path}  ({state})")
+    return lines
+
+
+def check(ctx: Context, report: Report) -> Checked:
+    """Each link present and pointing at main's copy; a rebuilt tree main has outgrown is
+    noted (a rebuild is asked for, never done by --fix)."""
+    project, session = ctx.project, ctx.session
+    broken = []
+    for link in project.settings.links:
+        src, dest = project.main / link.path, session.worktree / link.path
+        if not (src.exists() or src.is_symlink()):
+            report.bad(session.name, f"{link.path} is missing in the main checkout (link skipped)")
+            continue
+        if link.mode == "symlink":
+            if not dest.is_symlink():
+                if dest.exists():
+                    report.bad(session.name, f"{link.path} is a real file, not a link to main")
+                else:
+                    report.bad(session.name, f"link {link.path} is missing")
+                    broken.append(link.path)
+            elif os.readlink(dest) != str(src):
+                report.bad(session.name, f"link {link.path} points at {os.readlink(dest)}")
+                broken.append(link.path)
+        elif not dest.exists():
+            report.bad(session.name, f"{link.path} ({link.mode}) is missing")
+            broken.append(link.path)
+        elif missing := links.behind(src, dest):
+            output.warn(
+                session.name,
+                f"{link.path} ({link.mode}) lacks {', '.join(missing[:3])} that main has now; "
+                "build it again with: " + output.command("links", session.name, "--refresh"),
+            )
+    return Checked(mend=tuple(broken))
+
+
+def fix(ctx: Context, report: Report, mend: tuple[str, ...]) -> None:
+    apply(ctx.project, ctx.session)
+    report.mended(ctx.session.name, "relinked " + ", ".join(mend))

@@ -1,0 +1,181 @@
+"""The `tmux` step: the session's tmux session and its windows, each typing its command
+after the activation command; missing windows are added with their resume commands."""
+
+from __future__ import annotations
+
+import re
+
+from .. import config, hooks, output, sessions, tmux
+from .. import repo as repo_
+from ..errors import TallyError
+from ..session import Project, Session, render
+from .base import (
+    Checked,
+    Context,
+    Made,
+    Refused,
+    Report,
+    require_worktree,
+    silently,
+    stop_orphans,
+)
+
+name = "tmux"
+required = False
+opens = False
+
+
+def window_runs(project: Project, session: Session, resume: bool = False) -> list[tmux.WindowRun]:
+    """Each window's folder and the line typed into it (`resume`: its resume command)."""
+    s = project.settings
+    values = session.values(project)
+    activate = render(s.activate, values).strip()
+    runs = []
+    for i, win in enumerate(s.windows):
+        folder = session.worktree / win.dir if win.dir else session.worktree
+        # a dry run's plan comes before the worktree (or a folder add refuses is in its place)
+        if (session.worktree / ".git").exists():
+            folder = config.window_folder(session.worktree, i, win, project.main)
+        cmd = (win.resume_cmd if resume and win.resume_cmd else win.cmd).strip()
+        line = render(cmd, values)
+        if activate and line:
+            # `act && a || b` would run b when act fails: group what follows the activation
+            grouped = f"( {line} )" if re.search(r"[;&|]", line) else line
+            line = f"{activate} && {grouped}"
+        runs.append(tmux.WindowRun(win.name, folder, line))
+    return runs
+
+
+def start(project: Project, session: Session, srv: tmux.TmuxServer, resume: bool = False) -> str:
+    """Start the session's tmux session, or add the windows it is missing (and those left
+    working in a deleted folder, when the worktree was made again): started, mended or
+    running."""
+    require_worktree(session)
+    tname = session.tmux_name
+    ours = {w.name for w in project.settings.windows}
+    panes = tmux.windows(srv, tname)  # None: no such session
+    in_deleted = tmux.in_deleted_folders(panes or {})
+    stale = [w for w in in_deleted if w in ours]
+    for other in (w for w in in_deleted if w not in ours):  # yours: an editor, say
+        output.warn("tmux", f"window {other} works in a deleted folder; not ours, left alone")
+    if stale:
+        output.warn("tmux", f"{', '.join(stale)}: working in a deleted folder, restarting")
+        tmux.kill_windows(srv, tname, stale)
+        if panes is not None and set(panes) <= set(stale):
+            panes = None  # its last window gone, the session is too: made anew below
+    if panes is not None:
+        have = set(panes) - set(stale)
+        # a window the session had before comes back with its resume command
+        missing = [r for r in window_runs(project, session, resume=True) if r.name not in have]
+        if not missing:
+            output.step("tmux", f"{tname} running")
+            return "running"
+        tmux.add_windows(srv, tname, missing, session.env())
+        output.step("tmux", f"{tname}: restarted " + ", ".join(r.name for r in missing))
+        return "mended"
+    runs = window_runs(project, session, resume or bool(stale))
+    sessions.warn_foreign_ports(session)
+    tmux.create(srv, tname, runs, session.env())
+    output.step("tmux", f"{tname}  ({', '.join(r.name for r in runs)})")
+    return "started"
+
+
+def attach_line(project: Project, session: Session) -> str:
+    sock = project.settings.tmux_socket
+    prefix = f"tmux -L {sock}" if sock else "tmux"
+    return f"{prefix} attach -t ={session.tmux_name}"
+
+
+def run(ctx: Context) -> Made | None:
+    state = start(ctx.project, ctx.session, ctx.server, ctx.resume)
+    return Made("tmux session") if state == "started" else None
+
+
+def undo(ctx: Context, made: Made) -> None:
+    tmux.kill(ctx.server, ctx.session.tmux_name)
+
+
+def plan(ctx: Context) -> list[str]:
+    """The windows exactly as `window_runs` types them; a folder the worktree (or the
+    branch, before the worktree is made) lacks, and no link or copy makes, is refused."""
+    project, session = ctx.project, ctx.session
+    try:
+        runs = silently(lambda: window_runs(project, session))
+    except TallyError as e:  # a window folder the worktree lacks
+        raise Refused(str(e)) from None
+    made = [lk.path for lk in project.settings.links] + list(project.settings.copies)
+    have = set(tmux.windows(ctx.server, session.tmux_name) or {})
+    tracked = _tracked_dirs(project, session) if not session.worktree.is_dir() else set()
+    lines = []
+    for i, (win, r) in enumerate(zip(project.settings.windows, runs, strict=True)):
+        if r.name in have:
+            continue
+        folder = r.dir
+        if not session.worktree.is_dir():
+            d = win.dir.rstrip("/")
+            if d and d not in tracked and not any(m.startswith(d + "/") for m in made):
+                raise Refused(
+                    f"config key tally.windows[{i}].dir: {d}/ is not in the branch add would "
+                    "check out; add would fail"
+                )
+            folder = session.worktree / d if d else session.worktree
+        where = f"{session.tmux_name}:{r.name} in {folder}"
+        lines.append(f"{where}: {r.keys}" if r.keys else f"{where} (an idle shell)")
+    if have and all(r.name in have for r in runs):
+        lines.append(f"{session.tmux_name} running")
+    return lines
+
+
+def _tracked_dirs(project: Project, session: Session) -> set[str]:
+    """The window folders the branch has (the worktree is not made yet)."""
+    with repo_.open_repo(project.main) as repo:
+        ref = session.branch if repo_.branch_exists(repo, session.branch) else "HEAD"
+        return {
+            win.dir
+            for win in project.settings.windows
+            if win.dir and repo_.ok(repo, "cat-file", "-e", f"{ref}:{win.dir.rstrip('/')}")
+        }
+
+
+def check(ctx: Context, report: Report) -> Checked:
+    """The tmux session runs with every window, none in a deleted folder."""
+    project, session = ctx.project, ctx.session
+    want = [w.name for w in project.settings.windows]
+    if session.tmux_name not in report.live:
+        report.bad(session.name, f"tmux session {session.tmux_name} is not running")
+        for h in sessions.orphans(session):
+            report.bad(
+                session.name,
+                f"{h.describe()} from the worktree still holds a port of this session; "
+                "--fix stops it before restarting the windows",
+            )
+        return Checked(mend=(session.tmux_name,))
+    panes = tmux.windows(ctx.server, session.tmux_name) or {}
+    missing = [w for w in want if w not in panes]
+    stale = [w for w in tmux.in_deleted_folders(panes) if w in want]
+    if missing:
+        report.bad(session.name, "tmux windows missing: " + ", ".join(missing))
+    if stale:
+        report.bad(
+            session.name,
+            "tmux windows working in a deleted folder (the worktree was made again): "
+            + ", ".join(stale),
+        )
+    return Checked(mend=tuple(missing + stale))
+
+
+def fix(ctx: Context, report: Report, mend: tuple[str, ...]) -> None:
+    """Restart the session (its own leftover servers stopped first, then its post_resume
+    hooks, as resume brings one back), or the windows that are missing or stale."""
+    project, session = ctx.project, ctx.session
+    if session.tmux_name not in report.live:
+        stop_orphans(session, report)
+        start(project, session, ctx.server, resume=True)
+        report.mended(session.name, f"restarted {session.tmux_name}")
+        try:
+            hooks.run(project, session, "post_resume")
+        except TallyError as e:
+            report.bad(session.name, str(e))
+        return
+    start(project, session, ctx.server, resume=True)
+    report.mended(session.name, "restarted windows " + ", ".join(mend))
