@@ -19,6 +19,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import registry
+from . import repo as repo_
 from .config import Link
 from .errors import TallyError
 
@@ -26,6 +28,10 @@ from .errors import TallyError
 # and others' in .cache): each session builds its own. Shared, every Vite would re-optimise
 # for the other's config; hard-linked, a cache file rewritten in place would change main's.
 CACHES = (".vite", ".cache")
+
+# The lines of info/exclude that are the tool's: between these two, nothing else touched.
+EXCLUDE_BEGIN = "# >>> tally-tasks: its links in worktrees (written by tally-tasks; edit outside)"
+EXCLUDE_END = "# <<< tally-tasks"
 
 
 @dataclass(frozen=True)
@@ -295,3 +301,80 @@ def _copy(src: Path, dest: Path) -> None:
             shutil.copy2(src, dest, follow_symlinks=False)
     except OSError as e:
         raise TallyError(f"cannot copy {src}: {why(e)}") from None
+
+
+# --- out of git's view -----------------------------------------------------------------------
+
+
+def exclude(common_dir: Path, paths: Sequence[str]) -> Outcome | None:
+    """Keep `paths` (the tool's links) out of ``git status`` in every worktree.
+
+    A ``node_modules/`` ignore rule does not match a symlink, so each new worktree showed
+    ``?? frontend/node_modules``, and ``git add -A`` committed a link to a path on this
+    machine. The lines go into the repository's ``info/exclude`` (in the common git dir,
+    which every worktree reads), between two marker lines, rewritten to exactly `paths`
+    (none: the block goes); the user's own lines are kept. Written atomically, never
+    through a symlink; the caller holds the repository's lock. None when done, else why not.
+    """
+    info = common_dir / "info"
+    path = info / "exclude"
+    if info.is_symlink() or path.is_symlink():
+        return Outcome(
+            "info/exclude", False, f"{path} is a symlink, not written: the links show in git status"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    except (OSError, UnicodeDecodeError) as e:
+        return Outcome("info/exclude", False, f"cannot read {path} ({e}): links not excluded")
+    kept = _without_block(text.splitlines())
+    while kept and not kept[-1].strip():
+        kept.pop()
+    block = [EXCLUDE_BEGIN, *(_pattern(p) for p in paths), EXCLUDE_END] if paths else []
+    lines = kept + ([""] if kept and block else []) + block
+    new = "\n".join(lines) + "\n" if lines else ""
+    if new == text or (not text.strip() and not new):
+        return None
+    info.mkdir(exist_ok=True)
+    registry.write_atomic(path, new)
+    return None
+
+
+def _without_block(lines: list[str]) -> list[str]:
+    """The lines outside the tool's block and the blank line before it (a block whose end
+    marker was deleted ends at the first line that is not one of its patterns)."""
+    kept: list[str] = []
+    inside = False
+    for line in lines:
+        if line == EXCLUDE_BEGIN:
+            inside = True
+            if kept and not kept[-1].strip():
+                kept.pop()  # the blank line written before the block
+        elif inside and line == EXCLUDE_END:
+            inside = False
+        elif inside and line.startswith("/"):
+            continue
+        else:
+            inside = False
+            kept.append(line)
+    return kept
+
+
+def _pattern(rel: str) -> str:
+    """`rel` as an anchored gitignore pattern matching exactly that path (a file, folder or
+    symlink): glob characters and trailing spaces escaped."""
+    escaped = "".join("\\" + c if c in "\\*?[" else c for c in rel)
+    stripped = escaped.rstrip(" ")
+    return "/" + stripped + "\\ " * (len(escaped) - len(stripped))
+
+
+def tracked(worktree: Path, paths: Sequence[str]) -> list[str]:
+    """The `paths` git tracks in `worktree` (at them or under them): a link committed by
+    ``git add -A`` is the branch's file now, not the tool's."""
+    if not paths:
+        return []
+    with repo_.open_repo(worktree) as r:
+        out = repo_.run(r, "ls-files", "-z", "--", *paths)
+    files = [f for f in out.split("\0") if f]
+    return [p for p in paths if any(f == p or f.startswith(p + "/") for f in files)]

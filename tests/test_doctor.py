@@ -112,6 +112,12 @@ def _delete_copy(sample: Sample, wt: Path) -> None:
     (wt / "backend" / ".env").unlink()
 
 
+def _commit_link(sample: Sample, wt: Path) -> None:
+    """What `git add -A` did before the links were in info/exclude (now it takes -f)."""
+    git(wt, "add", "-f", "frontend/node_modules")
+    git(wt, "commit", "-q", "-m", "oops")
+
+
 LINK_CASES: list[tuple[str, Callable[[Sample, Path], None], str, bool]] = [
     ("link-deleted", _delete_link, "link frontend/node_modules is missing", True),
     ("link-elsewhere", _link_elsewhere, "link frontend/node_modules points at ", True),
@@ -123,6 +129,13 @@ LINK_CASES: list[tuple[str, Callable[[Sample, Path], None], str, bool]] = [
         False,
     ),
     ("copy-deleted", _delete_copy, "copy backend/.env is missing", True),
+    (
+        "link-tracked",
+        _commit_link,
+        "git tracks frontend/node_modules (a link committed on this branch?): untrack it with "
+        "`git rm -r --cached frontend/node_modules` in the worktree, then commit",
+        False,
+    ),
 ]
 
 

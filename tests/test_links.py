@@ -540,3 +540,89 @@ def test_a_tree_behind_mains_says_so_and_refresh_builds_it_again(
     assert shared is (mode == "hardlink")
     assert leftovers(session.worktree / NM) == []
     main_intact(sample.main)
+
+
+# --- out of git's view: info/exclude, and a link git tracks -------------------------------------
+
+BEGIN, END = links.EXCLUDE_BEGIN, links.EXCLUDE_END
+EXCLUDES: list[tuple[str, list[str], str]] = [
+    ("", [NM, DB], f"{BEGIN}\n/{NM}\n/{DB}\n{END}\n"),
+    ("# git's sample\n*.log\n", [NM], f"# git's sample\n*.log\n\n{BEGIN}\n/{NM}\n{END}\n"),
+    (
+        f"mine\n\n{BEGIN}\n/old\n{END}\nalso-mine\n",
+        [NM],
+        f"mine\nalso-mine\n\n{BEGIN}\n/{NM}\n{END}\n",
+    ),
+    (f"mine\n\n{BEGIN}\n/{NM}\n{END}\n", [], "mine\n"),
+    (f"{BEGIN}\n/{NM}\nmine\n", [DB], f"mine\n\n{BEGIN}\n/{DB}\n{END}\n"),
+    ("", ["a*b/[c]", "d "], f"{BEGIN}\n/a\\*b/\\[c]\n/d\\ \n{END}\n"),
+]
+
+
+@pytest.mark.parametrize(
+    "before, paths, after",
+    EXCLUDES,
+    ids=[
+        "new",
+        "users-lines-kept",
+        "block-rewritten",
+        "no-links-no-block",
+        "end-marker-lost",
+        "escaped",
+    ],
+)
+def test_exclude_writes_only_the_tools_block(
+    tmp_path: Path, before: str, paths: list[str], after: str
+) -> None:
+    (tmp_path / "info").mkdir()
+    exclude = tmp_path / "info" / "exclude"
+    exclude.write_text(before)
+    assert links.exclude(tmp_path, paths) is None
+    assert exclude.read_text() == after
+    assert links.exclude(tmp_path, paths) is None and exclude.read_text() == after  # again
+    assert leftovers(exclude) == []
+
+
+def test_exclude_makes_the_file_and_never_writes_through_a_symlink(tmp_path: Path) -> None:
+    assert links.exclude(tmp_path, []) is None and not (tmp_path / "info").exists()
+    assert links.exclude(tmp_path, [NM]) is None
+    assert (tmp_path / "info" / "exclude").read_text() == f"{BEGIN}\n/{NM}\n{END}\n"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("not git's\n")
+    (tmp_path / "info" / "exclude").unlink()
+    (tmp_path / "info" / "exclude").symlink_to(elsewhere)
+    refused = links.exclude(tmp_path, [NM, DB])
+    assert refused is not None and not refused.ok
+    assert "is a symlink, not written" in refused.detail
+    assert elsewhere.read_text() == "not git's\n"
+
+
+def test_a_new_worktree_is_clean_and_the_last_remove_takes_the_tools_lines_away(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    exclude = sample.main / ".git" / "info" / "exclude"
+    exclude.write_text("# mine\n*.swp\n")
+    project = sample.project(add_steps=NO_TMUX)
+    for name in ("x", "y"):
+        add_op.run(project, name, srv)
+        wt = sample.main.parent / f"tally-{name}"
+        assert (wt / NM).is_symlink()  # what `node_modules/` in .gitignore does not match
+        assert git(wt, "status", "--porcelain", "--untracked-files=all") == ""
+    git(wt, "add", "-A")
+    assert git(wt, "diff", "--cached", "--name-only") == ""  # `git add -A` takes no link
+    assert exclude.read_text() == f"# mine\n*.swp\n\n{BEGIN}\n/{NM}\n/{DB}\n{END}\n"
+    remove_op.run(project, "x", srv)
+    assert BEGIN in exclude.read_text()  # y still has its links
+    remove_op.run(project, "y", srv)
+    assert exclude.read_text() == "# mine\n*.swp\n"
+
+
+def test_tracked_names_the_links_git_tracks(sample: Sample, made: tuple[Project, Session]) -> None:
+    _, session = made
+    wt = session.worktree
+    relink(sample, session, [NM, *modal("hardlink", "frontend/pkgs"), DB])
+    assert links.tracked(wt, [NM, DB]) == []
+    git(wt, "add", "-f", NM, DB)
+    git(wt, "commit", "-q", "-m", "oops")
+    assert links.tracked(wt, [NM, "frontend", DB, "nope"]) == [NM, "frontend", DB]
+    assert links.tracked(wt, []) == []

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import shlex
 import signal
-from pathlib import Path
 from typing import Any
 
-from .. import claude, hooks, output, registry, sessions, tmux, worktree
+from .. import claude, hooks, links, output, registry, sessions, tmux, worktree
 from .. import repo as repo_
 from ..errors import TallyError
 from ..session import Project, Session, render
+from ..steps import links as links_step
 from ..steps.base import Context, Step, plan_line, refuse_lines
 from ..steps.project import ProjectTasks, for_remove
 
@@ -57,7 +57,7 @@ def at_risk(project: Project, repo: repo_.Repo, session: Session, half: bool = F
             if lk.mode == "symlink"
             and not (session.worktree / lk.path).is_symlink()
             and (session.worktree / lk.path).exists()
-            and not _tracked(session.worktree, lk.path)
+            and not links.tracked(session.worktree, [lk.path])
         ]
         if replaced:
             problems.append(
@@ -82,11 +82,6 @@ def at_risk(project: Project, repo: repo_.Repo, session: Session, half: bool = F
         if stashes:
             problems.append(f"stash(es) of {session.branch}: " + ", ".join(stashes[:5]))
     return problems
-
-
-def _tracked(folder: Path, rel: str) -> bool:
-    with repo_.open_repo(folder) as r:
-        return repo_.ok(r, "ls-files", "--error-unmatch", "--", rel)
 
 
 def refusal(project: Project, session: Session, known: worktree.Worktree | None) -> str:
@@ -213,6 +208,7 @@ def run(
         output.warn("claude", f"{e}; drop the entry later with: " + output.command("claude_prune"))
     sessions.drop_entry(project, name)
     output.step("registry", f"dropped {name} (ports freed)")
+    links_step.exclude(project)  # the last session gone: the tool's lines in info/exclude too
     if inside:
         output.step("tmux", f"killing {session.tmux_name}, this window with it")
         tmux.kill(srv, session.tmux_name)

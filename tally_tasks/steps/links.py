@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from .. import links, output
+from .. import links, output, sessions
 from ..session import Project, Session
 from .base import Checked, Context, Made, Report, nothing_to_undo, require_worktree, show
 
@@ -20,7 +20,16 @@ def apply(project: Project, session: Session, refresh: bool = False) -> None:
     outcomes = links.apply(
         project.main, session.worktree, project.settings.links, refresh, refresh_hint=hint
     )
-    show("links", outcomes)
+    excluded = exclude(project)
+    show("links", outcomes + ([excluded] if excluded else []))
+
+
+def exclude(project: Project) -> links.Outcome | None:
+    """The links out of `git status` in every worktree (info/exclude); with no session
+    left, the tool's lines there go."""
+    with sessions.locked_repo(project):
+        paths = [lk.path for lk in project.settings.links] if sessions.load(project) else []
+        return links.exclude(project.common_dir, paths)
 
 
 def run(ctx: Context) -> Made | None:
@@ -45,6 +54,12 @@ def check(ctx: Context, report: Report) -> Checked:
     noted (a rebuild is asked for, never done by --fix)."""
     project, session = ctx.project, ctx.session
     broken = []
+    for rel in links.tracked(session.worktree, [lk.path for lk in project.settings.links]):
+        report.bad(
+            session.name,
+            f"git tracks {rel} (a link committed on this branch?): untrack it with "
+            f"`git rm -r --cached {rel}` in the worktree, then commit",
+        )
     for link in project.settings.links:
         src, dest = project.main / link.path, session.worktree / link.path
         if not (src.exists() or src.is_symlink()):
