@@ -443,20 +443,23 @@ def doctor(c: Context, name: str = "", fix: bool = False, quiet: bool = False) -
         if output.is_quiet():  # the warnings were not shown: the errors must name them
             for problem in remaining:
                 output.error(problem)
+        mend = (
+            f"; --fix mends {report.fixable} of them: "
+            + output.command(
+                "doctor", None, *(["--name", shlex.quote(name)] if name else []), "--fix"
+            )
+            if report.fixable and not fix
+            else ""
+        )
         output.error(
             f"{len(remaining)} problem(s) found"
             + (f", {len(report.fixed)} fixed" if report.fixed else "")
-            + (
-                ""
-                if fix
-                else "; mend the safe ones with: "
-                + output.command(
-                    "doctor", None, *(["--name", shlex.quote(name)] if name else []), "--fix"
-                )
-            )
+            + mend
         )
         raise Exit(code=1)
-    output.info(f"all good{f' ({len(report.fixed)} fixed)' if report.fixed else ''}")
+    said = [f"{len(report.fixed)} fixed"] if report.fixed else []
+    said += [f"{len(report.notes)} note(s) above"] if report.notes else []
+    output.info("all good" + (f" ({', '.join(said)})" if said else ""))
 
 
 @task(help={"name": NAME_HELP, "host": HOST_HELP})

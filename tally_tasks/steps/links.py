@@ -79,7 +79,7 @@ def check(ctx: Context, report: Report) -> Checked:
             report.bad(session.name, f"{link.path} ({link.mode}) is missing")
             broken.append(link.path)
         elif missing := links.behind(src, dest):
-            output.warn(
+            report.note(
                 session.name,
                 f"{link.path} ({link.mode}) lacks {', '.join(missing[:3])} that main has now; "
                 "build it again with: " + output.command("links", session.name, "--refresh"),
