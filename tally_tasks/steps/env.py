@@ -3,7 +3,7 @@ names, made when missing (`--force`: `copies` over existing ones)."""
 
 from __future__ import annotations
 
-from .. import envfiles, output
+from .. import envfiles
 from ..session import Project, Session
 from .base import Checked, Context, Made, Report, nothing_to_undo, require_worktree, show
 
