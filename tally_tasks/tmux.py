@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -43,10 +44,9 @@ class Server:
         self.socket_name = socket_name or None
 
     def cmd(self, cmd: str, *args: Any) -> _Result:
-        argv = ["tmux"]
-        if self.socket_name:
-            argv.append(f"-L{self.socket_name}")
-        argv += [cmd, *(str(a) for a in args)]
+        # always a socket: without one, tmux run inside another server's pane ($TMUX) talks
+        # to that server, where the sessions are not
+        argv = ["tmux", f"-L{self.socket_name or 'default'}", cmd, *(str(a) for a in args)]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, errors="replace")
         except FileNotFoundError:
@@ -300,6 +300,11 @@ def kill(srv: TmuxServer, name: str) -> bool:
     return not err
 
 
+def attach_argv(socket_name: str, name: str) -> list[str]:
+    """The command that attaches a terminal to session `name`, as `add` prints it too."""
+    return ["tmux", *(["-L", socket_name] if socket_name else []), "attach", "-t", f"={name}"]
+
+
 def attach(socket_name: str, name: str) -> None:
     """Become `tmux attach` (or `switch-client` inside tmux); does not return on success."""
     if shutil.which("tmux") is None:
@@ -312,9 +317,9 @@ def attach(socket_name: str, name: str) -> None:
         if proc.returncode != 0:
             raise TallyError(f"tmux switch-client failed: {proc.stderr.strip()}")
         return
-    args = ["tmux", *sock, "attach-session", "-t", f"={name}"]
+    args = attach_argv(socket_name, name)
     if not os.isatty(0):
-        raise TallyError(f"not a terminal; run: {' '.join(args)}")
+        raise TallyError(f"not a terminal; run: {shlex.join(args)}")
     # inside another tmux server's pane (tmux_socket set): a client nested in this pane
     env = {k: v for k, v in os.environ.items() if k != "TMUX"}
     os.execvpe("tmux", args, env)

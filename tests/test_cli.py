@@ -510,8 +510,8 @@ def test_open_prints_the_url(sample: Sample, args: list[str], expect: str) -> No
 def test_attach_without_a_terminal_says_what_to_run(sample: Sample) -> None:
     ok(["inv", "session.add", "x", "-q"], sample.main)
     cases = [
-        (["inv", "session.attach", "x"], "not a terminal; run: tmux attach-session -t =tally-x"),
-        (["tally-session", "attach", "x"], "not a terminal; run: tmux attach-session -t =tally-x"),
+        (["inv", "session.attach", "x"], "not a terminal; run: tmux attach -t =tally-x"),
+        (["tally-session", "attach", "x"], "not a terminal; run: tmux attach -t =tally-x"),
         (["inv", "session.attach", "nope"], "no session named 'nope'"),
     ]
     for args, says in cases:

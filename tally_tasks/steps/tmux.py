@@ -4,6 +4,7 @@ after the activation command; missing windows are added with their resume comman
 from __future__ import annotations
 
 import re
+import shlex
 
 from .. import config, hooks, output, sessions, tmux
 from .. import repo as repo_
@@ -81,9 +82,7 @@ def start(project: Project, session: Session, srv: tmux.TmuxServer, resume: bool
 
 
 def attach_line(project: Project, session: Session) -> str:
-    sock = project.settings.tmux_socket
-    prefix = f"tmux -L {sock}" if sock else "tmux"
-    return f"{prefix} attach -t ={session.tmux_name}"
+    return shlex.join(tmux.attach_argv(project.settings.tmux_socket, session.tmux_name))
 
 
 def run(ctx: Context) -> Made | None:
