@@ -173,12 +173,15 @@ def _project(data: dict[str, Any], path: Path) -> dict[str, Any] | None:
 
 def inherit(
     config: Path, main: Path, worktree: Path, trust: str = "inherit", stale: float = 10.0
-) -> Outcome:
-    """Give the worktree's project entry the main checkout's approvals and trust."""
+) -> tuple[Outcome, bool]:
+    """Give the worktree's project entry the main checkout's approvals and trust; and
+    whether this made the entry (there was none)."""
     summary: list[str] = []
+    made: list[bool] = []
 
     def change(data: dict[str, Any]) -> bool:
         summary.clear()
+        made.clear()
         source = _project(data, main) or {}
         tools = source.get("allowedTools")
         tools = _unique([t for t in tools if isinstance(t, str)] if isinstance(tools, list) else [])
@@ -188,6 +191,7 @@ def inherit(
         projects = data.setdefault("projects", {})
         if not isinstance(projects, dict):
             return False
+        made.append(_key(worktree) not in projects)
         entry = projects.setdefault(_key(worktree), {})
         if not isinstance(entry, dict):
             return False
@@ -209,12 +213,12 @@ def inherit(
 
     state = update(config, change, stale)
     if state == "missing":
-        return Outcome(str(config), True, f"no {config.name}, nothing to copy")
+        return Outcome(str(config), True, f"no {config.name}, nothing to copy"), False
     if state == "corrupt":
-        return Outcome(str(config), False, f"{config} is not valid JSON, left untouched")
+        return Outcome(str(config), False, f"{config} is not valid JSON, left untouched"), False
     if not summary:
-        return Outcome(str(config), True, "main checkout has no approvals to copy")
-    return Outcome(str(config), True, " · ".join(summary))
+        return Outcome(str(config), True, "main checkout has no approvals to copy"), False
+    return Outcome(str(config), True, " · ".join(summary)), any(made)
 
 
 def forget(config: Path, paths: list[Path], stale: float = 10.0) -> str:

@@ -65,8 +65,8 @@ def boundary(fn: F) -> F:
         except (OSError, UnicodeError) as e:  # the machine said no: one line, not a traceback
             output.error(_os_error(e))
             raise Exit(code=1) from None
-        except KeyboardInterrupt:
-            output.error("interrupted")
+        except KeyboardInterrupt as e:  # an operation may say what it undid
+            output.error(str(e) or "interrupted")
             raise Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]

@@ -166,6 +166,25 @@ def test_lock_timeout_says_who_holds_it_and_a_killed_holder_frees_it(
 # --- 2. crash safety -----------------------------------------------------------------------
 
 
+def test_ctrl_c_during_add_undoes_it_and_says_what_was_undone(
+    sample: Sample, tmp_path: Path
+) -> None:
+    mark = tmp_path / "mark"
+    proc = start(
+        ["inv", "session.add", "x", "-q"],
+        sample.main,
+        TALLY_TEST_FAULT="pause:links",
+        TALLY_TEST_FAULT_MARK=str(mark),
+    )
+    poll(mark.exists, timeout=30)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert err == "✗ interrupted in the links step; undone: worktree, registry entry\n"
+    assert sample.registry() == {}
+    assert not (sample.main.parent / "tally-x").exists()
+
+
 @pytest.mark.parametrize("recovery", ["add-again", "remove-force"])
 @pytest.mark.parametrize("step", STEPS)
 def test_kill_at_each_step_boundary(

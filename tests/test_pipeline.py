@@ -378,6 +378,31 @@ def test_rollback_drops_the_claude_json_entry_this_add_made(
     assert json.loads(config.read_text()) == before
 
 
+@pytest.mark.parametrize("with_config", [False, True], ids=["no-claude-json", "claude-json"])
+def test_the_undo_list_names_only_what_this_add_made(
+    sample: Sample, srv: libtmux.Server, monkeypatch: pytest.MonkeyPatch, with_config: bool
+) -> None:
+    if with_config:
+        write_claude_json(sample)
+    monkeypatch.setenv("TALLY_TEST_FAULT", "fail:tmux")
+    with pytest.raises(TallyError) as e:
+        add(sample, srv, "x")
+    undone = str(e.value).rsplit("(undone: ", 1)[1].rstrip(")").split(", ")
+    claude = ["Claude Code entry"] if with_config else []
+    assert undone == ["tmux session", *claude, "worktree", "registry entry"]
+
+
+def test_remove_says_it_dropped_the_claude_json_entry(
+    sample: Sample, srv: libtmux.Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_claude_json(sample)
+    session = add(sample, srv, "x")
+    capsys.readouterr()
+    remove_op.run(sample.project(), "x", srv)
+    assert f"dropped the entry of {session.worktree} in {config}" in capsys.readouterr().out
+    assert str(session.worktree) not in json.loads(config.read_text())["projects"]
+
+
 def test_rollback_keeps_a_branch_that_was_there_before(
     sample: Sample, srv: libtmux.Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -110,9 +110,15 @@ def run(
                 entries[name].pop(key, None)
     except BaseException as e:
         undone = undo.run()
+        where = current.replace("_", "-")
         if isinstance(e, TallyError):
             tail = f" (undone: {', '.join(undone)})" if undone else ""
-            raise TallyError(f"{current.replace('_', '-')} step failed: {e}{tail}") from None
+            raise TallyError(f"{where} step failed: {e}{tail}") from None
+        if isinstance(e, KeyboardInterrupt):  # Ctrl-C: say what is left, as a failure does
+            raise KeyboardInterrupt(
+                f"interrupted in the {where} step; "
+                + (f"undone: {', '.join(undone)}" if undone else "nothing had been made yet")
+            ) from None
         raise
     return ctx.session
 

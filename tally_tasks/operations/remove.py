@@ -202,8 +202,11 @@ def run(
             _remove_branch(repo, session.branch, force, keep_branch)
     config = claude.config_path(project.settings.claude_config)
     try:
-        if claude.forget(config, [wt], project.settings.claude_lock_stale) == "corrupt":
+        state = claude.forget(config, [wt], project.settings.claude_lock_stale)
+        if state == "corrupt":
             output.warn("claude", f"{config} is not valid JSON, left untouched")
+        elif state == "changed":  # as the dry run says it would
+            output.step("claude", f"dropped the entry of {wt} in {config}")
     except TallyError as e:  # the worktree is gone already: the record must go too
         output.warn("claude", f"{e}; drop the entry later with: " + output.command("claude_prune"))
     sessions.drop_entry(project, name)

@@ -20,14 +20,15 @@ def uses_claude(project: Project) -> bool:
     )
 
 
-def apply(project: Project, session: Session) -> None:
+def apply(project: Project, session: Session) -> bool:
+    """True when this made the worktree's entry in ~/.claude.json."""
     require_worktree(session)
     if not uses_claude(project):
         output.step(name, "no window runs Claude Code, nothing to do")
-        return
+        return False
     s = project.settings
     config = claude.config_path(s.claude_config)
-    result = claude.inherit(
+    result, made = claude.inherit(
         config, project.main, session.worktree, s.claude_trust, s.claude_lock_stale
     )
     outcomes = [result]
@@ -35,12 +36,14 @@ def apply(project: Project, session: Session) -> None:
     if local is not None:
         outcomes.append(local)
     show(name, outcomes)
+    return made
 
 
 def run(ctx: Context) -> Made | None:
-    apply(ctx.project, ctx.session)
-    # the entry of a worktree this run made is this run's; an older one is the user's
-    return Made("Claude Code entry") if ctx.made.get("worktree") else None
+    made = apply(ctx.project, ctx.session)
+    # an entry this run made for a worktree this run made is this run's to undo; an older
+    # one is the user's, and where none was made there is nothing to undo (or to say)
+    return Made("Claude Code entry") if made and ctx.made.get("worktree") else None
 
 
 def undo(ctx: Context, made: Made) -> None:
