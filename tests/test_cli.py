@@ -278,6 +278,30 @@ def test_tally_session_into_a_closed_pipe_has_no_traceback(tmp_path: Path, args:
 
 # --- from inside a worktree: the main checkout's settings and places -----------------------
 
+
+def test_a_branch_without_tasks_py_gets_the_way_to_run_inv_in_its_worktree(
+    sample: Sample,
+) -> None:
+    sample.write_config(add_steps=FAST)
+    git(sample.main, "commit", "-q", "-am", "fast adds")
+    git(sample.main, "branch", "no-tasks")
+    git(sample.main, "checkout", "-q", "no-tasks")
+    git(sample.main, "rm", "-q", "tasks.py")
+    git(sample.main, "commit", "-q", "-m", "no tasks")
+    git(sample.main, "checkout", "-q", "main")
+    had = ok(["inv", "session.add", "with-tasks"], sample.main)
+    assert "  inv  " not in had.stdout
+    r = ok(["inv", "session.add", "no-tasks"], sample.main)
+    said = f"inv --search-root {sample.main}"
+    assert "  inv       branch no-tasks has no tasks.py, so inv finds no tasks" in r.stdout
+    assert said in r.stdout and "tally-session" in r.stdout
+    inside = sample.main.parent / "tally-no-tasks" / "backend"
+    assert run_cli(["inv", "session.list"], inside).returncode != 0  # invoke's own refusal
+    for works in (shlex.split(said) + ["session.list"], ["tally-session", "list"]):
+        listed = ok(works, inside)
+        assert "no-tasks" in listed.stdout and "with-tasks" in listed.stdout
+
+
 FROM_WORKTREE = [
     pytest.param(["tally-session", "add", "b", "-q"], id="tally-session"),
     pytest.param(["inv", "session.add", "b", "-q"], id="inv"),

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import hooks, output, registry, sessions, tmux
+from ..config import tasks_folder
 from ..errors import TallyError
 from ..session import Project, Session, check_name, render
 from ..steps.base import Context, Refused, plan_line, refuse_lines
@@ -173,3 +175,22 @@ def summary(project: Project, session: Session) -> None:
         output.info(f"  attach    {output.command('attach', session.name)}")
     else:
         output.info(f"  attach    {attach_line(project, session)}")
+        lacking = tasks_missing(project, session)
+        if lacking:
+            output.info(f"  inv       {lacking}")
+
+
+def tasks_missing(project: Project, session: Session) -> str:
+    """What to do when `inv` finds no tasks.py in the worktree ("" when it does): it looks
+    in the folder it runs in and the ones above, and a branch without the project's
+    tasks.py has none there (`tally-session` finds the main checkout from anywhere)."""
+    folder = tasks_folder(project.main)
+    if folder is None or not folder.is_relative_to(project.main):
+        return ""
+    rel = folder.relative_to(project.main) / "tasks.py"
+    if (session.worktree / rel).is_file():
+        return ""
+    return (
+        f"branch {session.branch} has no {rel}, so inv finds no tasks in the worktree: "
+        f"there, run tally-session, or inv --search-root {shlex.quote(str(folder))}"
+    )
