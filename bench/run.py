@@ -1,7 +1,7 @@
 """Benchmark tally-tasks against the bare commands doing the same work.
 
     python bench/run.py [--files 3000] [--runs 5] [--list-sessions 50] [--resume-sessions 20]
-                        [--node-modules 30000]
+                        [--node-modules 30000] [--node-modules-only]
 
 Builds a sample repository (default 3,000 files) in a temp folder with its own HOME and
 tmux socket, then measures each operation against a plain shell script of the git, ln,
@@ -217,6 +217,9 @@ def main() -> int:
     ap.add_argument("--list-sessions", type=int, default=50)
     ap.add_argument("--resume-sessions", type=int, default=20)
     ap.add_argument("--node-modules", type=int, default=30000)
+    ap.add_argument(
+        "--node-modules-only", action="store_true", help="measure only the node_modules tree"
+    )
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
     if shutil.which("tmux") is None:
@@ -240,88 +243,96 @@ def main() -> int:
     )
     results: dict[str, dict[str, float]] = {}
     try:
-        main_ = build(root, args.files, env)
-        inv = str(BIN / "inv")
-        tally = str(BIN / "tally-session")
+        fabric_loaded = False
+        if not args.node_modules_only:
+            main_ = build(root, args.files, env)
+            inv = str(BIN / "inv")
+            tally = str(BIN / "tally-session")
 
-        def run(argv: list[str]) -> None:
-            subprocess.run(argv, cwd=main_, env=env, check=True, capture_output=True)
+            def run(argv: list[str]) -> None:
+                subprocess.run(argv, cwd=main_, env=env, check=True, capture_output=True)
 
-        # start the tmux server once so neither side pays for it
-        sh("tmux new-session -d -s keepalive", main_, env)
+            # start the tmux server once so neither side pays for it
+            sh("tmux new-session -d -s keepalive", main_, env)
 
-        # add / remove
-        def ours_add(i: int) -> float:
-            return timed(lambda: run([inv, "session.add", f"a{i}", "-q"]))
+            # add / remove
+            def ours_add(i: int) -> float:
+                return timed(lambda: run([inv, "session.add", f"a{i}", "-q"]))
 
-        def bare_add_(i: int) -> float:
-            return timed(lambda: sh(bare_add(main_, f"b{i}", BACKEND + 500 + i), main_, env))
+            def bare_add_(i: int) -> float:
+                return timed(lambda: sh(bare_add(main_, f"b{i}", BACKEND + 500 + i), main_, env))
 
-        results["add"] = median_pair(args.runs, ours_add, bare_add_)
+            results["add"] = median_pair(args.runs, ours_add, bare_add_)
 
-        def ours_rm(i: int) -> float:
-            return timed(lambda: run([inv, "session.remove", f"a{i}", "-q"]))
+            def ours_rm(i: int) -> float:
+                return timed(lambda: run([inv, "session.remove", f"a{i}", "-q"]))
 
-        def bare_rm(i: int) -> float:
-            return timed(lambda: sh(bare_remove(main_, f"b{i}"), main_, env))
+            def bare_rm(i: int) -> float:
+                return timed(lambda: sh(bare_remove(main_, f"b{i}"), main_, env))
 
-        results["remove"] = median_pair(args.runs, ours_rm, bare_rm)
+            results["remove"] = median_pair(args.runs, ours_rm, bare_rm)
 
-        # resume of N sessions (tmux server killed before each run)
-        names = [f"r{i}" for i in range(args.resume_sessions)]
-        for n in names:
-            run([inv, "session.add", n, "-q"])
-        reg = json.loads((main_ / ".tally-sessions").read_text())
-        script = "\n".join(
-            line
-            for n in names
-            for line in bare_tmux(f"tally-{n}", Path(reg[n]["worktree"]), reg[n]["backend_port"])
-        )
-
-        def ours_resume(i: int) -> float:
-            kill_server(env)
-            return timed(lambda: run([inv, "session.resume", "-q"]))
-
-        def bare_resume(i: int) -> float:
-            kill_server(env)
-            return timed(lambda: sh(script, main_, env))
-
-        results[f"resume {len(names)}"] = median_pair(args.runs, ours_resume, bare_resume)
-        kill_server(env)
-        run([inv, "session.resume", "-q"])
-
-        # list with M sessions
-        for i in range(len(names), args.list_sessions):
-            run([inv, "session.add", f"l{i}", "-q"])
-        bare_list = (
-            "cat .tally-sessions >/dev/null; tmux ls >/dev/null; git worktree list >/dev/null"
-        )
-        m = args.list_sessions
-
-        def bare_ls(i: int) -> float:
-            return timed(lambda: sh(bare_list, main_, env))
-
-        for label, argv in ((f"list {m}", []), (f"list {m} --git", ["--git"])):
-            results[label] = median_pair(
-                args.runs, lambda i, a=argv: timed(lambda: run([inv, "session.list", *a])), bare_ls
+            # resume of N sessions (tmux server killed before each run)
+            names = [f"r{i}" for i in range(args.resume_sessions)]
+            for n in names:
+                run([inv, "session.add", n, "-q"])
+            reg = json.loads((main_ / ".tally-sessions").read_text())
+            script = "\n".join(
+                line
+                for n in names
+                for line in bare_tmux(
+                    f"tally-{n}", Path(reg[n]["worktree"]), reg[n]["backend_port"]
+                )
             )
 
-        # start-up
-        py = [sys.executable, "-c", "pass"]
-        for label, argv in (
-            ("inv --list", [inv, "--list"]),
-            ("tally-session --version", [tally, "--version"]),
-        ):
-            results[label] = median_pair(
-                args.runs, lambda i, a=argv: timed(lambda: run(a)), lambda i: timed(lambda: run(py))
+            def ours_resume(i: int) -> float:
+                kill_server(env)
+                return timed(lambda: run([inv, "session.resume", "-q"]))
+
+            def bare_resume(i: int) -> float:
+                kill_server(env)
+                return timed(lambda: sh(script, main_, env))
+
+            results[f"resume {len(names)}"] = median_pair(args.runs, ours_resume, bare_resume)
+            kill_server(env)
+            run([inv, "session.resume", "-q"])
+
+            # list with M sessions
+            for i in range(len(names), args.list_sessions):
+                run([inv, "session.add", f"l{i}", "-q"])
+            bare_list = (
+                "cat .tally-sessions >/dev/null; tmux ls >/dev/null; git worktree list >/dev/null"
             )
-        imports = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", "import tally_tasks.cli"],
-            capture_output=True,
-            text=True,
-            env=env,
-        ).stderr
-        fabric_loaded = any(w in imports for w in ("paramiko", "fabric"))
+            m = args.list_sessions
+
+            def bare_ls(i: int) -> float:
+                return timed(lambda: sh(bare_list, main_, env))
+
+            for label, argv in ((f"list {m}", []), (f"list {m} --git", ["--git"])):
+                results[label] = median_pair(
+                    args.runs,
+                    lambda i, a=argv: timed(lambda: run([inv, "session.list", *a])),
+                    bare_ls,
+                )
+
+            # start-up
+            py = [sys.executable, "-c", "pass"]
+            for label, argv in (
+                ("inv --list", [inv, "--list"]),
+                ("tally-session --version", [tally, "--version"]),
+            ):
+                results[label] = median_pair(
+                    args.runs,
+                    lambda i, a=argv: timed(lambda: run(a)),
+                    lambda i: timed(lambda: run(py)),
+                )
+            imports = subprocess.run(
+                [sys.executable, "-X", "importtime", "-c", "import tally_tasks.cli"],
+                capture_output=True,
+                text=True,
+                env=env,
+            ).stderr
+            fabric_loaded = any(w in imports for w in ("paramiko", "fabric"))
         if args.node_modules:
             results.update(bench_node_modules(root, args.node_modules, args.runs))
     finally:
