@@ -9,23 +9,28 @@ Claude Code rewrites ``~/.claude.json`` itself, all the time. Each change here t
 lock it takes (a ``~/.claude.json.lock`` directory, the proper-lockfile convention),
 re-reads the file right before an atomic ``os.replace``, keeps every other key and the
 file's mode, and keeps a one-time ``~/.claude.json.bak`` of the original. A file that is
-not valid JSON is never rewritten.
+not valid JSON is never rewritten; one that is is written back as Node writes it
+(`nodejson`), so what was not changed stays byte for byte.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import random
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import interrupts
 from .errors import TallyError
-from .links import Outcome
+from .links import Outcome, guard
+from .nodejson import stringify
 from .registry import replacing, write_atomic
 
 DEFAULT_CONFIG = "~/.claude.json"
@@ -46,42 +51,51 @@ def claude_lock(config: Path, stale: float, wait: float | None = None) -> Iterat
     """Claude Code's own lock: ``mkdir <config>.lock``; older than `stale` s is abandoned."""
     lock = config.with_name(config.name + ".lock")
     deadline = time.monotonic() + (wait if wait is not None else stale + 5)
-    while True:
-        try:
-            os.mkdir(lock)
-            break
-        except (PermissionError, FileNotFoundError) as e:
-            raise TallyError(
-                f"cannot take Claude Code's lock {lock}: {e.strerror}; "
-                f"check that {lock.parent} exists and is yours"
-            ) from None
-        except FileExistsError:
-            try:
-                age = time.time() - lock.stat().st_mtime
-            except FileNotFoundError:
-                continue  # released between mkdir and stat
-            if age > stale:
-                # stale: its holder died. Take it over the way proper-lockfile does.
-                try:
-                    os.rmdir(lock)
-                except FileNotFoundError:
-                    pass
-                except OSError as e:  # a file, or a folder with something in it: not a lock
-                    raise TallyError(
-                        f"{lock} is in the way of Claude Code's lock ({e.strerror}); "
-                        "if no Claude Code is running, delete it"
-                    ) from None
-                continue
-            if time.monotonic() > deadline:
-                raise TallyError(
-                    f"{lock} is held by another program (Claude Code?); try again in a moment"
-                ) from None
-            time.sleep(0.005 + random.random() * 0.01)  # jitter: no lockstep with a writer
+    taken = False
     try:
+        while not taken:
+            try:
+                # Ctrl-C waits until the lock is known taken, for the finally to drop it
+                with interrupts.held():
+                    os.mkdir(lock)
+                    taken = True
+            except (PermissionError, FileNotFoundError) as e:
+                raise TallyError(
+                    f"cannot take Claude Code's lock {lock}: {e.strerror}; "
+                    f"check that {lock.parent} exists and is yours"
+                ) from None
+            except FileExistsError:
+                _wait_or_take_over(lock, stale, deadline)
         yield
     finally:
-        with contextlib.suppress(OSError):
+        if taken:
+            with contextlib.suppress(OSError):
+                os.rmdir(lock)
+
+
+def _wait_or_take_over(lock: Path, stale: float, deadline: float) -> None:
+    """Another holder has the lock: take it over when it is stale, else wait a moment."""
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return  # released between mkdir and stat
+    if age > stale:
+        # stale: its holder died. Take it over the way proper-lockfile does.
+        try:
             os.rmdir(lock)
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # a file, or a folder with something in it: not a lock
+            raise TallyError(
+                f"{lock} is in the way of Claude Code's lock ({e.strerror}); "
+                "if no Claude Code is running, delete it"
+            ) from None
+        return
+    if time.monotonic() > deadline:
+        raise TallyError(
+            f"{lock} is held by another program (Claude Code?); try again in a moment"
+        ) from None
+    time.sleep(0.005 + random.random() * 0.01)  # jitter: no lockstep with a writer
 
 
 def _read(config: Path) -> tuple[bytes, dict[str, Any]] | None:
@@ -129,7 +143,7 @@ def _update(config: Path, change: Callable[[dict[str, Any]], bool], stale: float
             raw, data = got
             if not change(data):
                 return "unchanged"
-            text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+            text = stringify(data, newline=raw.endswith(b"\n"))  # as Claude Code wrote it
             try:
                 if config.read_bytes() != raw:
                     continue  # a writer that ignores the lock got in: redo on its version
@@ -175,13 +189,11 @@ def inherit(
     config: Path, main: Path, worktree: Path, trust: str = "inherit", stale: float = 10.0
 ) -> tuple[Outcome, bool]:
     """Give the worktree's project entry the main checkout's approvals and trust; and
-    whether this made the entry (there was none)."""
+    whether this changed ~/.claude.json (an undo has something to put back)."""
     summary: list[str] = []
-    made: list[bool] = []
 
     def change(data: dict[str, Any]) -> bool:
         summary.clear()
-        made.clear()
         source = _project(data, main) or {}
         tools = source.get("allowedTools")
         tools = _unique([t for t in tools if isinstance(t, str)] if isinstance(tools, list) else [])
@@ -191,7 +203,6 @@ def inherit(
         projects = data.setdefault("projects", {})
         if not isinstance(projects, dict):
             return False
-        made.append(_key(worktree) not in projects)
         entry = projects.setdefault(_key(worktree), {})
         if not isinstance(entry, dict):
             return False
@@ -218,21 +229,65 @@ def inherit(
         return Outcome(str(config), False, f"{config} is not valid JSON, left untouched"), False
     if not summary:
         return Outcome(str(config), True, "main checkout has no approvals to copy"), False
-    return Outcome(str(config), True, " · ".join(summary)), any(made)
+    return Outcome(str(config), True, " · ".join(summary)), state == "changed"
 
 
 def forget(config: Path, paths: list[Path], stale: float = 10.0) -> str:
     """Drop the project entries of `paths` (a removed worktree) and of folders inside them."""
-    roots = [Path(_key(p)) for p in paths]
+    return restore(config, Snapshot(_roots(paths), {}), stale)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The project entries of some folders (and of folders inside them) as they were."""
+
+    roots: tuple[Path, ...]
+    entries: dict[str, Any]
+    known: bool = True  # False: the file was not valid JSON then; nothing is put back
+
+
+def _roots(paths: list[Path]) -> tuple[Path, ...]:
+    return tuple(Path(_key(p)) for p in paths)
+
+
+def _inside(key: str, roots: tuple[Path, ...]) -> bool:
+    return any(Path(key).is_relative_to(r) for r in roots)
+
+
+def snapshot(config: Path, paths: list[Path], stale: float = 10.0) -> Snapshot:
+    """What the entries of `paths` are now, for `restore` to put back: taken before a
+    step that adds to them (an entry there may hold a folder's history and MCP servers)."""
+    roots = _roots(paths)
+    found: dict[str, Any] = {}
+
+    def look(data: dict[str, Any]) -> bool:
+        projects = data.get("projects")
+        if isinstance(projects, dict):
+            found.update({k: copy.deepcopy(v) for k, v in projects.items() if _inside(k, roots)})
+        return False
+
+    state = update(config, look, stale)
+    return Snapshot(roots, found, known=state != "corrupt")
+
+
+def restore(config: Path, before: Snapshot, stale: float = 10.0) -> str:
+    """Put the entries of `before`'s folders back as they were: an entry made since is
+    dropped, one that was there gets its old value back (and only those are touched)."""
+    if not before.known:
+        return "unchanged"
 
     def change(data: dict[str, Any]) -> bool:
         projects = data.get("projects")
         if not isinstance(projects, dict):
             return False
-        gone = [k for k in projects if any(Path(k).is_relative_to(r) for r in roots)]
-        for k in gone:
-            del projects[k]
-        return bool(gone)
+        now = {k: v for k, v in projects.items() if _inside(k, before.roots)}
+        if now == before.entries:
+            return False
+        for key in now:
+            if key not in before.entries:
+                del projects[key]
+        projects.update(copy.deepcopy(before.entries))
+        return True
 
     return update(config, change, stale)
 
@@ -271,6 +326,10 @@ def copy_local_settings(main: Path, worktree: Path) -> Outcome | None:
     src, dest = main / rel, worktree / rel
     if not src.is_file():
         return None
+    # read, merged and replaced through a link at `dest`: a branch that commits it as a
+    # link to ~/.claude/settings.json must not get main's rules written there
+    if (refused := guard(worktree, dest, rel, through=True)) is not None:
+        return refused
     try:
         theirs = json.loads(src.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -281,14 +340,15 @@ def copy_local_settings(main: Path, worktree: Path) -> Outcome | None:
             shutil.copyfileobj(inp, out)
         return Outcome(rel, True, f"{rel} copied")
     try:
-        mine = json.loads(dest.read_text(encoding="utf-8"))
+        text = dest.read_text(encoding="utf-8")
+        mine = json.loads(text)
     except (OSError, ValueError):
         return Outcome(rel, False, f"worktree's {rel} is not valid JSON, left alone")
     if not isinstance(mine, dict) or not isinstance(theirs, dict):
         return Outcome(rel, False, f"{rel} is not a JSON object, left alone")
     if not _merge_permissions(mine, theirs):
         return Outcome(rel, True, f"{rel} ok")
-    write_atomic(dest, json.dumps(mine, indent=2) + "\n")
+    write_atomic(dest, stringify(mine, newline=text.endswith("\n")))
     return Outcome(rel, True, f"{rel} merged")
 
 

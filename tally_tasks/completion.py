@@ -80,6 +80,9 @@ def session_names(
 ) -> list[str] | None:
     """The registered session names when the word being completed is one; else None.
 
+    Shell-quoted: bash's ``compgen -W`` expands the words it is given (``$(...)`` would
+    run). The registry refuses a key that is not a session name when it is loaded, so
+    such a key is never offered; the quoting holds whatever a name may be.
     `tally_config(main)` gives the raw `tally` settings of the main checkout `main`."""
     from .config import settings_from
     from .registry import load
@@ -97,7 +100,7 @@ def session_names(
     try:
         main, common = find_main(Path.cwd())
         settings = settings_from(tally_config(main))
-        return sorted(load(Project(main, common, settings).registry_path))
+        return [shlex.quote(n) for n in sorted(load(Project(main, common, settings).registry_path))]
     except Exception:  # completion never shows a traceback: invoke's words instead
         return None
 

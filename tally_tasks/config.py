@@ -20,6 +20,7 @@ from typing import Any
 from .errors import TallyError
 
 LINK_MODES = ("symlink", "hardlink", "reflink", "copy", "auto")
+LAND_METHODS = ("rebase", "squash", "merge")
 
 DEFAULTS: dict[str, Any] = {
     # Project name used in folder and tmux names; empty = the main repo's folder name.
@@ -38,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "links": [{"path": "frontend/node_modules", "mode": "auto"}, "backend/db.sqlite3"],
     # Paths copied from the main repo, private to each session (mode kept).
     "copies": ["backend/.env", "frontend/.env"],
-    # Shell command run before every window command, joined with &&; empty = none.
+    # Run in the user's shell before every window command and hook; empty = none.
     "activate": "workon {project}",
     # The tmux windows, in order. `dir` is relative to the worktree.
     "windows": [
@@ -67,6 +68,9 @@ DEFAULTS: dict[str, Any] = {
     # Tasks of the project's own Invoke collection `session.remove` runs before the
     # worktree goes (e.g. db.drop).
     "remove_steps": [],
+    # Git-ignored files (gitignore patterns) that count as your work: `remove` refuses
+    # without --force while the worktree has one (the tool's own links and copies aside).
+    "protect": ["*.sql", "*.dump", "*.bak", "*.sqlite3"],
     "claude": {
         # Claude Code's config file; CLAUDE_CONFIG_DIR, when set, wins over the default.
         "config": "~/.claude.json",
@@ -78,7 +82,15 @@ DEFAULTS: dict[str, Any] = {
     # tmux socket name (tmux -L); empty = tmux's default server.
     "tmux_socket": "",
     # Shell commands run in the worktree at these points, with the same placeholders.
-    "hooks": {"post_add": [], "pre_remove": [], "post_resume": []},
+    "hooks": {"post_add": [], "pre_remove": [], "post_resume": [], "pre_land": []},
+    "land": {
+        # How `session.land` brings the main branch forward: rebase (fast-forward to the
+        # rebased branch), squash (one commit), merge (a merge commit).
+        "method": "rebase",
+        # The branch sessions land in; empty = the one origin's HEAD names, else main or
+        # master, else the main checkout's.
+        "into": "",
+    },
     # Remote dev hosts: name -> {host: user@box, main: ~/Dev/tally, port, key, command, env}.
     "hosts": {},
 }
@@ -137,11 +149,14 @@ class Settings:
     windows: tuple[Window, ...] = ()
     add_steps: tuple[StepSpec, ...] = ()
     remove_steps: tuple[StepSpec, ...] = ()
+    protect: tuple[str, ...] = ()
     claude_config: str = "~/.claude.json"
     claude_trust: str = "inherit"
     claude_lock_stale: float = 10.0
     tmux_socket: str = ""
     hooks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    land_method: str = "rebase"
+    land_into: str = ""
 
 
 def plain(value: Any) -> Any:
@@ -375,6 +390,16 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         if not all(isinstance(c, str) for c in items):
             raise _bad(f"hooks.{name}", "a list of shell commands", items)
         hooks[name] = tuple(items)
+    protect = _str_list(merged.get("protect"), "protect")
+    for i, pattern in enumerate(protect):
+        if not isinstance(pattern, str) or not pattern.strip() or "\n" in pattern:
+            raise _bad(f"protect[{i}]", "a gitignore pattern (*.sql, backups/)", pattern)
+    land = merged.get("land")
+    if not isinstance(land, dict):
+        raise _bad("land", "a mapping", land)
+    method = _str(land, "method", "land.method") or "rebase"
+    if method not in LAND_METHODS:
+        raise _bad("land.method", "one of " + ", ".join(LAND_METHODS), method)
     project = _str(merged, "project")
     if project and ("/" in project or project in (".", "..")):
         raise _bad("project", "a plain name (no /)", project)
@@ -390,11 +415,14 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         windows=_windows(merged.get("windows")),
         add_steps=_steps(merged.get("add_steps"), "add_steps"),
         remove_steps=_steps(merged.get("remove_steps"), "remove_steps"),
+        protect=tuple(protect),
         claude_config=_str(claude, "config", "claude.config") or "~/.claude.json",
         claude_trust=trust,
         claude_lock_stale=_number(claude, "lock_stale", "claude.lock_stale"),
         tmux_socket=_str(merged, "tmux_socket"),
         hooks=hooks,
+        land_method=method,
+        land_into=_str(land, "into", "land.into"),
     )
     dropped = [p for p, base in merged["ports"].items() if base is None]
     commands = [("activate", settings.activate)]

@@ -10,15 +10,22 @@ an untracked ``backend/.env`` (0600), a SQLite database and a ``node_modules`` f
 and marks the sample it built with ``DIR/tally-sample/.git/tally-demo`` (inside ``.git``:
 neither committed nor seen by ``git status``). A ``DIR/tally-sample`` without that marker
 is not the demo's: neither building nor ``--clean`` touches it.
+
+The default folder is the user's own (``$XDG_CACHE_HOME/tally-demo``, else
+``~/.cache/tally-demo``), never a shared temp folder another user could plant a sample in.
+A sample with anything in it that is not the user's, or that is a link, is refused: the
+demo writes its ``invoke.yaml`` and registry there, and never through a link.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -101,6 +108,14 @@ http.server.ThreadingHTTPServer(("127.0.0.1", a.port), Handler).serve_forever()
 
 
 def default_base() -> Path:
+    """The user's own: ``$XDG_CACHE_HOME/tally-demo``, else ``~/.cache/tally-demo``."""
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(cache) if os.path.isabs(cache) else Path.home() / ".cache"
+    return root / "tally-demo"
+
+
+def _old_base() -> Path:
+    """Where earlier versions put the sample (a temp folder every user shares)."""
     return Path(tempfile.gettempdir()) / "tally-demo"
 
 
@@ -216,7 +231,7 @@ def demo_settings(raw: dict[str, object], main: Path) -> dict[str, object]:
         "activate": "",
         "links": ["frontend/node_modules", "backend/db.sqlite3"],
         "copies": ["backend/.env", "frontend/.env"],
-        "hooks": {"post_add": [], "pre_remove": [], "post_resume": []},
+        "hooks": {"post_add": [], "pre_remove": [], "post_resume": [], "pre_land": []},
         "windows": [
             {
                 "name": "backend",
@@ -269,20 +284,69 @@ def _check_folder(base: Path) -> None:
 
 
 def _check_sample(main: Path, doing: str) -> None:
-    """Refuse a `DIR/tally-sample` the demo did not build: it is someone's own checkout."""
+    """Refuse a `DIR/tally-sample` the demo did not build (someone's own checkout), and
+    one with anything in it that is not the user's or is a link: the demo writes its
+    invoke.yaml and registry there."""
     if (main.exists() or main.is_symlink()) and not is_sample(main):
         raise TallyError(
             f"{main} was not made by `inv demo` (no .git/{MARKER} marker); {doing}. "
             "Give --path another folder"
+        )
+    if main.exists():
+        _check_own(main, doing)
+
+
+def _check_own(main: Path, doing: str) -> None:
+    """Everything in the sample is the user's and none of it is a link (the sample the
+    demo builds has none): else another user planted it, or changed it."""
+    me = os.geteuid()
+    for top, dirs, files in os.walk(main):
+        for path in [Path(top), *(Path(top, n) for n in dirs + files)]:
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                raise TallyError(
+                    f"{path} is a link, and the demo never writes through one: this sample "
+                    f"is not as the demo built it; {doing}. Remove {main} yourself, or give "
+                    "--path another folder"
+                )
+            if st.st_uid != me:
+                raise TallyError(
+                    f"{path} belongs to another user (uid {st.st_uid}): the demo uses only a "
+                    f"sample of yours; {doing}. Give --path another folder"
+                )
+
+
+def _check_base(base: Path, make: bool) -> None:
+    """The default folder: the user's own real folder (`make`: made 0700 when missing)."""
+    if make:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            base.mkdir(mode=0o700)
+    st = base.lstat()
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise TallyError(
+            f"{base} is a link or a file, not the demo's folder; nothing done. Remove it, "
+            "or give --path a folder"
+        )
+    if st.st_uid != os.geteuid():
+        raise TallyError(
+            f"{base} belongs to another user (uid {st.st_uid}); nothing done. Give --path "
+            "a folder of yours"
         )
 
 
 def clean_sample(base: Path, raw: dict[str, object]) -> None:
     """Remove what the demo made in `base`: its sessions, the marked ``base/tally-sample``,
     then `base` itself if nothing else is left in it. Anything not the demo's stays."""
-    if not base.exists():
+    if not base.exists() and not base.is_symlink():
         output.step("demo", f"nothing to clean: {base} does not exist")
+        old = _old_base()
+        if base == default_base() and is_sample(old / SAMPLE):
+            again = f"{_inv()} demo --clean --path {shlex.quote(str(old))}"
+            output.info(f"  an older demo's sample is in {old}; remove it with: {again}")
         return  # idempotent: a second --clean, or one after a manual rm, succeeds
+    if base == default_base():
+        _check_base(base, make=False)
     _check_folder(base)
     main = base / SAMPLE
     _check_sample(main, "nothing removed")
@@ -325,6 +389,8 @@ def _remove_sample(main: Path) -> None:
 
 
 def run(base: Path, raw: dict[str, object]) -> None:
+    if base == default_base():
+        _check_base(base, make=True)
     _check_folder(base)
     main = base / SAMPLE
     _check_sample(main, "it is left alone")
@@ -381,7 +447,7 @@ def _inv() -> str:
 
 @task(
     help={
-        "path": "folder for the sample project (default: <tmp>/tally-demo)",
+        "path": "folder for the sample project (default: ~/.cache/tally-demo)",
         "clean": "remove the demo session and the sample project",
         "quiet": "print only errors",
     }

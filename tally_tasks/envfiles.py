@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import TallyError
-from .links import Outcome, staging, why
+from .links import Outcome, guard, staging, why
 from .registry import replacing
 
 
@@ -26,8 +26,8 @@ def copy_one(main: Path, worktree: Path, rel: str, force: bool = False) -> Outco
     src, dest = main / rel, worktree / rel
     if not src.exists():
         return Outcome(rel, False, f"{rel} missing in main, skipped")
-    if not dest.parent.resolve().is_relative_to(worktree.resolve()):
-        return Outcome(rel, False, f"{rel} lies behind a link out of the worktree, skipped")
+    if (refused := guard(worktree, dest, rel)) is not None:
+        return refused
     if dest.is_symlink():
         # moved from `links` to `copies`: the session gets its own snapshot now
         dest.unlink()

@@ -6,7 +6,8 @@ import os
 import signal
 import subprocess
 
-from . import output
+from . import interrupts, output
+from . import shell as shell_
 from .errors import TallyError
 from .session import Project, Session, render
 
@@ -45,30 +46,33 @@ def run(project: Project, session: Session, point: str) -> None:
         return
     values = session.values(project)
     env = {**os.environ, **session.env()}
-    activate = render(project.settings.activate, values).strip()
-    shell = os.environ.get("SHELL") or "/bin/sh"
-    if not os.access(shell, os.X_OK):  # as tmux does with a SHELL that is not there
-        shell = "/bin/sh"
+    shell = shell_.login_shell()
+    kind = shell_.kind(shell)
+    activate = render(project.settings.activate, values, shell_.quoter(kind)).strip()
     for template in cmds:
         line = render(template, values)
-        full = f"{activate} && ( {line} )" if activate else line
-        # Its own session: an interactive shell with our terminal would take it over
-        # (job control); on Ctrl-C here, its whole group is ended.
-        proc = subprocess.Popen(
-            [shell, "-lic", full],
-            cwd=session.worktree,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            start_new_session=True,
-        )
+        proc: subprocess.Popen[str] | None = None
         try:
+            # Ctrl-C waits until the process is in `proc`, for the except below to end
+            # it. Its own session: an interactive shell with our terminal would take it
+            # over (job control), and the terminal's Ctrl-C does not reach it: on Ctrl-C
+            # here, its whole group is ended.
+            with interrupts.held():
+                proc = subprocess.Popen(
+                    shell_.command(shell, kind, shell_.joined(kind, activate, line)),
+                    cwd=session.worktree,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    errors="replace",
+                    start_new_session=True,
+                )
             out, err = proc.communicate()
         except BaseException:
-            _end_group(proc)
+            if proc is not None:
+                _end_group(proc)
             raise
         if proc.returncode != 0:
             said = (out + err).strip().splitlines()

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -19,10 +22,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import registry
 from . import repo as repo_
 from .config import Link
 from .errors import TallyError
+from .registry import write_atomic
+from .worktree import make_removable
 
 # Caches tools keep inside node_modules (Vite's pre-bundled deps in .vite, babel-loader's
 # and others' in .cache): each session builds its own. Shared, every Vite would re-optimise
@@ -47,13 +51,41 @@ def apply(
     links: Sequence[Link],
     refresh: bool = False,
     refresh_hint: str = "--refresh",
+    force: bool = False,
+    force_hint: str = "",
 ) -> list[Outcome]:
     """Make every link that is missing or wrong; leave the user's own files alone.
 
-    `refresh`: build the hard-linked, reflinked or copied trees again from main's (they
-    do not follow main's changes the way a symlink does); `refresh_hint`: the command that
-    does it, for the message of a tree that lacks what main has."""
-    return [_one(main, worktree, link, refresh, refresh_hint) for link in links]
+    `refresh`: build again, from main's, the hard-linked, reflinked or copied trees that
+    lack what main has gained (they do not follow main the way a symlink does), except
+    one the session changed since it was built: that one only with `force`.
+    `refresh_hint`, `force_hint`: the commands that do it, for the messages."""
+    hints = (refresh_hint, force_hint)
+    return [_one(main, worktree, link, refresh, force, hints) for link in links]
+
+
+def refresh_plan(
+    main: Path, worktree: Path, links: Sequence[Link], force: bool = False
+) -> list[Outcome]:
+    """What `apply(..., refresh=True, force=force)` would do to each tree, changing
+    nothing: ok is True for a tree that would be rebuilt or needs nothing."""
+    plan = []
+    for link in links:
+        src, dest = main / link.path, worktree / link.path
+        if link.mode == "symlink" or not (src.exists() or src.is_symlink()):
+            continue
+        if guard(worktree, dest, link.path) is not None or not _built(dest):
+            continue  # apply says so, or simply builds it
+        missing = behind(src, dest)
+        if not missing:
+            plan.append(Outcome(link.path, True, f"{link.path} ({link.mode}) up to date, kept"))
+        elif (why := _changed(main, worktree, link.path, dest)) and not force:
+            plan.append(Outcome(link.path, False, f"{link.path} kept: {why}"))
+        else:
+            plan.append(
+                Outcome(link.path, True, f"{link.path} ({link.mode}) would be rebuilt from main's")
+            )
+    return plan
 
 
 def behind(src: Path, dest: Path) -> list[str]:
@@ -74,16 +106,24 @@ def _caches(src: Path | str, names: list[str] | None = None) -> list[str]:
     return [n for n in CACHES if names is None or n in names]
 
 
+def _built(dest: Path) -> bool:
+    """Is there a tree (not a symlink, which a mode change replaces) at `dest`?"""
+    return dest.exists() and not dest.is_symlink()
+
+
 def _one(
-    main: Path, worktree: Path, link: Link, refresh: bool = False, hint: str = "--refresh"
+    main: Path,
+    worktree: Path,
+    link: Link,
+    refresh: bool = False,
+    force: bool = False,
+    hints: tuple[str, str] = ("--refresh", ""),
 ) -> Outcome:
     src, dest = main / link.path, worktree / link.path
     if not (src.exists() or src.is_symlink()):
         return Outcome(link.path, False, f"{link.path} missing in main, skipped")
-    if _escapes(worktree, dest):
-        return Outcome(
-            link.path, False, f"{link.path} lies behind a link out of the worktree, skipped"
-        )
+    if (refused := guard(worktree, dest, link.path)) is not None:
+        return refused
     dest.parent.mkdir(parents=True, exist_ok=True)
     if link.mode == "symlink":
         if dest.is_symlink():
@@ -99,42 +139,53 @@ def _one(
         if link.mode == "auto" and not _tree_possible(src, dest):
             return _symlink_instead(src, dest, link.path, "")
         dest.unlink()  # was a symlink in an earlier config: give it the new mode
-    elif dest.exists() and not refresh:
+    rebuild = _built(dest)
+    if rebuild:
         missing = behind(src, dest)
-        if missing:
-            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-            return Outcome(
-                link.path,
-                False,
-                f"{link.path} ({link.mode}) lacks {missing[0]}{more} that main has now; "
-                f"build it again with: {hint}",
-            )
-        return Outcome(link.path, True, f"{link.path} ok ({link.mode})")
+        if not missing:  # a copy with nothing new in main (a database): never replaced
+            return Outcome(link.path, True, f"{link.path} ok ({link.mode})")
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        lacks = f"{link.path} ({link.mode}) lacks {missing[0]}{more} that main has now"
+        if not refresh:
+            return Outcome(link.path, False, f"{lacks}; build it again with: {hints[0]}")
+        why = "" if force else _changed(main, worktree, link.path, dest)
+        if why:  # the session's own data in it: a package it installed, a file it wrote
+            keep = f"replace it anyway with: {hints[1]}" if hints[1] else "delete it to rebuild it"
+            return Outcome(link.path, False, f"{lacks}, but is not rebuilt: {why}; {keep}")
     if link.mode == "auto":
-        return _auto(src, dest, link.path, refresh)
-    with staging(dest, replace=refresh) as tmp:
+        return _auto(main, worktree, link.path, rebuild)
+    with staging(dest, replace=rebuild) as tmp:
         if link.mode == "hardlink":
             _hardlink(src, tmp)
         elif link.mode == "reflink":
             _reflink(src, tmp)
         else:
             _copy(src, tmp)
+        _stamp(main, worktree, link.path, tmp)
     return Outcome(link.path, True, f"{link.path} ({link.mode} of main)")
 
 
-def _auto(src: Path, dest: Path, rel: str, refresh: bool) -> Outcome:
-    """Hard links (no extra space, ~0.4 s for 30,000 files), else a reflink clone (where
-    hard links are refused but the filesystem clones), else a symlink with a warning."""
+def _auto(main: Path, worktree: Path, rel: str, rebuild: bool) -> Outcome:
+    """Hard links (no extra space), else a reflink clone (where hard links are refused but
+    the filesystem clones), else a symlink with a warning saying why."""
+    src, dest = main / rel, worktree / rel
     try:
-        with staging(dest, replace=refresh) as tmp:
+        with staging(dest, replace=rebuild) as tmp:
             _hardlink_tree(src, tmp)
+            _stamp(main, worktree, rel, tmp)
         return Outcome(rel, True, f"{rel} (hardlink of main)")
     except _LinkFailed as e:
         reason = why(e.error)
     # a clone needs one filesystem too (and macOS's `cp -c` might copy instead)
-    if _tree_possible(src, dest) and _clone(src, dest, refresh):
-        return Outcome(rel, True, f"{rel} (reflink of main)")
-    if dest.exists() and not dest.is_symlink():  # --refresh of a tree that can't be rebuilt
+    if _tree_possible(src, dest):
+        try:
+            with staging(dest, replace=rebuild) as tmp:
+                _clone(src, tmp)
+                _stamp(main, worktree, rel, tmp)
+            return Outcome(rel, True, f"{rel} (reflink of main)")
+        except _LinkFailed:
+            pass
+    if _built(dest):  # a rebuild that cannot be made: the tree there stays
         return Outcome(rel, False, f"{rel} kept as it was: cannot build it again ({reason})")
     return _symlink_instead(src, dest, rel, reason)
 
@@ -161,28 +212,103 @@ def _symlink_instead(src: Path, dest: Path, rel: str, reason: str) -> Outcome:
     )
 
 
-def _clone(src: Path, dest: Path, refresh: bool) -> bool:
-    """A copy-on-write clone of `src` at `dest`, never a plain copy; False when the
-    filesystem cannot clone."""
+def _clone(src: Path, dest: Path) -> None:
+    """A copy-on-write clone of `src` at `dest`, never a plain copy (_LinkFailed when the
+    filesystem cannot clone)."""
     flag = ["-c"] if sys.platform == "darwin" else ["--reflink=always"]
-    try:
-        with staging(dest, replace=refresh) as tmp:
-            proc = subprocess.run(["cp", "-a", *flag, str(src), str(tmp)], capture_output=True)
-            if proc.returncode != 0:
-                raise _LinkFailed(src, OSError(proc.returncode, "cannot clone"))
-            for name in _caches(src):
-                _remove(tmp / name)
-    except _LinkFailed:
-        return False
-    return True
+    proc = subprocess.run(["cp", "-a", *flag, str(src), str(dest)], capture_output=True)
+    if proc.returncode != 0:
+        raise _LinkFailed(src, OSError(proc.returncode, "cannot clone"))
+    for name in _caches(src):
+        _remove(dest / name)
 
 
-def _escapes(worktree: Path, dest: Path) -> bool:
-    """True when a parent of `dest` is a symlink leading out of the worktree."""
+# --- what a tree was when it was built ------------------------------------------------------
+#
+# A copied or hard-linked tree is the session's to change (its database copy, a package
+# installed in it): a rebuild must not throw that away. Each build records a fingerprint
+# of the tree (names, sizes, modification times, link targets) in the worktree's own git
+# dir, which goes with the worktree; a tree whose fingerprint differs has been changed.
+
+_STAMPS = "tally-trees.json"
+
+
+def _fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+
+    def add(rel: str, st: os.stat_result, full: str) -> None:
+        if stat.S_ISLNK(st.st_mode):
+            digest.update(f"l {rel} {os.readlink(full)}\0".encode(errors="surrogateescape"))
+        elif stat.S_ISDIR(st.st_mode):
+            digest.update(f"d {rel}\0".encode(errors="surrogateescape"))
+        else:  # never ctime or link count: more sessions linking main's files change those
+            line = f"f {rel} {st.st_size} {st.st_mtime_ns}\0"
+            digest.update(line.encode(errors="surrogateescape"))
+
+    add(".", os.lstat(path), str(path))
+    for top, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted([*dirs, *files]):
+            full = os.path.join(top, name)
+            add(os.path.relpath(full, path), os.lstat(full), full)
+    return digest.hexdigest()
+
+
+def _stamps_path(main: Path, worktree: Path) -> Path | None:
+    """The worktree's own git dir (``.git`` is a file naming it), when it is one of main's."""
     try:
-        return not dest.parent.resolve().is_relative_to(worktree.resolve())
-    except OSError:
-        return True
+        text = (worktree / ".git").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    gitdir = Path(text.removeprefix("gitdir:").strip())
+    if not text.startswith("gitdir:") or escapes(main / ".git" / "worktrees", gitdir):
+        return None
+    return gitdir / _STAMPS
+
+
+def _stamps(where: Path) -> dict[str, str]:
+    try:
+        data = json.loads(where.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _stamp(main: Path, worktree: Path, rel: str, built: Path) -> None:
+    where = _stamps_path(main, worktree)
+    if where is None or not where.parent.is_dir():
+        return
+    stamps = _stamps(where)
+    stamps[rel] = _fingerprint(built)  # names relative to the tree: the same once moved
+    with contextlib.suppress(OSError):  # without it, the tree counts as changed: kept
+        write_atomic(where, json.dumps(stamps, indent=2) + "\n")
+
+
+def _changed(main: Path, worktree: Path, rel: str, dest: Path) -> str:
+    """Why the tree at `dest` counts as changed since it was built ("" when it is not)."""
+    where = _stamps_path(main, worktree)
+    built = _stamps(where).get(rel) if where is not None else None
+    if built is None:
+        return "it may hold changes of the session's (no record of how it was built)"
+    if built != _fingerprint(dest):
+        return "it has changed since it was built"
+    return ""
+
+
+def escapes(worktree: Path, path: Path) -> bool:
+    """Does `path`, every symlink in it followed (a parent folder's, its own), lead out
+    of `worktree`? A branch can commit such links (``.claude`` -> ``~/.claude``)."""
+    return not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(worktree))
+
+
+def guard(worktree: Path, dest: Path, rel: str, through: bool = False) -> Outcome | None:
+    """The one check before any write into a worktree: an Outcome saying it is skipped
+    when the write would land outside, else None. `through`: the writer writes through
+    a symlink at `dest` (reads, merges, replaces its target); otherwise it replaces such
+    a symlink itself, and only `dest`'s folders count."""
+    if escapes(worktree, dest if through else dest.parent):
+        return Outcome(rel, False, f"{rel} lies behind a link out of the worktree, skipped")
+    return None
 
 
 def _replace_symlink(src: Path, dest: Path) -> None:
@@ -221,14 +347,7 @@ def _remove(path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return
-    with contextlib.suppress(OSError):
-        path.chmod(0o700)
-    for top, dirs, _ in os.walk(path):
-        for d in dirs:
-            sub = os.path.join(top, d)
-            if not os.path.islink(sub):
-                with contextlib.suppress(OSError):
-                    os.chmod(sub, 0o700)
+    make_removable(path)
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -337,7 +456,7 @@ def exclude(common_dir: Path, paths: Sequence[str]) -> Outcome | None:
     if new == text or (not text.strip() and not new):
         return None
     info.mkdir(exist_ok=True)
-    registry.write_atomic(path, new)
+    write_atomic(path, new)
     return None
 
 

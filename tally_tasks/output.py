@@ -39,6 +39,8 @@ def program() -> str:
 # Taken out of the environment at once: tmux, the windows and hooks this run starts must
 # not inherit it (their own commands are the host's, not the laptop's).
 _VIA = os.environ.pop("TALLY_VIA", "")
+# Set by a laptop at a terminal that runs this over SSH (no pty there): colour as it would.
+_COLOR = os.environ.pop("TALLY_COLOR", "") == "1"
 
 
 def via() -> tuple[str, str] | None:
@@ -70,11 +72,12 @@ def command(task: str, name: str | None = None, *flags: str) -> str:
 
 
 def use_color(stream: TextIO) -> bool:
-    """Colour only on a terminal, never with NO_COLOR set or TERM=dumb."""
+    """Colour only on a terminal (the laptop's, for a ``--host`` run), never with NO_COLOR
+    set or TERM=dumb."""
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
     isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
+    return _COLOR or bool(isatty and isatty())
 
 
 def _paint(text: str, color: str, stream: TextIO) -> str:

@@ -18,6 +18,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,6 +29,27 @@ from .errors import TallyError
 
 Entry = dict[str, Any]
 Registry = dict[str, Entry]
+
+MAX_NAME = 100
+_NAME = re.compile(r"[A-Za-z0-9._/-]+")
+
+
+def name_problem(name: str) -> str:
+    """Why `name` cannot be a session's name ("" when it can), by the rules alone (git's
+    own check of a branch name comes on top where a name is given, not where it is read)."""
+    shown = repr(name) if len(name) <= 60 else repr(name[:57] + "...")
+    if not name:
+        return "session name is empty; give one, e.g. --name feature-auth"
+    if len(name) > MAX_NAME:
+        return f"session name {shown} is too long ({len(name)} > {MAX_NAME} characters)"
+    if not _NAME.fullmatch(name):
+        return f"session name {shown} may only contain letters, digits, '.', '_', '-' and '/'"
+    if name[0] in "-./" or ".." in name or "//" in name or name.endswith(("/", ".", ".lock")):
+        return (
+            f"session name {shown} is not a valid branch name "
+            "(no leading - . or /, no .., no trailing / or . or .lock)"
+        )
+    return ""
 
 
 @contextlib.contextmanager
@@ -74,6 +96,11 @@ def _check(path: Path, data: Any) -> Registry:
         )
     for name, entry in data.items():
         where = f"{path}: session {name!r}"
+        # names go into shell completion, branch names and folders: a hand-edited or
+        # hostile key is reported here, never offered or used
+        problem = name_problem(name)
+        if problem:
+            raise TallyError(f"{path}: {problem}; fix or remove that entry")
         if not isinstance(entry, dict):
             raise TallyError(f"{where} must be an object, got {entry!r}; fix or remove that entry")
         for key in ("worktree", "branch"):

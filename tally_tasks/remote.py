@@ -127,23 +127,45 @@ def _program(command: str) -> list[str]:
     return [first, *(shlex.quote(w) for w in words[1:])]
 
 
+# `$NAME` or `${NAME}`: a variable, expanded on the host; any other `$` is a plain dollar
+_VARIABLE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})")
+
+
 def _expanding(value: str) -> str:
-    """Double-quoted for the host's shell: `$VAR` expands there (`PATH: "~/v/bin:$PATH"`),
-    nothing else does."""
-    return '"' + "".join("\\" + c if c in '"\\`' else c for c in value) + '"'
+    """Double-quoted for the host's shell: `$VAR` and `${VAR}` expand there (`PATH:
+    "/opt/v/bin:$PATH"`); nothing else does: no `$(...)`, backticks, `${VAR:-...}`."""
+    out, last = [], 0
+    for m in _VARIABLE.finditer(value):
+        out += [_plain(value[last : m.start()]), m.group()]
+        last = m.end()
+    return '"' + "".join([*out, _plain(value[last:])]) + '"'
+
+
+def _plain(text: str) -> str:
+    """`text` inside double quotes, every character as itself."""
+    return "".join("\\" + c if c in '"\\`$' else c for c in text)
 
 
 def command_line(
-    host: Host, argv: Sequence[str], caller: str = "inv", explain: bool = False
+    host: Host,
+    argv: Sequence[str],
+    caller: str = "inv",
+    explain: bool = False,
+    watch: bool = False,
+    color: bool = False,
 ) -> str:
     """The shell line run on the host: cd to its main checkout, run the same task.
 
     ``TALLY_VIA`` tells the host's tally-session who asked, so the commands it suggests
-    are the caller's (``inv session.resume --name x --host box1``).
+    are the caller's (``inv session.resume --name x --host box1``); ``TALLY_COLOR`` that
+    its lines are shown on a terminal. `watch`: the task gets SIGINT, as from Ctrl-C at
+    a terminal, when its stdin (the SSH channel) is closed: see `_watched`.
     """
     ours = {"TALLY_VIA": f"{caller} {host.name}"}
     if os.environ.get("NO_COLOR"):
         ours["NO_COLOR"] = os.environ["NO_COLOR"]
+    elif color:
+        ours["TALLY_COLOR"] = "1"
     # exported first: the host's `env` (a PATH, say) holds for the "installed?" check too
     assigns = " ".join(
         [f"{k}={_expanding(v)}" for k, v in host.env.items()]
@@ -162,7 +184,24 @@ def command_line(
         f"export {assigns}; "
         f"{{ cd {_path(host.main)} 2>/dev/null || {missing}; }} && "
         f"{{ command -v {prog[0]} >/dev/null 2>&1 || {absent}; }} && "
-        f"{args}"
+        f"{_watched(args) if watch else args}"
+    )
+
+
+def _watched(args: str) -> str:
+    """`args` run so that the end of stdin interrupts it: Ctrl-C here closes the channel's
+    stdin (without a pty there is no terminal to carry a ^C, and OpenSSH refuses signal
+    requests in many setups), and so does a connection that drops.
+
+    A watcher in the background waits for stdin's end (on fd 3: a background job's own
+    stdin is /dev/null), then sends SIGINT to the session's process group, which sshd
+    made for this command alone: the task gets it as from a terminal's Ctrl-C (it undoes
+    its add); the shell's no-op trap keeps it alive to pass the task's status on. A task
+    that ends first ends the watcher."""
+    return (
+        "{ exec 3<&0; trap : INT; "
+        "{ cat <&3; kill -INT 0; } </dev/null >/dev/null 2>&1 & w=$!; "
+        f"{args} </dev/null 3<&-; s=$?; kill $w 2>/dev/null; exit $s; }}"
     )
 
 
@@ -191,10 +230,61 @@ def connect(host: Host, timeout: float | None = None) -> Any:
     address, port = _address(host)
     conn = fabric.Connection(address, port=port, connect_timeout=timeout, connect_kwargs=kwargs)
     # ~/.ssh/known_hosts as ssh reads it: a host whose key changed is refused (paramiko
-    # raises BadHostKeyException); one not in it yet is accepted, as `accept-new` does
+    # raises BadHostKeyException); one not in it yet is accepted and recorded there, as
+    # `StrictHostKeyChecking=accept-new` does
     with contextlib.suppress(OSError):
         conn.client.load_system_host_keys()
+    hashed = str(conn.ssh_config.get("hashknownhosts", "no")).lower() == "yes"
+    conn.client.set_missing_host_key_policy(_AcceptNew(host, hashed))
     return conn
+
+
+KNOWN_HOSTS = "~/.ssh/known_hosts"
+_known_hosts_lock = threading.Lock()  # hosts are asked in parallel threads
+
+
+@dataclass(frozen=True)
+class _AcceptNew:
+    """paramiko's policy for a host not in known_hosts: trust it on first use and write
+    its key into the user's ~/.ssh/known_hosts, as ssh's accept-new does (hashed when
+    ssh's HashKnownHosts says so or the file already hashes its names)."""
+
+    host: Host
+    hash_names: bool
+
+    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+        path = os.path.expanduser(KNOWN_HOSTS)
+        try:
+            remember_host_key(path, hostname, key.get_name(), key.get_base64(), self.hash_names)
+        except OSError as e:
+            raise TallyError(
+                f"cannot record the key of host {_describe(self.host)} in {path} "
+                f"({e.strerror}); fix that file's permissions, or add the key with ssh"
+            ) from None
+        # quietly, unlike ssh: stdout may be --json, and an error stays one line
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def remember_host_key(path: str, name: str, key_type: str, key: str, hash_names: bool) -> None:
+    """Append `name`'s key to the known_hosts file at `path` (folder made 0700, as ssh
+    does); hashed when `hash_names` or when the file hashes its names already."""
+    from paramiko.hostkeys import HostKeys
+
+    with _known_hosts_lock:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        try:
+            with open(path, "rb") as f:
+                have = f.read()
+        except FileNotFoundError:
+            have = b""
+        if hash_names or any(ln.startswith(b"|1|") for ln in have.splitlines()):
+            name = HostKeys.hash_host(name)
+        line = f"{name} {key_type} {key}\n"
+        if have and not have.endswith(b"\n"):
+            line = "\n" + line
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        with os.fdopen(fd, "w") as f:
+            f.write(line)
 
 
 def _describe(host: Host) -> str:
@@ -243,23 +333,31 @@ def run(
 ) -> Any:
     """Run the task there; output streams through unless `capture`. Returns invoke's Result.
 
-    Streamed to a terminal, it runs in a pty, so Ctrl-C reaches the task there (which
-    undoes what it made, as it does here) instead of leaving it running unseen.
+    Without a pty, so its errors stay on stderr. Ctrl-C here closes the task's stdin
+    there, which interrupts it as a terminal's Ctrl-C would (it undoes its add); its
+    lines, and its status, still come back. A second Ctrl-C stops waiting for it.
     """
     import sys
 
-    line = command_line(host, argv, caller)
+    color = not capture and output.use_color(sys.stdout) and output.use_color(sys.stderr)
+    line = command_line(host, argv, caller, watch=True, color=color)
     connect_timeout = host.timeout or connect_timeout or CONNECT_TIMEOUT
-    pty = not capture and sys.stdin.isatty()  # at a terminal, even with output piped
+    interrupted: list[bool] = []
     try:
         with connect(host, connect_timeout) as conn:
-            result = conn.run(
-                line, warn=True, hide=capture, in_stream=False, pty=pty, timeout=timeout
-            )
+            conn.config.runners.remote = _interruptible(host, interrupted)
+            result = conn.run(line, warn=True, hide=capture, in_stream=False, timeout=timeout)
     except (TallyError, BrokenPipeError):  # a closed pipe is the reader's, not the host's
         raise
     except Exception as e:  # paramiko, socket and invoke errors: one plain line
         raise _unreachable(host, e, connect_timeout) from None
+    if interrupted and result.exited == 0:
+        output.warn(
+            "host",
+            f"Ctrl-C came after {argv[0] if argv else 'the task'} had finished on "
+            f"{host.name}: nothing was undone there",
+            to_stderr=True,
+        )
     if result.exited == NO_CHECKOUT:
         raise TallyError(
             f"{host.main} does not exist on {_describe(host)}; "
@@ -277,6 +375,28 @@ def run(
             + output.command("list", None, "--host", shlex.quote(host.name))
         )
     return result
+
+
+def _interruptible(host: Host, interrupted: list[bool]) -> type:
+    """Fabric's runner, with Ctrl-C passed on as the end of the task's stdin (see
+    `_watched`); `interrupted` records that it was."""
+    from fabric.runners import Remote
+
+    class Interruptible(Remote):
+        def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
+            if interrupted:  # the second Ctrl-C: stop waiting
+                self.channel.close()
+                output.warn(
+                    "host",
+                    f"stopped waiting; the task goes on undoing on {host.name}; see: "
+                    + output.command("list", None, "--host", shlex.quote(host.name)),
+                    to_stderr=True,
+                )
+                raise interrupt
+            interrupted.append(True)
+            self.channel.shutdown_write()
+
+    return Interruptible
 
 
 def sessions(host: Host, timeout: float = LIST_TIMEOUT) -> list[dict[str, Any]]:

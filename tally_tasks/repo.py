@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from .errors import TallyError
 
@@ -91,10 +92,17 @@ def open_repo(path: Path) -> Repo:
     return Repo(path)
 
 
-def _git(repo: Repo, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+def _git(
+    repo: Repo, args: tuple[str, ...], env: dict[str, str] | None = None, text: bool = True
+) -> subprocess.CompletedProcess[Any]:
     try:
         return subprocess.run(
-            ["git", *args], cwd=repo.path, capture_output=True, text=True, errors="replace"
+            ["git", *args],
+            cwd=repo.path,
+            capture_output=True,
+            env={**os.environ, **env} if env else None,
+            text=text,
+            errors="replace" if text else None,
         )
     except FileNotFoundError:
         if not repo.path.is_dir():
@@ -102,14 +110,44 @@ def _git(repo: Repo, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
         raise TallyError("git is not installed or not on PATH; install git first") from None
 
 
-def run(repo: Repo, *args: str) -> str:
-    """Run git with an argument list in `repo`; a failure becomes TallyError."""
-    proc = _git(repo, args)
+def _failed(args: tuple[str, ...], stderr: str, code: int) -> TallyError:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    msg = lines[-1].strip() if lines else f"exit status {code}"
+    return TallyError(f"git {_command(args)} failed: {msg.removeprefix('fatal: ')}")
+
+
+def git(
+    repo: Repo, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run git with an argument list in `repo` (`env`: variables to add); the caller
+    reads its status and output."""
+    return _git(repo, args, env)
+
+
+def run(repo: Repo, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run git with an argument list in `repo` (`env`: variables to add); a failure
+    becomes TallyError."""
+    proc = _git(repo, args, env)
     if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        msg = lines[-1].strip() if lines else f"exit status {proc.returncode}"
-        raise TallyError(f"git {args[0]} failed: {msg.removeprefix('fatal: ')}")
-    return proc.stdout
+        raise _failed(args, proc.stderr, proc.returncode)
+    return str(proc.stdout)
+
+
+def names(repo: Repo, *args: str) -> list[str]:
+    """The paths a ``git ... -z`` call lists, as the filesystem names them (a name that is
+    not UTF-8 round-trips through `os.fsdecode`)."""
+    proc = _git(repo, args, text=False)
+    if proc.returncode != 0:
+        raise _failed(args, proc.stderr.decode(errors="replace"), proc.returncode)
+    return [os.fsdecode(p) for p in proc.stdout.split(b"\0") if p]
+
+
+def _command(args: tuple[str, ...]) -> str:
+    """The git command in `args`, after git's own options (``-c key=value status``)."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] in ("-c", "-C") else 1
+    return args[i] if i < len(args) else args[0]
 
 
 def ok(repo: Repo, *args: str) -> bool:
@@ -129,3 +167,36 @@ def current_branch(repo: Repo) -> str | None:
 
 def check_branch_name(repo: Repo, name: str) -> bool:
     return ok(repo, "check-ref-format", "--branch", name)
+
+
+def main_branch(repo: Repo, into: str = "") -> str:
+    """The branch sessions land in and count as merged into: `into` (tally.land.into) when
+    set; else the one origin's HEAD names, else main or master, else the main checkout's
+    ("HEAD" when it is detached)."""
+    if into:
+        return into
+    out = _git(
+        repo,
+        (
+            "for-each-ref",
+            "--format=%(HEAD)%(refname)%00%(symref)",
+            "refs/heads/",
+            "refs/remotes/*/HEAD",
+        ),
+    ).stdout
+    local, current, remote_heads = set(), None, {}
+    for line in out.splitlines():
+        mark = line[:1]  # "*" for the branch checked out here
+        ref, _, symref = line[1:].partition("\0")
+        if ref.startswith("refs/heads/"):
+            local.add(ref.removeprefix("refs/heads/"))
+            if mark == "*":
+                current = ref.removeprefix("refs/heads/")
+        elif symref:  # refs/remotes/origin/HEAD -> refs/remotes/origin/main
+            remote = ref.removeprefix("refs/remotes/").removesuffix("/HEAD")
+            remote_heads[remote] = symref.removeprefix(f"refs/remotes/{remote}/")
+    named = [remote_heads.get("origin"), *remote_heads.values(), "main", "master"]
+    for branch in named:
+        if branch in local:
+            return branch
+    return current or "HEAD"

@@ -5,16 +5,13 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import PLACEHOLDER, Settings
 from .errors import TallyError
-from .registry import Entry, ports_of
-
-MAX_NAME = 100
-_NAME = re.compile(r"[A-Za-z0-9._/-]+")
+from .registry import Entry, name_problem, ports_of
 
 
 def slugify(name: str) -> str:
@@ -24,20 +21,10 @@ def slugify(name: str) -> str:
 
 def check_name(name: str) -> None:
     """Refuse anything that is not a branch name a person would type."""
+    problem = name_problem(name)
+    if problem:
+        raise TallyError(problem)
     shown = repr(name) if len(name) <= 60 else repr(name[:57] + "...")
-    if not name:
-        raise TallyError("session name is empty; give one, e.g. --name feature-auth")
-    if len(name) > MAX_NAME:
-        raise TallyError(f"session name {shown} is too long ({len(name)} > {MAX_NAME} characters)")
-    if not _NAME.fullmatch(name):
-        raise TallyError(
-            f"session name {shown} may only contain letters, digits, '.', '_', '-' and '/'"
-        )
-    if name[0] in "-./" or ".." in name or "//" in name or name.endswith(("/", ".", ".lock")):
-        raise TallyError(
-            f"session name {shown} is not a valid branch name "
-            "(no leading - . or /, no .., no trailing / or . or .lock)"
-        )
     try:
         ok = (
             subprocess.run(
@@ -86,8 +73,13 @@ def programs(line: str) -> set[str]:
     return {word.rsplit("/", 1)[-1] for word in commands(line)}
 
 
-def render(template: str, values: Mapping[str, str | int]) -> str:
-    """Fill ``{placeholders}``; every string value is shell-quoted, others left as written.
+def render(
+    template: str,
+    values: Mapping[str, str | int],
+    quote: Callable[[str], str] = shlex.quote,
+) -> str:
+    """Fill ``{placeholders}``; every string value is shell-quoted (`quote`: as another
+    shell quotes, fish), others left as written.
 
     Unknown ``{words}`` stay as they are, so shell and awk braces need no escaping (the
     settings refuse those that look like a mistyped placeholder); ``${name}`` is the shell's.
@@ -98,7 +90,7 @@ def render(template: str, values: Mapping[str, str | int]) -> str:
         if key not in values:
             return m.group(0)
         value = values[key]
-        return str(value) if isinstance(value, int) else shlex.quote(value)
+        return str(value) if isinstance(value, int) else quote(value)
 
     return PLACEHOLDER.sub(sub, template)
 

@@ -7,6 +7,7 @@ Below the steps and operations, which all ask these questions the same way.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ def load(project: Project) -> registry.Registry:
 
 
 def get(project: Project, name: str) -> Session:
-    """A registered session, or a clear error."""
+    """A registered session, or a clear error (also for an entry whose worktree is
+    misplaced: nothing is done to it, not even to its processes)."""
     entries = load(project)
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none yet"
@@ -45,7 +47,28 @@ def get(project: Project, name: str) -> Session:
             f"no session named {name!r} (sessions: {known}); "
             "create it with: " + output.command("add", name)
         )
-    return project.session(name, entries[name])
+    session = project.session(name, entries[name])
+    why = misplaced(project, session.worktree)
+    if why:
+        raise TallyError(
+            f"{project.registry_path}: session {name!r} has {session.worktree} as its "
+            f"worktree, which {why}; nothing done. Fix or remove that entry"
+        )
+    return session
+
+
+def misplaced(project: Project, path: Path) -> str:
+    """Why `path` can never be a session's worktree ("" when it can): it is the main
+    checkout, holds it, or lies in the repository's git dir. Removing it, or stopping
+    the processes working in it, would reach the main checkout's own."""
+    real, main = Path(os.path.realpath(path)), Path(os.path.realpath(project.main))
+    if real == main:
+        return "is the main checkout"
+    if main.is_relative_to(real):
+        return "holds the main checkout"
+    if real.is_relative_to(os.path.realpath(project.common_dir)):
+        return "lies inside the repository's git dir"
+    return ""
 
 
 def drop_entry(project: Project, name: str) -> None:
@@ -107,6 +130,28 @@ def works_in(session: Session, cwd: str | None) -> bool:
     cwd = cwd.removesuffix(" (deleted)")  # how Linux shows a folder removed under it
     inside = str(session.worktree)
     return cwd == inside or cwd.startswith(inside + os.sep)
+
+
+def foreign_tmux(session: Session, paths: Iterable[str] | None) -> str:
+    """Where the tmux session of `session`'s name works when it is not this session's
+    ("" when it is, or there is none): none of its panes (`paths`, their folders) works
+    in this worktree. Two checkouts in folders of the same name make the same tmux
+    names; the other's is never ended, restarted or reported as this one's."""
+    found = sorted(paths or ())
+    if not found or any(works_in(session, p) for p in found):
+        return ""
+    return found[0]
+
+
+def foreign_tmux_said(project: Project, session: Session, where: str) -> str:
+    tname = session.tmux_name
+    return (
+        f"a tmux session {tname} already runs, working in {where}, not in "
+        f"{session.worktree}: not this session's (another checkout's, whose folder has "
+        f"this one's name, or yours); give this project other tmux names with "
+        f"tally.project (now {project.name!r}), or end it with: "
+        + output.on_host(f"tmux kill-session -t ={tname}")
+    )
 
 
 def foreign_holders(session: Session) -> dict[str, list[ports_.Holder]]:

@@ -2,7 +2,9 @@
 
 Everything is gathered at once: tmux state from one ``list-panes`` call, listening ports
 from one read of /proc/net, one ``git status`` per worktree run in parallel, and
-ahead/behind from one ``for-each-ref`` (one ``rev-list`` per branch on git < 2.41).
+ahead/behind from one ``for-each-ref`` (one ``rev-list`` per branch on git < 2.41), and
+for each branch ahead of the main branch whether its content is in it anyway (squashed or
+rebased on a forge: one ``git merge-tree`` each, see merged.py).
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import merged, registry, tmux, worktree
 from . import ports as ports_
-from . import registry, tmux, worktree
 from .errors import TallyError
-from .repo import Repo
+from .repo import Repo, main_branch
 from .session import Project
-from .sessions import CREATING, adder, load, works_in
+from .sessions import CREATING, adder, foreign_tmux, load, works_in
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -40,9 +42,8 @@ def dirty(path: Path, ours: set[str]) -> bool | None:
         return None
 
 
-def ahead_behind(main: Path, branches: list[str]) -> dict[str, tuple[int, int]]:
-    """branch -> (commits ahead of, behind) the main checkout's branch."""
-    head = _git(main, "symbolic-ref", "--quiet", "--short", "HEAD").stdout.strip() or "HEAD"
+def ahead_behind(main: Path, branches: list[str], head: str) -> dict[str, tuple[int, int]]:
+    """branch -> (commits ahead of, behind) the main branch `head`."""
     proc = _git(
         main, "for-each-ref", f"--format=%(refname:short)%00%(ahead-behind:{head})", "refs/heads/"
     )
@@ -67,6 +68,27 @@ def ahead_behind(main: Path, branches: list[str]) -> dict[str, tuple[int, int]]:
             if ab_ is not None:
                 result[branch] = ab_
     return result
+
+
+def _landed(
+    project: Project,
+    repo: Repo,
+    ab: Mapping[str, tuple[int, int]],
+    into: list[merged.Target],
+    pool: ThreadPoolExecutor,
+) -> dict[str, str | None]:
+    """branch -> how its content is in the main branch (merged, rebased, squashed), or None.
+    Only a branch with commits of its own needs asking git; one that never moved since it
+    was made has nothing to merge."""
+    found: dict[str, str | None] = {}
+    ahead = [b for b, (a, _) in ab.items() if a > 0]
+    for branch, (a, _) in ab.items():
+        if a == 0 and not merged.untouched(project.common_dir, branch):
+            found[branch] = "merged"
+    answers = pool.map(lambda b: merged.landed(repo, b, into), ahead)
+    for branch, how in zip(ahead, answers, strict=True):
+        found[branch] = how.how if how else None
+    return found
 
 
 def _epoch(created: str) -> float | None:
@@ -99,27 +121,39 @@ Panes = dict[str, set[str]]
 
 
 def rows(
-    project: Project, srv: tmux.TmuxServer, git_state: bool = True, panes: Panes | None = None
+    project: Project,
+    srv: tmux.TmuxServer,
+    git_state: bool = True,
+    panes: Panes | None = None,
+    pull_requests: bool = False,
 ) -> list[dict[str, Any]]:
-    """One dict per session, with `dirty`, `ahead`, `behind` unless `git_state` is False.
+    """One dict per session, with `dirty`, `ahead`, `behind`, `merged` unless `git_state`
+    is False, and then `pr` (a branch's pull request, when gh knows one) with `pull_requests`.
 
     `panes` is `tmux.pane_paths(srv)` when the caller already has it (one tmux call)."""
     entries = load(project)
     if not entries:
         return []
-    live = set(tmux.pane_paths(srv) if panes is None else panes)
+    live = tmux.pane_paths(srv) if panes is None else panes
     sessions = {n: project.session(n, e) for n, e in entries.items()}
     all_ports = [p for s in sessions.values() for p in s.ports.values()]
     up = ports_.listening(all_ports)
     held = ports_.holders(up) if up else {}  # who holds them: one pass over /proc
     dirt: Mapping[str, bool | None] = {}
     ab: Mapping[str, tuple[int, int]] = {}
+    landed: dict[str, str | None] = {}
+    prs: Mapping[str, dict[str, Any]] = {}
     if git_state:
+        from . import forge  # only here: a list without the git state never reads its cache
+
         ours = project.own_paths()
-        with ThreadPoolExecutor(max_workers=min(8, len(sessions))) as pool:
-            ab_future = pool.submit(
-                ahead_behind, project.main, [s.branch for s in sessions.values()]
-            )
+        repo = Repo(project.main)
+        head = main_branch(repo, project.settings.land_into)
+        branches = [s.branch for s in sessions.values()]
+        with ThreadPoolExecutor(max_workers=min(8, len(sessions) + 1)) as pool:
+            pr_future = pool.submit(forge.pull_requests, project) if pull_requests else None
+            ab_future = pool.submit(ahead_behind, project.main, branches, head)
+            into_future = pool.submit(merged.targets, repo, head)
             dirt = dict(
                 zip(
                     sessions,
@@ -128,6 +162,8 @@ def rows(
                 )
             )
             ab = ab_future.result()
+            landed = _landed(project, repo, ab, into_future.result(), pool)
+            prs = pr_future.result() if pr_future else {}
     result = []
     for n, session in sessions.items():
         entry = entries[n]
@@ -135,7 +171,9 @@ def rows(
             "name": n,
             "branch": session.branch,
             "worktree": str(session.worktree),
-            "running": session.tmux_name in live,
+            # another checkout's session of the same name is not this one running
+            "running": session.tmux_name in live
+            and not foreign_tmux(session, live[session.tmux_name]),
             "tmux": session.tmux_name,
         }
         for port, number in session.ports.items():
@@ -154,6 +192,9 @@ def rows(
             row["dirty"] = dirt.get(n)
             a, b = ab.get(session.branch, (None, None))
             row["ahead"], row["behind"] = a, b
+            row["merged"] = landed.get(session.branch)
+        if session.branch in prs:
+            row["pr"] = prs[session.branch]
         row["created"] = entry.get("created")
         row["worktree_exists"] = session.worktree.is_dir()
         if entry.get("state") == CREATING:

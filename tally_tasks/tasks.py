@@ -273,8 +273,8 @@ def add(
 @task(
     help={
         "name": NAME_HELP,
-        "force": "also remove uncommitted work, a locked worktree and an unmerged or unpushed "
-        "branch (stashes stay: they belong to the repository)",
+        "force": "also remove uncommitted work, a locked worktree and an unmerged branch "
+        "(stashes stay: they belong to the repository)",
         "keep_branch": "keep the session's branch",
         "dry_run": "print what would be done and change nothing",
         "host": HOST_HELP,
@@ -304,6 +304,90 @@ def remove(
 
 
 @task(
+    help={
+        "name": NAME_HELP,
+        "rebase": "rebase the branch onto the main branch, then fast-forward main to it",
+        "squash": "land the branch as one commit (--message, else its commit subjects)",
+        "merge": "land the branch with a merge commit",
+        "message": "the squash or merge commit's message",
+        "keep": "keep the session (and its branch) after landing",
+        "dry_run": "print what would land, commit by commit, and change nothing",
+        "host": HOST_HELP,
+        "quiet": QUIET_HELP,
+    }
+)
+@boundary
+@hosted()
+def land(
+    c: Context,
+    name: str,
+    rebase: bool = False,
+    squash: bool = False,
+    merge: bool = False,
+    message: str = "",
+    keep: bool = False,
+    dry_run: bool = False,
+    quiet: bool = False,
+) -> None:
+    """Land the session's branch in the main branch (rebase, squash or merge), then remove it."""
+    from .operations import land as land_
+
+    chosen = [m for m, on in (("rebase", rebase), ("squash", squash), ("merge", merge)) if on]
+    if len(chosen) > 1:
+        raise TallyError("give one of --rebase, --squash, --merge")
+    project = project_of(c)
+    method = chosen[0] if chosen else project.settings.land_method
+    if dry_run:
+        if not land_.plan(project, name, method, message, keep):
+            raise Exit(code=1)  # as the real land would
+        return
+    tasks = project_tasks(c, project)
+    land_.run(project, name, _server(project), method, message, keep, tasks)
+
+
+@task(
+    help={
+        "merged": "sessions whose branch is merged into the main branch (squash and rebase "
+        "merges too)",
+        "gone": "sessions whose upstream branch was deleted (after git fetch --prune)",
+        "dry_run": "print what would be removed and change nothing",
+        "host": HOST_HELP,
+        "quiet": QUIET_HELP,
+    }
+)
+@boundary
+@hosted()
+def prune(
+    c: Context, merged: bool = False, gone: bool = False, dry_run: bool = False, quiet: bool = False
+) -> None:
+    """Remove finished sessions: branch merged, or upstream gone (neither flag: both)."""
+    from .operations import prune as prune_
+
+    project = project_of(c)
+    both = not (merged or gone)
+    srv, tasks = _server(project), project_tasks(c, project)
+    prune_.run(project, srv, merged or both, gone or both, dry_run, tasks)
+
+
+@task(
+    help={
+        "name": NAME_HELP,
+        "draft": "open the pull request as a draft",
+        "host": HOST_HELP,
+        "quiet": QUIET_HELP,
+    }
+)
+@boundary
+@hosted()
+def pr(c: Context, name: str, draft: bool = False, quiet: bool = False) -> None:
+    """Push the session's branch and open a pull request (with gh, when it is installed)."""
+    from . import forge
+
+    project = project_of(c)
+    forge.pr(project, sessions.get(project, name), draft)
+
+
+@task(
     help={"name": "resume only this session (default: all)", "host": HOST_HELP, "quiet": QUIET_HELP}
 )
 @boundary
@@ -320,7 +404,8 @@ def resume(c: Context, name: str = "", quiet: bool = False) -> None:
     name="list",
     help={
         "json": "print a JSON list (with the git state unless --brief)",
-        "git": "add the git state: commits ahead/behind the main branch, uncommitted changes",
+        "git": "add the git state: commits ahead/behind the main branch, whether it is merged "
+        "(squash and rebase merges too), uncommitted changes",
         "brief": "with --json: leave out the git state (fastest)",
         "host": HOST_HELP,
         "all_hosts": "this machine's sessions and every host's, in one table (HOST column)",
@@ -339,7 +424,7 @@ def list_(
     srv = _server(project)
     with_git = git or (json and not brief)
     panes = tmux_.pane_paths(srv)  # once, for the rows and the stale check
-    rows = status.rows(project, srv, git_state=with_git, panes=panes)
+    rows = status.rows(project, srv, git_state=with_git, panes=panes, pull_requests=json)
     if json:
         output.data(_json.dumps(rows, indent=2))
     elif not rows:
@@ -381,7 +466,7 @@ def _table(
     header = ["HOST"] if host_column else []
     header += ["NAME", "BRANCH", "RUNNING", *[p.upper() for p in ports]]
     if with_git:
-        header += ["AHEAD", "BEHIND", "DIRTY"]
+        header += ["AHEAD", "BEHIND", "MERGED", "DIRTY"]
     header += ["AGE", "WORKTREE"]
     table = [header]
     for r in rows:
@@ -399,7 +484,8 @@ def _table(
             cells.append("-" if number is None else f"{number}{mark}")
         if with_git:
             dirty = {True: "yes", False: "no", None: "?"}[r.get("dirty")]
-            cells += [_num(r.get("ahead")), _num(r.get("behind")), dirty]
+            merged = r.get("merged") or ("no" if r.get("ahead") else "-")
+            cells += [_num(r.get("ahead")), _num(r.get("behind")), merged, dirty]
         worktree = r["worktree"] + ("" if r.get("worktree_exists", True) else " (missing)")
         cells += [status.age(r.get("created")), worktree]
         table.append(cells)
@@ -566,14 +652,36 @@ def worktree(c: Context, name: str, quiet: bool = False) -> None:
     aliases=["relink"],
     help={
         **STEP_HELP,
-        "refresh": "build hard-linked, reflinked and copied trees again from main's",
+        "refresh": "build again the hard-linked, reflinked and copied trees that lack what "
+        "main's has gained (never one the session changed, unless --force)",
+        "force": "with --refresh: also rebuild trees the session changed (their changes go)",
+        "dry_run": "print what would be done (with --refresh: what would be rebuilt)",
     },
 )
 @boundary
 @hosted()
-def links(c: Context, name: str, refresh: bool = False, quiet: bool = False) -> None:
+def links(
+    c: Context,
+    name: str,
+    refresh: bool = False,
+    force: bool = False,
+    dry_run: bool = False,
+    quiet: bool = False,
+) -> None:
     """(Re)make the links to the main checkout's shared files (node_modules, db)."""
-    _step(c, "links", name, refresh=refresh)
+    if force and not refresh:
+        raise TallyError("--force goes with --refresh (it rebuilds trees the session changed)")
+    if dry_run:
+        from .steps import links as links_step
+        from .steps.base import Context as StepContext
+        from .steps.base import plan_line
+
+        project = project_of(c)
+        ctx = StepContext(project, sessions.get(project, name), refresh=refresh, force=force)
+        for line in links_step.plan(ctx):
+            plan_line("links", line)
+        return
+    _step(c, "links", name, refresh=refresh, force=force)
 
 
 @task(help={**STEP_HELP, "force": "overwrite existing copies"})
@@ -620,6 +728,9 @@ session = Collection(
     "session",
     add,
     remove,
+    land,
+    prune,
+    pr,
     resume,
     list_,
     doctor,

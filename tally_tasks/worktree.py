@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,7 +191,15 @@ def user_changes(path: Path, ours: set[str]) -> list[str]:
     untracked unless left out here.
     """
     with repo_.open_repo(path) as wt_repo:
-        out = repo_.run(wt_repo, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+        # no optional locks: a question must not rewrite the index (land keeps it bit for bit)
+        out = repo_.run(
+            wt_repo,
+            "--no-optional-locks",
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+        )
     lines: list[str] = []
     entries = out.split("\0")
     i = 0
@@ -205,6 +215,72 @@ def user_changes(path: Path, ours: set[str]) -> list[str]:
             continue
         lines.append(f"{code} {rel}")
     return lines
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """The git-ignored files in a worktree that are not the tool's own: each ignored folder
+    (git's own, without looking through it) and loose file with its number of files, and
+    those `protect` patterns match."""
+
+    entries: dict[str, int]  # "backend/app/__pycache__/" -> 12 files; "x.log" -> 1
+    protected: list[str]
+
+    @property
+    def files(self) -> int:
+        return sum(self.entries.values())
+
+
+def ignored(path: Path, ours: set[str], protect: Sequence[str] = ()) -> Ignored:
+    """What git ignores in the worktree at `path` and `remove` would delete with it; the
+    tool's own paths (`ours`: links, copies) left out and never looked into, so a
+    hard-linked node_modules is not walked. Three git calls: the ignored folders and files
+    (git collapses each ignored folder), the files inside those folders, and which of all
+    those `protect` (gitignore patterns) matches."""
+    with repo_.open_repo(path) as wt_repo:
+        listed = repo_.names(
+            wt_repo, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"
+        )
+        # git also lists an untracked folder holding only ignored files, beside them: a
+        # folder's entries sort right after it
+        tops = sorted(e for e in listed if not _is_ours(e, ours))
+        tops = [
+            e
+            for i, e in enumerate(tops)
+            if not (e.endswith("/") and i + 1 < len(tops) and tops[i + 1].startswith(e))
+        ]
+        entries = {e: 0 if e.endswith("/") else 1 for e in tops}
+        folders = [e for e in tops if e.endswith("/")]
+        if folders:
+            for rel in _listing(wt_repo, folders, "--exclude-standard"):
+                if _is_ours(rel, ours):
+                    continue
+                parts = rel.split("/")
+                for depth in range(1, len(parts)):
+                    top = "/".join(parts[:depth]) + "/"
+                    if top in entries:
+                        entries[top] += 1
+                        break
+        protected: list[str] = []
+        if protect and tops:
+            patterns = [f"--exclude={p}" for p in protect]
+            protected = [
+                rel for rel in _listing(wt_repo, tops, *patterns) if not _is_ours(rel, ours)
+            ]
+    return Ignored(entries, sorted(protected))
+
+
+def _listing(wt_repo: repo_.Repo, paths: list[str], *excludes: str) -> list[str]:
+    """The untracked files under `paths` that `excludes` ignore (``:(literal)``: a name
+    holding ``*`` or ``[`` is a name, not a pattern), in calls of at most 1,000 paths (a
+    build's thousands of loose ignored files stay under the argument-list limit)."""
+    found = []
+    for i in range(0, len(paths), 1000):
+        pathspecs = [f":(literal){p}" for p in paths[i : i + 1000]]
+        found += repo_.names(
+            wt_repo, "ls-files", "-z", "--others", "--ignored", *excludes, "--", *pathspecs
+        )
+    return found
 
 
 def submodule_commits(path: Path) -> dict[str, list[str]]:
@@ -256,17 +332,56 @@ def unlink_ours(path: Path, links: list[str]) -> None:
 def remove(repo: repo_.Repo, path: Path) -> bool:
     """Remove the worktree folder and git's record of it; False when git knows no such worktree.
 
-    A folder at `path` that git does not know as a worktree is never deleted here.
+    A folder at `path` that git does not know as a worktree is never deleted here, nor
+    the main checkout.
     """
-    known = find(repo, path)
-    if known is None:
+    known = listing(repo)
+    if known and same(known[0].path, path):
+        raise TallyError(f"{path} is the main checkout, not a session's worktree; not removed")
+    found = next((wt for wt in known if same(wt.path, path)), None)
+    if found is None:
         return False
-    if known.locked is not None and not path.is_dir():
+    if found.locked is not None and not path.is_dir():
         repo_.ok(repo, "worktree", "unlock", str(path))  # else prune keeps its record
     if path.is_dir():
-        repo_.run(repo, "worktree", "remove", "--force", "--force", str(path))
+        # A read-only folder (Go's module cache, some npm packages) stops git halfway,
+        # and git forgets the worktree all the same: open them up first.
+        make_removable(path)
+        try:
+            repo_.run(repo, "worktree", "remove", "--force", "--force", str(path))
+        except TallyError:
+            if path.is_symlink() or not path.is_dir():
+                raise
+            # git refused (a broken .git file) or stopped halfway: the rest goes below
     if path.is_dir() and not path.is_symlink():
-        # git left something behind; rmtree unlinks symlinks, it never follows them
-        shutil.rmtree(path)
+        # rmtree unlinks symlinks, it never follows them
+        try:
+            shutil.rmtree(path)
+        except OSError as e:
+            raise TallyError(
+                f"cannot delete the worktree {path}: {e.strerror} ({e.filename}); "
+                "fix that and run the command again"
+            ) from None
     repo_.run(repo, "worktree", "prune")
     return True
+
+
+def make_removable(path: Path) -> None:
+    """Give the owner rwx on every folder in `path`, so it can be emptied. Folders only
+    (a file of a hard-linked tree is main's file too), never through a symlink: nothing
+    outside `path` changes."""
+
+    def open_up(folder: str | Path) -> None:
+        try:
+            mode = os.lstat(folder).st_mode
+            if stat.S_ISDIR(mode) and mode & 0o700 != 0o700:
+                os.chmod(folder, stat.S_IMODE(mode) | 0o700)
+        except OSError:
+            pass  # gone meanwhile, or not ours: rmtree says so if it matters
+
+    if path.is_symlink() or not path.is_dir():
+        return
+    open_up(path)
+    for top, dirs, _ in os.walk(path):  # top-down: each folder opened before it is listed
+        for d in dirs:
+            open_up(os.path.join(top, d))

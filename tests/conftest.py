@@ -7,6 +7,7 @@ writes into the real HOME anyway.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -299,3 +300,92 @@ def run_into_closed_pipe(args: list[str], cwd: Path) -> subprocess.CompletedProc
         )
     finally:
         os.close(write_end)
+
+
+def obeying_permissions(argv: list[str]) -> list[str]:
+    """`argv` run so that file permission bits hold: as it is for a normal user; for root
+    (CI), under setpriv without the capabilities that let root ignore them. Skips the
+    test where neither is possible."""
+    if os.geteuid() != 0:
+        return argv
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    if shutil.which("setpriv") is None or subprocess.run([*drop, "true"]).returncode != 0:
+        pytest.skip("root ignores permission bits here and setpriv cannot drop that")
+    return [*drop, *argv]
+
+
+def commit(folder: Path, rel: str, text: str, message: str) -> str:
+    """Write `rel` in the checkout `folder`, commit it; returns the commit."""
+    path = folder / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    git(folder, "add", rel)
+    git(folder, "commit", "-q", "-m", message)
+    return git(folder, "rev-parse", "HEAD").strip()
+
+
+def add_origin(main: Path) -> Path:
+    """A bare "origin" beside the sample, with main pushed and origin/HEAD set, as a
+    clone has them."""
+    bare = main.parent.parent / "origin.git"
+    git(main.parent, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(main, "remote", "add", "origin", str(bare))
+    git(main, "push", "-q", "-u", "origin", "main")
+    git(main, "remote", "set-head", "origin", "main")
+    return bare
+
+
+def forge_merge(bare: Path, branch: str, how: str) -> None:
+    """What a forge's merge button does on origin, then deletes the branch there: `squash`
+    (one commit of the branch's combined diff) or `rebase` (its commits replayed, new ids:
+    main moved first). The local repository learns of it only by fetching."""
+    clone = bare.parent / f"forge-{branch.replace('/', '-')}"
+    git(bare.parent, "clone", "-q", str(bare), str(clone))
+    commit(clone, "forge.txt", f"merged before {branch}\n", "another pull request")
+    if how == "squash":
+        git(clone, "merge", "-q", "--squash", f"origin/{branch}")
+        git(clone, "commit", "-q", "-m", f"{branch} (#1)")
+    else:
+        git(clone, "cherry-pick", f"main..origin/{branch}")
+    git(clone, "push", "-q", "origin", "main", f":refs/heads/{branch}")
+    shutil.rmtree(clone)
+
+
+def git_state(*checkouts: Path) -> dict[str, Any]:
+    """Everything `land` promises to leave as it was, byte for byte: every ref, and for
+    each checkout its HEAD, ORIG_HEAD, index file, status and every file (links as
+    links). The index is read before anything runs git in it."""
+    state: dict[str, Any] = {
+        "refs": git(checkouts[0], "for-each-ref", "--format=%(refname) %(objectname)")
+    }
+    for co in checkouts:
+        paths = git(
+            co,
+            "rev-parse",
+            "--path-format=absolute",
+            *("--git-path", "index", "--git-path", "HEAD", "--git-path", "ORIG_HEAD"),
+        ).splitlines()
+        for name, path in zip(("index", "HEAD", "ORIG_HEAD"), paths, strict=True):
+            p = Path(path)
+            state[f"{co}:{name}"] = (
+                hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else None
+            )
+        state[f"{co}:status"] = git(
+            co, "--no-optional-locks", "status", "--porcelain=v1", "--untracked-files=all"
+        )
+        files: dict[str, str] = {}
+        for folder, dirs, names in os.walk(co):
+            here = Path(folder)
+            if here == co:
+                dirs[:] = [d for d in dirs if d != ".git"]
+                names = [n for n in names if n != ".git"]
+            for entry in [*dirs, *names]:
+                path = here / entry
+                rel = str(path.relative_to(co))
+                if path.is_symlink():
+                    files[rel] = "-> " + os.readlink(path)
+                elif path.is_file():
+                    files[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+            dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
+        state[f"{co}:files"] = files
+    return state

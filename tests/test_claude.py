@@ -146,6 +146,31 @@ def test_a_worktree_without_an_entry_gets_one(
     }
 
 
+def test_a_claude_json_with_lone_surrogates_round_trips_byte_for_byte(tmp_path: Path) -> None:
+    """Node's JSON.stringify writes half an emoji as "\\ud83d" (a history line cut short);
+    the file is changed and changed back, and every byte not changed stays."""
+    main, wt = tmp_path / "main", tmp_path / "wt"
+    main.mkdir()
+    wt.mkdir()
+    head = (
+        '{\n  "numStartups": 7,\n  "lastCost": 0.000012,\n  "projects": {\n'
+        f'    "{main}": {{\n      "allowedTools": [\n        "Bash(ls)"\n      ],\n'
+        '      "history": [\n        {\n          "display": "fix \\ud83d"\n        }\n'
+        '      ],\n      "hasTrustDialogAccepted": true\n    }'
+    )
+    tail = '\n  },\n  "emoji": "😀 \\udc00"\n}'
+    added = (
+        f',\n    "{wt}": {{\n      "allowedTools": [\n        "Bash(ls)"\n      ],\n'
+        '      "hasTrustDialogAccepted": true\n    }'
+    )
+    config = tmp_path / ".claude.json"
+    config.write_bytes((head + tail).encode())
+    assert claude.inherit(config, main, wt).ok
+    assert config.read_bytes() == (head + added + tail).encode()
+    assert claude.forget(config, [wt]) == "changed"
+    assert config.read_bytes() == (head + tail).encode()
+
+
 # --- trust ------------------------------------------------------------------------------------
 
 
@@ -368,6 +393,26 @@ def test_a_stale_lock_is_taken_over(
     assert not lock.exists()
 
 
+def test_ctrl_c_just_as_the_lock_is_taken_leaves_no_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    config = tmp_path / ".claude.json"
+    config.write_text("{}\n")
+    real_mkdir = os.mkdir
+
+    def mkdir_then_ctrl_c(path: Any, *args: Any) -> None:
+        real_mkdir(path, *args)
+        os.kill(os.getpid(), signal.SIGINT)  # arrives as mkdir returns
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        with claude.claude_lock(config, stale=10.0):
+            pass
+    assert not lock_of(config).exists()
+
+
 def test_a_lock_held_past_the_wait_is_one_line_and_leaves_the_file(
     sample: Sample, made: tuple[Project, Session]
 ) -> None:
@@ -492,6 +537,99 @@ def test_invalid_local_settings_in_main_are_not_copied(
     claude_step.apply(project, session)
     assert "not valid JSON, not copied" in capsys.readouterr().out
     assert not (session.worktree / LOCAL).exists()
+
+
+LINKED_LOCAL = ["file-link", "dangling-link", "folder-link"]
+
+
+@pytest.mark.parametrize("kind", LINKED_LOCAL)
+def test_local_settings_are_never_written_through_a_link_out_of_the_worktree(
+    sample: Sample, made: tuple[Project, Session], kind: str
+) -> None:
+    """A branch that commits .claude/settings.local.json (or .claude) as a link to the
+    user's global settings must not get main's rules merged there, nor the file made."""
+    _, session = made
+    write_local(sample.main, {"permissions": {"allow": ["Bash(make:*)"]}})
+    home_claude = sample.home / ".claude"
+    home_claude.mkdir()
+    global_settings = home_claude / "settings.json"
+    if kind != "dangling-link":
+        global_settings.write_text('{"permissions": {"allow": ["Read(*)"]}}')
+    before = {p.name: p.read_bytes() for p in home_claude.iterdir()}
+    if kind == "folder-link":
+        (session.worktree / ".claude").symlink_to(home_claude)
+    else:
+        (session.worktree / ".claude").mkdir()
+        (session.worktree / LOCAL).symlink_to(global_settings)
+    outcome = claude.copy_local_settings(sample.main, session.worktree)
+    assert outcome is not None and not outcome.ok
+    assert "lies behind a link out of the worktree, skipped" in outcome.detail
+    assert {p.name: p.read_bytes() for p in home_claude.iterdir()} == before
+
+
+def test_local_settings_behind_a_link_inside_the_worktree_are_merged(
+    sample: Sample, made: tuple[Project, Session]
+) -> None:
+    _, session = made
+    write_local(sample.main, {"permissions": {"allow": ["Bash(make:*)"]}})
+    shared = write_local(session.worktree / "config", {"permissions": {"allow": ["Read(*)"]}})
+    (session.worktree / ".claude").mkdir()
+    (session.worktree / LOCAL).symlink_to("../config/.claude/settings.local.json")
+    outcome = claude.copy_local_settings(sample.main, session.worktree)
+    assert outcome is not None and outcome.ok, outcome
+    assert (session.worktree / LOCAL).is_symlink()
+    assert read(shared)["permissions"]["allow"] == ["Read(*)", "Bash(make:*)"]
+
+
+# --- undo: snapshot and restore ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("had_entry", [True, False], ids=["entry-before", "no-entry-before"])
+def test_restore_puts_back_what_was_there_and_drops_only_what_came_since(
+    tmp_path: Path, had_entry: bool
+) -> None:
+    """A failed add's undo: a worktree entry that existed before (its history, its MCP
+    servers) is given back as it was; entries made since (Claude Code in a subfolder)
+    go; nothing else is touched."""
+    main, wt = tmp_path / "main", tmp_path / "tally-x"
+    main.mkdir()
+    wt.mkdir()
+    old = {"allowedTools": ["Edit"], "history": [{"display": "mine"}], "mcpServers": {"db": {}}}
+    projects = {str(main): main_entry(), "/elsewhere": {"history": []}}
+    if had_entry:
+        projects[str(wt)] = old
+    config = write_claude_json(tmp_path / ".claude.json", projects)
+    before = claude.snapshot(config, [wt])
+    expected = read(config)
+
+    assert claude.inherit(config, main, wt).ok
+    claude.update(config, lambda d: bool(d["projects"].setdefault(f"{wt}/backend", {"n": 1})))
+    assert read(config)["projects"][str(wt)]["hasTrustDialogAccepted"] is True
+
+    assert claude.restore(config, before) == "changed"
+    assert read(config) == expected
+    assert claude.restore(config, before) == "unchanged"
+
+
+def test_restore_after_a_missing_file_drops_what_came_since(tmp_path: Path) -> None:
+    wt = tmp_path / "tally-x"
+    wt.mkdir()
+    config = tmp_path / ".claude.json"
+    before = claude.snapshot(config, [wt])  # no file yet: Claude Code makes it later
+    write_claude_json(config, {str(wt): {"history": []}, "/other": {"history": []}})
+    assert claude.restore(config, before) == "changed"
+    assert list(read(config)["projects"]) == ["/other"]
+
+
+def test_restore_after_an_unreadable_file_touches_nothing(tmp_path: Path) -> None:
+    wt = tmp_path / "tally-x"
+    config = tmp_path / ".claude.json"
+    config.write_text("{oops")
+    before = claude.snapshot(config, [wt])
+    write_claude_json(config, {str(wt): {"history": [{"display": "whose?"}]}})
+    written = config.read_bytes()
+    assert claude.restore(config, before) == "unchanged"
+    assert config.read_bytes() == written
 
 
 # --- remove and prune -------------------------------------------------------------------------

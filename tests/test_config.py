@@ -47,7 +47,9 @@ def test_defaults(raw: dict[str, Any] | None) -> None:
     assert s.claude_config == "~/.claude.json"
     assert s.claude_trust == "inherit"
     assert s.claude_lock_stale == 10.0
-    assert s.hooks == {"post_add": (), "pre_remove": (), "post_resume": ()}
+    assert s.hooks == {"post_add": (), "pre_remove": (), "post_resume": (), "pre_land": ()}
+    assert (s.land_method, s.land_into) == ("rebase", "")
+    assert s.protect == ("*.sql", "*.dump", "*.bak", "*.sqlite3")
     assert (s.project, s.worktrees, s.tmux_socket) == ("", "", "")
 
 
@@ -57,7 +59,12 @@ def test_defaults_are_not_changed_by_settings_from() -> None:
     )
     assert DEFAULTS["ports"] == {"backend": 8000, "frontend": 5000}
     assert len(DEFAULTS["windows"]) == 3
-    assert DEFAULTS["hooks"] == {"post_add": [], "pre_remove": [], "post_resume": []}
+    assert DEFAULTS["hooks"] == {
+        "post_add": [],
+        "pre_remove": [],
+        "post_resume": [],
+        "pre_land": [],
+    }
 
 
 # --- merging: mappings key by key, lists replaced -------------------------------------------
@@ -108,8 +115,10 @@ OVERRIDES: list[tuple[dict[str, Any], Callable[[Settings], object], object]] = [
     (
         {"hooks": {"post_add": ["make setup"]}},
         lambda s: s.hooks,
-        {"post_add": ("make setup",), "pre_remove": (), "post_resume": ()},
+        {"post_add": ("make setup",), "pre_remove": (), "post_resume": (), "pre_land": ()},
     ),
+    ({"land": {"method": "squash"}}, lambda s: (s.land_method, s.land_into), ("squash", "")),
+    ({"land": {"into": "develop"}}, lambda s: (s.land_method, s.land_into), ("rebase", "develop")),
     ({"activate": ""}, lambda s: s.activate, ""),
     ({"lock_timeout": 0}, lambda s: s.lock_timeout, 0.0),
     ({"project": "web"}, lambda s: s.project, "web"),
@@ -135,6 +144,8 @@ OVERRIDES: list[tuple[dict[str, Any], Callable[[Settings], object], object]] = [
         "remove-steps",
         "claude-merged",
         "hooks-merged",
+        "land-method",
+        "land-into",
         "activate-emptied",
         "lock-timeout-zero",
         "project",
@@ -215,6 +226,9 @@ BAD: list[Any] = [
     ({"hooks": {"post_add": "make"}}, "hooks.post_add"),
     ({"hooks": {"post_add": [["make"]]}}, "hooks.post_add"),
     ({"hooks": ["make"]}, "hooks"),
+    ({"land": {"method": "rebase-merge"}}, "land.method"),
+    ({"land": {"into": 1}}, "land.into"),
+    ({"land": "squash"}, "land"),
     ({"lock_timeout": -1}, "lock_timeout"),
     ({"lock_timeout": "5"}, "lock_timeout"),
     ({"lock_timeout": True}, "lock_timeout"),
@@ -226,6 +240,10 @@ BAD: list[Any] = [
     ({"project": ".."}, "project"),
     ({"registry": 5}, "registry"),
     ({"activate": ["workon x"]}, "activate"),
+    ({"protect": "*.sql"}, "protect"),
+    ({"protect": ["*.sql", 3]}, "protect[1]"),
+    ({"protect": [" "]}, "protect[0]"),
+    ({"protect": ["a\nb"]}, "protect[0]"),
 ]
 
 
@@ -280,6 +298,9 @@ BAD: list[Any] = [
         "hooks-not-list",
         "hooks-command-not-str",
         "hooks-not-mapping",
+        "land-method-unknown",
+        "land-into-int",
+        "land-not-mapping",
         "lock-timeout-negative",
         "lock-timeout-string",
         "lock-timeout-bool",
@@ -291,6 +312,10 @@ BAD: list[Any] = [
         "project-dotdot",
         "registry-int",
         "activate-list",
+        "protect-not-list",
+        "protect-not-str",
+        "protect-blank",
+        "protect-newline",
     ],
 )
 def test_wrong_values_name_the_key(raw: dict[str, Any], key: str) -> None:

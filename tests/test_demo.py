@@ -277,3 +277,114 @@ def test_a_second_demo_elsewhere_runs_beside_the_first(tmp_path: Path) -> None:
         assert (gone.returncode, gone.stderr) == (0, "")
         assert not base.exists()
     assert not {SESSION, own} & tmux_sessions()
+
+
+# --- a sample another user planted, or one changed to write through a link -------------------
+
+VICTIM = "the victim's own file\n"
+
+
+def plant_link(main: Path, rel: str, victim: Path) -> None:
+    path = main / rel
+    if path.is_dir():
+        os.rename(path, main / (rel + ".moved"))
+    path.symlink_to(victim)
+
+
+PLANTED = [
+    pytest.param("invoke.yaml", id="invoke-yaml-link"),
+    pytest.param(".tally-sessions", id="registry-link"),
+    pytest.param(".git/tally-sessions.lock", id="lock-link"),
+    pytest.param("backend", id="folder-link"),
+]
+
+
+@pytest.mark.parametrize("clean", [False, True], ids=["run", "clean"])
+@pytest.mark.parametrize("rel", PLANTED)
+def test_a_sample_with_a_link_in_it_is_refused_and_nothing_is_written_through_it(
+    tmp_path: Path, rel: str, clean: bool
+) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "file").write_text(VICTIM)
+    target = victim if rel == "backend" else victim / "file"
+    base = tmp_path / "shared"
+    build_sample(base / "tally-sample")
+    plant_link(base / "tally-sample", rel, target)
+    before = tree(victim), (victim / "file").stat().st_mtime_ns
+    args = ["inv", "demo", "--path", str(base), *(["--clean"] if clean else [])]
+    r = run_cli(args, REPO, env=demo_env(True))
+    one_line_error(r, f"{base / 'tally-sample' / rel} is a link")
+    assert (tree(victim), (victim / "file").stat().st_mtime_ns) == before
+    assert (base / "tally-sample").is_dir() and SESSION not in tmux_sessions()
+
+
+def give_away(root: Path, uid: int = 65534) -> None:
+    for top, dirs, files in os.walk(root):
+        for name in [top, *(os.path.join(top, n) for n in dirs + files)]:
+            os.lchown(name, uid, uid)
+
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="only root gives files to another user")
+
+
+@root_only
+@pytest.mark.parametrize("clean", [False, True], ids=["run", "clean"])
+def test_a_sample_of_another_user_is_refused(tmp_path: Path, clean: bool) -> None:
+    base = tmp_path / "shared"
+    build_sample(base / "tally-sample")
+    give_away(base / "tally-sample")
+    before = tree(base)
+    args = ["inv", "demo", "--path", str(base), *(["--clean"] if clean else [])]
+    r = run_cli(args, REPO, env=demo_env(True))
+    one_line_error(r, "belongs to another user (uid 65534)")
+    assert tree(base) == before and SESSION not in tmux_sessions()
+
+
+def test_the_default_folder_is_the_users_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tally_tasks.demo import default_base
+
+    home = Path(os.environ["HOME"])
+    assert default_base() == home / ".cache" / "tally-demo"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "xdg"))
+    assert default_base() == home / "xdg" / "tally-demo"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # not absolute: ignored, as XDG says
+    assert default_base() == home / ".cache" / "tally-demo"
+
+
+def linked_default(tmp_path: Path) -> Path:
+    """~/.cache/tally-demo a link to a folder holding a planted sample."""
+    planted = tmp_path / "planted"
+    build_sample(planted / "tally-sample")
+    (tmp_path / "victim").write_text(VICTIM)
+    (planted / "tally-sample" / "invoke.yaml").symlink_to(tmp_path / "victim")
+    cache = Path(os.environ["HOME"]) / ".cache"
+    cache.mkdir()
+    (cache / "tally-demo").symlink_to(planted)
+    return planted
+
+
+def foreign_default(tmp_path: Path) -> Path:
+    folder = Path(os.environ["HOME"]) / ".cache" / "tally-demo"
+    folder.mkdir(parents=True)
+    os.chown(folder, 65534, 65534)
+    return folder
+
+
+DEFAULT_REFUSED = [
+    pytest.param(linked_default, "is a link or a file", id="linked"),
+    pytest.param(foreign_default, "belongs to another user", id="foreign", marks=root_only),
+]
+
+
+@pytest.mark.parametrize("clean", [False, True], ids=["run", "clean"])
+@pytest.mark.parametrize(("make", "says"), DEFAULT_REFUSED)
+def test_a_default_folder_that_is_not_the_users_own_is_refused(
+    tmp_path: Path, make: Callable[[Path], Path], says: str, clean: bool
+) -> None:
+    make(tmp_path)
+    before = tree(tmp_path)
+    r = run_cli(["inv", "demo", *(["--clean"] if clean else [])], REPO, env=demo_env(True))
+    one_line_error(r, says)
+    assert tree(tmp_path) == before
+    assert SESSION not in tmux_sessions()

@@ -542,6 +542,105 @@ def test_a_tree_behind_mains_says_so_and_refresh_builds_it_again(
     main_intact(sample.main)
 
 
+# --- refresh: only trees behind main's, never the session's own changes ------------------------
+
+
+def add_row(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("insert into t values (1)")
+
+
+def install_in_main(main: Path, name: str = "newpkg") -> None:
+    (main / NM / name).mkdir()
+    (main / NM / name / "index.js").write_text("new\n")
+
+
+def test_refresh_never_resets_a_database_copy_and_rebuilds_only_what_lacks_mains(
+    sample: Sample, made: tuple[Project, Session]
+) -> None:
+    """The issue's case: db.sqlite3 in copy mode, node_modules hard-linked; the session
+    writes to its database, main installs a package; refresh rebuilds node_modules only."""
+    _, wt = sample.main, made[1].worktree
+    config = [Link(DB, "copy"), Link(NM, "hardlink")]
+    assert all(o.ok for o in links.apply(sample.main, wt, config))
+    add_row(wt / DB)
+    add_row(sample.main / DB)  # main's database moves on too: still not the session's
+    add_row(sample.main / DB)
+    install_in_main(sample.main)
+    plan = links.refresh_plan(sample.main, wt, config)
+    assert [o.detail for o in plan] == [
+        f"{DB} (copy) up to date, kept",
+        f"{NM} (hardlink) would be rebuilt from main's",
+    ]
+    outcomes = links.apply(sample.main, wt, config, refresh=True)
+    assert [o.ok for o in outcomes] == [True, True]
+    assert db_rows(wt / DB) == 1  # the session's row, not main's two
+    assert (wt / NM / "newpkg" / "index.js").read_text() == "new\n"
+
+
+CHANGES = [
+    ("installed", lambda nm: (nm / "mine").mkdir()),
+    ("edited", lambda nm: (nm / "pkg" / "index.js").write_text("patched\n")),
+    ("deleted", lambda nm: shutil.rmtree(nm / "pkg")),
+]
+
+
+@pytest.mark.parametrize("mode", COPYING)
+@pytest.mark.parametrize("change", [c[1] for c in CHANGES], ids=[c[0] for c in CHANGES])
+def test_refresh_keeps_a_tree_the_session_changed_unless_forced(
+    sample: Sample, made: tuple[Project, Session], mode: str, change: Any
+) -> None:
+    wt = made[1].worktree
+    config = [Link(NM, mode)]
+    links.apply(sample.main, wt, config)
+    if mode == "hardlink":  # an edit there replaces the file (as npm does), not main's
+        (wt / NM / "pkg" / "index.js").unlink()
+    change(wt / NM)
+    before = tree(wt / NM)
+    install_in_main(sample.main)
+    [planned] = links.refresh_plan(sample.main, wt, config)
+    assert not planned.ok and "changed since it was built" in planned.detail
+    [kept] = links.apply(sample.main, wt, config, refresh=True, force_hint="links --force")
+    assert not kept.ok
+    assert kept.detail.startswith(f"{NM} ({mode}) lacks newpkg")
+    assert kept.detail.endswith(
+        "that main has now, but is not rebuilt: it has changed since it was built; "
+        "replace it anyway with: links --force"
+    )
+    assert tree(wt / NM) == before
+    [forced] = links.apply(sample.main, wt, config, refresh=True, force=True)
+    assert forced.ok and tree(wt / NM) == tree(sample.main / NM)
+    main_intact(sample.main)
+
+
+def test_a_tree_built_without_a_record_is_kept_by_refresh(
+    sample: Sample, made: tuple[Project, Session]
+) -> None:
+    """Built by an older tally-tasks (no record of it): it may hold the session's work."""
+    wt = made[1].worktree
+    links.apply(sample.main, wt, [Link(NM, "copy")])
+    gitdir = Path(git(wt, "rev-parse", "--absolute-git-dir").strip())
+    (gitdir / "tally-trees.json").unlink()
+    install_in_main(sample.main)
+    [kept] = links.apply(sample.main, wt, [Link(NM, "copy")], refresh=True)
+    assert not kept.ok and "no record of how it was built" in kept.detail
+    assert "delete it to rebuild it" in kept.detail
+    assert not (wt / NM / "newpkg").exists()
+
+
+def test_a_tree_up_to_date_is_not_rebuilt_by_refresh(
+    sample: Sample, made: tuple[Project, Session]
+) -> None:
+    wt = made[1].worktree
+    links.apply(sample.main, wt, [Link(NM, "copy")])
+    inode = (wt / NM).stat().st_ino
+    (wt / NM / "pkg" / "index.js").write_text("the session's\n")
+    [outcome] = links.apply(sample.main, wt, [Link(NM, "copy")], refresh=True)
+    assert outcome.ok and outcome.detail == f"{NM} ok (copy)"
+    assert (wt / NM).stat().st_ino == inode
+    assert (wt / NM / "pkg" / "index.js").read_text() == "the session's\n"
+
+
 # --- out of git's view: info/exclude, and a link git tracks -------------------------------------
 
 BEGIN, END = links.EXCLUDE_BEGIN, links.EXCLUDE_END

@@ -12,6 +12,7 @@ import os
 import pty
 import select
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,24 @@ def test_list_into_a_closed_pipe_has_no_traceback(sample: Sample, args: list[str
     proc = run_into_closed_pipe(args, sample.main)
     assert proc.stderr == ""
     assert proc.returncode in (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("env", "colour"),
+    [({"TALLY_COLOR": "1"}, True), ({"TALLY_COLOR": "1", "NO_COLOR": "1"}, False), ({}, False)],
+    ids=["asked-for", "no-color-wins", "a-pipe"],
+)
+def test_a_host_run_for_a_terminal_is_coloured_and_keeps_that_to_itself(
+    env: dict[str, str], colour: bool
+) -> None:
+    """`--host` runs without a pty: the laptop says its terminal shows colour with
+    TALLY_COLOR, which no window, hook or tmux server there inherits."""
+    code = (
+        "import os, sys; from tally_tasks import output; "
+        "print(output.use_color(sys.stdout), 'TALLY_COLOR' in os.environ)"
+    )
+    clean = {k: v for k, v in colour_env().items() if k != "TALLY_COLOR"}
+    r = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True
+    )
+    assert r.stdout.split() == [str(colour), "False"], r.stderr

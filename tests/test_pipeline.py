@@ -15,7 +15,17 @@ from typing import Any
 
 import libtmux
 import pytest
-from conftest import Sample, add_submodule, git, init_submodules, poll, run_cli
+from conftest import (
+    Sample,
+    add_origin,
+    add_submodule,
+    commit,
+    forge_merge,
+    git,
+    init_submodules,
+    poll,
+    run_cli,
+)
 
 from tally_tasks import sessions, status, tmux
 from tally_tasks.errors import TallyError
@@ -574,6 +584,28 @@ def test_remove_decides_the_branchs_fate(
     assert ("x" in branches(sample.main)) is kept
     assert says in capsys.readouterr().out
     main_data_intact(sample.main)
+
+
+@pytest.mark.parametrize(
+    ("how", "says"),
+    [("squash", "squash-merged into origin/main"), ("rebase", "rebase-merged into origin/main")],
+    ids=["squashed-on-the-forge", "rebased-on-the-forge"],
+)
+def test_remove_deletes_a_branch_merged_on_the_forge_saying_how_it_knew(
+    sample: Sample, srv: libtmux.Server, capsys: pytest.CaptureFixture[str], how: str, says: str
+) -> None:
+    bare = add_origin(sample.main)
+    add(sample, srv, "x", add_steps=NO_TMUX)
+    wt = wt_of(sample, "x")
+    commit(wt, "a.txt", "a\n", "add a")
+    commit(wt, "b.txt", "b\n", "add b")
+    git(wt, "push", "-q", "-u", "origin", "x")
+    forge_merge(bare, "x", how)
+    git(sample.main, "fetch", "-q", "--prune")
+    capsys.readouterr()
+    remove_op.run(sample.project(), "x", srv)
+    assert f"deleted x ({says})" in capsys.readouterr().out
+    assert "x" not in branches(sample.main)
 
 
 def test_remove_of_a_session_whose_worktree_is_gone(sample: Sample, srv: libtmux.Server) -> None:

@@ -125,6 +125,17 @@ def test_a_failing_project_task_undoes_the_add_with_the_projects_undo_task(
     assert "x" not in git(sample.main, "branch", "--format=%(refname:short)").split()
 
 
+def test_a_failing_project_task_with_an_undo_has_its_undo_run_too(
+    sample: Sample, srv: libtmux.Server, log: Path
+) -> None:
+    # half done when it failed (or was Ctrl-C'd): its undo takes away what is there
+    steps = [*BUILT, {"task": "broken", "undo": "db.drop"}]
+    project = sample.project(add_steps=steps)
+    with pytest.raises(TallyError, match=r"\(undone: db.drop, worktree, registry entry\)"):
+        add_op.run(project, "x", srv, tasks=recording(log))
+    assert [c["task"] for c in ran(log)] == ["broken", "db.drop"]
+
+
 @pytest.mark.parametrize(
     "key, steps, unknown",
     [

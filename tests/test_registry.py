@@ -128,6 +128,12 @@ def test_load_unreadable_path_names_it(reg: Path) -> None:
         ({"x": {"branch": 5}}, ["'x'", "'branch'", "must be a string"]),
         ({"x": {"worktree": None}}, ["'x'", "'worktree'", "must be a string"]),
         ({"x": {"worktree": "."}}, ["'x'", "'worktree'", "absolute path"]),
+        ({"$(touch${IFS}/tmp/P)": {}}, ["'$(touch${IFS}/tmp/P)'", "may only contain"]),
+        ({"a`id`": {}}, ["'a`id`'", "may only contain"]),
+        ({"-rf": {}}, ["'-rf'", "not a valid branch name"]),
+        ({"a b": {}}, ["'a b'", "may only contain"]),
+        ({"": {}}, ["session name is empty"]),
+        ({"x" * 101: {}}, ["too long"]),
     ],
     ids=[
         "top-level-list",
@@ -142,6 +148,12 @@ def test_load_unreadable_path_names_it(reg: Path) -> None:
         "branch-int",
         "worktree-null",
         "worktree-relative",
+        "name-command-substitution",
+        "name-backticks",
+        "name-leading-dash",
+        "name-space",
+        "name-empty",
+        "name-too-long",
     ],
 )
 def test_load_wrong_shape_names_file_and_key(reg: Path, data: Any, names: list[str]) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN, Sample, make_sample, poll, run_cli
+from conftest import VENV_BIN, Sample, git, make_sample, poll, run_cli
 
 from tally_tasks import remote
 from tally_tasks.errors import TallyError
@@ -337,6 +337,33 @@ def test_step_tasks_and_doctor_run_there_with_their_flags_and_hints(
     assert "inv session.attach --name t --host box1" in r.stdout
 
 
+def test_land_prune_and_pr_run_there_with_their_flags(
+    sample: Sample, hosts: dict[str, FakeHost]
+) -> None:
+    box1 = hosts["box1"]
+    for key, value in (("user.name", "Box"), ("user.email", "box@example.invalid")):
+        git(box1.sample.main, "config", key, value)  # the squash commit is made there
+    for name in ("feat", "other"):
+        r = run_cli(["inv", "session.add", name, "--host", "box1", "-q"], sample.main)
+        assert r.returncode == 0, r.stderr
+    wt = box1.sample.main.parent / "tally-feat"
+    (wt / "feature.txt").write_text("f\n")
+    git(wt, "add", "feature.txt")
+    git(wt, "commit", "-q", "-m", "feature")
+    r = run_cli(
+        ["inv", "session.land", "feat", "--squash", "-e", "Land it", "--host", "box1"], sample.main
+    )
+    assert r.returncode == 0, r.stderr
+    assert "✓ main" in r.stdout  # streamed back
+    assert git(box1.sample.main, "log", "-1", "--format=%s").strip() == "Land it"
+    assert set(box1.sample.registry()) == {"other"} and not wt.exists()
+    r = run_cli(["tally-session", "prune", "--merged", "--dry-run", "--host", "box1"], sample.main)
+    assert (r.returncode, r.stdout.splitlines()[-1]) == (0, "nothing to prune"), r.stderr
+    r = run_cli(["inv", "session.pr", "other", "--host", "box1"], sample.main)
+    assert r.returncode == 1
+    assert "no remote to push to; add one with: on box1: git remote add origin URL" in r.stderr
+
+
 def test_dash_h_is_still_help(sample: Sample) -> None:
     for argv in (
         ["inv", "session.list", "-h"],
@@ -482,15 +509,39 @@ def _in_pty(argv: list[str], cwd: Path) -> tuple[subprocess.Popen[bytes], Callab
     return proc, lambda: b"".join(seen).decode(errors="replace")
 
 
+def _streaming(argv: list[str], cwd: Path) -> tuple[subprocess.Popen[str], Callable[[], str]]:
+    """Run `argv` without a terminal (stdin /dev/null, output pipes); a reader of its
+    stdout and stderr so far."""
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen: list[str] = []
+
+    def drain() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+
+    threading.Thread(target=drain, daemon=True).start()
+    return proc, lambda: "".join(seen)
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "no-terminal"])
 def test_ctrl_c_reaches_the_task_on_the_host_which_undoes_its_add(
-    sample: Sample, hosts: dict[str, FakeHost]
+    sample: Sample, hosts: dict[str, FakeHost], terminal: bool
 ) -> None:
+    """At a terminal or not (a script, a CI job), Ctrl-C ends the add on the host, which
+    undoes it there, instead of leaving it to run to its end unseen."""
     box1 = hosts["box1"]
     config = json.loads((box1.sample.main / "invoke.yaml").read_text())["tally"]
     box1.sample.write_config(**{**config, "hooks": {"post_add": ["sleep 60"]}})
-    proc, output_ = _in_pty(
-        [str(VENV_BIN / "inv"), "session.add", "slow", "--host", "box1"], sample.main
-    )
+    argv = [str(VENV_BIN / "inv"), "session.add", "slow", "--host", "box1"]
+    proc, output_ = (_in_pty if terminal else _streaming)(argv, sample.main)
     try:
         poll(lambda: "(backend, agent)" in output_(), timeout=30)  # the tmux step's line
         t = time.monotonic()
@@ -693,6 +744,40 @@ def test_env_values_expand_on_the_host_and_attach_explains_a_missing_checkout(
     assert r.returncode == remote.NO_CHECKOUT and "does not exist on b" in r.stderr
 
 
+ENV_VALUES = [
+    # (id, the value in tally.hosts.<name>.env, what the host's shell makes of it)
+    ("variable", "$HOME/bin", "{home}/bin"),
+    ("braced", "${HOME}x", "{home}x"),
+    ("command-substitution", "$(touch {planted})", "$(touch {planted})"),
+    ("backticks", "`touch {planted}`", "`touch {planted}`"),
+    ("default-running-a-command", "${NOPE:-$(touch {planted})}", "${NOPE:-$(touch {planted})}"),
+    ("arithmetic", "$((1+1))", "$((1+1))"),
+    ("special-parameters", "$$ $? $1 $", "$$ $? $1 $"),
+    ("quotes-and-backslashes", 'a"b\\c\\$HOME', 'a"b\\c\\{home}'),
+]
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+@pytest.mark.parametrize(
+    ("value", "expected"), [c[1:] for c in ENV_VALUES], ids=[c[0] for c in ENV_VALUES]
+)
+def test_env_values_expand_variables_only_on_the_host(
+    tmp_path: Path, shell: str, value: str, expected: str
+) -> None:
+    planted = tmp_path / "PWNED"
+    prog = tmp_path / "show"
+    prog.write_text('#!/bin/sh\nprintf "%s" "$SHOWN"\n')
+    prog.chmod(0o755)
+    home = os.environ["HOME"]
+    spec = value.replace("{planted}", str(planted))
+    host = remote.Host("b", "h", str(tmp_path), command=str(prog), env={"SHOWN": spec})
+    line = remote.command_line(host, [])
+    r = subprocess.run([shell, "-c", line], capture_output=True, text=True)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == expected.replace("{planted}", str(planted)).replace("{home}", home)
+    assert not planted.exists()
+
+
 @pytest.mark.parametrize(
     ("spec", "says"),
     [
@@ -712,3 +797,139 @@ def test_env_values_expand_on_the_host_and_attach_explains_a_missing_checkout(
 def test_a_wrong_host_entry_names_its_key(spec: dict[str, object], says: str) -> None:
     with pytest.raises(TallyError, match=re.escape(says)):
         remote.hosts_from({"b": spec})
+
+
+# --- trust on first use, stderr at a terminal, Ctrl-C without one (issue 12) ----------------
+
+KNOWN = [
+    # (id, ~/.ssh/config, known_hosts before, whether the new line is hashed)
+    ("hashed-as-ssh-config-says", None, None, True),
+    ("plain-file-stays-plain", "HashKnownHosts no\n", "other.example ssh-ed25519 AAAA\n", False),
+    (
+        "hashed-file-stays-hashed",
+        "HashKnownHosts no\n",
+        "|1|c2FsdA==|aGFzaA== ssh-ed25519 AAAA",
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("ssh_config", "before", "hashed"), [c[1:] for c in KNOWN], ids=[c[0] for c in KNOWN]
+)
+def test_a_new_host_key_is_recorded_as_accept_new_does(
+    sample: Sample,
+    hosts: dict[str, FakeHost],
+    ssh_config: str | None,
+    before: str | None,
+    hashed: bool,
+) -> None:
+    """Trust on first use is written down, so a later change of the key is refused."""
+    ssh = sample.home / ".ssh"
+    known = ssh / "known_hosts"
+    if ssh_config is not None:
+        ssh.mkdir(mode=0o700)
+        (ssh / "config").write_text(ssh_config)
+    if before is not None:
+        known.write_text(before)
+    box1 = hosts["box1"]
+    r = run_cli(["inv", "session.list", "--host", "box1", "--json"], sample.main)
+    assert (r.returncode, json.loads(r.stdout)) == (0, []), r.stderr
+    assert ssh.stat().st_mode & 0o777 == 0o700
+    name = f"[127.0.0.1]:{box1.port}"
+    added = known.read_text().removeprefix(before or "").lstrip("\n")
+    assert added.count("\n") == 1 and added.startswith("|1|" if hashed else f"{name} ")
+    found = subprocess.run(
+        ["ssh-keygen", "-F", name, "-f", str(known)], capture_output=True, text=True
+    )
+    host_key = (box1.sample.root / "host_key.pub").read_text().split()[:2]
+    assert found.returncode == 0 and " ".join(host_key) in found.stdout, found.stdout
+    written = known.read_text()
+    assert run_cli(["inv", "session.list", "--host", "box1"], sample.main).returncode == 0
+    assert known.read_text() == written  # known now: not added twice
+
+
+def test_at_a_terminal_a_remote_error_goes_to_stderr(
+    sample: Sample, hosts: dict[str, FakeHost]
+) -> None:
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run(
+            [str(VENV_BIN / "inv"), "session.remove", "nope", "--host", "box2"],
+            cwd=sample.main,
+            stdin=slave,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert r.returncode == 1
+    assert "no session named 'nope'" in r.stderr and "no session named" not in r.stdout
+
+
+def test_ctrl_c_after_the_task_is_past_stopping_says_it_finished_there(
+    sample: Sample, hosts: dict[str, FakeHost], tmp_path: Path
+) -> None:
+    """A task that does not stop (it ignores SIGINT, or had just finished): said plainly."""
+    script = tmp_path / "stubborn"
+    script.write_text("#!/bin/sh\ntrap '' INT\necho started\nsleep 2\necho finished\n")
+    script.chmod(0o755)
+    _with_host(sample, "box1", command=str(script))
+    proc, said = _streaming([str(VENV_BIN / "inv"), "session.list", "--host", "box1"], sample.main)
+    try:
+        poll(lambda: "started" in said(), timeout=30)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0, said()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "finished" in said()
+    assert "Ctrl-C came after list had finished on box1: nothing was undone there" in said()
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_the_watched_line_interrupts_the_task_when_stdin_ends(tmp_path: Path, shell: str) -> None:
+    """The remote line as sshd runs it: stdin (the channel) closed -> SIGINT to the task,
+    whose own status comes back; a task that ends first leaves no watcher behind."""
+    prog = tmp_path / "task"
+    prog.write_text(
+        "#!/bin/sh\ntrap 'echo undone; exit 130' INT\necho started\n"
+        'read -r line && echo "read $line"\n'  # its stdin is /dev/null, never the channel
+        'if [ "$1" = slow ]; then sleep 30 >/dev/null & wait; fi\necho done\n'
+    )
+    prog.chmod(0o755)
+    host = remote.Host("b", "h", str(tmp_path), command=str(prog))
+
+    def start(arg: str) -> subprocess.Popen[str]:
+        line = remote.command_line(host, [arg], watch=True)
+        return subprocess.Popen(
+            ["setsid", shell, "-c", line],  # its own process group, as sshd gives it
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    slow = start("slow")
+    assert slow.stdout is not None and slow.stdin is not None
+    assert slow.stdout.readline() == "started\n"
+    slow.stdin.close()  # what Ctrl-C on the laptop does
+    assert slow.wait(timeout=10) == 130
+    assert slow.stdout.read() == "undone\n"
+
+    quick = start("quick")
+    assert quick.stdout is not None and quick.stdin is not None
+    out = quick.stdout.read()  # stdin stays open: the task ends on its own
+    assert (quick.wait(timeout=10), out) == (0, "started\ndone\n")
+    quick.stdin.close()
+
+
+def test_colour_travels_to_the_host_unless_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = remote.Host("b", "h", "/m")
+    monkeypatch.delenv("NO_COLOR")
+    assert "TALLY_COLOR=1" in remote.command_line(host, ["list"], color=True)
+    assert "TALLY_COLOR" not in remote.command_line(host, ["list"])
+    monkeypatch.setenv("NO_COLOR", "1")
+    line = remote.command_line(host, ["list"], color=True)
+    assert "NO_COLOR=1" in line and "TALLY_COLOR" not in line

@@ -11,8 +11,8 @@ import pytest
 
 from tally_tasks.config import settings_from
 from tally_tasks.errors import TallyError
+from tally_tasks.registry import MAX_NAME
 from tally_tasks.session import (
-    MAX_NAME,
     Project,
     Session,
     check_name,

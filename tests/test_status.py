@@ -15,7 +15,7 @@ from typing import Any
 
 import libtmux
 import pytest
-from conftest import Sample, git, poll, run_cli
+from conftest import Sample, add_origin, commit, forge_merge, git, poll, run_cli
 
 from tally_tasks import status, tmux
 from tally_tasks.operations import add as add_op
@@ -70,7 +70,7 @@ def test_table_columns(sample: Sample, srv: libtmux.Server) -> None:
     header, _ = table(list_(sample, "--git").stdout)
     assert header == [
         *["NAME", "BRANCH", "RUNNING", "BACKEND", "FRONTEND"],
-        *["AHEAD", "BEHIND", "DIRTY", "AGE", "WORKTREE"],
+        *["AHEAD", "BEHIND", "MERGED", "DIRTY", "AGE", "WORKTREE"],
     ]
 
 
@@ -100,8 +100,37 @@ def test_git_state_ahead_behind_dirty(sample: Sample, srv: libtmux.Server) -> No
     got = {n: (r["AHEAD"], r["BEHIND"], r["DIRTY"]) for n, r in rows.items()}
     yes_no = {True: "yes", False: "no"}
     assert got == {n: (str(a), str(b), yes_no[d]) for n, (a, b, d) in want.items()}
+    # no commit yet: nothing to merge; commits of its own: not merged
+    assert {n: r["MERGED"] for n, r in rows.items()} == {
+        "clean": "-",
+        "ahead": "no",
+        "dirty": "-",
+        "changed": "-",
+    }
     data = json_rows(sample)
     assert {n: (r["ahead"], r["behind"], r["dirty"]) for n, r in data.items()} == want
+    assert {r["merged"] for r in data.values()} == {None}
+
+
+@pytest.mark.parametrize("how", ["squash", "rebase"])
+def test_git_state_sees_a_branch_merged_on_the_forge(
+    sample: Sample, srv: libtmux.Server, how: str
+) -> None:
+    bare = add_origin(sample.main)
+    wts = {n: add(sample, srv, n).worktree for n in ("done", "wip")}
+    for name, wt in wts.items():
+        commit(wt, f"{name}-1.txt", "1\n", f"{name} one")
+        commit(wt, f"{name}-2.txt", "2\n", f"{name} two")
+    git(wts["done"], "push", "-q", "-u", "origin", "done")
+    forge_merge(bare, "done", how)
+    git(sample.main, "fetch", "-q", "--prune")
+    _, rows = table(list_(sample, "--git").stdout)
+    want = {"squash": "squashed", "rebase": "rebased"}[how]
+    assert {n: (r["AHEAD"], r["MERGED"]) for n, r in rows.items()} == {
+        "done": ("2", want),
+        "wip": ("2", "no"),
+    }
+    assert {n: r["merged"] for n, r in json_rows(sample).items()} == {"done": want, "wip": None}
 
 
 # --- JSON -----------------------------------------------------------------------------------
@@ -118,7 +147,7 @@ KEYS = {
     "created": str,
     "worktree_exists": bool,
 }
-GIT_KEYS = {"dirty": bool, "ahead": int, "behind": int}
+GIT_KEYS = {"dirty": bool, "ahead": int, "behind": int, "merged": type(None)}
 
 
 @pytest.mark.parametrize(

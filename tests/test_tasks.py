@@ -173,10 +173,13 @@ HOSTED = {
     "doctor": ["name", "fix", "host", "quiet"],
     "ports": ["name", "host", "quiet"],
     "worktree": ["name", "host", "quiet"],
-    "links": ["name", "refresh", "host", "quiet"],
+    "links": ["name", "refresh", "force", "dry_run", "host", "quiet"],
     "env": ["name", "force", "host", "quiet"],
     "claude-perms": ["name", "host", "quiet"],
     "tmux": ["name", "host", "quiet"],
+    "land": ["name", "rebase", "squash", "merge", "message", "keep", "dry_run", "host", "quiet"],
+    "prune": ["merged", "gone", "dry_run", "host", "quiet"],
+    "pr": ["name", "draft", "host", "quiet"],
 }
 
 

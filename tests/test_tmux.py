@@ -136,6 +136,46 @@ def test_create_many_starts_all_in_one_go_and_skips_a_running_one(
     assert tmux.create_many(server, []) == []
 
 
+# --- formats: tmux expands #(...), #S, #{...} in -s, -n and -c ---------------------------------
+
+FORMAT_NAMES = [
+    ("hash", "team#Sharp"),
+    ("brace", "x#{session_name}"),
+    ("command", "x#(touch PWNED)"),
+    ("double", "x##y"),
+    ("trailing", "x#"),
+    ("conditional", "#{?session_name,a,b}"),
+]
+
+
+@pytest.mark.parametrize("folder", [n for _, n in FORMAT_NAMES], ids=[i for i, _ in FORMAT_NAMES])
+def test_folders_and_window_names_with_formats_are_taken_literally(
+    server: tmux.TmuxServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    folder: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where tmux would run a #(...) job
+    first, second, third = (tmp_path / f"{folder}-{i}" for i in range(3))
+    for d in (first, second, third):
+        d.mkdir()
+    runs = [idle(f"w{folder}", first), idle(f"v{folder}", second)]
+    tmux.create(server, "tally-x", runs, {"TALLY_SESSION": "x#(touch PWNED-env)"})
+    tmux.add_windows(server, "tally-x", [idle(f"u{folder}", third)], {})
+    want = [(f"w{folder}", str(first)), (f"v{folder}", str(second)), (f"u{folder}", str(third))]
+    poll(lambda: panes(server, "tally-x") == want)
+    assert tmux.window_names(server, "tally-x") == [w for w, _ in want]
+    assert tmux.windows(server, "tally-x") == dict(want)
+    env = server.cmd("show-environment", "-t", "=tally-x", "TALLY_SESSION").stdout
+    assert env == ["TALLY_SESSION=x#(touch PWNED-env)"]  # -e is not expanded: kept as given
+    assert list(tmp_path.rglob("PWNED*")) == []
+
+
+def test_literal_doubles_every_hash() -> None:
+    assert tmux.literal("a#(b)#{c}##d") == "a##(b)##{c}####d"
+    assert tmux.literal("plain/path") == "plain/path"
+
+
 # --- exact targeting ------------------------------------------------------------------------
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import Sample, add_submodule, git, init_submodules
+from conftest import Sample, add_submodule, git, init_submodules, obeying_permissions
 
 from tally_tasks import envfiles, links, worktree
 from tally_tasks import repo as repo_
+from tally_tasks.config import Link
 from tally_tasks.errors import TallyError
 
 
@@ -158,6 +161,75 @@ def test_user_changes_reports_a_staged_rename_once(
     assert worktree.user_changes(path, set()) == ["R  backend/run.py"]
 
 
+# --- ignored: what remove deletes besides the user's changes --------------------------------
+
+IGNORE = "__pycache__/\n*.log\n*.sql\n*.dump\nbackups/\ndist/\n"
+IGNORED = [
+    # (id, files made in the worktree, entries with their file counts, protected)
+    ("nothing", [], {}, []),
+    ("loose-file", ["debug.log"], {"debug.log": 1}, []),
+    (
+        "pycache-folders",
+        ["backend/app/__pycache__/a.pyc", "backend/app/__pycache__/b.pyc", "x/__pycache__/c.pyc"],
+        {"backend/app/__pycache__/": 2, "x/__pycache__/": 1},
+        [],
+    ),
+    ("protected-loose", ["backend/prod.sql"], {"backend/prod.sql": 1}, ["backend/prod.sql"]),
+    (
+        "protected-inside-an-ignored-folder",
+        ["backups/nightly/prod.dump", "backups/notes.txt"],
+        {"backups/": 2},
+        ["backups/nightly/prod.dump"],
+    ),
+    ("glob-characters-in-a-name", ["dist/[a]*.sql"], {"dist/": 1}, ["dist/[a]*.sql"]),
+    ("untracked-but-not-ignored", ["notes.md"], {}, []),
+]
+
+
+@pytest.mark.parametrize(
+    ("made", "entries", "protected"), [c[1:] for c in IGNORED], ids=[c[0] for c in IGNORED]
+)
+def test_ignored_lists_folders_with_their_files_and_what_protect_keeps(
+    sample: Sample,
+    repo: repo_.Repo,
+    path: Path,
+    made: list[str],
+    entries: dict[str, int],
+    protected: list[str],
+) -> None:
+    (sample.main / ".git" / "info" / "exclude").write_text(IGNORE)
+    worktree.create(repo, path, "x")
+    with_tool_paths(sample, path)
+    for rel in made:
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (path / rel).write_text("data\n")
+    found = worktree.ignored(path, sample.project().own_paths(), ["*.sql", "*.dump"])
+    assert (found.entries, found.protected) == (entries, protected)
+    assert found.files == sum(entries.values())
+
+
+@pytest.mark.parametrize("mode", ["symlink", "hardlink", "copy"])
+def test_ignored_leaves_out_the_tools_links_and_copies_and_never_looks_inside(
+    sample: Sample, repo: repo_.Repo, path: Path, mode: str
+) -> None:
+    # a database and a dump in main's node_modules: the tree's, the tool's, not the user's
+    (sample.main / "frontend" / "node_modules" / "pkg" / "fixture.sql").write_text("x\n")
+    project = sample.project(
+        links=[
+            {"path": "frontend/node_modules", "mode": mode},
+            {"path": "backend/db.sqlite3", "mode": mode},
+        ]
+    )
+    worktree.create(repo, path, "x")
+    links.apply(sample.main, path, project.settings.links)
+    envfiles.apply(sample.main, path, project.settings.copies)
+    found = worktree.ignored(path, project.own_paths(), ["*.sql", "*.sqlite3"])
+    assert (found.entries, found.protected) == ({}, [])
+    # the same files, not the tool's: listed and protected
+    found = worktree.ignored(path, set(), ["*.sql", "*.sqlite3"])
+    assert "backend/db.sqlite3" in found.protected and "backend/.env" in found.entries
+
+
 # --- remove ---------------------------------------------------------------------------------
 
 
@@ -174,6 +246,69 @@ def test_remove_takes_folder_and_record_but_never_follows_links_into_main(
     main_data_intact(sample.main)
     assert (sample.main / "backend" / ".env").read_text() == "SECRET_KEY=s3cret\n"
     assert branches(sample.main) == {"main", "x"}  # the branch is the caller's business
+
+
+def read_only_tree(root: Path) -> list[Path]:
+    """Folders as Go's module cache leaves them: read-only, like their files."""
+    lib = root / "gomod" / "example.com" / "lib@v1.0.0"
+    (lib / "sub").mkdir(parents=True)
+    (lib / "lib.go").write_text("package lib\n")
+    (lib / "sub" / "sub.go").write_text("package sub\n")
+    folders = [root / "gomod", root / "gomod" / "example.com", lib, lib / "sub"]
+    for f in [lib / "lib.go", lib / "sub" / "sub.go"]:
+        f.chmod(0o444)
+    for d in reversed(folders):
+        d.chmod(0o555)
+    return folders
+
+
+REMOVE = (
+    "import sys; from pathlib import Path; from tally_tasks import repo, worktree; "
+    "print(worktree.remove(repo.Repo(Path(sys.argv[1])), Path(sys.argv[2])))"
+)
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "copy", "reflink"])
+def test_remove_takes_a_tree_with_read_only_folders(
+    sample: Sample, repo: repo_.Repo, path: Path, mode: str
+) -> None:
+    """git stops at the first read-only folder and forgets the worktree all the same,
+    after which nothing could remove it ("is not a working tree"). Run without root's
+    power over permission bits, as a user's remove runs."""
+    main_folders = read_only_tree(sample.main)
+    worktree.create(repo, path, "x")
+    [outcome] = links.apply(sample.main, path, [Link("gomod", mode)])
+    assert outcome.ok, outcome.detail
+    assert (path / "gomod").stat().st_mode & 0o777 == 0o555
+    argv = obeying_permissions([sys.executable, "-c", REMOVE, str(sample.main), str(path)])
+    r = subprocess.run(argv, capture_output=True, text=True)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "True\n", "")
+    assert not path.exists()
+    assert worktree.find(repo, path) is None
+    assert [d.stat().st_mode & 0o777 for d in main_folders] == [0o555] * 4  # main's untouched
+    assert (main_folders[2] / "lib.go").read_text() == "package lib\n"
+
+
+def test_make_removable_opens_folders_inside_and_nothing_else(tmp_path: Path) -> None:
+    inside = tmp_path / "wt"
+    inside.mkdir()
+    folders = read_only_tree(inside)
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o555)
+    (inside / "out").symlink_to(outside)
+    locked = inside / "locked"
+    locked.mkdir(mode=0)
+    worktree.make_removable(inside)
+    assert [d.stat().st_mode & 0o777 for d in [*folders, locked]] == [0o755] * 4 + [0o700]
+    assert (folders[2] / "lib.go").stat().st_mode & 0o777 == 0o444  # files: main's, if linked
+    assert outside.stat().st_mode & 0o777 == 0o555
+    outside.chmod(0o755)
+
+
+def test_remove_refuses_the_main_checkout(sample: Sample, repo: repo_.Repo) -> None:
+    with pytest.raises(TallyError, match="is the main checkout"):
+        worktree.remove(repo, sample.main)
+    assert (sample.main / ".git").is_dir()
 
 
 def test_remove_leaves_a_folder_git_does_not_know(

@@ -1,8 +1,9 @@
 """`add`: run the steps of `tally.add_steps` in order; on failure, undo what this run made.
 
-Each step's `run` returns what it made before anything else can fail, and its undo is
-held from then on: a failing step (or a `post_add` hook, or Ctrl-C) runs the held undos
-in reverse (README: Safety). `plan` is the dry run over the same steps.
+Each step's undo is held before its `run` starts (`hold` says what it would take away),
+so a failing step, a `post_add` hook or Ctrl-C at any moment runs the held undos in
+reverse (README: Safety); what `run` says it made then replaces what was held. `plan` is
+the dry run over the same steps.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import hooks, output, registry, sessions, tmux
+from .. import hooks, interrupts, output, registry, sessions, tmux
+from .. import shell as shell_
 from ..config import tasks_folder
 from ..errors import TallyError
 from ..session import Project, Session, check_name, render
 from ..steps.base import Context, Refused, plan_line, refuse_lines
 from ..steps.project import ProjectTasks, for_add
-from ..steps.tmux import attach_line
+from ..steps.tmux import attach_line, window_shell
 
 _FAULT_ENV = "TALLY_TEST_FAULT"  # tests: "pause:<step>" / "fail:<step>" to hit a boundary
 
@@ -49,34 +51,71 @@ def _check_new(project: Project, name: str) -> registry.Entry | None:
     existing = entries.get(name)
     if existing is None:
         sessions.check_slug(project, entries, name)
+        fresh = project.new_session(name).worktree
+        why = sessions.misplaced(project, fresh)
+        if why:
+            raise TallyError(
+                f"the worktree would be {fresh}, which {why}; set tally.worktrees to a "
+                "folder outside the repository's git dir"
+            )
     else:  # again, locked, in the ports step
         sessions.check_claim(name, existing, project.new_session(name).worktree, project.main)
     return existing
 
 
-def _tmux_taken(project: Project, name: str) -> str:
-    tname = project.tmux_name(name)
+def _tmux_taken(project: Project, name: str, srv: tmux.TmuxServer) -> str:
+    """Why the new session's tmux name is taken ("" when it is free)."""
+    fresh = project.new_session(name)
+    panes = tmux.windows(srv, fresh.tmux_name)
+    if panes is None:
+        return ""
+    other = sessions.foreign_tmux(fresh, panes.values())
+    if other:
+        return sessions.foreign_tmux_said(project, fresh, other)
     return (
-        f"a tmux session {tname} already runs but no session {name!r} is registered; "
-        "end it with: " + output.on_host(f"tmux kill-session -t ={tname}")
+        f"a tmux session {fresh.tmux_name} already runs but no session {name!r} is "
+        "registered; end it with: " + output.on_host(f"tmux kill-session -t ={fresh.tmux_name}")
     )
+
+
+def _check_shells(project: Project, ctx: Context, steps: list[str]) -> None:
+    """Refuse, before anything is made, a shell no window line or hook is written for."""
+    if "tmux" in steps:
+        ctx.shell = window_shell(ctx.server)
+    if project.settings.hooks.get("post_add"):
+        shell_.kind(shell_.login_shell())
 
 
 @dataclass
 class _Undo:
-    actions: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    actions: list[tuple[str, Callable[[], None]] | None] = field(default_factory=list)
 
-    def push(self, what: str, action: Callable[[], None]) -> None:
+    def push(self, what: str, action: Callable[[], None]) -> int:
         self.actions.append((what, action))
+        return len(self.actions) - 1
+
+    def settle(self, slot: int | None, what: str, action: Callable[[], None] | None) -> None:
+        """What the step's run says it made replaces what was held for it (None: it
+        made nothing, and nothing is undone for it)."""
+        if slot is not None:
+            self.actions[slot] = (what, action) if action is not None else None
+        elif action is not None:
+            self.push(what, action)
 
     def run(self) -> list[str]:
         done = []
-        for what, action in reversed(self.actions):
-            try:
-                action()
-                done.append(what)
-            except Exception as e:  # noqa: BLE001 - undo what we can, report the rest
-                output.warn("undo", f"could not undo {what}: {e}")
+        # a second Ctrl-C while undoing would leave it half done: it waits, and the
+        # first one (or the failure) ends the command when all is undone
+        with interrupts.held(deliver=False):
+            for held in reversed(self.actions):
+                if held is None:
+                    continue
+                what, action = held
+                try:
+                    action()
+                    done.append(what)
+                except Exception as e:  # noqa: BLE001 - undo what we can, report the rest
+                    output.warn("undo", f"could not undo {what}: {e}")
         return done
 
 
@@ -91,25 +130,36 @@ def run(
     check_name(name)
     chosen = for_add(project, tasks)
     existing = _check_new(project, name)
-    if existing is None and tmux.exists(srv, project.tmux_name(name)):
-        raise TallyError(_tmux_taken(project, name) + ", or pick another name")
+    taken = _tmux_taken(project, name, srv) if existing is None else ""
+    if taken:
+        raise TallyError(taken + ", or pick another name")
     ctx = Context(project, project.new_session(name), srv, adding=True, force=force)
+    _check_shells(project, ctx, [n for n, _ in chosen])
     undo = _Undo()
     current = chosen[0][0]
     try:
         for current, step in chosen:
+            # held before it starts: Ctrl-C just as tmux or git made the thing undoes it
+            held = step.hold(ctx)
+            slot = undo.push(held.what, functools.partial(step.undo, ctx, held)) if held else None
             made = step.run(ctx)
             if made is not None:
                 ctx.made[step.name] = made
-                undo.push(made.what, functools.partial(step.undo, ctx, made))
+            action = functools.partial(step.undo, ctx, made) if made is not None else None
+            undo.settle(slot, made.what if made else "", action)
             _fault(current)
         current = "post_add"
         hooks.run(project, ctx.session, "post_add")
-        with sessions.editing(project) as entries:
-            if name not in entries:  # a `remove --force` took it away meanwhile
-                raise TallyError(f"session {name!r} was removed while it was being added")
-            for key in ("state", "pid", "pid_start"):
-                entries[name].pop(key, None)
+        # finished and its undo dropped as one: never a finished session taken apart
+        with interrupts.held() as came:
+            with sessions.editing(project) as entries:
+                if name not in entries:  # a `remove --force` took it away meanwhile
+                    raise TallyError(f"session {name!r} was removed while it was being added")
+                for key in ("state", "pid", "pid_start"):
+                    entries[name].pop(key, None)
+            undo.actions.clear()
+            if came:
+                output.warn("add", f"interrupted as it finished: session {name} is complete")
     except BaseException as e:
         undone = undo.run()
         where = current.replace("_", "-")
@@ -147,8 +197,9 @@ def plan(
         except Refused as e:
             refusals.append(str(e))
     output.info(output.bold(f"Would create session {name} (dry run: nothing changed)"))
-    if existing is None and tmux.exists(srv, session.tmux_name):
-        refusals.insert(0, _tmux_taken(project, name))
+    taken = _tmux_taken(project, name, srv) if existing is None else ""
+    if taken:
+        refusals.insert(0, taken)
     if refusals:
         refuse_lines(refusals, "nothing would be created")
         return False

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 
 from .. import output, registry, sessions, status, tmux
+from .. import shell as shell_
 from ..errors import TallyError
 from ..session import Project, commands, render
 from ..steps import builtin
@@ -28,6 +29,10 @@ def check_tools(project: Project, report: Report) -> None:
             output.step("tools", f"{tool} found")
         else:
             report.bad("tools", f"{tool} is not on PATH; install it")
+    try:
+        shell_.kind(shell_.login_shell())
+    except TallyError as e:
+        report.bad("shell", str(e))
     have = tmux.version() if shutil.which("tmux") else None
     if have is not None and have < tmux.MIN_VERSION:
         report.bad(
@@ -143,8 +148,13 @@ def run(
         if pid is not None:  # half-made on purpose: checking it now would only mislead
             output.step(n, f"being added right now (pid {pid}); not checked")
             continue
+        session = project.session(n, entry)
+        why = sessions.misplaced(project, session.worktree)
+        if why:  # never checked, never mended: that reaches the main checkout's own
+            report.bad(n, f"its worktree {session.worktree} {why}; fix or remove the entry")
+            continue
         before = len(report.problems)
-        check_session(Context(project, project.session(n, entry), srv), chosen, fix, report)
+        check_session(Context(project, session, srv), chosen, fix, report)
         checked.add(n)
         if len(report.problems) == before:
             output.step(n, "ok")

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import shlex
 import signal
+from collections.abc import Callable
 from typing import Any
 
-from .. import claude, hooks, links, output, registry, sessions, tmux, worktree
+from .. import claude, envfiles, hooks, links, merged, output, registry, sessions, tmux, worktree
 from .. import repo as repo_
 from ..errors import TallyError
 from ..session import Project, Session, render
@@ -30,23 +31,56 @@ def _stashes(repo: Any, branch: str) -> list[str]:
     return found
 
 
-def _unmerged(repo: Any, branch: str) -> tuple[str, list[str]]:
-    """(main branch, one-line commits on `branch` not in it)."""
-    main_ref = repo_.current_branch(repo) or "HEAD"
-    out = repo_.run(repo, "log", "--format=%h %s", f"{main_ref}..refs/heads/{branch}")
-    return main_ref, out.splitlines()
+def _unmerged(repo: repo_.Repo, branch: str, main_ref: str) -> list[str]:
+    """One-line commits on `branch` not in `main_ref`."""
+    return repo_.run(repo, "log", "--format=%h %s", f"{main_ref}..refs/heads/{branch}").splitlines()
 
 
-def _unpushed(repo: Any, branch: str) -> list[str]:
-    if not repo_.ok(repo, "rev-parse", "--verify", "--quiet", f"{branch}@{{upstream}}"):
-        return []
-    out = repo_.run(repo, "log", "--format=%h %s", f"{branch}@{{upstream}}..refs/heads/{branch}")
-    return out.splitlines()
+def lost_ignored(project: Project, session: Session) -> worktree.Ignored:
+    """The git-ignored files `remove` deletes with the worktree, the tool's own links and
+    copies (those of `.worktreeinclude` too) aside."""
+    ours = project.own_paths() | set(envfiles.worktree_include(project.main))
+    return worktree.ignored(session.worktree, ours, project.settings.protect)
 
 
-def at_risk(project: Project, repo: repo_.Repo, session: Session, half: bool = False) -> list[str]:
-    """What removing the session would destroy: the user's changes and the branch's stashes
-    (a `half` made worktree is git's unfinished checkout: no one's changes)."""
+def ignored_shown(ign: worktree.Ignored, limit: int = 6) -> str:
+    """``__pycache__/ (120 files in 14 folders), backend/debug.log``: ignored folders of
+    one name together, the most files first."""
+    groups: dict[str, list[int]] = {}  # name -> [files, folders]
+    for entry, files in ign.entries.items():
+        key = entry.rstrip("/").rsplit("/", 1)[-1] + "/" if entry.endswith("/") else entry
+        group = groups.setdefault(key, [0, 0])
+        group[0] += files
+        group[1] += 1
+    order = sorted(groups.items(), key=lambda kv: (-kv[1][0], kv[0]))
+
+    def one(key: str, files: int, folders: int) -> str:
+        if not key.endswith("/"):
+            return key
+        where = f" in {folders} folders" if folders > 1 else ""
+        return f"{key} ({files} file{'' if files == 1 else 's'}{where})"
+
+    shown = [one(key, *group) for key, group in order[:limit]]
+    rest = order[limit:]
+    if rest:
+        shown.append(f"… and {len(rest)} more ({sum(g[0] for _, g in rest)} files)")
+    return ", ".join(shown)
+
+
+def _paths_shown(paths: list[str], limit: int = 8) -> str:
+    return ", ".join(paths[:limit]) + (" …" if len(paths) > limit else "")
+
+
+def at_risk(
+    project: Project,
+    repo: repo_.Repo,
+    session: Session,
+    half: bool = False,
+    ign: worktree.Ignored | None = None,
+) -> list[str]:
+    """What removing the session would destroy: the user's changes, the ignored files
+    tally.protect names (`ign`: found already) and the branch's stashes (a `half` made
+    worktree is git's unfinished checkout: no one's changes)."""
     problems: list[str] = []
     if session.worktree.is_dir() and not half:
         # a real file where a symlink belongs is not ours (links leave it alone): the
@@ -65,8 +99,14 @@ def at_risk(project: Project, repo: repo_.Repo, session: Session, half: bool = F
             )
         changes = worktree.user_changes(session.worktree, project.own_paths())
         if changes:
-            shown = ", ".join(changes[:8]) + (" …" if len(changes) > 8 else "")
+            shown = _paths_shown(changes)
             problems.append(f"{len(changes)} uncommitted or untracked change(s): {shown}")
+        protected = (ign or lost_ignored(project, session)).protected
+        if protected:
+            problems.append(
+                f"{len(protected)} git-ignored file(s) that tally.protect keeps: "
+                + _paths_shown(protected)
+            )
         for sub, commits in worktree.submodule_commits(session.worktree).items():
             problems.append(
                 f"submodule {sub}: {len(commits)} commit(s) on no remote ({commits[0]}), "
@@ -106,10 +146,14 @@ def refusal(project: Project, session: Session, known: worktree.Worktree | None)
 
 
 def problems(
-    project: Project, repo: repo_.Repo, session: Session, known: worktree.Worktree | None
+    project: Project,
+    repo: repo_.Repo,
+    session: Session,
+    known: worktree.Worktree | None,
+    ign: worktree.Ignored | None = None,
 ) -> list[str]:
     """What makes `remove` refuse without --force: a locked worktree, one on another
-    branch, and the user's work at risk."""
+    branch, and the user's work at risk (`ign`: its ignored files, found already)."""
     problems = []
     pid = sessions.adder(sessions.load(project).get(session.name, {}))
     if pid is not None:
@@ -123,26 +167,31 @@ def problems(
         problems.append(
             f"the worktree is on {known.branch or 'a detached HEAD'}, not {session.branch}"
         )
-    return problems + at_risk(project, repo, session, half)
+    return problems + at_risk(project, repo, session, half, ign)
 
 
-def branch_fate(repo: repo_.Repo, branch: str, force: bool, keep: bool) -> tuple[bool, str]:
-    """(delete it?, why) for the session's branch on remove."""
+def branch_fate(
+    project: Project, repo: repo_.Repo, branch: str, force: bool, keep: bool
+) -> tuple[bool, str]:
+    """(delete it?, why) for the session's branch on remove: deleted when its content is
+    in the main branch (merged, or rebased or squashed on a forge), saying how it knew."""
     if not repo_.branch_exists(repo, branch):
         return False, ""
     if keep:
         return False, f"kept {branch} (--keep-branch)"
-    main_ref, commits = _unmerged(repo, branch)
-    unpushed = _unpushed(repo, branch)
-    if (commits or unpushed) and not force:
-        lost = commits or unpushed
-        what = f"not merged into {main_ref}" if commits else "not pushed"
-        more = " …" if len(lost) > 1 else ""
-        return False, (
-            f"kept {branch}: {len(lost)} commit(s) {what} ({lost[0]}{more}); "
-            "delete it with: " + output.on_host(f"git branch -D {branch}")
-        )
-    return True, f"deleted {branch}"
+    main_ref = repo_.main_branch(repo, project.settings.land_into)
+    landed = merged.landed(repo, branch, merged.targets(repo, main_ref))
+    if landed is not None:
+        return True, f"deleted {branch} ({landed})"
+    if force:
+        return True, f"deleted {branch}"
+    lost = _unmerged(repo, branch, main_ref)
+    more = " …" if len(lost) > 1 else ""
+    first = f" ({lost[0]}{more})" if lost else ""
+    return False, (
+        f"kept {branch}: {len(lost)} commit(s) not merged into {main_ref}{first}; "
+        "delete it with: " + output.on_host(f"git branch -D {branch}")
+    )
 
 
 def run(
@@ -165,8 +214,9 @@ def run(
         why = refusal(project, session, known)
         if why:
             raise TallyError(why)
+        ign = lost_ignored(project, session) if wt.is_dir() else None
         if not force:
-            found = problems(project, repo, session, known)
+            found = problems(project, repo, session, known, ign)
             if found:
                 raise TallyError(
                     f"session {name} has work that would be lost: "
@@ -187,8 +237,13 @@ def run(
         _run_steps(Context(project, session, srv), chosen, force)
         # Run from one of the session's own windows, killing tmux first would hang up on
         # this very process halfway: then tmux goes last, and the hang-up is ignored.
-        inside = tmux.current_session(srv) == session.tmux_name
-        if inside:
+        panes = tmux.windows(srv, session.tmux_name) or {}
+        other = sessions.foreign_tmux(session, panes.values())
+        inside = not other and tmux.current_session(srv) == session.tmux_name
+        if other:
+            said = sessions.foreign_tmux_said(project, session, other)
+            output.warn("tmux", f"{said}; left alone")
+        elif inside:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
         elif tmux.kill(srv, session.tmux_name):
             output.step("tmux", f"killed {session.tmux_name}")
@@ -199,22 +254,64 @@ def run(
                 worktree.unlink_ours(wt, [lk.path for lk in project.settings.links])
                 worktree.remove(repo, wt)
                 output.step("worktree", f"removed {wt}")
-            _remove_branch(repo, session.branch, force, keep_branch)
+                _said_ignored(ign, force)
+            # the worktree is gone: from here on, a step that fails is said, and the
+            # entry goes all the same (else no command but doctor --fix could clear it)
+            late = _late(
+                "branch",
+                lambda: _remove_branch(project, repo, session.branch, force, keep_branch),
+                "; delete it when that is fixed: "
+                + output.on_host(f"git branch -D {shlex.quote(session.branch)}"),
+            )
     config = claude.config_path(project.settings.claude_config)
-    try:
+
+    def forget() -> None:
         state = claude.forget(config, [wt], project.settings.claude_lock_stale)
         if state == "corrupt":
             output.warn("claude", f"{config} is not valid JSON, left untouched")
         elif state == "changed":  # as the dry run says it would
             output.step("claude", f"dropped the entry of {wt} in {config}")
-    except TallyError as e:  # the worktree is gone already: the record must go too
-        output.warn("claude", f"{e}; drop the entry later with: " + output.command("claude_prune"))
+
+    if _late("claude", forget):
+        output.warn("claude", "drop its entry later with: " + output.command("claude_prune"))
     sessions.drop_entry(project, name)
     output.step("registry", f"dropped {name} (ports freed)")
     links_step.exclude(project)  # the last session gone: the tool's lines in info/exclude too
     if inside:
         output.step("tmux", f"killing {session.tmux_name}, this window with it")
         tmux.kill(srv, session.tmux_name)
+    if late:
+        raise TallyError(f"session {name} is removed, but its {late}")
+
+
+def _late(step: str, fn: Callable[[], None], hint: str = "") -> str:
+    """Run a step of remove that comes after the worktree is gone: its failure is said
+    (and returned, "" when it went well), never left to stop the rest."""
+    try:
+        fn()
+    except (TallyError, OSError) as e:
+        said = f"{step} step failed: {e}{hint}"
+        output.warn(step, said)
+        return said
+    return ""
+
+
+def _said_ignored(ign: worktree.Ignored | None, force: bool, plan: bool = False) -> None:
+    """The ignored files that went (`plan`: would go) with the worktree."""
+    if ign is None or not ign.files:
+        return
+    lost = f"{ign.files} git-ignored file(s): {ignored_shown(ign)}"
+    kept = ""
+    if ign.protected and force:
+        kept = f"(--force) what tally.protect keeps: {_paths_shown(ign.protected)}"
+    if plan:
+        plan_line("ignored", "delete " + lost)
+        if kept:
+            plan_line("ignored", "delete " + kept)
+        return
+    output.step("ignored", "deleted " + lost)
+    if kept:
+        output.warn("ignored", "deleted " + kept)
 
 
 def _run_steps(ctx: Context, chosen: list[Step], force: bool) -> None:
@@ -235,8 +332,10 @@ def _run_steps(ctx: Context, chosen: list[Step], force: bool) -> None:
             output.warn(step.name, f"failed: {e}; removing anyway (--force)")
 
 
-def _remove_branch(repo: repo_.Repo, branch: str, force: bool, keep: bool) -> None:
-    delete, why = branch_fate(repo, branch, force, keep)
+def _remove_branch(
+    project: Project, repo: repo_.Repo, branch: str, force: bool, keep: bool
+) -> None:
+    delete, why = branch_fate(project, repo, branch, force, keep)
     if delete:
         for w in worktree.listing(repo):
             if w.branch == branch:
@@ -270,8 +369,9 @@ def plan(
         if why:
             refuse_lines([why + " (--force does not change this)"], "nothing would be removed")
             return False
+        ign = lost_ignored(project, session) if wt.is_dir() else None
         if not force:
-            found = problems(project, repo, session, known)
+            found = problems(project, repo, session, known, ign)
             if found:
                 refuse_lines(
                     ["work would be lost: " + "; ".join(found)],
@@ -291,9 +391,13 @@ def plan(
             for step in chosen:
                 for line in step.plan(ctx):
                     plan_line(step.name, line)
-        running = tmux.exists(srv, session.tmux_name)
+        panes = tmux.windows(srv, session.tmux_name)
+        other = sessions.foreign_tmux(session, (panes or {}).values())
+        running = panes is not None and not other
         inside = running and tmux.current_session(srv) == session.tmux_name
-        if running and not inside:
+        if other:
+            plan_line("tmux", f"leave {session.tmux_name} alone: it works in {other}")
+        elif running and not inside:
             plan_line("tmux", f"kill {session.tmux_name}")
         when = " if it outlives the tmux session" if running and not inside else ""
         for h in sessions.orphans(session):
@@ -301,7 +405,8 @@ def plan(
         if wt.exists() or known is not None:
             gone = "" if wt.exists() else " (already gone: drop git's record of it)"
             plan_line("worktree", f"remove {wt}{gone}")
-        delete, why = branch_fate(repo, session.branch, force, keep_branch)
+            _said_ignored(ign, force, plan=True)
+        delete, why = branch_fate(project, repo, session.branch, force, keep_branch)
         elsewhere = [
             w.path
             for w in worktree.listing(repo)

@@ -6,7 +6,7 @@ from .. import hooks, output, sessions, tmux
 from .. import ports as ports_
 from ..errors import TallyError
 from ..session import Project, Session
-from ..steps.tmux import window_runs
+from ..steps.tmux import window_runs, window_shell
 
 
 def run(project: Project, srv: tmux.TmuxServer, name: str | None = None) -> list[str]:
@@ -22,11 +22,16 @@ def run(project: Project, srv: tmux.TmuxServer, name: str | None = None) -> list
     if not entries:
         output.info("no sessions to resume")
         return []
-    live = tmux.running(srv)
+    live = tmux.pane_paths(srv)  # name -> the folders its panes work in
     todo: list[Session] = []
     for n, entry in entries.items():
         session = project.session(n, entry)
-        if session.tmux_name in live:
+        why = sessions.misplaced(project, session.worktree)
+        if why:
+            output.warn("resume", f"{n}: its worktree {session.worktree} {why}; not started")
+        elif other := sessions.foreign_tmux(session, live.get(session.tmux_name)):
+            output.warn("resume", f"{n}: " + sessions.foreign_tmux_said(project, session, other))
+        elif session.tmux_name in live:
             output.step("resume", f"{n}: already running")
         elif not session.worktree.is_dir():
             output.warn(
@@ -40,11 +45,12 @@ def run(project: Project, srv: tmux.TmuxServer, name: str | None = None) -> list
     for session in todo:
         if busy.intersection(session.ports.values()):
             sessions.warn_foreign_ports(session)
+    shell = window_shell(srv) if todo else ""
     runs = {}
     failed: set[str] = set()
     for session in todo:
         try:
-            runs[session.tmux_name] = window_runs(project, session, resume=True)
+            runs[session.tmux_name] = window_runs(project, session, True, shell)
         except TallyError as e:  # a window folder this worktree lacks: the others still start
             output.warn("resume", f"{session.name}: {e}")
             failed.add(session.tmux_name)

@@ -32,6 +32,7 @@ class Context:
     force: bool = False  # env: over existing copies (add --force)
     refresh: bool = False  # links: build copied trees again (links --refresh)
     resume: bool = False  # tmux: new windows with their resume commands
+    shell: str = ""  # tmux: the windows' shell, when asked already ("": ask tmux)
     made: dict[str, Any] = field(default_factory=dict)  # step name -> what its run made
 
     @property
@@ -105,9 +106,15 @@ class Step(Protocol):
     def opens(self) -> bool:
         """It makes the session's registry entry: first in tally.add_steps."""
 
+    def hold(self, ctx: Context) -> Made | None:
+        """Before `run`, in an add: what `undo` takes away should `run` make it, or be cut
+        short making it (Ctrl-C just as tmux or git made the thing). It changes nothing;
+        the runner holds this undo before `run` starts, and the undo takes away only what
+        is there."""
+
     def run(self, ctx: Context) -> Made | None:
-        """Do it (idempotent); return what this run made that `undo` takes away. It
-        returns before the next thing can fail, so the runner holds the undo first."""
+        """Do it (idempotent); return what this run made that `undo` takes away (it
+        replaces what `hold` said; None: nothing was made, and that undo is dropped)."""
 
     def undo(self, ctx: Context, made: Made) -> None:
         """Take away what `run` made (when a later step of `add` fails)."""
@@ -157,6 +164,11 @@ def silently(fn: Callable[[], T]) -> T:
         return fn()
     finally:
         output.set_quiet(was)
+
+
+def nothing_to_hold(ctx: Context) -> Made | None:
+    """For steps whose work goes with the worktree."""
+    return None
 
 
 def nothing_to_undo(ctx: Context, made: Made) -> None:

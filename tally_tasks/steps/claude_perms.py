@@ -21,7 +21,7 @@ def uses_claude(project: Project) -> bool:
 
 
 def apply(project: Project, session: Session) -> bool:
-    """True when this made the worktree's entry in ~/.claude.json."""
+    """True when this changed the worktree's entry in ~/.claude.json."""
     require_worktree(session)
     if not uses_claude(project):
         output.step(name, "no window runs Claude Code, nothing to do")
@@ -39,16 +39,27 @@ def apply(project: Project, session: Session) -> bool:
     return made
 
 
+def hold(ctx: Context) -> Made | None:
+    if not (ctx.adding and uses_claude(ctx.project)):
+        return None
+    # an entry there may be older than this add (its history, its MCP servers): the
+    # undo puts back what was there and drops only what came since
+    s = ctx.project.settings
+    config = claude.config_path(s.claude_config)
+    before = claude.snapshot(config, [ctx.session.worktree], s.claude_lock_stale)
+    return Made("Claude Code entry", before)
+
+
 def run(ctx: Context) -> Made | None:
-    made = apply(ctx.project, ctx.session)
-    # an entry this run made for a worktree this run made is this run's to undo; an older
-    # one is the user's, and where none was made there is nothing to undo (or to say)
-    return Made("Claude Code entry") if made and ctx.made.get("worktree") else None
+    before = hold(ctx)  # what was there as run starts (hold's, unless it changed since)
+    changed = apply(ctx.project, ctx.session)
+    # nothing changed in ~/.claude.json: nothing to put back, nor to list as undone
+    return before if changed else None
 
 
 def undo(ctx: Context, made: Made) -> None:
     s = ctx.project.settings
-    claude.forget(claude.config_path(s.claude_config), [ctx.session.worktree], s.claude_lock_stale)
+    claude.restore(claude.config_path(s.claude_config), made.data, s.claude_lock_stale)
 
 
 def plan(ctx: Context) -> list[str]:

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from .. import envfiles
 from ..session import Project, Session
-from .base import Checked, Context, Made, Report, nothing_to_undo, require_worktree, show
+from .base import (
+    Checked,
+    Context,
+    Made,
+    Report,
+    nothing_to_hold,
+    nothing_to_undo,
+    require_worktree,
+    show,
+)
 
 name = "env"
 required = False
@@ -44,6 +53,7 @@ def run(ctx: Context) -> Made | None:
     return None  # they go with the worktree
 
 
+hold = nothing_to_hold
 undo = nothing_to_undo
 
 

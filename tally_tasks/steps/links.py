@@ -7,18 +7,34 @@ import os
 
 from .. import links, output, sessions
 from ..session import Project, Session
-from .base import Checked, Context, Made, Report, nothing_to_undo, require_worktree, show
+from .base import (
+    Checked,
+    Context,
+    Made,
+    Report,
+    nothing_to_hold,
+    nothing_to_undo,
+    require_worktree,
+    show,
+)
 
 name = "links"
 required = False
 opens = False
 
 
-def apply(project: Project, session: Session, refresh: bool = False) -> None:
+def apply(project: Project, session: Session, refresh: bool = False, force: bool = False) -> None:
+    """`refresh`: build again the trees that lack what main gained (`force`: also one the
+    session changed since it was built)."""
     require_worktree(session)
-    hint = output.command("links", session.name, "--refresh")
     outcomes = links.apply(
-        project.main, session.worktree, project.settings.links, refresh, refresh_hint=hint
+        project.main,
+        session.worktree,
+        project.settings.links,
+        refresh,
+        refresh_hint=output.command("links", session.name, "--refresh"),
+        force=force,
+        force_hint=output.command("links", session.name, "--refresh", "--force"),
     )
     excluded = exclude(project)
     show("links", outcomes + ([excluded] if excluded else []))
@@ -33,14 +49,20 @@ def exclude(project: Project) -> links.Outcome | None:
 
 
 def run(ctx: Context) -> Made | None:
-    apply(ctx.project, ctx.session, ctx.refresh)
+    apply(ctx.project, ctx.session, ctx.refresh, ctx.force)
     return None  # they go with the worktree (unlinked first)
 
 
+hold = nothing_to_hold
 undo = nothing_to_undo
 
 
 def plan(ctx: Context) -> list[str]:
+    if ctx.refresh and ctx.session.worktree.is_dir():  # links --refresh --dry-run
+        found = links.refresh_plan(
+            ctx.project.main, ctx.session.worktree, ctx.project.settings.links, ctx.force
+        )
+        return [o.detail for o in found] or ["no hard-linked, reflinked or copied trees"]
     lines = []
     for link in ctx.project.settings.links:
         src = ctx.project.main / link.path

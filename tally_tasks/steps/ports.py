@@ -73,13 +73,23 @@ def _shown(found: dict[str, int]) -> str:
     return " · ".join(f"{p} {n}" for p, n in found.items()) or "none configured"
 
 
+def hold(ctx: Context) -> Made | None:
+    """An entry there already (unfinished) is not this run's to drop."""
+    return None if ctx.session.name in sessions.load(ctx.project) else Made("registry entry")
+
+
 def run(ctx: Context) -> Made | None:
     ctx.session, created = assign(ctx.project, ctx.session.name, create=True, claim=ctx.adding)
     return Made("registry entry") if created else None
 
 
 def undo(ctx: Context, made: Made) -> None:
-    sessions.drop_entry(ctx.project, ctx.session.name)
+    """Drop the entry while it is this run's: claimed by this process, not finished (an
+    add that lost the race for the name leaves the winner's alone)."""
+    with sessions.editing(ctx.project) as entries:
+        entry = entries.get(ctx.session.name)
+        if entry is not None and entry.get("pid") == os.getpid():
+            del entries[ctx.session.name]
 
 
 def plan(ctx: Context) -> list[str]:

@@ -98,11 +98,15 @@ class TaskStep:
     def name(self) -> str:
         return self.task
 
+    def hold(self, ctx: Context) -> Made | None:
+        """Its undo task runs also when the task itself was cut short."""
+        return Made(self.undo_task) if self.undo_task else None
+
     def run(self, ctx: Context) -> Made | None:
         _require_dir(ctx.session)
         self.tasks.call(self.task, ctx.session)
         output.step(self.task, "project task done")
-        return Made(self.undo_task) if self.undo_task else None
+        return self.hold(ctx)
 
     def undo(self, ctx: Context, made: Made) -> None:
         if ctx.session.worktree.is_dir():  # never in the main checkout instead

@@ -3,11 +3,11 @@ after the activation command; missing windows are added with their resume comman
 
 from __future__ import annotations
 
-import re
 import shlex
 
 from .. import config, hooks, output, sessions, tmux
 from .. import repo as repo_
+from .. import shell as shell_
 from ..errors import TallyError
 from ..session import Project, Session, render
 from .base import (
@@ -26,11 +26,15 @@ required = False
 opens = False
 
 
-def window_runs(project: Project, session: Session, resume: bool = False) -> list[tmux.WindowRun]:
-    """Each window's folder and the line typed into it (`resume`: its resume command)."""
+def window_runs(
+    project: Project, session: Session, resume: bool = False, shell: str | None = None
+) -> list[tmux.WindowRun]:
+    """Each window's folder and the line typed into it (`resume`: its resume command),
+    written for `shell`, the windows' shell (`window_shell`; None: $SHELL)."""
     s = project.settings
     values = session.values(project)
-    activate = render(s.activate, values).strip()
+    kind = shell_.kind(shell or shell_.login_shell())
+    activate = render(s.activate, values, shell_.quoter(kind)).strip()
     runs = []
     for i, win in enumerate(s.windows):
         folder = session.worktree / win.dir if win.dir else session.worktree
@@ -38,23 +42,41 @@ def window_runs(project: Project, session: Session, resume: bool = False) -> lis
         if (session.worktree / ".git").exists():
             folder = config.window_folder(session.worktree, i, win, project.main)
         cmd = (win.resume_cmd if resume and win.resume_cmd else win.cmd).strip()
-        line = render(cmd, values)
-        if activate and line:
-            # `act && a || b` would run b when act fails: group what follows the activation
-            grouped = f"( {line} )" if re.search(r"[;&|]", line) else line
-            line = f"{activate} && {grouped}"
+        line = shell_.joined(kind, activate, render(cmd, values))
         runs.append(tmux.WindowRun(win.name, folder, line))
     return runs
 
 
-def start(project: Project, session: Session, srv: tmux.TmuxServer, resume: bool = False) -> str:
+def window_shell(srv: tmux.TmuxServer) -> str:
+    """The shell the windows run: the running server's default-shell, else $SHELL (what
+    a new server starts with, unless tmux.conf sets default-shell), checked: one a line
+    can be written for, else the one-line error, before anything is made."""
+    shell = tmux.default_shell(srv)
+    if shell is None:
+        shell_.kind(shell_.login_shell())
+        return shell_.login_shell()
+    shell_.kind(shell, "tmux's default-shell")
+    return shell
+
+
+def start(
+    project: Project,
+    session: Session,
+    srv: tmux.TmuxServer,
+    resume: bool = False,
+    shell: str = "",
+) -> str:
     """Start the session's tmux session, or add the windows it is missing (and those left
     working in a deleted folder, when the worktree was made again): started, mended or
-    running."""
+    running. `shell`: the windows' shell, when known already."""
     require_worktree(session)
     tname = session.tmux_name
+    shell = shell or window_shell(srv)
     ours = {w.name for w in project.settings.windows}
     panes = tmux.windows(srv, tname)  # None: no such session
+    other = sessions.foreign_tmux(session, (panes or {}).values())
+    if other:
+        raise TallyError(sessions.foreign_tmux_said(project, session, other))
     in_deleted = tmux.in_deleted_folders(panes or {})
     stale = [w for w in in_deleted if w in ours]
     for other in (w for w in in_deleted if w not in ours):  # yours: an editor, say
@@ -67,14 +89,15 @@ def start(project: Project, session: Session, srv: tmux.TmuxServer, resume: bool
     if panes is not None:
         have = set(panes) - set(stale)
         # a window the session had before comes back with its resume command
-        missing = [r for r in window_runs(project, session, resume=True) if r.name not in have]
+        runs = window_runs(project, session, resume=True, shell=shell)
+        missing = [r for r in runs if r.name not in have]
         if not missing:
             output.step("tmux", f"{tname} running")
             return "running"
         tmux.add_windows(srv, tname, missing, session.env())
         output.step("tmux", f"{tname}: restarted " + ", ".join(r.name for r in missing))
         return "mended"
-    runs = window_runs(project, session, resume or bool(stale))
+    runs = window_runs(project, session, resume or bool(stale), shell)
     sessions.warn_foreign_ports(session)
     tmux.create(srv, tname, runs, session.env())
     output.step("tmux", f"{tname}  ({', '.join(r.name for r in runs)})")
@@ -85,21 +108,33 @@ def attach_line(project: Project, session: Session) -> str:
     return shlex.join(tmux.attach_argv(project.settings.tmux_socket, session.tmux_name))
 
 
+def hold(ctx: Context) -> Made | None:
+    """A session this add may end: none of the name ran before (an add of a new entry
+    refused one that did, before anything was made)."""
+    if ctx.made.get("ports") is None and tmux.exists(ctx.server, ctx.session.tmux_name):
+        return None
+    return Made("tmux session")
+
+
 def run(ctx: Context) -> Made | None:
-    state = start(ctx.project, ctx.session, ctx.server, ctx.resume)
+    state = start(ctx.project, ctx.session, ctx.server, ctx.resume, ctx.shell)
     return Made("tmux session") if state == "started" else None
 
 
 def undo(ctx: Context, made: Made) -> None:
+    """End the session, and what its windows started that outlives it (a dev server that
+    ignores the hang-up) still holding the session's ports from the worktree."""
     tmux.kill(ctx.server, ctx.session.tmux_name)
+    sessions.stop_orphans(ctx.session)
 
 
 def plan(ctx: Context) -> list[str]:
     """The windows exactly as `window_runs` types them; a folder the worktree (or the
     branch, before the worktree is made) lacks, and no link or copy makes, is refused."""
     project, session = ctx.project, ctx.session
+    shell = window_shell(ctx.server)
     try:
-        runs = silently(lambda: window_runs(project, session))
+        runs = silently(lambda: window_runs(project, session, shell=shell))
     except TallyError as e:  # a window folder the worktree lacks
         raise Refused(str(e)) from None
     made = [lk.path for lk in project.settings.links] + list(project.settings.copies)
@@ -150,6 +185,10 @@ def check(ctx: Context, report: Report) -> Checked:
             )
         return Checked(mend=(session.tmux_name,))
     panes = tmux.windows(ctx.server, session.tmux_name) or {}
+    other = sessions.foreign_tmux(session, panes.values())
+    if other:
+        report.bad(session.name, sessions.foreign_tmux_said(project, session, other))
+        return Checked()
     missing = [w for w in want if w not in panes]
     stale = [w for w in tmux.in_deleted_folders(panes) if w in want]
     if missing:

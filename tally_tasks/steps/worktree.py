@@ -30,6 +30,15 @@ def _short(path: Path) -> str:
         return str(path)
 
 
+def hold(ctx: Context) -> Made | None:
+    """A folder there already is either the worktree (kept) or refused by `create`."""
+    session = ctx.session
+    if session.worktree.exists() or session.worktree.is_symlink():
+        return None
+    with repo_.open_repo(ctx.project.main) as repo:
+        return Made("worktree", data=repo_.branch_exists(repo, session.branch))
+
+
 def run(ctx: Context) -> Made | None:
     what = create(ctx.project, ctx.session)
     if what == "exists":
@@ -38,13 +47,15 @@ def run(ctx: Context) -> Made | None:
 
 
 def undo(ctx: Context, made: Made) -> None:
-    """Remove the worktree (our links unlinked first) and the branch if this run made it."""
+    """Remove the worktree (our links unlinked first; one git was still making, too) and
+    the branch if this run made it (and no worktree has it checked out)."""
     project, session = ctx.project, ctx.session
     with repo_.open_repo(project.main) as repo, sessions.locked_repo(project):
         worktree.unlink_ours(session.worktree, [lk.path for lk in project.settings.links])
         worktree.remove(repo, session.worktree)
         if not made.data and repo_.branch_exists(repo, session.branch):
-            repo_.run(repo, "branch", "-D", session.branch)
+            if not any(w.branch == session.branch for w in worktree.listing(repo)):
+                repo_.run(repo, "branch", "-D", session.branch)
 
 
 def plan(ctx: Context) -> list[str]:
