@@ -40,7 +40,8 @@ CONFIG = {
         "windows": [
             {"name": "backend", "dir": "backend", "cmd": "echo backend {backend_port}"},
             {"name": "frontend", "dir": "frontend", "cmd": "echo frontend {frontend_port}"},
-            {"name": "claude", "dir": "", "cmd": "echo claude {session}"},
+            # names claude (so list reads its agent state) but only echoes, as the bare side
+            {"name": "claude", "dir": "", "cmd": "echo claude {session} || claude"},
         ],
     }
 }
@@ -210,6 +211,38 @@ def median_pair(
     return {"ours": statistics.median(a), "bare": statistics.median(b)}
 
 
+def hook_time(root: Path, main_: Path, env: dict[str, str], runs: int) -> dict[str, float]:
+    """The state hook as Claude Code runs it (``/bin/sh -c``, a PreToolUse payload on
+    stdin), against ``/bin/sh -c`` running a bare ``python -I -S -c pass``."""
+    sys.path.insert(0, str(HERE.parent))
+    from tally_tasks import agent
+
+    state = root / "hook-git" / "tally-agents" / "x.json"
+    cmd = agent.hook_command(state, main_, main_, "x")
+    payload = json.dumps(
+        {
+            "session_id": "0b5c",
+            "transcript_path": str(root / "t.jsonl"),
+            "cwd": str(main_),
+            "permission_mode": "default",
+            "hook_event_name": "PreToolUse",
+            "tool_name": "Bash",
+            "tool_input": {"command": "ls"},
+        }
+    )
+    bare = f"{shlex.quote(sys.executable)} -I -S -c pass"
+
+    def once(line: str) -> float:
+        return timed(
+            lambda: subprocess.run(
+                ["/bin/sh", "-c", line], input=payload, text=True, env=env, check=True
+            )
+        )
+
+    once(cmd)  # the first run writes the compiled copy, as the first hook of a session does
+    return median_pair(runs, lambda i: once(cmd), lambda i: once(bare))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=3000)
@@ -257,7 +290,7 @@ def main() -> int:
 
             # add / remove
             def ours_add(i: int) -> float:
-                return timed(lambda: run([inv, "session.add", f"a{i}", "-q"]))
+                return timed(lambda: run([inv, "session.add", f"a{i}", "-q", "--no-wait"]))
 
             def bare_add_(i: int) -> float:
                 return timed(lambda: sh(bare_add(main_, f"b{i}", BACKEND + 500 + i), main_, env))
@@ -275,7 +308,7 @@ def main() -> int:
             # resume of N sessions (tmux server killed before each run)
             names = [f"r{i}" for i in range(args.resume_sessions)]
             for n in names:
-                run([inv, "session.add", n, "-q"])
+                run([inv, "session.add", n, "-q", "--no-wait"])
             reg = json.loads((main_ / ".tally-sessions").read_text())
             script = "\n".join(
                 line
@@ -287,7 +320,7 @@ def main() -> int:
 
             def ours_resume(i: int) -> float:
                 kill_server(env)
-                return timed(lambda: run([inv, "session.resume", "-q"]))
+                return timed(lambda: run([inv, "session.resume", "-q", "--no-wait"]))
 
             def bare_resume(i: int) -> float:
                 kill_server(env)
@@ -295,11 +328,17 @@ def main() -> int:
 
             results[f"resume {len(names)}"] = median_pair(args.runs, ours_resume, bare_resume)
             kill_server(env)
-            run([inv, "session.resume", "-q"])
+            run([inv, "session.resume", "-q", "--no-wait"])
 
             # list with M sessions
             for i in range(len(names), args.list_sessions):
-                run([inv, "session.add", f"l{i}", "-q"])
+                run([inv, "session.add", f"l{i}", "-q", "--no-wait"])
+            # every agent has reported a state (list reads them all)
+            agents = main_ / ".git" / "tally-agents"
+            agents.mkdir(exist_ok=True)
+            for n in json.loads((main_ / ".tally-sessions").read_text()):
+                state = {"state": "working", "since": time.time(), "at": time.time(), "pid": 1}
+                (agents / f"{n}.json").write_text(json.dumps(state))
             bare_list = (
                 "cat .tally-sessions >/dev/null; tmux ls >/dev/null; git worktree list >/dev/null"
             )
@@ -326,6 +365,7 @@ def main() -> int:
                     lambda i, a=argv: timed(lambda: run(a)),
                     lambda i: timed(lambda: run(py)),
                 )
+            results["agent hook"] = hook_time(root, main_, env, max(args.runs, 21))
             imports = subprocess.run(
                 [sys.executable, "-X", "importtime", "-c", "import tally_tasks.cli"],
                 capture_output=True,

@@ -371,3 +371,138 @@ def _merge_permissions(mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
             dst[key] = list(have) + new
             changed = True
     return changed
+
+
+# --- the hooks that record the agent's state (agent.py) ----------------------------------
+
+LOCAL_SETTINGS = ".claude/settings.local.json"
+
+
+def _ours(handler: Any, flag: str) -> bool:
+    return isinstance(handler, dict) and flag in str(handler.get("command", ""))
+
+
+def merge_hooks(settings: dict[str, Any], events: tuple[str, ...], command: str, flag: str) -> bool:
+    """Put one hook group per event running `command` into `settings` (Claude Code's
+    ``{"hooks": {Event: [{"hooks": [{"type": "command", ...}]}]}}``), replacing our
+    earlier ones (their command carries `flag`) and keeping every other hook as it is.
+    With no `events`, ours are only taken out. Returns whether anything changed."""
+    before = json.dumps(settings, sort_keys=True)
+    hooks = settings.get("hooks")
+    if hooks is None:
+        if not events:
+            return False
+        hooks = settings["hooks"] = {}
+    if not isinstance(hooks, dict):
+        raise TallyError(f"{LOCAL_SETTINGS}: hooks is not a JSON object; fix it by hand")
+    for event in list(hooks):
+        groups = hooks[event]
+        if not isinstance(groups, list):
+            continue
+        kept = []
+        for group in groups:
+            handlers = group.get("hooks") if isinstance(group, dict) else None
+            if isinstance(handlers, list) and any(_ours(h, flag) for h in handlers):
+                rest = [h for h in handlers if not _ours(h, flag)]
+                if not rest:
+                    continue  # a group of ours alone
+                group = {**group, "hooks": rest}
+            kept.append(group)
+        if kept:
+            hooks[event] = kept
+        else:
+            del hooks[event]
+    for event in events:
+        # no matcher: every tool, every notification type
+        ours = {"hooks": [{"type": "command", "command": command, "timeout": 10}]}
+        hooks.setdefault(event, []).append(ours)
+    if not hooks:
+        del settings["hooks"]
+    return json.dumps(settings, sort_keys=True) != before
+
+
+def _local_settings(worktree: Path) -> Path:
+    """The worktree's settings.local.json, refused when it (or .claude) leads out of it."""
+    dest = worktree / LOCAL_SETTINGS
+    real, root = os.path.realpath(dest), os.path.realpath(worktree)
+    if not real.startswith(root + os.sep):
+        raise TallyError(
+            f"{dest} leads out of the worktree (to {real}), left alone; make it a plain file"
+        )
+    return dest
+
+
+def install_hooks(worktree: Path, events: tuple[str, ...], command: str, flag: str) -> Outcome:
+    """Merge our state hooks into the worktree's ``.claude/settings.local.json``."""
+    try:
+        dest = _local_settings(worktree)
+    except TallyError as e:
+        return Outcome(LOCAL_SETTINGS, False, str(e))
+    settings: Any = {}
+    if dest.exists():
+        try:
+            settings = json.loads(dest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return Outcome(LOCAL_SETTINGS, False, f"{LOCAL_SETTINGS} is not valid JSON, no hooks")
+    if not isinstance(settings, dict):
+        return Outcome(LOCAL_SETTINGS, False, f"{LOCAL_SETTINGS} is not a JSON object, no hooks")
+    try:
+        changed = merge_hooks(settings, events, command, flag)
+    except TallyError as e:
+        return Outcome(LOCAL_SETTINGS, False, str(e))
+    if changed:
+        dest.parent.mkdir(exist_ok=True)
+        write_atomic(dest, json.dumps(settings, indent=2) + "\n")
+    return Outcome(LOCAL_SETTINGS, True, "state hooks")
+
+
+def remove_hooks(worktree: Path, flag: str) -> bool:
+    """Take our hooks out of the worktree's settings (a file left empty goes); True when
+    something changed. A file that is not ours to read is left alone."""
+    try:
+        dest = _local_settings(worktree)
+        settings = json.loads(dest.read_text(encoding="utf-8"))
+    except (TallyError, OSError, ValueError):
+        return False
+    if not isinstance(settings, dict):
+        return False
+    try:
+        if not merge_hooks(settings, (), "", flag):
+            return False
+    except TallyError:
+        return False
+    if settings:
+        write_atomic(dest, json.dumps(settings, indent=2) + "\n")
+    else:
+        dest.unlink()
+    return True
+
+
+def effect(config: Path, worktree: Path) -> Outcome:
+    """What takes effect when Claude Code starts in the worktree: whether the folder is
+    trusted (else it asks first) and the permission rules of its settings files
+    (``allowedTools`` in ~/.claude.json is no longer read: not counted)."""
+    parts = []
+    try:
+        got = _read(Path(os.path.realpath(config)))
+    except (_Corrupt, OSError):
+        got = None
+    entry = _project(got[1], worktree) if got else None
+    trusted = entry is not None and entry.get("hasTrustDialogAccepted") is True
+    parts.append("trusted" if trusted else "not trusted (Claude Code will ask first)")
+    for name in ("settings.json", "settings.local.json"):
+        try:
+            data = json.loads((worktree / ".claude" / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        perms = data.get("permissions") if isinstance(data, dict) else None
+        if not isinstance(perms, dict):
+            continue
+        counts = [
+            f"{len(rules)} {kind}"
+            for kind in ("allow", "ask", "deny")
+            if isinstance(rules := perms.get(kind), list) and rules
+        ]
+        if counts:
+            parts.append(f"{', '.join(counts)} rules in .claude/{name}")
+    return Outcome(str(config), True, " · ".join(parts))

@@ -59,7 +59,7 @@ DEFAULTS: dict[str, Any] = {
             "name": "claude",
             "dir": "",
             "cmd": "claude -n {session}",
-            "resume_cmd": "claude --resume {session} || claude -n {session}",
+            "resume_cmd": "claude {claude_resume} || claude -n {session}",
         },
     ],
     # The steps `session.add` runs, in order: built-in steps (tally_tasks/steps/), and
@@ -81,8 +81,21 @@ DEFAULTS: dict[str, Any] = {
     },
     # tmux socket name (tmux -L); empty = tmux's default server.
     "tmux_socket": "",
-    # Shell commands run in the worktree at these points, with the same placeholders.
-    "hooks": {"post_add": [], "pre_remove": [], "post_resume": [], "pre_land": []},
+    # Shell commands run in the worktree at these points, with the same placeholders;
+    # on_waiting: when a session's agent starts waiting for the user; pre_land: before
+    # `session.land` moves the main branch.
+    "hooks": {
+        "post_add": [],
+        "pre_remove": [],
+        "post_resume": [],
+        "on_waiting": [],
+        "pre_land": [],
+    },
+    # Seconds add/resume/tmux/doctor --fix wait for the windows' servers to answer.
+    "ready_timeout": 30.0,
+    # When an agent starts waiting (and no client of yours looks at its window): a tmux
+    # message in your clients, and the bell in its window.
+    "attention": {"message": True, "bell": True},
     "land": {
         # How `session.land` brings the main branch forward: rebase (fast-forward to the
         # rebased branch), squash (one commit), merge (a merge commit).
@@ -104,7 +117,7 @@ _OPEN = ("ports", "hosts")
 # ``{name}`` in a command: a placeholder. ``${name}`` is the shell's, never ours.
 PLACEHOLDER = re.compile(r"(?<!\$)\{([a-z][a-z0-9_]*)\}")
 # The placeholders every session has (session.Session.values), besides {<port>_port}.
-PLACEHOLDERS = ("name", "slug", "project", "session", "worktree", "branch", "main")
+PLACEHOLDERS = ("name", "slug", "project", "session", "worktree", "branch", "main", "claude_resume")
 
 
 @dataclass(frozen=True)
@@ -157,6 +170,9 @@ class Settings:
     hooks: dict[str, tuple[str, ...]] = field(default_factory=dict)
     land_method: str = "rebase"
     land_into: str = ""
+    ready_timeout: float = 30.0
+    attention_message: bool = True
+    attention_bell: bool = True
 
 
 def plain(value: Any) -> Any:
@@ -400,6 +416,12 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
     method = _str(land, "method", "land.method") or "rebase"
     if method not in LAND_METHODS:
         raise _bad("land.method", "one of " + ", ".join(LAND_METHODS), method)
+    attention = merged.get("attention")
+    if not isinstance(attention, dict):
+        raise _bad("attention", "a mapping (message, bell)", attention)
+    for key in ("message", "bell"):
+        if not isinstance(attention.get(key), bool):
+            raise _bad(f"attention.{key}", "true or false", attention.get(key))
     project = _str(merged, "project")
     if project and ("/" in project or project in (".", "..")):
         raise _bad("project", "a plain name (no /)", project)
@@ -423,6 +445,9 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         hooks=hooks,
         land_method=method,
         land_into=_str(land, "into", "land.into"),
+        ready_timeout=_number(merged, "ready_timeout", "ready_timeout"),
+        attention_message=attention["message"],
+        attention_bell=attention["bell"],
     )
     dropped = [p for p, base in merged["ports"].items() if base is None]
     commands = [("activate", settings.activate)]

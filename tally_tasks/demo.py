@@ -29,16 +29,15 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from invoke import Context, task
 
-from . import output, registry, sessions
+from . import output, readiness, registry, sessions
 from . import tmux as tmux_
 from .config import DEFAULTS, plain, settings_from
 from .errors import TallyError
-from .operations import add, remove
+from .operations import add, live, remove
 from .repo import find_main
 from .session import Project
 from .steps import tmux as tmux_step
@@ -231,7 +230,7 @@ def demo_settings(raw: dict[str, object], main: Path) -> dict[str, object]:
         "activate": "",
         "links": ["frontend/node_modules", "backend/db.sqlite3"],
         "copies": ["backend/.env", "frontend/.env"],
-        "hooks": {"post_add": [], "pre_remove": [], "post_resume": [], "pre_land": []},
+        "hooks": {point: [] for point in DEFAULTS["hooks"]},  # none of the user's
         "windows": [
             {
                 "name": "backend",
@@ -251,21 +250,6 @@ def demo_settings(raw: dict[str, object], main: Path) -> dict[str, object]:
         "add_steps": steps,
         "remove_steps": [],
     }
-
-
-def wait_for(url: str, timeout: float = 20.0) -> bool:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
 
 
 def _project(main: Path, raw: dict[str, object]) -> Project:
@@ -413,13 +397,15 @@ def run(base: Path, raw: dict[str, object]) -> None:
     else:
         session = add.run(project, SESSION, srv)
     urls = {p: f"http://localhost:{n}/" for p, n in session.ports.items()}
-    for port, url in urls.items():
-        if not wait_for(url):
-            raise TallyError(
-                f"the sample's {port} did not answer at {url} within 20 s; look at its window: "
-                f"{tmux_step.attach_line(project, session)}"
-            )
-        output.step("serving", f"{port} answers at {url}")
+    # the same check as add's: a server of another program on its port is not the sample's
+    # its servers (the agent's window may only say that Claude Code is not installed)
+    served = readiness.window_ports(project.settings.windows, session.ports)
+    results = live.ready(project, session, srv, [w for w, ports in served.items() if ports])
+    if live.problems(results):
+        raise TallyError(
+            f"the sample's windows did not all come up ({live.problems(results)}); look at "
+            f"them: {tmux_step.attach_line(project, session)}"
+        )
     output.info()
     output.info(output.bold("The demo session is running:"))
     for port, url in urls.items():

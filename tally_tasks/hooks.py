@@ -12,7 +12,7 @@ from .errors import TallyError
 from .session import Project, Session, render
 
 # What bash -i says on stderr when it has no terminal: not the hook's output.
-_NO_TTY_NOISE = (
+NO_TTY_NOISE = (
     "cannot set terminal process group",
     "no job control in this shell",
     "can't access tty",
@@ -33,9 +33,12 @@ def _end_group(proc: subprocess.Popen[str]) -> None:
             continue
 
 
-def run(project: Project, session: Session, point: str) -> None:
+def run(
+    project: Project, session: Session, point: str, extra: dict[str, str] | None = None
+) -> None:
     """Run the hooks of `point` in the worktree, as a window runs its command: in the
-    user's login shell, after the activation command, with the TALLY_* variables."""
+    user's login shell, after the activation command, with the TALLY_* variables (and
+    `extra` ones)."""
     cmds = project.settings.hooks.get(point, ())
     if not cmds:
         return
@@ -45,7 +48,7 @@ def run(project: Project, session: Session, point: str) -> None:
         output.warn(step, f"worktree {session.worktree} is gone; hooks not run")
         return
     values = session.values(project)
-    env = {**os.environ, **session.env()}
+    env = {**os.environ, **session.env(), **(extra or {})}
     shell = shell_.login_shell()
     kind = shell_.kind(shell)
     activate = render(project.settings.activate, values, shell_.quoter(kind)).strip()
@@ -76,7 +79,7 @@ def run(project: Project, session: Session, point: str) -> None:
             raise
         if proc.returncode != 0:
             said = (out + err).strip().splitlines()
-            tail = [ln for ln in said if not any(n in ln for n in _NO_TTY_NOISE)][-5:]
+            tail = [ln for ln in said if not any(n in ln for n in NO_TTY_NOISE)][-5:]
             raise TallyError(
                 f"hook {point} `{line}` failed with status {proc.returncode}"
                 + (": " + " | ".join(tail) if tail else "")

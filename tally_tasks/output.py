@@ -143,6 +143,16 @@ def step(name: str, detail: str = "") -> None:
     _write(f"{mark} {name:<12} {detail}".rstrip(), out)
 
 
+def failed(name: str, detail: str) -> None:
+    """A check that failed, among step lines: ``✗ frontend  exited: ...`` (stdout, red on
+    a terminal; the command's one-line error and exit status say the rest)."""
+    if is_quiet():
+        return
+    out = sys.stdout
+    mark = _paint(_mark("✗", "x", out), RED, out)
+    _write(f"{mark} {name:<12} {detail}".rstrip(), out)
+
+
 def warn(name: str, detail: str, to_stderr: bool = False) -> None:
     """Something skipped or odd, not fatal: ``! links  backend/db.sqlite3 missing``."""
     if is_quiet():

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import agent
 from .config import PLACEHOLDER, Settings
 from .errors import TallyError
 from .registry import Entry, name_problem, ports_of
@@ -73,13 +74,18 @@ def programs(line: str) -> set[str]:
     return {word.rsplit("/", 1)[-1] for word in commands(line)}
 
 
+class Raw(str):
+    """A placeholder value that is shell words already (``--resume <id>``): not quoted."""
+
+
 def render(
     template: str,
     values: Mapping[str, str | int],
     quote: Callable[[str], str] = shlex.quote,
 ) -> str:
     """Fill ``{placeholders}``; every string value is shell-quoted (`quote`: as another
-    shell quotes, fish), others left as written.
+    shell quotes, fish), others (numbers,
+    `Raw` words) left as written.
 
     Unknown ``{words}`` stay as they are, so shell and awk braces need no escaping (the
     settings refuse those that look like a mistyped placeholder); ``${name}`` is the shell's.
@@ -90,7 +96,7 @@ def render(
         if key not in values:
             return m.group(0)
         value = values[key]
-        return str(value) if isinstance(value, int) else quote(value)
+        return str(value) if isinstance(value, (int, Raw)) else quote(value)
 
     return PLACEHOLDER.sub(sub, template)
 
@@ -117,6 +123,10 @@ class Session:
             "worktree": str(self.worktree),
             "branch": self.branch,
             "main": str(project.main),
+            # the recorded Claude conversation of this session (agent.py), or --continue
+            "claude_resume": Raw(
+                agent.resume_args(agent.read(agent.state_path(project.common_dir, self.slug)))
+            ),
         }
         for port, number in self.ports.items():
             vals[f"{port}_port"] = number

@@ -7,6 +7,7 @@ Below the steps and operations, which all ask these questions the same way.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -191,9 +192,15 @@ def orphans(session: Session) -> list[ports_.Holder]:
     return list(found.values())
 
 
-def stop_orphans(session: Session) -> list[ports_.Holder]:
-    """End processes left in the worktree that still hold the session's ports."""
+def stop_orphans(session: Session, settle: float = 0.0) -> list[ports_.Holder]:
+    """End processes left in the worktree that still hold the session's ports; `settle`:
+    first give them that long to end on their own (their tmux session was just killed:
+    the hang-up reaches them a moment later)."""
     found = orphans(session)
+    deadline = time.monotonic() + settle
+    while found and time.monotonic() < deadline:
+        time.sleep(0.05)
+        found = orphans(session)
     if found:
         ports_.stop(h.pid for h in found)
     return found

@@ -12,14 +12,15 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import time
 from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import live as live_
 from . import merged, registry, tmux, worktree
+from . import panes as panes_
 from . import ports as ports_
 from .errors import TallyError
 from .repo import Repo, main_branch
@@ -108,13 +109,7 @@ def age(created: object, now: float | None = None) -> str:
     """``5m``, ``3h``, ``2d``: how long ago `created` was; ``-`` when unknown (or not a
     time string: another tool's registry may hold anything under its extra keys)."""
     then = _epoch(created) if isinstance(created, str) and created else None
-    if then is None:
-        return "-"
-    secs = max(0.0, (time.time() if now is None else now) - then)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs >= size:
-            return f"{int(secs // size)}{unit}"
-    return f"{int(secs)}s"
+    return "-" if then is None else panes_.age(then, now)
 
 
 Panes = dict[str, set[str]]
@@ -124,21 +119,23 @@ def rows(
     project: Project,
     srv: tmux.TmuxServer,
     git_state: bool = True,
-    panes: Panes | None = None,
+    snap: panes_.Snapshot | None = None,
     pull_requests: bool = False,
 ) -> list[dict[str, Any]]:
     """One dict per session, with `dirty`, `ahead`, `behind`, `merged` unless `git_state`
     is False, and then `pr` (a branch's pull request, when gh knows one) with `pull_requests`.
 
-    `panes` is `tmux.pane_paths(srv)` when the caller already has it (one tmux call)."""
+    `snap` is `panes.snapshot(srv)` when the caller already has it (one tmux call)."""
     entries = load(project)
     if not entries:
         return []
-    live = tmux.pane_paths(srv) if panes is None else panes
+    snap = panes_.snapshot(srv) if snap is None else snap
+    live = snap.paths  # session -> the folders its panes are in
     sessions = {n: project.session(n, e) for n, e in entries.items()}
     all_ports = [p for s in sessions.values() for p in s.ports.values()]
     up = ports_.listening(all_ports)
     held = ports_.holders(up) if up else {}  # who holds them: one pass over /proc
+    states = live_.gather(project, sessions, snap, up, held)
     dirt: Mapping[str, bool | None] = {}
     ab: Mapping[str, tuple[int, int]] = {}
     landed: dict[str, str | None] = {}
@@ -188,6 +185,10 @@ def rows(
         row["listening"] = listening
         if foreign:
             row["foreign"] = foreign  # ports held by another program
+        state = states[n]
+        row["status"] = state.status()
+        row["agent"] = _agent(state.agent)
+        row["windows"] = state.windows
         if git_state:
             row["dirty"] = dirt.get(n)
             a, b = ab.get(session.branch, (None, None))
@@ -204,6 +205,22 @@ def rows(
                 row["adding"] = pid  # an add is making it right now
         result.append(row)
     return result
+
+
+def _agent(found: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The agent for --json: state, since (ISO time), reason, Claude's session id."""
+    if found is None:
+        return None
+    since = found.get("since")
+    when = (
+        datetime.fromtimestamp(since).astimezone().isoformat(timespec="seconds") if since else None
+    )
+    return {
+        "state": found["state"],
+        "since": when or None,
+        "reason": found.get("reason") or None,
+        "session_id": found.get("session_id"),
+    }
 
 
 def stale(

@@ -16,11 +16,12 @@ from invoke import Collection, Context, Exit, Program, Task
 from invoke import task as _task
 
 from . import claude, output, remote, sessions, status
+from . import panes as panes_
 from . import tmux as tmux_
 from .config import explain_file, settings_from
 from .errors import TallyError
 from .repo import find_main, in_worktree
-from .session import Project
+from .session import Project, check_name
 
 if TYPE_CHECKING:  # the steps are imported by the tasks that run them: not by `list`
     from .steps.project import ProjectTasks
@@ -32,7 +33,9 @@ class TallyTask(Task):
     """A task whose flags never take ``-h``: that stays invoke's help (``--host`` is ``-o``)."""
 
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
-        return super().arg_opts(name, default, taken_names | {"h"})
+        # -o stays --host's whatever comes before it (--no-wait would take it)
+        reserved = {"h"} if name == "host" else {"h", "o"}
+        return super().arg_opts(name, default, taken_names | reserved)
 
 
 def task(*args: Any, **kwargs: Any) -> Any:
@@ -248,6 +251,7 @@ def _collection(main: Path) -> Collection:
         "name": NAME_HELP,
         "force": "overwrite existing copies of .env files",
         "dry_run": "print what would be done and change nothing",
+        "no_wait": "do not wait for the windows' servers to answer",
         "host": HOST_HELP + "; auto: the host with the fewest sessions",
         "quiet": QUIET_HELP,
     }
@@ -255,19 +259,39 @@ def _collection(main: Path) -> Collection:
 @boundary
 @hosted()
 def add(
-    c: Context, name: str, force: bool = False, dry_run: bool = False, quiet: bool = False
+    c: Context,
+    name: str,
+    force: bool = False,
+    dry_run: bool = False,
+    no_wait: bool = False,
+    quiet: bool = False,
 ) -> None:
     """Create a session: ports, worktree, links, env copies, Claude perms, tmux windows."""
     from .operations import add as add_
+    from .operations import live
+    from .steps.tmux import attach_line
 
     project = project_of(c)
     tasks = project_tasks(c, project)
+    check_name(name)
+    live.preflight(project, project.new_session(name), srv=_server(project))
     if dry_run:
         if not add_.plan(project, name, _server(project), force, tasks):
             raise Exit(code=1)  # as the real add would
         return
-    session = add_.run(project, name, _server(project), force=force, tasks=tasks)
-    add_.summary(project, session)
+    srv = _server(project)
+    session = add_.run(project, name, srv, force=force, tasks=tasks)
+    waits = not no_wait and tmux_.exists(srv, session.tmux_name)  # no tmux step: no windows
+    results = live.ready(project, session, srv) if waits else []
+    add_.summary(project, session, ready=not live.problems(results))
+    if live.problems(results):
+        raise TallyError(
+            f"session {name} started with problems ({live.problems(results)}); it is kept: "
+            "look at it with: "
+            + attach_line(project, session)
+            + ", restart a window with: "
+            + output.command("restart", name, "--window", "W")
+        )
 
 
 @task(
@@ -388,16 +412,32 @@ def pr(c: Context, name: str, draft: bool = False, quiet: bool = False) -> None:
 
 
 @task(
-    help={"name": "resume only this session (default: all)", "host": HOST_HELP, "quiet": QUIET_HELP}
+    help={
+        "name": "resume only this session (default: all)",
+        "no_wait": "do not wait for the windows' servers to answer",
+        "host": HOST_HELP,
+        "quiet": QUIET_HELP,
+    }
 )
 @boundary
 @hosted()
-def resume(c: Context, name: str = "", quiet: bool = False) -> None:
+def resume(c: Context, name: str = "", no_wait: bool = False, quiet: bool = False) -> None:
     """Restart the tmux sessions of every registered session (or one) after a reboot."""
+    from .operations import live
     from .operations import resume as resume_
 
     project = project_of(c)
-    resume_.run(project, _server(project), name or None)
+    srv = _server(project)
+    started = resume_.run(project, srv, name or None)
+    if no_wait or not started:
+        return
+    found = live.ready_many(project, [sessions.get(project, n) for n in started], srv)
+    bad = {n: live.problems(r) for n, r in found.items() if live.problems(r)}
+    if bad:
+        raise TallyError(
+            f"{len(bad)} session(s) started with problems: "
+            + "; ".join(f"{n} ({p})" for n, p in bad.items())
+        )
 
 
 @task(
@@ -423,15 +463,15 @@ def list_(
     project = project_of(c)
     srv = _server(project)
     with_git = git or (json and not brief)
-    panes = tmux_.pane_paths(srv)  # once, for the rows and the stale check
-    rows = status.rows(project, srv, git_state=with_git, panes=panes, pull_requests=json)
+    snap = panes_.snapshot(srv)  # once, for the rows and the stale check
+    rows = status.rows(project, srv, git_state=with_git, snap=snap, pull_requests=json)
     if json:
         output.data(_json.dumps(rows, indent=2))
     elif not rows:
         output.info("no sessions; create one with: " + output.command("add", "NAME"))
     else:
         output.table(_table(rows, with_git))
-    for note in status.stale(project, srv, sessions.load(project), panes):
+    for note in status.stale(project, srv, sessions.load(project), snap.paths):
         output.warn("stale", note, to_stderr=json)
 
 
@@ -464,7 +504,7 @@ def _table(
 ) -> list[list[str]]:
     ports = list(dict.fromkeys(k[:-5] for r in rows for k in r if k.endswith("_port")))
     header = ["HOST"] if host_column else []
-    header += ["NAME", "BRANCH", "RUNNING", *[p.upper() for p in ports]]
+    header += ["NAME", "BRANCH", "RUNNING", "STATUS", *[p.upper() for p in ports]]
     if with_git:
         header += ["AHEAD", "BEHIND", "MERGED", "DIRTY"]
     header += ["AGE", "WORKTREE"]
@@ -476,7 +516,7 @@ def _table(
         elif r.get("state") == sessions.CREATING:
             state += " (unfinished)"
         cells = [r["host"]] if host_column else []
-        cells += [r["name"], r["branch"], state]
+        cells += [r["name"], r["branch"], state, r.get("status", "-")]
         for p in ports:
             number = r.get(f"{p}_port")
             up = r.get("listening", {}).get(p)
@@ -700,13 +740,72 @@ def claude_perms(c: Context, name: str, quiet: bool = False) -> None:
     _step(c, "claude_perms", name)
 
 
-@task(name="tmux", help=STEP_HELP)
+@task(
+    name="tmux",
+    help={**STEP_HELP, "no_wait": "do not wait for the windows' servers to answer"},
+)
 @boundary
 @hosted()
-def tmux(c: Context, name: str, quiet: bool = False) -> None:
-    """Start the session's tmux windows, or restart the ones that are missing."""
+def tmux(c: Context, name: str, no_wait: bool = False, quiet: bool = False) -> None:
+    """Start the session's tmux windows, or restart the missing ones and those that died."""
     # the session ran before (add started it): windows come back with their resume commands
     _step(c, "tmux", name, resume=True)
+    if not no_wait:
+        _wait(c, name)
+
+
+def _wait(c: Context, name: str, windows: list[str] | None = None) -> None:
+    """Readiness lines for the session's windows; their problems are the command's error."""
+    from .operations import live
+    from .steps.tmux import attach_line
+
+    project = project_of(c)
+    session = sessions.get(project, name)
+    results = live.ready(project, session, _server(project), windows)
+    if live.problems(results):
+        raise TallyError(
+            f"session {name}: {live.problems(results)}; look at it with: "
+            + attach_line(project, session)
+        )
+
+
+@task(
+    help={
+        "name": NAME_HELP,
+        "window": "only this window (default: every window)",
+        "no_wait": "do not wait for the servers to answer",
+        "host": HOST_HELP,
+        "quiet": QUIET_HELP,
+    }
+)
+@boundary
+@hosted()
+def restart(
+    c: Context, name: str, window: str = "", no_wait: bool = False, quiet: bool = False
+) -> None:
+    """Restart a session's window programs (a live one is stopped first), or one window's."""
+    from .operations import live
+
+    project = project_of(c)
+    session = sessions.get(project, name)
+    done = live.restart_windows(project, session, _server(project), window or None)
+    if done and not no_wait:
+        _wait(c, name, done)
+
+
+@task(name="next", help={"quiet": QUIET_HELP})
+@boundary
+def next_(c: Context, quiet: bool = False) -> None:
+    """Go to the session whose agent has waited longest for you."""
+    from .operations import live
+
+    project = project_of(c)
+    session = live.next_waiting(project, _server(project))
+    if session is None:
+        output.info("no agent is waiting for you")
+        return
+    output.step("next", f"{session.name}: its agent waits")
+    live.go(project, session)
 
 
 @task(help={"quiet": QUIET_HELP})
@@ -744,4 +843,6 @@ session = Collection(
     claude_perms,
     tmux,
     claude_prune,
+    restart,
+    next_,
 )

@@ -50,9 +50,10 @@ class Server:
         self.socket_name = socket_name or None
 
     def cmd(self, cmd: str, *args: Any) -> _Result:
-        # always a socket: without one, tmux run inside another server's pane ($TMUX) talks
-        # to that server, where the sessions are not
-        argv = ["tmux", f"-L{self.socket_name or 'default'}", cmd, *(str(a) for a in args)]
+        # -u: in a C locale tmux would turn the tabs of our -F formats into "_"; always a
+        # socket: without one, tmux run inside another server's pane ($TMUX) talks to that
+        # server, where the sessions are not
+        argv = ["tmux", "-u", f"-L{self.socket_name or 'default'}", cmd, *(str(a) for a in args)]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, errors="replace")
         except FileNotFoundError:
@@ -319,6 +320,37 @@ def add_windows(
     if err:
         message = " ".join(err)
         raise TallyError(f"tmux could not add windows to {name}: {message}{_too_old(message)}")
+
+
+def type_line(srv: TmuxServer, target: str, keys: str) -> None:
+    """Type `keys` and Enter into the shell of pane `target` (a window's line, again)."""
+    _, err = _cmd(
+        srv,
+        "send-keys",
+        "-t",
+        target,
+        "-l",
+        "--",
+        _typed(keys),
+        ";",
+        "send-keys",
+        "-t",
+        target,
+        "Enter",
+    )
+    if err:
+        raise TallyError(f"tmux could not type into {target}: {' '.join(err)}")
+
+
+def respawn(srv: TmuxServer, target: str, folder: Path, env: Mapping[str, str]) -> None:
+    """Start a fresh shell in dead pane `target` (``respawn-pane -k``: tmux hangs the old
+    one up; the jobs it forwards SIGHUP to end, a process ignoring it does not)."""
+    args = ["respawn-pane", "-k", "-t", target, "-c", str(folder)]
+    for key, value in env.items():
+        args += ["-e", f"{key}={value}"]
+    _, err = _cmd(srv, *args)
+    if err:
+        raise TallyError(f"tmux could not respawn {target}: {' '.join(err)}")
 
 
 def kill(srv: TmuxServer, name: str) -> bool:

@@ -33,15 +33,30 @@ from tally_tasks.session import Project
 REAL_HOME = Path(os.path.expanduser("~"))
 VENV_BIN = Path(sys.executable).parent
 
-# A stand-in for python/npm/claude: records argv, cwd and whether the activation ran.
-STUB = """#!/bin/sh
-log="{log}/$(basename "$0").jsonl"
-{py} - "$0" "$@" <<'PYEOF' >> "$log"
+# A stand-in for python/npm/claude: records argv, cwd and whether the activation ran, then
+# behaves as the program would in a window: a dev server (`runserver 8001`, `--port 5001`)
+# serves on its port from its folder until it is stopped; claude stays, reading its
+# terminal, until `/exit` (or the end of its input); anything else ends at once.
+STUB = """#!{py}
 import json, os, sys
-print(json.dumps({{"prog": os.path.basename(sys.argv[1]), "argv": sys.argv[2:],
-                   "cwd": os.getcwd(), "activated": os.environ.get("TALLY_ACTIVATED"),
-                   "env": {{k: v for k, v in os.environ.items() if k.startswith("TALLY_")}}}}))
-PYEOF
+prog = os.path.basename(sys.argv[0])
+with open(os.path.join({log!r}, prog + ".jsonl"), "a") as f:
+    env = {{k: v for k, v in os.environ.items() if k.startswith("TALLY_")}}
+    f.write(json.dumps({{"prog": prog, "argv": sys.argv[1:], "cwd": os.getcwd(),
+                        "activated": os.environ.get("TALLY_ACTIVATED"), "env": env}}) + "\\n")
+ports = [int(a) for a in sys.argv[1:] if a.isdigit() and 1024 <= int(a) <= 65535]
+if prog in ("python", "npm") and ports:
+    import http.server
+    try:
+        handler = http.server.SimpleHTTPRequestHandler
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", ports[-1]), handler)
+    except OSError as e:
+        sys.exit(f"Error: that port is already in use ({{e}})")
+    server.serve_forever()
+elif prog == "claude" and sys.stdin.isatty():
+    for line in sys.stdin:
+        if line.strip() == "/exit":
+            break
 """
 
 
@@ -91,7 +106,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     log.mkdir()
     for prog in ("python", "npm", "claude"):
         stub = bin_dir / prog
-        stub.write_text(STUB.format(log=log, py=sys.executable))
+        stub.write_text(STUB.format(log=str(log), py=sys.executable))
         stub.chmod(0o755)
     # A pane's login shell resets PATH from /etc/profile: give it back the stand-ins.
     path = f"{bin_dir}:{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"
@@ -389,3 +404,17 @@ def git_state(*checkouts: Path) -> dict[str, Any]:
             dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
         state[f"{co}:files"] = files
     return state
+
+
+STANDIN_CLAUDE = Path(__file__).with_name("standin_claude.py")
+
+
+@pytest.fixture
+def standin_claude(isolated_env: Path) -> Path:
+    """Replace the recording `claude` stub with the stand-in that runs hooks as Claude Code
+    does (tests/standin_claude.py); its first line is this Python, so the process is
+    named `claude`, as the real one is."""
+    prog = isolated_env / "bin" / "claude"
+    prog.write_text(f"#!{sys.executable}\n" + STANDIN_CLAUDE.read_text())
+    prog.chmod(0o755)
+    return prog

@@ -19,6 +19,7 @@ import pytest
 from conftest import Sample, run_cli
 
 from tally_tasks import claude, sessions
+from tally_tasks.agent import EVENTS, HOOK_FLAG
 from tally_tasks.errors import TallyError
 from tally_tasks.operations import add as add_op
 from tally_tasks.operations import remove as remove_op
@@ -222,7 +223,9 @@ def test_a_missing_claude_json_is_not_created(
 ) -> None:
     project, session = made
     claude_step.apply(project, session)
-    assert "no .claude.json, nothing to copy" in capsys.readouterr().out
+    # what takes effect: an untrusted folder (Claude Code asks), and our hooks
+    out = capsys.readouterr().out
+    assert "not trusted (Claude Code will ask first) · state hooks" in out
     assert sorted(p.name for p in sample.home.iterdir()) == [".gitconfig", ".profile"]
 
 
@@ -461,9 +464,12 @@ def test_local_settings_are_copied_with_their_mode(
     src = write_local(sample.main, {"permissions": {"allow": ["Bash(make:*)"]}}, mode=0o640)
     claude_step.apply(project, session)
     dest = session.worktree / LOCAL
-    assert dest.read_bytes() == src.read_bytes()
+    copied = json.loads(dest.read_text())
+    assert copied["permissions"] == json.loads(src.read_text())["permissions"]
+    assert set(copied) == {"permissions", "hooks"}  # and our state hooks, merged in
     assert dest.stat().st_mode & 0o777 == 0o640
-    assert f"{LOCAL} copied" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{LOCAL} copied" in out and "1 allow rules in .claude/settings.local.json" in out
 
 
 def test_local_settings_are_merged_keeping_the_worktrees_own_rules(
@@ -527,7 +533,11 @@ def test_invalid_local_settings_are_left_alone_with_a_warning(
     claude_step.apply(project, session)
     out = capsys.readouterr().out
     assert any(ln.startswith("!") and message in ln for ln in out.splitlines()), out
-    assert (src.read_text(), dest.read_text()) == (main_text, wt_text)
+    assert src.read_text() == main_text
+    if message == "main's":  # the worktree's own file is fine: only our hooks join it
+        assert json.loads(dest.read_text())["permissions"] == {"allow": ["A"]}
+    else:
+        assert dest.read_text() == wt_text
 
 
 def test_invalid_local_settings_in_main_are_not_copied(
@@ -537,7 +547,7 @@ def test_invalid_local_settings_in_main_are_not_copied(
     write_local(sample.main, "{oops")
     claude_step.apply(project, session)
     assert "not valid JSON, not copied" in capsys.readouterr().out
-    assert not (session.worktree / LOCAL).exists()
+    assert set(json.loads((session.worktree / LOCAL).read_text())) == {"hooks"}  # ours only
 
 
 LINKED_LOCAL = ["file-link", "dangling-link", "folder-link"]
@@ -869,3 +879,120 @@ def test_inherit_says_whether_it_changed_the_file(
     config = write_claude_json(tmp_path / ".claude.json", {str(main): main_has})
     assert claude.inherit(config, main, wt)[1] is first
     assert claude.inherit(config, main, wt)[1] is False  # again: nothing new
+
+
+# --- the state hooks in .claude/settings.local.json, and what takes effect -----------
+
+FLAG = HOOK_FLAG
+USER_HOOK = {"matcher": "Bash", "hooks": [{"type": "command", "command": "echo mine"}]}
+
+
+def test_merge_keeps_the_users_hooks_and_is_idempotent() -> None:
+    settings: dict[str, Any] = {
+        "permissions": {"allow": ["Bash(ls)"]},
+        "hooks": {"PreToolUse": [USER_HOOK]},
+    }
+    assert claude.merge_hooks(settings, EVENTS, f"run {FLAG}", FLAG)
+    assert settings["hooks"]["PreToolUse"][0] == USER_HOOK
+    assert set(settings["hooks"]) == set(EVENTS)
+    assert not claude.merge_hooks(settings, EVENTS, f"run {FLAG}", FLAG)
+    assert claude.merge_hooks(settings, EVENTS, f"new {FLAG}", FLAG)  # replaced, not added
+    assert [g["hooks"][0]["command"] for g in settings["hooks"]["Stop"]] == [f"new {FLAG}"]
+    assert claude.merge_hooks(settings, (), "", FLAG)
+    assert settings == {
+        "permissions": {"allow": ["Bash(ls)"]},
+        "hooks": {"PreToolUse": [USER_HOOK]},
+    }
+
+
+def test_merge_keeps_a_users_handler_sharing_our_group() -> None:
+    mixed = {
+        "hooks": [{"type": "command", "command": f"x {FLAG}"}, {"type": "command", "command": "y"}]
+    }
+    settings: dict[str, Any] = {"hooks": {"Stop": [mixed]}}
+    claude.merge_hooks(settings, (), "", FLAG)
+    assert settings == {"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "y"}]}]}}
+
+
+def test_install_and_remove(tmp_path: Path) -> None:
+    local = tmp_path / ".claude" / "settings.local.json"
+    local.parent.mkdir()
+    local.write_text(json.dumps({"hooks": {"PreToolUse": [USER_HOOK]}}))
+    local.chmod(0o600)
+    assert claude.install_hooks(tmp_path, EVENTS, f"c {FLAG}", FLAG).ok
+    assert local.stat().st_mode & 0o777 == 0o600
+    data = json.loads(local.read_text())
+    assert data["hooks"]["PreToolUse"][0] == USER_HOOK and "SessionEnd" in data["hooks"]
+    assert claude.remove_hooks(tmp_path, FLAG)
+    assert json.loads(local.read_text()) == {"hooks": {"PreToolUse": [USER_HOOK]}}
+    assert not claude.remove_hooks(tmp_path, FLAG)
+
+
+def test_remove_drops_a_file_left_empty(tmp_path: Path) -> None:
+    assert claude.install_hooks(tmp_path, EVENTS, f"c {FLAG}", FLAG).ok
+    assert claude.remove_hooks(tmp_path, FLAG)
+    assert not (tmp_path / ".claude" / "settings.local.json").exists()
+
+
+@pytest.mark.parametrize(
+    "what", ["folder", "file"], ids=["dot-claude-linked-out", "file-linked-out"]
+)
+def test_install_never_writes_through_a_link_out_of_the_worktree(tmp_path: Path, what: str) -> None:
+    wt, outside = tmp_path / "wt", tmp_path / "outside"
+    wt.mkdir()
+    outside.mkdir()
+    if what == "folder":
+        (wt / ".claude").symlink_to(outside)
+    else:
+        (wt / ".claude").mkdir()
+        (outside / "s.json").write_text("{}")
+        (wt / ".claude" / "settings.local.json").symlink_to(outside / "s.json")
+    outcome = claude.install_hooks(wt, EVENTS, f"c {FLAG}", FLAG)
+    assert not outcome.ok and "leads out of the worktree" in outcome.detail
+    assert sorted(p.name for p in outside.iterdir()) == ([] if what == "folder" else ["s.json"])
+    assert (outside / "s.json").read_text() == "{}" if what == "file" else True
+
+
+@pytest.mark.parametrize("text", ["{nope", "[]"], ids=["not-json", "not-object"])
+def test_install_leaves_a_broken_file_alone(tmp_path: Path, text: str) -> None:
+    local = tmp_path / ".claude" / "settings.local.json"
+    local.parent.mkdir()
+    local.write_text(text)
+    assert not claude.install_hooks(tmp_path, EVENTS, f"c {FLAG}", FLAG).ok
+    assert local.read_text() == text
+
+
+@pytest.mark.parametrize(
+    ("config", "files", "expected"),
+    [
+        (None, {}, "not trusted (Claude Code will ask first)"),
+        (
+            {"projects": {"WT": {"hasTrustDialogAccepted": True, "allowedTools": ["Bash"]}}},
+            {},
+            "trusted",
+        ),
+        (
+            {"projects": {"WT": {"hasTrustDialogAccepted": True}}},
+            {
+                "settings.json": {"permissions": {"allow": ["Read"], "deny": ["Bash(rm:*)"]}},
+                "settings.local.json": {"permissions": {"allow": ["Bash(ls)", "Edit"]}},
+            },
+            "trusted · 1 allow, 1 deny rules in .claude/settings.json"
+            " · 2 allow rules in .claude/settings.local.json",
+        ),
+        ("not json", {"settings.local.json": "{"}, "not trusted (Claude Code will ask first)"),
+    ],
+    ids=["nothing", "trusted-allowedtools-not-counted", "rules", "broken-files"],
+)
+def test_claude_perms_says_what_takes_effect(
+    tmp_path: Path, config: Any, files: dict[str, Any], expected: str
+) -> None:
+    wt = tmp_path / "wt"
+    (wt / ".claude").mkdir(parents=True)
+    conf = tmp_path / ".claude.json"
+    if config is not None:
+        text = config if isinstance(config, str) else json.dumps(config).replace("WT", str(wt))
+        conf.write_text(text)
+    for name, data in files.items():
+        (wt / ".claude" / name).write_text(data if isinstance(data, str) else json.dumps(data))
+    assert claude.effect(conf, wt).detail == expected

@@ -104,7 +104,10 @@ def test_tally_session_add_and_inv_session_add_make_the_same_session(sample: Sam
     old = ok(["tally-session", "add", "x"], sample.main)
     new = ok(["inv", "session.add", "y"], sample.main)
     assert steps_of(old.stdout) == steps_of(new.stdout)
-    assert steps_of(old.stdout) == ["ports", "worktree", "links", "env", "claude-perms", "tmux"]
+    assert steps_of(old.stdout) == [
+        *["ports", "worktree", "links", "env", "claude-perms", "tmux"],
+        *["backend", "frontend", "claude"],  # each window up, or running
+    ]
     reg = sample.registry()
     # the old script's keys in its order, then ours
     keys = ["backend_port", "frontend_port", "worktree", "branch", "created"]
@@ -158,7 +161,7 @@ def test_resume_one_session_in_every_spelling(sample: Sample, args: list[str]) -
     assert tmux_sessions() == {"tally-x"}
     assert windows("tally-x") == ["backend", "frontend", "claude"]
     first, again = wait_calls_of(sample, "claude", "x", n=2)
-    assert (first["argv"], again["argv"]) == (["-n", "tally-x"], ["--resume", "tally-x"])
+    assert (first["argv"], again["argv"]) == (["-n", "tally-x"], ["--continue"])
     assert again["cwd"] == str(sample.main.parent / "tally-x")
     assert again["activated"] == "yes"
     assert again["env"]["TALLY_SESSION"] == "x"
@@ -178,7 +181,7 @@ def test_tally_session_resume_without_a_name_resumes_all(sample: Sample) -> None
     assert tmux_sessions() == {"tally-a", "tally-b"}
     for name in ("a", "b"):
         calls = wait_calls_of(sample, "claude", name, n=2)
-        assert calls[1]["argv"] == ["--resume", f"tally-{name}"]
+        assert calls[1]["argv"] == ["--continue"]
 
 
 # --- the program itself ------------------------------------------------------------------
@@ -401,13 +404,18 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
         shown = [line.split()[1] for line in lines[1:]]
         assert (
             shown
-            == ["ports", "worktree", "links", "links", "env", "env", "claude-perms"] + ["tmux"] * 3
+            == ["ports", "worktree", "links", "links", "env", "env"]
+            + ["claude-perms"] * 2
+            + ["tmux"] * 3
         )
         assert "(new branch x from main)" in r.stdout
     else:
         assert lines[0] == "Would remove session x (dry run: nothing changed)"
         shown = [line.split()[1] for line in lines[1:]]
-        assert shown == ["tmux", "worktree", "branch", "claude", "registry"]
+        # the two dev servers of the session, in case they outlive its tmux session
+        assert shown == ["tmux", "processes", "processes", "worktree", "branch", "claude"] + [
+            "registry"
+        ]
 
 
 # --- hooks --------------------------------------------------------------------------------
@@ -612,7 +620,7 @@ def test_a_taken_frontend_port_fails_instead_of_taking_the_next_sessions(
     with socket.socket() as held:
         held.bind(("127.0.0.1", port))
         held.listen()
-        r = ok(["tally-session", "resume", "a"], sample.main)
+        r = ok(["tally-session", "resume", "a", "--no-wait"], sample.main)
         assert f"frontend port {port} is held by pid {os.getpid()}" in r.stdout
         [a] = poll(lambda: vite_runs(log, "a"), timeout=15)
         assert a["asked"] == port
@@ -620,7 +628,7 @@ def test_a_taken_frontend_port_fails_instead_of_taking_the_next_sessions(
         assert a["env"]["TALLY_SESSION"] == "a"
         assert a["bound"] == (None if a_moves_to == "held" else port + a_moves_to)
 
-        ok(["tally-session", "resume", "b"], sample.main)
+        ok(["tally-session", "resume", "b", "--no-wait"], sample.main)
         [b] = poll(lambda: vite_runs(log, "b"), timeout=15)
         assert b["bound"] == port + b_moves_to
 

@@ -47,10 +47,17 @@ def test_defaults(raw: dict[str, Any] | None) -> None:
     assert s.claude_config == "~/.claude.json"
     assert s.claude_trust == "inherit"
     assert s.claude_lock_stale == 10.0
-    assert s.hooks == {"post_add": (), "pre_remove": (), "post_resume": (), "pre_land": ()}
+    assert s.hooks == {
+        "post_add": (),
+        "pre_remove": (),
+        "post_resume": (),
+        "on_waiting": (),
+        "pre_land": (),
+    }
     assert (s.land_method, s.land_into) == ("rebase", "")
     assert s.protect == ("*.sql", "*.dump", "*.bak", "*.sqlite3")
     assert (s.project, s.worktrees, s.tmux_socket) == ("", "", "")
+    assert (s.ready_timeout, s.attention_message, s.attention_bell) == (30.0, True, True)
 
 
 def test_defaults_are_not_changed_by_settings_from() -> None:
@@ -63,6 +70,7 @@ def test_defaults_are_not_changed_by_settings_from() -> None:
         "post_add": [],
         "pre_remove": [],
         "post_resume": [],
+        "on_waiting": [],
         "pre_land": [],
     }
 
@@ -115,7 +123,13 @@ OVERRIDES: list[tuple[dict[str, Any], Callable[[Settings], object], object]] = [
     (
         {"hooks": {"post_add": ["make setup"]}},
         lambda s: s.hooks,
-        {"post_add": ("make setup",), "pre_remove": (), "post_resume": (), "pre_land": ()},
+        {
+            "post_add": ("make setup",),
+            "pre_remove": (),
+            "post_resume": (),
+            "on_waiting": (),
+            "pre_land": (),
+        },
     ),
     ({"land": {"method": "squash"}}, lambda s: (s.land_method, s.land_into), ("squash", "")),
     ({"land": {"into": "develop"}}, lambda s: (s.land_method, s.land_into), ("rebase", "develop")),
@@ -240,6 +254,12 @@ BAD: list[Any] = [
     ({"project": ".."}, "project"),
     ({"registry": 5}, "registry"),
     ({"activate": ["workon x"]}, "activate"),
+    ({"ready_timeout": -1}, "ready_timeout"),
+    ({"ready_timeout": "30"}, "ready_timeout"),
+    ({"attention": {"bell": "no"}}, "attention.bell"),
+    ({"attention": {"message": None}}, "attention.message"),
+    ({"attention": True}, "attention"),
+    ({"hooks": {"on_waiting": "notify-send x"}}, "hooks.on_waiting"),
     ({"protect": "*.sql"}, "protect"),
     ({"protect": ["*.sql", 3]}, "protect[1]"),
     ({"protect": [" "]}, "protect[0]"),
@@ -312,6 +332,12 @@ BAD: list[Any] = [
         "project-dotdot",
         "registry-int",
         "activate-list",
+        "ready-timeout-negative",
+        "ready-timeout-string",
+        "attention-bell-string",
+        "attention-message-null",
+        "attention-not-mapping",
+        "on-waiting-not-list",
         "protect-not-list",
         "protect-not-str",
         "protect-blank",

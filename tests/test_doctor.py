@@ -29,6 +29,19 @@ def add(sample: Sample, srv: libtmux.Server, name: str = "x") -> Session:
     return add_op.run(sample.project(), name, srv)
 
 
+# Windows whose programs run without serving: the session's ports are free for a test's own
+# server (another program's, or one of the session's left over)
+IDLE = [
+    {"name": "backend", "dir": "backend", "cmd": "sleep 600 # {backend_port}"},
+    {"name": "frontend", "dir": "frontend", "cmd": "sleep 600 # {frontend_port}"},
+]
+
+
+def add_idle(sample: Sample, srv: libtmux.Server) -> Session:
+    sample.write_config(windows=IDLE)
+    return add_op.run(sample.project(windows=IDLE), "x", srv)
+
+
 def run_doctor(sample: Sample, *args: str) -> subprocess.CompletedProcess[str]:
     return run_cli(["inv", "session.doctor", *args], sample.main)
 
@@ -292,7 +305,7 @@ def test_a_foreign_process_on_a_port_is_named_and_never_killed(
     srv: libtmux.Server,
     serve: Callable[[int, Path], subprocess.Popen[bytes]],
 ) -> None:
-    session = add(sample, srv)
+    session = add_idle(sample, srv)
     port = session.ports["backend"]
     outside = sample.root / "outside"
     outside.mkdir()
@@ -312,7 +325,7 @@ def test_the_sessions_own_server_on_its_port_is_fine(
     srv: libtmux.Server,
     serve: Callable[[int, Path], subprocess.Popen[bytes]],
 ) -> None:
-    session = add(sample, srv)
+    session = add_idle(sample, srv)
     serve(session.ports["backend"], session.worktree / "backend")
     assert_all_good(sample)
 
@@ -324,7 +337,7 @@ def test_a_left_over_server_of_the_session_is_stopped_by_fix(
     serve: Callable[[int, Path], subprocess.Popen[bytes]],
     gone: str,
 ) -> None:
-    session = add(sample, srv)
+    session = add_idle(sample, srv)
     proc = serve(session.ports["backend"], session.worktree)
     if gone == "tmux":
         tmux.kill(srv, "tally-x")
@@ -374,7 +387,7 @@ def test_a_missing_activation_command_is_a_problem_fix_does_not_mend(sample: Sam
     sample.write_config(activate="nosuchcmd")
     for args in ([], ["--fix"]):
         r = run_doctor(sample, *args)
-        assert_reported(r, "`nosuchcmd` (from tally.activate) is not a command")
+        assert_reported(r, "the activation command `nosuchcmd` fails in your login shell (sh)")
         assert r.stderr.strip().splitlines()[-1].endswith("1 problem(s) found")  # no --fix hint
 
 
@@ -382,12 +395,13 @@ NOTE_CASES: list[tuple[str, dict[str, object], str]] = [
     (
         "window-program-missing",
         {"windows": [{"name": "api", "dir": "", "cmd": "nosuchprog --port {backend_port}"}]},
-        "nosuchprog (a window command) is not on PATH",
+        "nosuchprog is not found after the activation command in your login shell (sh), "
+        "needed by api",
     ),
     (
         "resume-program-missing",
         {"windows": [{"name": "a", "dir": "", "cmd": "true", "resume_cmd": "nosuchagent -r"}]},
-        "nosuchagent (a window command) is not on PATH",
+        "nosuchagent is not found after the activation command",
     ),
 ]
 
@@ -413,8 +427,8 @@ def test_doctor_is_green_on_a_machine_without_claude_code(
     (sample.root / "bin" / "claude").unlink()
     r = run_doctor(sample)
     assert r.returncode == 0, r.stdout + r.stderr
-    [line] = lines_with(r, "claude (a window command) is not on PATH")
-    assert "install Claude Code" in line
+    [line] = lines_with(r, "claude is not found after the activation command")
+    assert "install Claude Code (npm install -g @anthropic-ai/claude-code)" in line
     assert r.stdout.splitlines()[-1] == "all good (1 note(s) above)"
 
 
@@ -485,7 +499,7 @@ def test_a_program_after_an_assignment_is_checked(sample: Sample) -> None:
     assert_all_good(sample)
     windows[0]["cmd"] = "PORT={frontend_port} nosuchprog start"
     sample.write_config(windows=windows)
-    assert lines_with(run_doctor(sample), "nosuchprog (a window command) is not on PATH")
+    assert lines_with(run_doctor(sample), "nosuchprog is not found after the activation command")
 
 
 def test_a_login_shell_function_counts_as_available(sample: Sample) -> None:
@@ -518,4 +532,4 @@ def test_an_unknown_name_is_a_one_line_error(sample: Sample, srv: libtmux.Server
     assert line.endswith(
         "no session named 'nope' (sessions: a); create it with: inv session.add --name nope"
     )
-    assert [ln.split()[1] for ln in r.stdout.splitlines()] == ["tools"] * 5 + ["activate"]
+    assert [ln.split()[1] for ln in r.stdout.splitlines()] == ["tools"] * 2 + ["preflight"]

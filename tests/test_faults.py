@@ -27,7 +27,7 @@ from conftest import VENV_BIN, Sample, git, make_sample, obeying_permissions, po
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tally_tasks import status
+from tally_tasks import ports, status
 from tally_tasks import tmux as tmux_
 from tally_tasks.errors import TallyError
 from tally_tasks.operations import add as add_op
@@ -503,13 +503,16 @@ def test_recorded_port_held_by_another_program_is_named_on_resume(sample: Sample
     assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
     port = sample.registry()["x"]["backend_port"]
     subprocess.run(["tmux", "kill-server"], capture_output=True)
+    poll(lambda: ports.is_free(port))  # its server ends with the hang-up, a moment later
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
         s.listen()
         r = run_cli(["inv", "session.resume"], sample.main)
-    assert r.returncode == 0, r.stderr
     assert f"backend port {port} is held by pid {os.getpid()}" in r.stdout
     assert f"lsof -i :{port}" in r.stdout
+    # and the wait after it says whose the answer on the port is: not the session's
+    assert r.returncode == 1
+    assert "1 session(s) started with problems: x (backend foreign)" in r.stderr
 
 
 def test_lock_file_lives_in_git_dir_not_in_the_checkout(sample: Sample) -> None:

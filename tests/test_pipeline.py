@@ -744,7 +744,7 @@ def test_resume_after_the_server_died_recreates_every_session(
     for name in ("a", "b"):
         first, again = claude[name]
         assert first["argv"] == ["-n", f"tally-{name}"]
-        assert again["argv"] == ["--resume", f"tally-{name}"]
+        assert again["argv"] == ["--continue"]
         assert (again["cwd"], again["activated"]) == (str(wt_of(sample, name)), "yes")
     python = by_session(sample.wait_calls("python", 4))
     backend = sample.registry()["b"]["backend_port"]
@@ -771,7 +771,7 @@ def test_resume_leaves_running_sessions_and_reports_gone_worktrees(
     assert tmux.running(srv) == {"tally-a", "tally-b"}
     assert session_id(srv, "tally-a") == sid
     claude = by_session(sample.wait_calls("claude", 4))
-    assert [c["argv"] for c in claude["b"]] == [["-n", "tally-b"], ["--resume", "tally-b"]]
+    assert [c["argv"] for c in claude["b"]] == [["-n", "tally-b"], ["--continue"]]
     assert len(claude["a"]) == 1
     assert "c" in sample.registry()  # reported, not dropped
     main_data_intact(sample.main)
@@ -901,7 +901,7 @@ def test_windows_left_in_a_deleted_worktree_are_restarted(
     assert tmux_step.start(project, session, srv) == "started"  # every window was stale
     poll(lambda: tmux.windows_in_deleted_folders(srv, "tally-x") == [], timeout=10)
     calls = sample.wait_calls("claude", 2)
-    assert calls[-1]["argv"][:2] == ["--resume", "tally-x"]  # a restart resumes
+    assert calls[-1]["argv"][:1] == ["--continue"]  # a restart resumes
 
 
 def test_the_tmux_step_brings_a_dead_session_back_with_its_resume_commands(
@@ -913,7 +913,7 @@ def test_the_tmux_step_brings_a_dead_session_back_with_its_resume_commands(
     r = run_cli(["inv", "session.tmux", "x"], sample.main)
     assert r.returncode == 0, r.stderr
     calls = sample.wait_calls("claude", 2)
-    assert calls[-1]["argv"][:2] == ["--resume", "tally-x"]
+    assert calls[-1]["argv"][:1] == ["--continue"]
 
 
 def test_a_failing_pre_remove_hook_stops_remove_unless_forced(

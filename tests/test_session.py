@@ -328,6 +328,7 @@ def test_session_values_fill_the_default_windows(tmp_path: Path) -> None:
         "worktree": str(tmp_path / "Dev" / "tally-feature-auth"),
         "branch": "feature/auth",
         "main": str(main),
+        "claude_resume": "--continue",
         "backend_port": 8001,
         "frontend_port": 5001,
     }
@@ -337,4 +338,37 @@ def test_session_values_fill_the_default_windows(tmp_path: Path) -> None:
         "npm run dev -- --port 5001 --strictPort",
         "claude -n tally-feature-auth",
     ]
+    assert render(p.settings.windows[2].resume_cmd, values) == (
+        "claude --continue || claude -n tally-feature-auth"
+    )
     assert render(p.settings.activate, values) == "workon tally"
+
+
+@pytest.mark.parametrize(
+    ("recorded", "expected"),
+    [
+        (None, "claude --continue || claude -n tally-x"),
+        (
+            {"state": "idle", "session_id": "d379358d-fd7e-4af4"},
+            "claude --resume d379358d-fd7e-4af4 || claude -n tally-x",
+        ),
+        ({"state": "idle", "session_id": "x; rm -rf ~"}, "claude --continue || claude -n tally-x"),
+        ({"state": "idle", "session_id": ""}, "claude --continue || claude -n tally-x"),
+    ],
+    ids=["none-recorded", "recorded", "not-an-id", "empty"],
+)
+def test_claude_resume_is_exact(
+    tmp_path: Path, recorded: dict[str, str] | None, expected: str
+) -> None:
+    import json
+
+    from tally_tasks import agent
+
+    main = tmp_path / "Dev" / "tally"
+    p = project(main)
+    s = p.session("x", {})
+    if recorded is not None:
+        path = agent.state_path(p.common_dir, s.slug)
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(recorded))
+    assert render(p.settings.windows[2].resume_cmd, s.values(p)) == expected

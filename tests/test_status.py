@@ -21,9 +21,17 @@ from tally_tasks import status, tmux
 from tally_tasks.operations import add as add_op
 from tally_tasks.session import Session
 
+# Windows whose programs run without serving: a port is up only when a test serves it
+IDLE = [
+    {"name": "backend", "dir": "backend", "cmd": "sleep 600 # {backend_port}"},
+    {"name": "frontend", "dir": "frontend", "cmd": "sleep 600 # {frontend_port}"},
+    {"name": "claude", "dir": "", "cmd": "claude -n {session}"},
+]
+
 
 def add(sample: Sample, srv: libtmux.Server, name: str) -> Session:
-    return add_op.run(sample.project(), name, srv)
+    sample.write_config(windows=IDLE)
+    return add_op.run(sample.project(windows=IDLE), name, srv)
 
 
 def list_(
@@ -60,7 +68,9 @@ def test_table_columns(sample: Sample, srv: libtmux.Server) -> None:
     session = add(sample, srv, "x")
     backend, frontend = session.ports["backend"], session.ports["frontend"]
     header, rows = table(list_(sample).stdout)
-    assert header == ["NAME", "BRANCH", "RUNNING", "BACKEND", "FRONTEND", "AGE", "WORKTREE"]
+    assert header == [
+        *["NAME", "BRANCH", "RUNNING", "STATUS", "BACKEND", "FRONTEND", "AGE", "WORKTREE"]
+    ]
     row = rows["x"]
     assert row["BRANCH"] == "x" and row["RUNNING"] == "yes"
     assert (row["BACKEND"], row["FRONTEND"]) == (f"{backend} (down)", f"{frontend} (down)")
@@ -69,7 +79,7 @@ def test_table_columns(sample: Sample, srv: libtmux.Server) -> None:
 
     header, _ = table(list_(sample, "--git").stdout)
     assert header == [
-        *["NAME", "BRANCH", "RUNNING", "BACKEND", "FRONTEND"],
+        *["NAME", "BRANCH", "RUNNING", "STATUS", "BACKEND", "FRONTEND"],
         *["AHEAD", "BEHIND", "MERGED", "DIRTY", "AGE", "WORKTREE"],
     ]
 
@@ -146,6 +156,9 @@ KEYS = {
     "listening": dict,
     "created": str,
     "worktree_exists": bool,
+    "status": str,
+    "agent": dict,
+    "windows": dict,
 }
 GIT_KEYS = {"dirty": bool, "ahead": int, "behind": int, "merged": type(None)}
 
@@ -166,6 +179,8 @@ def test_json_keys_and_types(
     assert row["running"] is True and row["tmux"] == "tally-x"
     assert row["backend_port"] == session.ports["backend"]
     assert row["listening"] == {"backend": False, "frontend": False}
+    assert set(row["windows"]) == {"backend", "frontend", "claude"}
+    assert set(row["agent"]) == {"state", "since", "reason", "session_id"}
     created = datetime.strptime(row["created"], "%Y-%m-%dT%H:%M:%S%z")
     assert abs(created.timestamp() - time.time()) < 600
 
@@ -298,7 +313,7 @@ def test_list_runs_tmux_once_whatever_the_number_of_sessions(
     assert f"s{sessions - 1}" in r.stdout
     calls = log.read_text().splitlines()
     assert len(calls) == 1, calls
-    assert calls[0].startswith("-Ldefault list-panes -a")  # its own server, named
+    assert calls[0].startswith("-u -Ldefault list-panes -a")  # its own server, named
 
 
 # --- age ------------------------------------------------------------------------------------

@@ -166,9 +166,9 @@ def test_worktreeinclude_with_a_name_that_is_not_utf8(sample: Sample) -> None:
 # --- --host in one place: `hosted` gives a task the flag and forwards it ---------------------
 
 HOSTED = {
-    "add": ["name", "force", "dry_run", "host", "quiet"],
+    "add": ["name", "force", "dry_run", "no_wait", "host", "quiet"],
     "remove": ["name", "force", "keep_branch", "dry_run", "host", "quiet"],
-    "resume": ["name", "host", "quiet"],
+    "resume": ["name", "no_wait", "host", "quiet"],
     "list": ["json", "git", "brief", "all_hosts", "host"],
     "doctor": ["name", "fix", "host", "quiet"],
     "ports": ["name", "host", "quiet"],
@@ -176,7 +176,8 @@ HOSTED = {
     "links": ["name", "refresh", "force", "dry_run", "host", "quiet"],
     "env": ["name", "force", "host", "quiet"],
     "claude-perms": ["name", "host", "quiet"],
-    "tmux": ["name", "host", "quiet"],
+    "tmux": ["name", "no_wait", "host", "quiet"],
+    "restart": ["name", "window", "no_wait", "host", "quiet"],
     "land": ["name", "rebase", "squash", "merge", "message", "keep", "dry_run", "host", "quiet"],
     "prune": ["merged", "gone", "dry_run", "host", "quiet"],
     "pr": ["name", "draft", "host", "quiet"],

@@ -210,9 +210,12 @@ def plan(
     return True
 
 
-def summary(project: Project, session: Session) -> None:
+def summary(project: Project, session: Session, ready: bool = True) -> None:
+    """The session's worktree, URLs and attach line, under "ready" only when every
+    window came up (`ready`)."""
     output.info()
-    output.info(output.bold(f"Session {session.name} is ready"))
+    title = "is ready" if ready else "started with problems"
+    output.info(output.bold(f"Session {session.name} {title}"))
     output.info(f"  worktree  {session.worktree}")
     output.info(f"  branch    {session.branch}")
     remote = output.via()

@@ -9,15 +9,12 @@ program on a session's port is reported, with its PID and command).
 
 from __future__ import annotations
 
-import os
-import shlex
 import shutil
-import subprocess
 
 from .. import output, registry, sessions, status, tmux
 from .. import shell as shell_
 from ..errors import TallyError
-from ..session import Project, commands, render
+from ..session import Project
 from ..steps import builtin
 from ..steps.base import Context, Report, Step
 from ..steps.project import ProjectTasks, TaskStep, for_add, for_remove
@@ -38,54 +35,17 @@ def check_tools(project: Project, report: Report) -> None:
         report.bad(
             "tools", f"tmux {have[0]}.{have[1]} is too old; tally-tasks needs tmux 3.2 or newer"
         )
-    known = {"project": project.name, "main": str(project.main)}
-    programs = []
-    for win in project.settings.windows:
-        for cmd in (win.cmd, win.resume_cmd):
-            for word in commands(render(cmd, known)):
-                if "{" not in word and word not in programs:  # `{worktree}/x`: per session
-                    programs.append(word)
-    for word in programs:
-        if _available(word):
-            output.step("tools", f"{word} found")
-        else:
-            hint = (
-                "install Claude Code (npm install -g @anthropic-ai/claude-code) or change the "
-                "agent window in tally.windows"
-                if word == "claude"
-                else "install it, or change tally.windows"
-            )
-            # a note: the session runs, that window says "command not found" (a machine
-            # without Claude Code must be able to pass)
-            report.note("tools", f"{word} (a window command) is not on PATH; {hint}")
-    word = next(iter(commands(render(project.settings.activate, known))), "")
-    if word and not _available(word):
-        report.bad(
-            "activate",
-            f"`{word}` (from tally.activate) is not a command in your login shell; "
-            "windows will stop before their command. Fix tally.activate or install it",
-        )
-    elif word:
-        output.step("activate", f"{word} available")
+    from . import live
 
-
-def _available(word: str) -> bool:
-    """On PATH, a shell builtin, or a function defined by the user's login shell rc."""
-    if word in {".", "source", "export", "cd", "set", "unset", ":", "true", "eval"}:
-        return True
-    if shutil.which(word):
-        return True
-    shell = os.environ.get("SHELL") or "/bin/sh"
-    try:
-        proc = subprocess.run(
-            [shell, "-lic", f"command -v {shlex.quote(word)}"],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
+    broken, missing = live.preflight_split(project, project.new_session("doctor"))
+    for line in broken:
+        report.bad("preflight", line)
+    # a note: the session runs and that window says "not found" (a machine without
+    # Claude Code must be able to pass)
+    for line in missing:
+        report.note("preflight", line)
+    if not broken and not missing:
+        output.step("preflight", "activate and every window's program work in your login shell")
 
 
 def check_steps(project: Project, tasks: ProjectTasks | None, report: Report) -> list[Step]:

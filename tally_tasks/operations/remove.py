@@ -14,6 +14,7 @@ from .. import claude, envfiles, hooks, links, merged, output, registry, session
 from .. import repo as repo_
 from ..errors import TallyError
 from ..session import Project, Session, render
+from ..steps import claude_perms as claude_step
 from ..steps import links as links_step
 from ..steps.base import Context, Step, plan_line, refuse_lines
 from ..steps.project import ProjectTasks, for_remove
@@ -247,7 +248,7 @@ def run(
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
         elif tmux.kill(srv, session.tmux_name):
             output.step("tmux", f"killed {session.tmux_name}")
-        for h in sessions.stop_orphans(session):
+        for h in sessions.stop_orphans(session, settle=0.0 if inside else 3.0):
             output.step("processes", f"stopped {h.describe()}, still holding a session port")
         with sessions.locked_repo(project):
             if wt.exists() or known is not None:
@@ -263,6 +264,7 @@ def run(
                 "; delete it when that is fixed: "
                 + output.on_host(f"git branch -D {shlex.quote(session.branch)}"),
             )
+    _late("state", lambda: claude_step.forget(project, session))  # the agent's state file
     config = claude.config_path(project.settings.claude_config)
 
     def forget() -> None:

@@ -1,9 +1,11 @@
 """The `claude_perms` step: the main checkout's Claude Code approvals (`allowedTools`) and
-trust answer for the worktree's entry in ~/.claude.json, and `.claude/settings.local.json`."""
+trust answer for the worktree's entry in ~/.claude.json, `.claude/settings.local.json`, and
+in it the hooks that record the agent's state (agent.py). Its line says what takes effect
+when Claude Code starts there: trust and the settings' permission rules."""
 
 from __future__ import annotations
 
-from .. import claude, output
+from .. import agent, claude, output, worktree
 from ..session import Project, Session, programs
 from .base import Context, Made, nothing_to_check, nothing_to_fix, require_worktree, show
 
@@ -31,12 +33,25 @@ def apply(project: Project, session: Session) -> bool:
     result, made = claude.inherit(
         config, project.main, session.worktree, s.claude_trust, s.claude_lock_stale
     )
-    outcomes = [result]
     local = claude.copy_local_settings(project.main, session.worktree)
-    if local is not None:
-        outcomes.append(local)
+    state = agent.state_path(project.common_dir, session.slug)
+    command = agent.hook_command(state, session.worktree, project.main, session.name)
+    hooks = claude.install_hooks(session.worktree, agent.EVENTS, command, agent.HOOK_FLAG)
+    # a file of this machine's paths, never to be committed (Claude Code's own rule for it)
+    worktree.exclude(project.common_dir, "/" + claude.LOCAL_SETTINGS)
+    # what Claude Code will go by, not what was copied (it ignores allowedTools now)
+    outcomes = [result if not result.ok else claude.effect(config, session.worktree)]
+    outcomes += [o for o in (local, hooks) if o is not None]
     show(name, outcomes)
     return made
+
+
+def forget(project: Project, session: Session) -> None:
+    """Take our hooks out of the worktree's settings and drop its state file."""
+    claude.remove_hooks(session.worktree, agent.HOOK_FLAG)
+    path = agent.state_path(project.common_dir, session.slug)
+    for leftover in (path, path.with_name(path.name + ".lock")):
+        leftover.unlink(missing_ok=True)
 
 
 def hold(ctx: Context) -> Made | None:
@@ -66,7 +81,10 @@ def plan(ctx: Context) -> list[str]:
     if not uses_claude(ctx.project):
         return ["no window runs Claude Code, nothing to do"]
     config = claude.config_path(ctx.project.settings.claude_config)
-    return [f"copy approvals and trust in {config}"]
+    return [
+        f"copy approvals and trust in {config}",
+        f"state hooks in {claude.LOCAL_SETTINGS} (merged, yours kept)",
+    ]
 
 
 check = nothing_to_check

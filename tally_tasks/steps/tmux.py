@@ -4,8 +4,9 @@ after the activation command; missing windows are added with their resume comman
 from __future__ import annotations
 
 import shlex
+import time
 
-from .. import config, hooks, output, sessions, tmux
+from .. import config, hooks, output, panes, readiness, restart, sessions, tmux
 from .. import repo as repo_
 from .. import shell as shell_
 from ..errors import TallyError
@@ -73,35 +74,69 @@ def start(
     tname = session.tmux_name
     shell = shell or window_shell(srv)
     ours = {w.name for w in project.settings.windows}
-    panes = tmux.windows(srv, tname)  # None: no such session
-    other = sessions.foreign_tmux(session, (panes or {}).values())
+    shown = tmux.windows(srv, tname)  # None: no such session
+    other = sessions.foreign_tmux(session, (shown or {}).values())
     if other:
         raise TallyError(sessions.foreign_tmux_said(project, session, other))
-    in_deleted = tmux.in_deleted_folders(panes or {})
+    in_deleted = tmux.in_deleted_folders(shown or {})
     stale = [w for w in in_deleted if w in ours]
     for other in (w for w in in_deleted if w not in ours):  # yours: an editor, say
         output.warn("tmux", f"window {other} works in a deleted folder; not ours, left alone")
     if stale:
         output.warn("tmux", f"{', '.join(stale)}: working in a deleted folder, restarting")
         tmux.kill_windows(srv, tname, stale)
-        if panes is not None and set(panes) <= set(stale):
-            panes = None  # its last window gone, the session is too: made anew below
-    if panes is not None:
-        have = set(panes) - set(stale)
+        if shown is not None and set(shown) <= set(stale):
+            shown = None  # its last window gone, the session is too: made anew below
+    if shown is not None:
+        have = set(shown) - set(stale)
         # a window the session had before comes back with its resume command
         runs = window_runs(project, session, resume=True, shell=shell)
         missing = [r for r in runs if r.name not in have]
-        if not missing:
+        if missing:
+            tmux.add_windows(srv, tname, missing, session.env())
+        died = restart_dead(project, session, srv)
+        if not missing and not died:
             output.step("tmux", f"{tname} running")
             return "running"
-        tmux.add_windows(srv, tname, missing, session.env())
-        output.step("tmux", f"{tname}: restarted " + ", ".join(r.name for r in missing))
+        output.step("tmux", f"{tname}: restarted " + ", ".join([r.name for r in missing] + died))
         return "mended"
     runs = window_runs(project, session, resume or bool(stale), shell)
     sessions.warn_foreign_ports(session)
     tmux.create(srv, tname, runs, session.env())
     output.step("tmux", f"{tname}  ({', '.join(r.name for r in runs)})")
     return "started"
+
+
+def dead_pane(pane: panes.Pane) -> bool:
+    """Its program is gone: the pane is dead, or its shell is back at its prompt and past
+    its start-up (readiness.SETTLE: a shell may still be reading its rc files)."""
+    if pane.running:
+        return False
+    born = pane.shell_started
+    return pane.dead or born is None or time.time() - born >= readiness.SETTLE
+
+
+def dead_windows(project: Project, session: Session, srv: tmux.TmuxServer) -> list[str]:
+    """The windows whose program has died (a window with no command is idle by design)."""
+    have = panes.snapshot(srv).get(session.tmux_name)
+    return [
+        w.name
+        for w in project.settings.windows
+        if (w.cmd or w.resume_cmd) and w.name in have and dead_pane(have[w.name])
+    ]
+
+
+def restart_dead(project: Project, session: Session, srv: tmux.TmuxServer) -> list[str]:
+    """Restart, with their resume commands, the windows whose program has died; never a
+    live one. Returns their names."""
+    dead = dead_windows(project, session, srv)
+    if not dead:
+        return []
+    wanted = readiness.window_ports(project.settings.windows, session.ports)
+    for run in window_runs(project, session, resume=True, shell=window_shell(srv)):
+        if run.name in dead:
+            restart.restart(srv, session, run, wanted[run.name], live=False)
+    return dead
 
 
 def attach_line(project: Project, session: Session) -> str:
@@ -184,13 +219,13 @@ def check(ctx: Context, report: Report) -> Checked:
                 "--fix stops it before restarting the windows",
             )
         return Checked(mend=(session.tmux_name,))
-    panes = tmux.windows(ctx.server, session.tmux_name) or {}
-    other = sessions.foreign_tmux(session, panes.values())
+    shown = tmux.windows(ctx.server, session.tmux_name) or {}
+    other = sessions.foreign_tmux(session, shown.values())
     if other:
         report.bad(session.name, sessions.foreign_tmux_said(project, session, other))
         return Checked()
-    missing = [w for w in want if w not in panes]
-    stale = [w for w in tmux.in_deleted_folders(panes) if w in want]
+    missing = [w for w in want if w not in shown]
+    stale = [w for w in tmux.in_deleted_folders(shown) if w in want]
     if missing:
         report.bad(session.name, "tmux windows missing: " + ", ".join(missing))
     if stale:
@@ -199,7 +234,10 @@ def check(ctx: Context, report: Report) -> Checked:
             "tmux windows working in a deleted folder (the worktree was made again): "
             + ", ".join(stale),
         )
-    return Checked(mend=tuple(missing + stale))
+    died = [w for w in dead_windows(project, session, ctx.server) if w not in stale]
+    if died:
+        report.bad(session.name, "programs that have died in tmux windows: " + ", ".join(died))
+    return Checked(mend=tuple(missing + stale + died))
 
 
 def fix(ctx: Context, report: Report, mend: tuple[str, ...]) -> None:
@@ -214,6 +252,20 @@ def fix(ctx: Context, report: Report, mend: tuple[str, ...]) -> None:
             hooks.run(project, session, "post_resume")
         except TallyError as e:
             report.bad(session.name, str(e))
+        ready(ctx, report, None)
         return
     start(project, session, ctx.server, resume=True)
     report.mended(session.name, "restarted windows " + ", ".join(mend))
+    ready(ctx, report, list(mend))
+
+
+def ready(ctx: Context, report: Report, windows: list[str] | None) -> None:
+    """After --fix started windows: wait for them, a line each; one that does not come up
+    is a problem left."""
+    project, session = ctx.project, ctx.session
+    chosen = [w for w in project.settings.windows if windows is None or w.name in windows]
+    results = readiness.check(session, chosen, ctx.server, project.settings.ready_timeout)
+    readiness.report(results, session, attach_line(project, session))
+    for r in results:
+        if not r.ok:
+            report.problems.append(f"{session.name}: {r.window} {r.state} after --fix")

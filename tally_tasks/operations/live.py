@@ -1,0 +1,134 @@
+"""The live side of the operations: preflight before a session is made, readiness after its
+windows start, restarting windows, and going to the agent that waits longest."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from .. import live as live_
+from .. import output, panes, readiness, restart, sessions, tmux
+from .. import ports as ports_
+from .. import preflight as preflight_
+from .. import shell as shell_
+from ..errors import TallyError
+from ..session import Project, Session, render
+from ..steps.tmux import attach_line, window_runs, window_shell
+
+
+def preflight_lines(
+    project: Project, session: Session, srv: tmux.TmuxServer | None = None
+) -> list[str]:
+    """What the windows' shell (tmux's default-shell on `srv`, else $SHELL) says."""
+    broken, missing = preflight_split(project, session, srv)
+    return broken + missing
+
+
+def preflight_split(
+    project: Project, session: Session, srv: tmux.TmuxServer | None = None
+) -> tuple[list[str], list[str]]:
+    """The preflight's lines as (the activation fails, programs some windows lack)."""
+    s = project.settings
+    shell = window_shell(srv) if srv is not None else shell_.login_shell()
+    kind = shell_.kind(shell)
+    activate = render(s.activate, session.values(project), shell_.quoter(kind)).strip()
+    cwd = session.worktree if session.worktree.is_dir() else project.main
+    found = preflight_.check(shell, activate, s.windows, cwd, session.env())
+    return preflight_.split(found, shell, activate)
+
+
+def preflight(
+    project: Project, session: Session, show: bool = True, srv: tmux.TmuxServer | None = None
+) -> list[str]:
+    """The preflight's warnings (`show`: as warning lines)."""
+    lines = preflight_lines(project, session, srv)
+    if show:
+        for line in lines:
+            output.warn("preflight", line)
+    return lines
+
+
+def ready(
+    project: Project, session: Session, srv: tmux.TmuxServer, windows: list[str] | None = None
+) -> list[readiness.Ready]:
+    """Wait for the session's windows (or those named) and print a line for each."""
+    chosen = [w for w in project.settings.windows if windows is None or w.name in windows]
+    results = readiness.check(session, chosen, srv, project.settings.ready_timeout)
+    readiness.report(results, session, attach_line(project, session))
+    return results
+
+
+def ready_many(
+    project: Project, todo: list[Session], srv: tmux.TmuxServer
+) -> dict[str, list[readiness.Ready]]:
+    """`ready` for several sessions at once (their windows started together): the waits
+    overlap; the lines come out session by session."""
+    if not todo:
+        return {}
+    windows = list(project.settings.windows)
+    timeout = project.settings.ready_timeout
+    with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+        found = list(pool.map(lambda s: readiness.check(s, windows, srv, timeout), todo))
+    for session, results in zip(todo, found, strict=True):
+        if not all(r.ok for r in results):
+            output.info(f"{session.name}:")
+        readiness.report(results, session, attach_line(project, session))
+    return {s.name: r for s, r in zip(todo, found, strict=True)}
+
+
+def problems(results: list[readiness.Ready]) -> str:
+    return ", ".join(f"{r.window} {r.state}" for r in results if not r.ok)
+
+
+def restart_windows(
+    project: Project,
+    session: Session,
+    srv: tmux.TmuxServer,
+    window: str | None = None,
+    live: bool = True,
+) -> list[str]:
+    """Restart the session's windows (or one) with their resume commands; `live`: a
+    program that runs is stopped and started again too. Returns the windows restarted."""
+    if not session.worktree.is_dir():
+        raise TallyError(
+            f"worktree {session.worktree} is missing; make it again with: "
+            + output.command("worktree", session.name)
+        )
+    if window is not None and window not in [w.name for w in project.settings.windows]:
+        names = ", ".join(w.name for w in project.settings.windows)
+        raise TallyError(f"session {session.name} has no window {window!r} (it has: {names})")
+    if session.tmux_name not in tmux.running(srv):
+        raise TallyError(
+            f"tmux session {session.tmux_name} is not running; start it with: "
+            + output.command("tmux", session.name)
+        )
+    wanted = readiness.window_ports(project.settings.windows, session.ports)
+    done = []
+    for run in window_runs(project, session, resume=True, shell=window_shell(srv)):
+        if window is not None and run.name != window:
+            continue
+        what = restart.restart(srv, session, run, wanted[run.name], live=live)
+        if what == "running":
+            output.step(run.name, "running, left alone")
+        else:
+            output.step(run.name, what)
+            done.append(run.name)
+    return done
+
+
+def next_waiting(project: Project, srv: tmux.TmuxServer) -> Session | None:
+    """The session whose agent has waited longest, or None."""
+    known = {n: project.session(n, e) for n, e in sessions.load(project).items()}
+    numbers = [p for s in known.values() for p in s.ports.values()]
+    up = ports_.listening(numbers)
+    states = live_.gather(project, known, panes.snapshot(srv), up, ports_.holders(up) if up else {})
+    name = live_.longest_waiting(states)
+    return known[name] if name else None
+
+
+def go(project: Project, session: Session) -> None:
+    """Switch the client to (or attach) the session, at its agent's window."""
+    window = panes.agent_window(project.settings.windows)
+    sock = project.settings.tmux_socket
+    if window:
+        tmux.server(sock).cmd("select-window", "-t", f"={session.tmux_name}:={window}")
+    tmux.attach(sock, session.tmux_name)

@@ -1,0 +1,132 @@
+"""panes.py: what runs in each pane (one list-panes call, real tmux), and what an
+agent's window shows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import libtmux
+import pytest
+from conftest import poll
+
+from tally_tasks import panes, tmux
+from tally_tasks.tmux import WindowRun
+
+
+def _start(srv: libtmux.Server, tmp_path: Path, lines: dict[str, str]) -> None:
+    runs = [WindowRun(name, tmp_path, line) for name, line in lines.items()]
+    tmux.create(srv, "s", runs, {})
+
+
+def test_snapshot_tells_programs_from_idle_shells(srv: libtmux.Server, tmp_path: Path) -> None:
+    _start(
+        srv,
+        tmp_path,
+        {
+            "idle": "",
+            "sleep": "sleep 60",
+            "grouped": "true && ( sleep 60 || true )",
+            "ended": "true",
+        },
+    )
+    snap = poll(
+        lambda: (
+            (s := panes.snapshot(srv).get("s"))
+            and s["sleep"].running
+            and s["grouped"].running
+            and s
+        )
+    )
+    assert not snap["idle"].running and not snap["ended"].running
+    assert snap["sleep"].started is not None and abs(snap["sleep"].started - time.time()) < 30
+    assert snap["sleep"].path == str(tmp_path)
+    assert snap["idle"].shell_started is not None
+
+
+def test_a_dead_pane(srv: libtmux.Server, tmp_path: Path) -> None:
+    srv.cmd("new-session", "-d", "-s", "d", "-n", "w", "sleep 60")
+    srv.cmd("set-option", "-w", "-t", "=d:=w", "remain-on-exit", "on")
+    srv.cmd("respawn-pane", "-k", "-t", "=d:=w", "sh -c 'echo gone-now; exit 3'")
+    pane = poll(lambda: (p := panes.snapshot(srv).get("d").get("w")) and p.dead and p)
+    assert not pane.running and pane.dead_status == 3
+    assert "gone-now" in panes.last_lines(srv, pane.id)
+
+
+def test_no_server_is_no_panes(srv: libtmux.Server) -> None:
+    assert panes.snapshot(srv).sessions == {}
+
+
+def _pane(running: bool = True, started: float | None = 100.0) -> panes.Pane:
+    return panes.Pane(
+        "s", "claude", 1, "claude", False, None, "/w", "%1", 5 if running else None, started
+    )
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+ME = os.getpid()
+
+
+@pytest.mark.parametrize(
+    ("state", "pane", "expected"),
+    [
+        (None, None, ("exited", None)),
+        (
+            {"state": "working", "at": 150.0, "since": 120.0, "pid": ME},
+            _pane(running=False),
+            ("exited", None),
+        ),
+        (
+            {"state": "exited", "at": 150.0, "since": 150.0, "pid": ME},
+            _pane(running=False),
+            ("exited", 150.0),
+        ),
+        (None, _pane(), ("running", 100.0)),
+        ({"state": "working", "at": 150.0, "since": 120.0, "pid": ME}, _pane(), ("working", 120.0)),
+        ({"state": "waiting", "at": 150.0, "since": 140.0, "pid": ME}, _pane(), ("waiting", 140.0)),
+        ({"state": "working", "at": 50.0, "since": 40.0, "pid": ME}, _pane(), ("running", 100.0)),
+        (
+            {"state": "working", "at": 150.0, "since": 120.0, "pid": "dead"},
+            _pane(),
+            ("running", 100.0),
+        ),
+        ({"state": "exited", "at": 150.0, "since": 150.0, "pid": ME}, _pane(), ("running", 100.0)),
+        ({"state": "idle", "at": 150.0, "since": 150.0}, _pane(started=None), ("idle", 150.0)),
+    ],
+    ids=[
+        "no-window",
+        "working-but-pane-idle",
+        "exited",
+        "no-hooks",
+        "working",
+        "waiting",
+        "older-than-program",
+        "writer-gone",
+        "exited-then-restarted",
+        "no-start-time",
+    ],
+)
+def test_agent_status(
+    state: dict[str, Any] | None, pane: panes.Pane | None, expected: tuple[str, float | None]
+) -> None:
+    if state and state.get("pid") == "dead":
+        state = {**state, "pid": _dead_pid()}
+    assert panes.agent_status(state, pane) == expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(None, ""), (5, "5s"), (185, "3m"), (7300, "2h"), (90000, "1d")],
+    ids=str,
+)
+def test_age(seconds: float | None, expected: str) -> None:
+    assert panes.age(None if seconds is None else 1000.0 - seconds, now=1000.0) == expected

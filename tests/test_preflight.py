@@ -1,0 +1,86 @@
+"""preflight.py: one login-shell call checks the activation command and each window's
+program, in bash, zsh and fish, as the windows' shell starts (rc files, PATH)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tally_tasks import preflight
+from tally_tasks.config import Window
+
+WINDOWS = [
+    Window("backend", "backend", "python manage.py runserver {backend_port}", ""),
+    Window("claude", "", "claude -n {session}", "claude --resume {session} || claude -n {session}"),
+]
+SHELLS = [s for s in ("bash", "zsh", "fish") if shutil.which(s)]
+
+
+def _login_files(home: Path, shell: str) -> None:
+    """Give the shell's login files the test PATH (a login shell resets it)."""
+    path = os.environ["PATH"]
+    if shell == "zsh":
+        (home / ".zshenv").write_text(f'export PATH="{path}"\n')
+    elif shell == "fish":
+        conf = home / ".config" / "fish"
+        conf.mkdir(parents=True, exist_ok=True)
+        (conf / "config.fish").write_text(f"set -gx PATH {' '.join(path.split(':'))}\n")
+
+
+@pytest.fixture(params=SHELLS)
+def shell(request: pytest.FixtureRequest, isolated_env: Path) -> str:
+    name = str(request.param)
+    _login_files(isolated_env / "home", name)
+    return str(shutil.which(name))
+
+
+def _activate(shell: str) -> str:
+    return "set -gx TALLY_ACTIVATED yes" if shell.endswith("fish") else "export TALLY_ACTIVATED=yes"
+
+
+def test_all_found(shell: str, tmp_path: Path) -> None:
+    finding = preflight.check(shell, _activate(shell), WINDOWS, tmp_path, {})
+    assert finding.activate_status == 0 and finding.missing == {}
+    assert preflight.warnings(finding, shell, _activate(shell)) == []
+
+
+def test_workon_missing(shell: str, tmp_path: Path) -> None:
+    finding = preflight.check(shell, "workon tally", WINDOWS, tmp_path, {})
+    assert finding.activate_status not in (0, None) and finding.missing == {}
+    (line,) = preflight.warnings(finding, shell, "workon tally")
+    assert "`workon tally` fails in your login shell" in line and "tally.activate" in line
+    assert "workon" in line  # what the shell said
+
+
+def test_a_program_missing(shell: str, tmp_path: Path) -> None:
+    windows = [*WINDOWS, Window("frontend", "frontend", "nosuchprog-x run dev", "")]
+    finding = preflight.check(shell, "", windows, tmp_path, {})
+    assert finding.missing == {"nosuchprog-x": ["frontend"]}
+    (line,) = preflight.warnings(finding, shell, "")
+    assert line.startswith("nosuchprog-x is not found in your login shell")
+    assert "frontend" in line and "tally.windows" in line
+
+
+def test_a_program_found_only_after_activation(shell: str, tmp_path: Path) -> None:
+    tool = tmp_path / "venv" / "bin"
+    tool.mkdir(parents=True)
+    (tool / "djangoish").write_text("#!/bin/sh\n")
+    (tool / "djangoish").chmod(0o755)
+    fish = shell.endswith("fish")
+    activate = f"set -gx PATH {tool} $PATH" if fish else f'export PATH="{tool}:$PATH"'
+    windows = [Window("backend", "", "djangoish runserver", "")]
+    assert preflight.check(shell, activate, windows, tmp_path, {}).missing == {}
+    assert preflight.check(shell, "", windows, tmp_path, {}).missing == {"djangoish": ["backend"]}
+
+
+def test_a_hanging_rc_file_is_bounded(isolated_env: Path, tmp_path: Path) -> None:
+    (isolated_env / "home" / ".profile").write_text("sleep 30\n")
+    finding = preflight.check("/bin/sh", "", WINDOWS, tmp_path, {}, timeout=1)
+    assert finding.activate_status is None and "did not finish" in finding.output[0]
+
+
+def test_programs_of() -> None:
+    assert preflight.programs_of(WINDOWS) == {"python": ["backend"], "claude": ["claude"]}
