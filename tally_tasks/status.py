@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -243,9 +243,14 @@ def _agent(found: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def stale(
-    project: Project, srv: tmux.TmuxServer, entries: registry.Registry, panes: Panes | None = None
+    project: Project,
+    srv: tmux.TmuxServer,
+    entries: registry.Registry,
+    panes: Panes | None = None,
+    checked: Collection[str] = (),
 ) -> list[str]:
-    """Plain-words reports of state that does not add up, each with the command that fixes it."""
+    """Plain-words reports of state that does not add up, each with the command that fixes it
+    (`checked`: sessions whose missing worktree was reported already, by doctor)."""
     from . import output  # local: keeps this module's import light for `rows`
 
     notes = []
@@ -260,7 +265,7 @@ def stale(
                 f"finish it with: {output.command('add', n)}, or drop it with: "
                 + output.command("remove", n)
             )
-        elif not s.worktree.is_dir():
+        elif not s.worktree.is_dir() and n not in checked:
             notes.append(
                 f"session {n}: worktree {s.worktree} is gone; drop the entry with: "
                 + output.command("remove", n)

@@ -68,8 +68,8 @@ def boundary(fn: F) -> F:
         except (OSError, UnicodeError) as e:  # the machine said no: one line, not a traceback
             output.error(one_line(e))
             raise Exit(code=1) from None
-        except KeyboardInterrupt:
-            output.error("interrupted")
+        except KeyboardInterrupt as e:  # an operation may say what it undid
+            output.error(str(e) or "interrupted")
             raise Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -543,20 +543,23 @@ def doctor(c: Context, name: str = "", fix: bool = False, quiet: bool = False) -
         if output.is_quiet():  # the warnings were not shown: the errors must name them
             for problem in remaining:
                 output.error(problem)
+        mend = (
+            f"; --fix mends {report.fixable} of them: "
+            + output.command(
+                "doctor", None, *(["--name", shlex.quote(name)] if name else []), "--fix"
+            )
+            if report.fixable and not fix
+            else ""
+        )
         output.error(
             f"{len(remaining)} problem(s) found"
             + (f", {len(report.fixed)} fixed" if report.fixed else "")
-            + (
-                ""
-                if fix
-                else "; mend the safe ones with: "
-                + output.command(
-                    "doctor", None, *(["--name", shlex.quote(name)] if name else []), "--fix"
-                )
-            )
+            + mend
         )
         raise Exit(code=1)
-    output.info(f"all good{f' ({len(report.fixed)} fixed)' if report.fixed else ''}")
+    said = [f"{len(report.fixed)} fixed"] if report.fixed else []
+    said += [f"{len(report.notes)} note(s) above"] if report.notes else []
+    output.info("all good" + (f" ({', '.join(said)})" if said else ""))
 
 
 @task(help={"name": NAME_HELP, "host": HOST_HELP})

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -49,11 +50,10 @@ class Server:
         self.socket_name = socket_name or None
 
     def cmd(self, cmd: str, *args: Any) -> _Result:
-        # -u: in a C locale tmux would turn the tabs of our -F formats into "_"
-        argv = ["tmux", "-u"]
-        if self.socket_name:
-            argv.append(f"-L{self.socket_name}")
-        argv += [cmd, *(str(a) for a in args)]
+        # -u: in a C locale tmux would turn the tabs of our -F formats into "_"; always a
+        # socket: without one, tmux run inside another server's pane ($TMUX) talks to that
+        # server, where the sessions are not
+        argv = ["tmux", "-u", f"-L{self.socket_name or 'default'}", cmd, *(str(a) for a in args)]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, errors="replace")
         except FileNotFoundError:
@@ -366,7 +366,7 @@ def attach_argv(socket_name: str, name: str) -> tuple[list[str], bool]:
     inside = os.environ.get("TMUX", "").split(",")[0]
     if inside and os.path.realpath(inside) == os.path.realpath(socket_path(socket_name)):
         return ["tmux", *sock, "switch-client", "-t", f"={name}"], True
-    return ["tmux", *sock, "attach-session", "-t", f"={name}"], False
+    return ["tmux", *sock, "attach", "-t", f"={name}"], False
 
 
 def outside_env() -> dict[str, str]:
@@ -385,7 +385,7 @@ def attach(socket_name: str, name: str) -> None:
             raise TallyError(f"tmux switch-client failed: {proc.stderr.strip()}")
         return
     if not os.isatty(0):
-        raise TallyError(f"not a terminal; run: {' '.join(args)}")
+        raise TallyError(f"not a terminal; run: {shlex.join(args)}")
     # inside another tmux server's pane (tmux_socket set): a client nested in this pane
     os.execvpe("tmux", args, outside_env())
 

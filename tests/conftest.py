@@ -216,6 +216,9 @@ def make_sample(root: Path, parent: str = "Dev", name: str = "tally") -> Sample:
         "ports": {"backend": backend, "frontend": frontend},
         "activate": "export TALLY_ACTIVATED=yes",
         "lock_timeout": 5.0,
+        # symlinks, which most tests check by name; the default (`auto`: a hard-linked
+        # node_modules) has its own tests in test_links.py
+        "links": ["frontend/node_modules", "backend/db.sqlite3"],
     }
     return Sample(root=root, main=main, log=root / "log", config=config)
 

@@ -417,7 +417,7 @@ def test_filter_and_enter_outside_tmux(sample: Sample, srv: libtmux.Server) -> N
         await until(pilot, lambda: list(table(app)) == ["beta"])
         await pilot.press("enter")  # back to the table
         await pilot.press("enter")  # switch: headless, the terminal cannot be handed over
-        await until(pilot, lambda: "attach-session -t =tally-beta" in app.message())
+        await until(pilot, lambda: "attach -t =tally-beta" in app.message())
         await pilot.press("slash", "escape")
         await until(pilot, lambda: len(table(app)) == 2)
 

@@ -752,8 +752,12 @@ def test_env_values_expand_variables_only_on_the_host(
         ({"host": "h", "main": "/m", "timeout": "5"}, "tally.hosts.b.timeout"),
         ({"host": "h", "main": "/m", "env": {"A;rm": "1"}}, "is not a variable name"),
         ({"host": "h", "main": "/m", "ssh_args": "-v"}, "tally.hosts.b.ssh_args"),
+        (
+            {"host": "h", "main": "/m", "comand": "x"},
+            "tally.hosts.b.comand is unknown; did you mean command?",
+        ),
     ],
-    ids=["no-host", "no-main", "port", "timeout", "env-name", "ssh-args"],
+    ids=["no-host", "no-main", "port", "timeout", "env-name", "ssh-args", "unknown-key"],
 )
 def test_a_wrong_host_entry_names_its_key(spec: dict[str, object], says: str) -> None:
     with pytest.raises(TallyError, match=re.escape(says)):
