@@ -4,8 +4,10 @@
 #    when it is missing, using sudo when not root; on Debian/Ubuntu also python3-venv
 #    when python3 cannot make a virtualenv;
 #  - creates a virtualenv in .venv and pip-installs this package with its test extras
-#    (invoke, fabric, libtmux, colorama, pytest, hypothesis, ruff, mypy).
-# Safe to run again: it only does what is missing.
+#    (invoke, fabric, and libtmux, pytest, hypothesis, ruff, mypy for the tests).
+# Safe to run again: it only does what is missing. pip runs again only when pyproject.toml
+# or the venv's Python changed (their hash is kept in .venv/.tally-bootstrap), or the
+# package's scripts are gone.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -50,5 +52,13 @@ if [ ! -x .venv/bin/python ]; then
     fi
   fi
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+stamp=.venv/.tally-bootstrap
+want=$(.venv/bin/python -c 'import hashlib, sys
+data = open("pyproject.toml", "rb").read() + sys.version.encode()
+print(hashlib.sha256(data).hexdigest())')
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -x .venv/bin/tally-session ] \
+  || [ ! -x .venv/bin/pytest ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+  echo "$want" >"$stamp"
+fi
 echo "bootstrap: ready (tmux $(tmux -V | cut -d' ' -f2), venv .venv)" >&2

@@ -1,6 +1,7 @@
 """Benchmark tally-tasks against the bare commands doing the same work, and against its floor.
 
     python bench/run.py [--files 3000] [--runs 11] [--list-sessions 50] [--resume-sessions 20]
+                        [--node-modules 30000] [--node-modules-only]
 
 Builds a sample repository (default 3,000 files) in a temp folder with its own HOME and
 tmux socket, then measures each operation against a plain shell script of the git, ln,
@@ -9,9 +10,12 @@ command), in one run. Runs are interleaved (ours, bare, floor, then the next rou
 another order) so machine drift hits every side alike; min and median of each side are
 reported, with the overhead over the bare commands and the ratio to the floor, then the
 start-up breakdown (interpreter, invoke's import, ours, the checks' subprocesses, exit)
-and the git/tmux calls each command makes (with strace), as a table and in
+and the subprocesses each command makes, as a table and in
 bench/results/<time>.json. Bytecode is cached, as in a user's shell
 (PYTHONDONTWRITEBYTECODE is unset, and every command runs once before it is timed).
+The cost of the default `frontend/node_modules` (mode `auto`: a tree of hard links) is
+measured apart, on a node_modules of --node-modules files, against `cp -al` (and `ln -s`,
+the old default).
 """
 
 from __future__ import annotations
@@ -90,7 +94,8 @@ def bare_add(main: Path, name: str, port: int) -> str:
         [
             "set -e",
             f"git worktree add -q -b {q(name)} {q(str(wt))} HEAD",
-            f"ln -s {q(str(main / 'frontend/node_modules'))} "
+            # the default mode `auto`: a tree of hard links
+            f"cp -al {q(str(main / 'frontend/node_modules'))} "
             f"{q(str(wt / 'frontend/node_modules'))}",
             f"ln -s {q(str(main / 'backend/db.sqlite3'))} {q(str(wt / 'backend/db.sqlite3'))}",
             f"cp -p {q(str(main / 'backend/.env'))} {q(str(wt / 'backend/.env'))}",
@@ -118,11 +123,73 @@ def bare_remove(main: Path, name: str) -> str:
     return "\n".join(
         [
             f"tmux kill-session -t {q('=tally-' + name)}",
-            f"rm {q(str(wt / 'frontend/node_modules'))} {q(str(wt / 'backend/db.sqlite3'))}",
+            f"rm {q(str(wt / 'backend/db.sqlite3'))}",
             f"git worktree remove --force {q(str(wt))}",
             f"git branch -q -D {q(name)}",
         ]
     )
+
+
+def build_node_modules(folder: Path, files: int) -> None:
+    """An npm-shaped tree: packages with nested folders, a few files each, and .bin links."""
+    n = 0
+    pkg = 0
+    while n < files:
+        for sub in ("", "dist", "lib/esm"):
+            where = folder / f"pkg{pkg:04d}" / sub
+            where.mkdir(parents=True, exist_ok=True)
+            for i in range(min(8, files - n)):
+                (where / f"f{i}.js").write_text(f"module.exports = {n}\n")
+                n += 1
+        pkg += 1
+    (folder / ".bin").mkdir()
+    for i in range(min(pkg, 50)):
+        (folder / ".bin" / f"tool{i}").symlink_to(f"../pkg{i:04d}/f0.js")
+
+
+def bench_node_modules(root: Path, files: int, runs: int) -> dict[str, dict[str, Any]]:
+    """What the default link of a big node_modules costs `add`: auto (hard links) against
+    `cp -al`, and a symlink (the old default), each into a fresh folder."""
+    from tally_tasks import links
+    from tally_tasks.config import Link
+
+    main = root / "nm-main"
+    build_node_modules(main / "node_modules", files)
+    taken: list[str] = []
+
+    def fresh(i: int, side: str) -> Path:
+        wt = root / f"nm-{side}-{i}"
+        wt.mkdir()
+        return wt
+
+    def auto(i: int) -> float:
+        wt = fresh(i, "auto")
+        t = timed(
+            lambda: taken.append(links.apply(main, wt, [Link("node_modules", "auto")])[0].detail)
+        )
+        shutil.rmtree(wt)
+        return t
+
+    def cp_al(i: int) -> float:
+        wt = fresh(i, "cp")
+        t = timed(
+            lambda: subprocess.run(["cp", "-al", str(main / "node_modules"), str(wt)], check=True)
+        )
+        shutil.rmtree(wt)
+        return t
+
+    def symlink(i: int) -> float:
+        wt = fresh(i, "ln")
+        t = timed(lambda: links.apply(main, wt, [Link("node_modules", "symlink")]) and None)
+        shutil.rmtree(wt)
+        return t
+
+    results: dict[str, dict[str, Any]] = {
+        f"node_modules {files} auto": median_pair(runs, auto, cp_al),
+        f"node_modules {files} symlink": median_pair(runs, symlink, cp_al),
+    }
+    results[f"node_modules {files} auto"]["made"] = taken[0]
+    return results
 
 
 def kill_server(env: dict[str, str]) -> None:
@@ -309,12 +376,192 @@ def hook_time(root: Path, main_: Path, env: dict[str, str], runs: int) -> dict[s
     return median_pair(runs, lambda i: once(cmd), lambda i: once(bare))
 
 
+def commands(
+    args: argparse.Namespace,
+    root: Path,
+    env: dict[str, str],
+    results: dict[str, dict[str, Any]],
+    floors: dict[str, dict[str, float]],
+    breakdown: dict[str, dict[str, Any]],
+) -> bool:
+    """Every command against the bare commands and the floor; True when a local command
+    imported fabric or paramiko."""
+    imports: dict[str, dict[str, float]] = {}
+    calls: dict[str, list[Any]] = {}
+    main_ = build(root, args.files, env)
+    inv = str(BIN / "inv")
+    tally = str(BIN / "tally-session")
+    py = str(BIN / "python")
+
+    def run(argv: list[str]) -> None:
+        subprocess.run(argv, cwd=main_, env=env, check=True, capture_output=True)
+
+    def timed_run(argv: list[str]) -> Callable[[int], float]:
+        return lambda i: timed(lambda: run(argv))
+
+    floor = timed_run([inv, "--version"])
+
+    # start the tmux server once so neither side pays for it; every command once, so
+    # its bytecode is cached
+    sh("tmux new-session -d -s keepalive", main_, env)
+    for argv in ([inv, "--version"], [tally, "--version"], [inv, "session.list"]):
+        run(argv)
+    run([inv, "session.add", "warm", "-q", "--no-wait"])
+    run([inv, "session.remove", "warm", "-q"])
+
+    # floors: the interpreter, invoke, the programs' start-up; what teardown costs
+    modules = "import tally_tasks.cli, tally_tasks.operations.add, tally_tasks.operations.remove"
+    floors = {
+        k: row({"ours": v})
+        for k, v in rounds(
+            args.runs,
+            {
+                "python -c pass": timed_run([py, "-c", "pass"]),
+                "inv --version": floor,
+                "tally-session --version": timed_run([tally, "--version"]),
+                "inv --list": timed_run([inv, "--list"]),
+                "imports, then exit": timed_run([py, "-c", modules]),
+                "imports, then os._exit": timed_run(
+                    [py, "-c", modules + "; import os; os._exit(0)"]
+                ),
+            },
+        ).items()
+    }
+
+    # add / remove
+    def ours_add(i: int) -> float:
+        return timed(lambda: run([inv, "session.add", f"a{i}", "-q", "--no-wait"]))
+
+    def bare_add_(i: int) -> float:
+        return timed(lambda: sh(bare_add(main_, f"b{i}", BACKEND + 500 + i), main_, env))
+
+    results["add"] = row(rounds(args.runs, {"ours": ours_add, "bare": bare_add_, "floor": floor}))
+
+    def ours_rm(i: int) -> float:
+        return timed(lambda: run([inv, "session.remove", f"a{i}", "-q"]))
+
+    def bare_rm(i: int) -> float:
+        return timed(lambda: sh(bare_remove(main_, f"b{i}"), main_, env))
+
+    results["remove"] = row(rounds(args.runs, {"ours": ours_rm, "bare": bare_rm, "floor": floor}))
+
+    # where the time of each goes: imports (importtime), subprocesses (probe); the
+    # least of a few runs of each
+    spread = max(3, args.runs // 3)
+    for op, flags in (("add", ["--no-wait"]), ("remove", [])):
+        imports[op], calls[op] = where(
+            [[inv, f"session.{op}", f"p{i}", "-q", *flags] for i in range(spread)],
+            [[inv, f"session.{op}", f"q{i}", "-q", *flags] for i in range(spread)],
+            main_,
+            env,
+            root,
+        )
+
+    # resume of N sessions (tmux server killed before each run)
+    names = [f"r{i}" for i in range(args.resume_sessions)]
+    for n in names:
+        run([inv, "session.add", n, "-q", "--no-wait"])
+    reg = json.loads((main_ / ".tally-sessions").read_text())
+    script = "\n".join(
+        line
+        for n in names
+        for line in bare_tmux(f"tally-{n}", Path(reg[n]["worktree"]), reg[n]["backend_port"])
+    )
+
+    def ours_resume(i: int) -> float:
+        kill_server(env)
+        return timed(lambda: run([inv, "session.resume", "-q", "--no-wait"]))
+
+    def bare_resume(i: int) -> float:
+        kill_server(env)
+        return timed(lambda: sh(script, main_, env))
+
+    results[f"resume {len(names)}"] = row(
+        rounds(args.runs, {"ours": ours_resume, "bare": bare_resume})
+    )
+    kill_server(env)
+    run([inv, "session.resume", "-q", "--no-wait"])
+
+    # list with M sessions
+    for i in range(len(names), args.list_sessions):
+        run([inv, "session.add", f"l{i}", "-q", "--no-wait"])
+    # every agent has reported a state (list reads them all)
+    agents = main_ / ".git" / "tally-agents"
+    agents.mkdir(exist_ok=True)
+    for n in json.loads((main_ / ".tally-sessions").read_text()):
+        state = {"state": "working", "since": time.time(), "at": time.time(), "pid": 1}
+        (agents / f"{n}.json").write_text(json.dumps(state))
+    bare_list = "cat .tally-sessions >/dev/null; tmux ls >/dev/null; git worktree list >/dev/null"
+    m = args.list_sessions
+
+    def bare_ls(i: int) -> float:
+        return timed(lambda: sh(bare_list, main_, env))
+
+    listing = rounds(
+        args.runs,
+        {
+            "inv": timed_run([inv, "session.list"]),
+            "tally-session": timed_run([tally, "list"]),
+            "bare": bare_ls,
+            "floor": floor,
+        },
+    )
+    for label, side in ((f"inv list {m}", "inv"), (f"tally-session list {m}", "tally-session")):
+        results[label] = row(
+            {"ours": listing[side], "bare": listing["bare"], "floor": listing["floor"]}
+        )
+    results[f"list {m} --git"] = row(
+        rounds(
+            args.runs,
+            {
+                "ours": timed_run([inv, "session.list", "--git"]),
+                "bare": bare_ls,
+                "floor": floor,
+            },
+        )
+    )
+    for label, argv in (
+        (f"inv list {m}", [inv, "session.list"]),
+        (f"tally-session list {m}", [tally, "list"]),
+        ("inv --version", [inv, "--version"]),
+    ):
+        imports[label], calls[label] = where([argv] * spread, [argv] * spread, main_, env, root)
+    results["agent hook"] = hook_time(root, main_, env, max(args.runs, 21))
+    everything = subprocess.run(
+        [py, "-X", "importtime", "-c", "import tally_tasks.cli"],
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stderr
+    fabric_loaded = any(w in everything for w in ("paramiko", "fabric"))
+    interpreter = floors["python -c pass"]["ours_min"]
+    for label, got in imports.items():
+        total = (results.get(label) or floors[label])["ours_min"]
+        sub = calls[label]
+        spent = sum(t for _, t in sub)
+        breakdown[label] = {
+            "total": total,
+            "interpreter": interpreter,
+            "invoke": got["invoke"],
+            "ours": got["ours"],
+            "subprocesses": spent,
+            "calls": len(sub),
+            "rest": total - interpreter - got["invoke"] - got["ours"] - spent,
+            "argv": [" ".join(a) for a, _ in sub],
+        }
+    return fabric_loaded
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=3000)
     ap.add_argument("--runs", type=int, default=11)
     ap.add_argument("--list-sessions", type=int, default=50)
     ap.add_argument("--resume-sessions", type=int, default=20)
+    ap.add_argument("--node-modules", type=int, default=30000)
+    ap.add_argument(
+        "--node-modules-only", action="store_true", help="measure only the node_modules tree"
+    )
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
     if shutil.which("tmux") is None:
@@ -337,182 +584,16 @@ def main() -> int:
         GIT_COMMITTER_EMAIL="b@example.invalid",
         PATH=f"{BIN}:{os.environ.get('PATH', '')}",
     )
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Any]] = {}
     floors: dict[str, dict[str, float]] = {}
-    imports: dict[str, dict[str, float]] = {}
-    calls: dict[str, list[Any]] = {}
     breakdown: dict[str, dict[str, Any]] = {}
     load = os.getloadavg()
     try:
-        main_ = build(root, args.files, env)
-        inv = str(BIN / "inv")
-        tally = str(BIN / "tally-session")
-        py = str(BIN / "python")
-
-        def run(argv: list[str]) -> None:
-            subprocess.run(argv, cwd=main_, env=env, check=True, capture_output=True)
-
-        def timed_run(argv: list[str]) -> Callable[[int], float]:
-            return lambda i: timed(lambda: run(argv))
-
-        floor = timed_run([inv, "--version"])
-
-        # start the tmux server once so neither side pays for it; every command once, so
-        # its bytecode is cached
-        sh("tmux new-session -d -s keepalive", main_, env)
-        for argv in ([inv, "--version"], [tally, "--version"], [inv, "session.list"]):
-            run(argv)
-        run([inv, "session.add", "warm", "-q", "--no-wait"])
-        run([inv, "session.remove", "warm", "-q"])
-
-        # floors: the interpreter, invoke, the programs' start-up; what teardown costs
-        modules = (
-            "import tally_tasks.cli, tally_tasks.operations.add, tally_tasks.operations.remove"
-        )
-        floors = {
-            k: row({"ours": v})
-            for k, v in rounds(
-                args.runs,
-                {
-                    "python -c pass": timed_run([py, "-c", "pass"]),
-                    "inv --version": floor,
-                    "tally-session --version": timed_run([tally, "--version"]),
-                    "inv --list": timed_run([inv, "--list"]),
-                    "imports, then exit": timed_run([py, "-c", modules]),
-                    "imports, then os._exit": timed_run(
-                        [py, "-c", modules + "; import os; os._exit(0)"]
-                    ),
-                },
-            ).items()
-        }
-
-        # add / remove
-        def ours_add(i: int) -> float:
-            return timed(lambda: run([inv, "session.add", f"a{i}", "-q", "--no-wait"]))
-
-        def bare_add_(i: int) -> float:
-            return timed(lambda: sh(bare_add(main_, f"b{i}", BACKEND + 500 + i), main_, env))
-
-        results["add"] = row(
-            rounds(args.runs, {"ours": ours_add, "bare": bare_add_, "floor": floor})
-        )
-
-        def ours_rm(i: int) -> float:
-            return timed(lambda: run([inv, "session.remove", f"a{i}", "-q"]))
-
-        def bare_rm(i: int) -> float:
-            return timed(lambda: sh(bare_remove(main_, f"b{i}"), main_, env))
-
-        results["remove"] = row(
-            rounds(args.runs, {"ours": ours_rm, "bare": bare_rm, "floor": floor})
-        )
-
-        # where the time of each goes: imports (importtime), subprocesses (probe); the
-        # least of a few runs of each
-        spread = max(3, args.runs // 3)
-        for op, flags in (("add", ["--no-wait"]), ("remove", [])):
-            imports[op], calls[op] = where(
-                [[inv, f"session.{op}", f"p{i}", "-q", *flags] for i in range(spread)],
-                [[inv, f"session.{op}", f"q{i}", "-q", *flags] for i in range(spread)],
-                main_,
-                env,
-                root,
-            )
-
-        # resume of N sessions (tmux server killed before each run)
-        names = [f"r{i}" for i in range(args.resume_sessions)]
-        for n in names:
-            run([inv, "session.add", n, "-q", "--no-wait"])
-        reg = json.loads((main_ / ".tally-sessions").read_text())
-        script = "\n".join(
-            line
-            for n in names
-            for line in bare_tmux(f"tally-{n}", Path(reg[n]["worktree"]), reg[n]["backend_port"])
-        )
-
-        def ours_resume(i: int) -> float:
-            kill_server(env)
-            return timed(lambda: run([inv, "session.resume", "-q", "--no-wait"]))
-
-        def bare_resume(i: int) -> float:
-            kill_server(env)
-            return timed(lambda: sh(script, main_, env))
-
-        results[f"resume {len(names)}"] = row(
-            rounds(args.runs, {"ours": ours_resume, "bare": bare_resume})
-        )
-        kill_server(env)
-        run([inv, "session.resume", "-q", "--no-wait"])
-
-        # list with M sessions
-        for i in range(len(names), args.list_sessions):
-            run([inv, "session.add", f"l{i}", "-q", "--no-wait"])
-        # every agent has reported a state (list reads them all)
-        agents = main_ / ".git" / "tally-agents"
-        agents.mkdir(exist_ok=True)
-        for n in json.loads((main_ / ".tally-sessions").read_text()):
-            state = {"state": "working", "since": time.time(), "at": time.time(), "pid": 1}
-            (agents / f"{n}.json").write_text(json.dumps(state))
-        bare_list = (
-            "cat .tally-sessions >/dev/null; tmux ls >/dev/null; git worktree list >/dev/null"
-        )
-        m = args.list_sessions
-
-        def bare_ls(i: int) -> float:
-            return timed(lambda: sh(bare_list, main_, env))
-
-        listing = rounds(
-            args.runs,
-            {
-                "inv": timed_run([inv, "session.list"]),
-                "tally-session": timed_run([tally, "list"]),
-                "bare": bare_ls,
-                "floor": floor,
-            },
-        )
-        for label, side in ((f"inv list {m}", "inv"), (f"tally-session list {m}", "tally-session")):
-            results[label] = row(
-                {"ours": listing[side], "bare": listing["bare"], "floor": listing["floor"]}
-            )
-        results[f"list {m} --git"] = row(
-            rounds(
-                args.runs,
-                {
-                    "ours": timed_run([inv, "session.list", "--git"]),
-                    "bare": bare_ls,
-                    "floor": floor,
-                },
-            )
-        )
-        for label, argv in (
-            (f"inv list {m}", [inv, "session.list"]),
-            (f"tally-session list {m}", [tally, "list"]),
-            ("inv --version", [inv, "--version"]),
-        ):
-            imports[label], calls[label] = where([argv] * spread, [argv] * spread, main_, env, root)
-        results["agent hook"] = hook_time(root, main_, env, max(args.runs, 21))
-        everything = subprocess.run(
-            [py, "-X", "importtime", "-c", "import tally_tasks.cli"],
-            capture_output=True,
-            text=True,
-            env=env,
-        ).stderr
-        fabric_loaded = any(w in everything for w in ("paramiko", "fabric"))
-        interpreter = floors["python -c pass"]["ours_min"]
-        for label, got in imports.items():
-            total = (results.get(label) or floors[label])["ours_min"]
-            sub = calls[label]
-            spent = sum(t for _, t in sub)
-            breakdown[label] = {
-                "total": total,
-                "interpreter": interpreter,
-                "invoke": got["invoke"],
-                "ours": got["ours"],
-                "subprocesses": spent,
-                "calls": len(sub),
-                "rest": total - interpreter - got["invoke"] - got["ours"] - spent,
-                "argv": [" ".join(a) for a, _ in sub],
-            }
+        fabric_loaded = False
+        if not args.node_modules_only:
+            fabric_loaded = commands(args, root, env, results, floors, breakdown)
+        if args.node_modules:
+            results.update(bench_node_modules(root, args.node_modules, args.runs))
     finally:
         subprocess.run(["tmux", "kill-server"], env=env, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
@@ -535,7 +616,7 @@ def main() -> int:
         r["ratio"] = r["ours"] / r["bare"] if r.get("bare") else float("inf")
         x = f"{r['x_floor_min']:.2f} / {r['x_floor']:.2f}" if "x_floor" in r else ""
         cells = [ms(r, "ours"), ms(r, "bare"), ms(r, "over_bare"), f"{ms(r, 'floor'):>13}"]
-        print(f"{op:<30} {' '.join(cells)}  {x}")
+        print(f"{op:<30} {' '.join(cells)}  {x}" + (f"  ({r['made']})" if "made" in r else ""))
     print(
         f"\n{'breakdown, ms (min)':<30} {'total':>6} {'python':>7} {'invoke':>7} {'ours':>6}"
         f" {'subprocesses':>15} {'rest':>6}"
@@ -561,7 +642,7 @@ def main() -> int:
             "system": platform.platform(),
             "load": load,
         },
-        "params": {"files": args.files, "runs": args.runs},
+        "params": {"files": args.files, "runs": args.runs, "node_modules": args.node_modules},
         "floors": floors,
         "results": results,
         "breakdown": breakdown,

@@ -187,8 +187,9 @@ def _project(data: dict[str, Any], path: Path) -> dict[str, Any] | None:
 
 def inherit(
     config: Path, main: Path, worktree: Path, trust: str = "inherit", stale: float = 10.0
-) -> Outcome:
-    """Give the worktree's project entry the main checkout's approvals and trust."""
+) -> tuple[Outcome, bool]:
+    """Give the worktree's project entry the main checkout's approvals and trust; and
+    whether this changed ~/.claude.json (an undo has something to put back)."""
     summary: list[str] = []
 
     def change(data: dict[str, Any]) -> bool:
@@ -223,12 +224,12 @@ def inherit(
 
     state = update(config, change, stale)
     if state == "missing":
-        return Outcome(str(config), True, f"no {config.name}, nothing to copy")
+        return Outcome(str(config), True, f"no {config.name}, nothing to copy"), False
     if state == "corrupt":
-        return Outcome(str(config), False, f"{config} is not valid JSON, left untouched")
+        return Outcome(str(config), False, f"{config} is not valid JSON, left untouched"), False
     if not summary:
-        return Outcome(str(config), True, "main checkout has no approvals to copy")
-    return Outcome(str(config), True, " · ".join(summary))
+        return Outcome(str(config), True, "main checkout has no approvals to copy"), False
+    return Outcome(str(config), True, " · ".join(summary)), state == "changed"
 
 
 def forget(config: Path, paths: list[Path], stale: float = 10.0) -> str:

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import TallyError
 
-LINK_MODES = ("symlink", "hardlink", "reflink", "copy")
-HOOKS = ("post_add", "pre_remove", "post_resume", "on_waiting", "pre_land")
+LINK_MODES = ("symlink", "hardlink", "reflink", "copy", "auto")
 LAND_METHODS = ("rebase", "squash", "merge")
 
 DEFAULTS: dict[str, Any] = {
@@ -33,8 +33,10 @@ DEFAULTS: dict[str, Any] = {
     "lock_timeout": 30.0,
     # Named ports and their bases; each session takes base+k for the lowest free k.
     "ports": {"backend": 8000, "frontend": 5000},
-    # Paths symlinked (or hard-linked / copied, see `mode`) from the main repo.
-    "links": ["frontend/node_modules", "backend/db.sqlite3"],
+    # Paths shared with the main repo: a path (a symlink) or {path, mode}. `auto` builds a
+    # tree of hard links (else a reflink clone, else a symlink with a warning): Vite serves
+    # no file behind a symlink leading out of the project.
+    "links": [{"path": "frontend/node_modules", "mode": "auto"}, "backend/db.sqlite3"],
     # Paths copied from the main repo, private to each session (mode kept).
     "copies": ["backend/.env", "frontend/.env"],
     # Run in the user's shell before every window command and hook; empty = none.
@@ -104,10 +106,20 @@ DEFAULTS: dict[str, Any] = {
     },
     # Remote dev hosts: name -> {host: user@box, main: ~/Dev/tally, port, key, command, env}.
     "hosts": {},
+    # `session.dashboard`: ring the terminal bell once when an agent starts waiting.
+    "dashboard": {"bell": True},
 }
 
 _WINDOW_NAME = re.compile(r"[A-Za-z_-][A-Za-z0-9_-]*")
 _PORT_NAME = re.compile(r"[a-z][a-z0-9_]*")
+# Mappings whose keys are names the user chooses; every other mapping in DEFAULTS has a
+# fixed set of keys, and a key it lacks is a typo.
+_OPEN = ("ports", "hosts")
+
+# ``{name}`` in a command: a placeholder. ``${name}`` is the shell's, never ours.
+PLACEHOLDER = re.compile(r"(?<!\$)\{([a-z][a-z0-9_]*)\}")
+# The placeholders every session has (session.Session.values), besides {<port>_port}.
+PLACEHOLDERS = ("name", "slug", "project", "session", "worktree", "branch", "main", "claude_resume")
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,12 @@ class Window:
     dir: str
     cmd: str
     resume_cmd: str
+
+
+# the keys of a window entry, whether the dataclass or the defaults gained one
+_WINDOW_KEYS = tuple(
+    dict.fromkeys([*(f.name for f in fields(Window)), *(k for w in DEFAULTS["windows"] for k in w)])
+)
 
 
 @dataclass(frozen=True)
@@ -157,6 +175,7 @@ class Settings:
     ready_timeout: float = 30.0
     attention_message: bool = True
     attention_bell: bool = True
+    dashboard_bell: bool = True
 
 
 def plain(value: Any) -> Any:
@@ -193,12 +212,80 @@ def _number(raw: Mapping[str, Any], key: str, full: str) -> float:
     return float(value)
 
 
-def _rel_path(value: Any, key: str) -> str:
+def _bool(raw: Mapping[str, Any], key: str, full: str) -> bool:
+    value = raw.get(key)
+    if not isinstance(value, bool):
+        raise _bad(full, "true or false", value)
+    return value
+
+
+def did_you_mean(word: str, valid: Collection[str], label: str = "valid") -> str:
+    """``; did you mean X?`` for the nearest of `valid`, else the valid names."""
+    import difflib  # only when something is wrong
+
+    near = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
+    if near:
+        return f"; did you mean {near[0]}?"
+    names = list(valid)
+    more = " …" if len(names) > 12 else ""
+    return f"; {label}: " + ", ".join(names[:12]) + more if names else ""
+
+
+def check_keys(raw: Mapping[Any, Any], valid: Collection[str], where: str = "") -> None:
+    """One error for the first key of `raw` (the mapping at ``tally.<where>``) that is not
+    in `valid`: a typo (``activte``) would otherwise be ignored without a word."""
+    for key in raw:
+        if key not in valid:
+            full = f"{where}.{key}" if where else str(key)
+            raise TallyError(f"config key tally.{full} is unknown{did_you_mean(str(key), valid)}")
+
+
+def _check_all_keys(raw: Mapping[str, Any]) -> None:
+    """Unknown keys at the top and in every mapping of fixed keys, all derived from DEFAULTS
+    (a key added there is known here with no other list to keep)."""
+    check_keys(raw, DEFAULTS)
+    for key, default in DEFAULTS.items():
+        value = raw.get(key)
+        if isinstance(default, dict) and default and key not in _OPEN:
+            if isinstance(value, Mapping):
+                check_keys(value, default, key)
+
+
+def _check_placeholders(
+    text: str, key: str, ports: Collection[str], dropped: Collection[str]
+) -> None:
+    """A ``{word}`` in a command that is no placeholder but looks like one (a typo such as
+    ``{backnd_port}``) is an error; other braces (``awk '{print}'``) are the shell's."""
+    valid = [*PLACEHOLDERS, *(f"{p}_port" for p in ports)]
+    for m in PLACEHOLDER.finditer(text):
+        word = m.group(1)
+        if word in valid:
+            continue
+        where = f"config key tally.{key}: unknown placeholder {{{word}}}"
+        port = word.removesuffix("_port")
+        if word.endswith("_port") and port in dropped:
+            raise TallyError(
+                f"{where}; tally.ports drops {port} ({port}: null): "
+                f"add the port back or change the command"
+            )
+        import difflib
+
+        near = difflib.get_close_matches(word, valid, n=1, cutoff=0.6)
+        if near or word.endswith("_port"):
+            hint = (
+                f"did you mean {{{near[0]}}}?" if near else "ports: " + (", ".join(ports) or "none")
+            )
+            raise TallyError(f"{where}; {hint}")
+
+
+def _rel_path(value: Any, key: str, root_ok: bool = False) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _bad(key, "a relative path", value)
     p = PurePosixPath(value)
-    if p.is_absolute() or ".." in p.parts or str(p) == ".":
+    if p.is_absolute() or ".." in p.parts:
         raise _bad(key, "a path inside the repository (no leading / and no ..)", value)
+    if str(p) == "." and not root_ok:
+        raise _bad(key, "a path below the repository's root, not the root itself", value)
     return str(p)
 
 
@@ -233,6 +320,7 @@ def _links(value: Any) -> tuple[Link, ...]:
         if isinstance(item, str):
             links.append(Link(_rel_path(item, f"links[{i}]")))
         elif isinstance(item, Mapping):
+            check_keys(item, [f.name for f in fields(Link)], f"links[{i}]")
             mode = item.get("mode") or "symlink"
             if mode not in LINK_MODES:
                 raise _bad(f"links[{i}].mode", "one of " + ", ".join(LINK_MODES), mode)
@@ -249,6 +337,7 @@ def _windows(value: Any) -> tuple[Window, ...]:
         key = f"windows[{i}]"
         if not isinstance(item, Mapping):
             raise _bad(key, "a mapping with name, dir, cmd, resume_cmd", item)
+        check_keys(item, _WINDOW_KEYS, key)
         name = _str(item, "name", f"{key}.name")
         if not _WINDOW_NAME.fullmatch(name):
             raise _bad(f"{key}.name", "a name of letters, digits, _ and - (not a number)", name)
@@ -257,7 +346,8 @@ def _windows(value: Any) -> tuple[Window, ...]:
         seen.add(name)
         folder = _str(item, "dir", f"{key}.dir")
         if folder:
-            folder = _rel_path(folder, f"{key}.dir")
+            folder = _rel_path(folder, f"{key}.dir", root_ok=True)
+            folder = "" if folder == "." else folder  # the worktree's root, as "" is
         windows.append(
             Window(
                 name=name,
@@ -284,9 +374,7 @@ def _steps(value: Any, key: str) -> tuple[StepSpec, ...]:
     specs = []
     for i, item in enumerate(_str_list(value, key)):
         if isinstance(item, Mapping):
-            extra = set(item) - {"task", "undo"}
-            if extra:
-                raise _bad(f"{key}[{i}]", "a name or {task, undo}", item)
+            check_keys(item, ("task", "undo"), f"{key}[{i}]")
             undo = item.get("undo") or ""
             specs.append(
                 StepSpec(
@@ -301,8 +389,10 @@ def _steps(value: Any, key: str) -> tuple[StepSpec, ...]:
 
 def settings_from(raw: Mapping[str, Any] | None) -> Settings:
     """Check the `tally` config mapping and return typed settings (defaults filled in)."""
+    given = plain(raw or {})
+    _check_all_keys(given)
     merged = plain(DEFAULTS)
-    for key, value in plain(raw or {}).items():
+    for key, value in given.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}
         else:
@@ -322,8 +412,6 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         raise _bad("hooks", "a mapping", hooks_raw)
     hooks: dict[str, tuple[str, ...]] = {}
     for name, cmds in hooks_raw.items():
-        if name not in HOOKS:
-            raise _bad(f"hooks.{name}", "one of " + ", ".join(HOOKS), name)
         items = _str_list(cmds, f"hooks.{name}")
         if not all(isinstance(c, str) for c in items):
             raise _bad(f"hooks.{name}", "a list of shell commands", items)
@@ -344,10 +432,13 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
     for key in ("message", "bell"):
         if not isinstance(attention.get(key), bool):
             raise _bad(f"attention.{key}", "true or false", attention.get(key))
+    dashboard = merged.get("dashboard")
+    if not isinstance(dashboard, dict):
+        raise _bad("dashboard", "a mapping", dashboard)
     project = _str(merged, "project")
     if project and ("/" in project or project in (".", "..")):
         raise _bad("project", "a plain name (no /)", project)
-    return Settings(
+    settings = Settings(
         project=project,
         worktrees=_str(merged, "worktrees"),
         registry=_str(merged, "registry") or ".tally-sessions",
@@ -370,7 +461,17 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
         ready_timeout=_number(merged, "ready_timeout", "ready_timeout"),
         attention_message=attention["message"],
         attention_bell=attention["bell"],
+        dashboard_bell=_bool(dashboard, "bell", "dashboard.bell"),
     )
+    dropped = [p for p, base in merged["ports"].items() if base is None]
+    commands = [("activate", settings.activate)]
+    for i, win in enumerate(settings.windows):
+        commands += [(f"windows[{i}].cmd", win.cmd), (f"windows[{i}].resume_cmd", win.resume_cmd)]
+    for point, cmds in settings.hooks.items():
+        commands += [(f"hooks.{point}[{j}]", cmd) for j, cmd in enumerate(cmds)]
+    for key, text in commands:
+        _check_placeholders(text, key, settings.ports, dropped)
+    return settings
 
 
 # --- a project file invoke could not load ---------------------------------------------------
@@ -378,30 +479,73 @@ def settings_from(raw: Mapping[str, Any] | None) -> Settings:
 CONFIG_FILES = ("invoke.yaml", "invoke.yml", "invoke.json")
 
 
-def explain_file(folder: Path) -> str | None:
-    """What is wrong with the invoke.yaml in `folder`, in one line naming file and key;
-    None when there is no such file or nothing wrong is found in it."""
-    path = next((folder / n for n in CONFIG_FILES if (folder / n).is_file()), None)
-    if path is None:
-        return None
+def config_file(folder: Path) -> Path | None:
+    """The invoke config file in `folder` that invoke reads, if any."""
+    return next((folder / n for n in CONFIG_FILES if (folder / n).is_file()), None)
+
+
+def _read(path: Path) -> tuple[Any, str | None]:
+    """(the file's data, None) or (None, what is wrong with it in one line)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        return f"cannot read {path}: {getattr(e, 'strerror', None) or e}"
+        return None, f"cannot read {path}: {getattr(e, 'strerror', None) or e}"
     try:
         if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            from invoke.vendor import yaml
+            return json.loads(text), None
+        from invoke.vendor import yaml
 
-            data = yaml.safe_load(text)
+        return yaml.safe_load(text), None
     except ValueError as e:
-        return f"{path} is not valid JSON ({e}); fix it"
+        return None, f"{path} is not valid JSON ({e}); fix it"
     except Exception as e:  # yaml.YAMLError: its own words, with line and column
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        return f"{path} is not valid YAML ({where}{problem}); fix it"
+        return None, f"{path} is not valid YAML ({where}{problem}); fix it"
+
+
+def sets(folder: Path, key: str) -> Path | None:
+    """The config file in `folder` when it sets ``tally.<key>``."""
+    path = config_file(folder)
+    data = _read(path)[0] if path is not None else None
+    tally = data.get("tally") if isinstance(data, Mapping) else None
+    return path if isinstance(tally, Mapping) and key in tally else None
+
+
+def window_folder(worktree: Path, index: int, win: Window, main: Path | None = None) -> Path:
+    """The folder window `win` (``tally.windows[index]``) starts in. A `dir` the worktree
+    lacks is an error naming the key and the nearest folder there (never the root instead:
+    ``backnd`` would run the backend's command in the wrong place without a word); `main`
+    names the file the windows come from."""
+    folder = worktree / win.dir if win.dir else worktree
+    if folder.is_dir():
+        return folder
+    depth = len(PurePosixPath(win.dir).parts)
+    have = []
+    for top, dirs, _ in os.walk(worktree):
+        rel = PurePosixPath(os.path.relpath(top, worktree))
+        dirs[:] = sorted(d for d in dirs if d not in (".git", "node_modules"))
+        if len(rel.parts) >= depth:
+            dirs.clear()
+        if str(rel) != ".":
+            have.append(str(rel))
+    source = sets(main, "windows") if main is not None else None
+    raise TallyError(
+        f"{f'{source}: ' if source else ''}config key tally.windows[{index}].dir: {win.dir}/ "
+        f"does not exist in the worktree {worktree}{did_you_mean(win.dir, have, 'folders')}"
+    )
+
+
+def explain_file(folder: Path) -> str | None:
+    """What is wrong with the invoke.yaml in `folder`, in one line naming file and key;
+    None when there is no such file or nothing wrong is found in it."""
+    path = config_file(folder)
+    if path is None:
+        return None
+    data, problem = _read(path)
+    if problem is not None:
+        return problem
     if data is None:
         return None
     if not isinstance(data, Mapping):

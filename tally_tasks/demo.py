@@ -20,6 +20,7 @@ demo writes its ``invoke.yaml`` and registry there, and never through a link.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shlex
@@ -143,6 +144,25 @@ def is_sample(main: Path) -> bool:
     return not main.is_symlink() and not (main / ".git").is_symlink() and marker(main).is_file()
 
 
+def own_name(main: Path) -> str:
+    """The sample's project name when it has one of its own ("" = its folder's name)."""
+    try:
+        lines = marker(main).read_text().splitlines()
+    except OSError:
+        return ""
+    return next((ln.split(": ", 1)[1] for ln in lines if ln.startswith("project: ")), "")
+
+
+def _take_own_name(main: Path, srv: tmux_.TmuxServer) -> None:
+    """A second demo (another --path) would clash with the first's tmux session: this
+    sample takes a name of its own, kept in its marker for the runs and the clean after."""
+    if own_name(main) or not tmux_.exists(srv, f"{SAMPLE}-{SESSION}"):
+        return
+    digest = hashlib.sha1(str(main.resolve()).encode()).hexdigest()[:6]
+    with marker(main).open("a") as f:
+        f.write(f"project: {SAMPLE}-{digest}\n")
+
+
 def build_sample(main: Path) -> None:
     """The sample main checkout, committed, with its untracked shared and secret files.
 
@@ -186,19 +206,24 @@ def build_sample(main: Path) -> None:
 def demo_settings(raw: dict[str, object], main: Path) -> dict[str, object]:
     """The sample's windows; ports, socket and lock timeout come from the user's config."""
     py = shlex.quote(sys.executable)
+    claude = shutil.which("claude") is not None
     agent = (
         "claude -n {session}"
-        if shutil.which("claude")
+        if claude
         else (
             "echo 'Claude Code is not installed (npm install -g @anthropic-ai/claude-code);"
             " this window would run: claude -n {session}'"
         )
     )
+    # without Claude Code, claude-perms would say "no window runs Claude Code" beside a
+    # window named claude: the step is left out instead
+    steps = [s for s in DEFAULTS["add_steps"] if claude or s != "claude_perms"]
+    project = own_name(main)
     shared = ("ports", "tmux_socket", "lock_timeout")
     keep: dict[str, object] = {k: raw[k] for k in shared if k in raw}
     return {
         **keep,
-        "project": "",
+        "project": project,
         "worktrees": "",
         "registry": ".tally-sessions",
         "activate": "",
@@ -221,7 +246,7 @@ def demo_settings(raw: dict[str, object], main: Path) -> dict[str, object]:
             },
             {"name": "claude", "dir": "", "cmd": agent, "resume_cmd": ""},
         ],
-        "add_steps": DEFAULTS["add_steps"],
+        "add_steps": steps,
         "remove_steps": [],
     }
 
@@ -365,6 +390,8 @@ def run(base: Path, raw: dict[str, object]) -> None:
                 f"cannot make the sample in {base}: {e.strerror or e}; give --path another folder"
             ) from None
         output.step("sample", f"{main} (git repo with backend/, frontend/, .env, db.sqlite3)")
+    if SESSION not in registry.load(main / ".tally-sessions"):
+        _take_own_name(main, tmux_.server(str(raw.get("tmux_socket") or "")))
     project = _project(main, raw)
     srv = tmux_.server(project.settings.tmux_socket)
     entries = registry.load(project.registry_path)

@@ -9,3 +9,11 @@ class TallyError(Exception):
     The task layer turns it into ``invoke.Exit``: one line on stderr, exit status 1,
     no traceback. Anything else is a bug and keeps its traceback.
     """
+
+
+def one_line(e: OSError | UnicodeError) -> str:
+    """One line for an error the machine raised (a file, a name): no traceback."""
+    if isinstance(e, UnicodeError):
+        return f"a name or file here is not valid text ({e}); rename it and run the command again"
+    where = " → ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    return f"{e.strerror or e}{': ' + where if where else ''}"

@@ -2,7 +2,8 @@
 
 Some dev servers refuse what lies behind a symlink (Vite's fs allow list checks real
 paths, Turbopack refuses symlinks leaving the root), hence the other modes for e.g.
-``node_modules``.
+``node_modules``; ``auto`` (the default for ``frontend/node_modules``) takes the cheapest
+that works here: hard links, else a reflink clone, else a symlink with a warning.
 """
 
 from __future__ import annotations
@@ -20,10 +21,20 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import repo as repo_
 from .config import Link
 from .errors import TallyError
 from .registry import write_atomic
 from .worktree import make_removable
+
+# Caches tools keep inside node_modules (Vite's pre-bundled deps in .vite, babel-loader's
+# and others' in .cache): each session builds its own. Shared, every Vite would re-optimise
+# for the other's config; hard-linked, a cache file rewritten in place would change main's.
+CACHES = (".vite", ".cache")
+
+# The lines of info/exclude that are the tool's: between these two, nothing else touched.
+EXCLUDE_BEGIN = "# >>> tally-tasks: its links in worktrees (written by tally-tasks; edit outside)"
+EXCLUDE_END = "# <<< tally-tasks"
 
 
 @dataclass(frozen=True)
@@ -82,9 +93,16 @@ def behind(src: Path, dest: Path) -> list[str]:
     if not (src.is_dir() and dest.is_dir()) or dest.is_symlink():
         return []
     try:
-        return sorted(set(os.listdir(src)) - set(os.listdir(dest)))
+        return sorted(set(os.listdir(src)) - set(os.listdir(dest)) - set(_caches(src)))
     except OSError:
         return []
+
+
+def _caches(src: Path | str, names: list[str] | None = None) -> list[str]:
+    """The cache folders a tree made from `src` leaves out (copytree's `ignore`)."""
+    if os.path.basename(src) != "node_modules":
+        return []
+    return [n for n in CACHES if names is None or n in names]
 
 
 def _built(dest: Path) -> bool:
@@ -117,6 +135,8 @@ def _one(
         _replace_symlink(src, dest)
         return Outcome(link.path, True, f"{link.path} → main")
     if dest.is_symlink():
+        if link.mode == "auto" and not _tree_possible(src, dest):
+            return _symlink_instead(src, dest, link.path, "")
         dest.unlink()  # was a symlink in an earlier config: give it the new mode
     rebuild = _built(dest)
     if rebuild:
@@ -131,15 +151,75 @@ def _one(
         if why:  # the session's own data in it: a package it installed, a file it wrote
             keep = f"replace it anyway with: {hints[1]}" if hints[1] else "delete it to rebuild it"
             return Outcome(link.path, False, f"{lacks}, but is not rebuilt: {why}; {keep}")
+    if link.mode == "auto":
+        return _auto(main, worktree, link.path, rebuild)
     with staging(dest, replace=rebuild) as tmp:
         if link.mode == "hardlink":
-            _hardlink_tree(src, tmp)
+            _hardlink(src, tmp)
         elif link.mode == "reflink":
             _reflink(src, tmp)
         else:
             _copy(src, tmp)
         _stamp(main, worktree, link.path, tmp)
     return Outcome(link.path, True, f"{link.path} ({link.mode} of main)")
+
+
+def _auto(main: Path, worktree: Path, rel: str, rebuild: bool) -> Outcome:
+    """Hard links (no extra space), else a reflink clone (where hard links are refused but
+    the filesystem clones), else a symlink with a warning saying why."""
+    src, dest = main / rel, worktree / rel
+    try:
+        with staging(dest, replace=rebuild) as tmp:
+            _hardlink_tree(src, tmp)
+            _stamp(main, worktree, rel, tmp)
+        return Outcome(rel, True, f"{rel} (hardlink of main)")
+    except _LinkFailed as e:
+        reason = why(e.error)
+    # a clone needs one filesystem too (and macOS's `cp -c` might copy instead)
+    if _tree_possible(src, dest):
+        try:
+            with staging(dest, replace=rebuild) as tmp:
+                _clone(src, tmp)
+                _stamp(main, worktree, rel, tmp)
+            return Outcome(rel, True, f"{rel} (reflink of main)")
+        except _LinkFailed:
+            pass
+    if _built(dest):  # a rebuild that cannot be made: the tree there stays
+        return Outcome(rel, False, f"{rel} kept as it was: cannot build it again ({reason})")
+    return _symlink_instead(src, dest, rel, reason)
+
+
+def _tree_possible(src: Path, dest: Path) -> bool:
+    """Could hard links or clones of `src` be made beside `dest` (same filesystem)?"""
+    try:
+        return os.stat(src).st_dev == os.stat(dest.parent).st_dev
+    except OSError:
+        return False
+
+
+def _symlink_instead(src: Path, dest: Path, rel: str, reason: str) -> Outcome:
+    if not (dest.is_symlink() and os.readlink(dest) == str(src)):
+        _replace_symlink(src, dest)
+    if not reason and not _tree_possible(src, dest):
+        reason = "main is on another filesystem"
+    return Outcome(
+        rel,
+        False,
+        f"{rel} → main as a symlink: neither hard links nor a reflink clone work here "
+        f"({reason}); Vite refuses files behind it (fonts, images: 403). Put the worktrees "
+        "on main's filesystem (tally.worktrees), or set this link's mode to copy",
+    )
+
+
+def _clone(src: Path, dest: Path) -> None:
+    """A copy-on-write clone of `src` at `dest`, never a plain copy (_LinkFailed when the
+    filesystem cannot clone)."""
+    flag = ["-c"] if sys.platform == "darwin" else ["--reflink=always"]
+    proc = subprocess.run(["cp", "-a", *flag, str(src), str(dest)], capture_output=True)
+    if proc.returncode != 0:
+        raise _LinkFailed(src, OSError(proc.returncode, "cannot clone"))
+    for name in _caches(src):
+        _remove(dest / name)
 
 
 # --- what a tree was when it was built ------------------------------------------------------
@@ -272,22 +352,37 @@ def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+class _LinkFailed(Exception):
+    """No OSError, so copytree stops at the first file it cannot link instead of going on
+    file by file."""
+
+    def __init__(self, src: Path, error: OSError) -> None:
+        super().__init__(str(src))
+        self.src, self.error = src, error
+
+
+def _hardlink(src: Path, dest: Path) -> None:
+    try:
+        _hardlink_tree(src, dest)
+    except _LinkFailed as e:
+        raise _cannot_hardlink(e.src, e.error) from None
+
+
 def _hardlink_tree(src: Path, dest: Path) -> None:
     try:
         if not src.is_dir() or src.is_symlink():
             os.link(src, dest, follow_symlinks=False)
             return
-        shutil.copytree(src, dest, symlinks=True, copy_function=_link_file)
+        shutil.copytree(src, dest, symlinks=True, copy_function=_link_file, ignore=_caches)
     except OSError as e:
-        raise _cannot_hardlink(src, e) from None
+        raise _LinkFailed(src, e) from None
 
 
 def _link_file(src: str, dest: str) -> None:
     try:
         os.link(src, dest, follow_symlinks=False)
     except OSError as e:
-        # a TallyError is no OSError: copytree stops here instead of failing file by file
-        raise _cannot_hardlink(Path(src), e) from None
+        raise _LinkFailed(Path(src), e) from None
 
 
 def _cannot_hardlink(src: Path, e: OSError) -> TallyError:
@@ -313,13 +408,93 @@ def _reflink(src: Path, dest: Path) -> None:
     if proc.returncode != 0:
         _remove(dest)  # whatever cp made, so the plain copy starts clean
         _copy(src, dest)
+        return
+    for name in _caches(src):
+        _remove(dest / name)
 
 
 def _copy(src: Path, dest: Path) -> None:
     try:
         if src.is_dir() and not src.is_symlink():
-            shutil.copytree(src, dest, symlinks=True)
+            shutil.copytree(src, dest, symlinks=True, ignore=_caches)
         else:
             shutil.copy2(src, dest, follow_symlinks=False)
     except OSError as e:
         raise TallyError(f"cannot copy {src}: {why(e)}") from None
+
+
+# --- out of git's view -----------------------------------------------------------------------
+
+
+def exclude(common_dir: Path, paths: Sequence[str]) -> Outcome | None:
+    """Keep `paths` (the tool's links) out of ``git status`` in every worktree.
+
+    A ``node_modules/`` ignore rule does not match a symlink, so each new worktree showed
+    ``?? frontend/node_modules``, and ``git add -A`` committed a link to a path on this
+    machine. The lines go into the repository's ``info/exclude`` (in the common git dir,
+    which every worktree reads), between two marker lines, rewritten to exactly `paths`
+    (none: the block goes); the user's own lines are kept. Written atomically, never
+    through a symlink; the caller holds the repository's lock. None when done, else why not.
+    """
+    info = common_dir / "info"
+    path = info / "exclude"
+    if info.is_symlink() or path.is_symlink():
+        return Outcome(
+            "info/exclude", False, f"{path} is a symlink, not written: the links show in git status"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    except (OSError, UnicodeDecodeError) as e:
+        return Outcome("info/exclude", False, f"cannot read {path} ({e}): links not excluded")
+    kept = _without_block(text.splitlines())
+    while kept and not kept[-1].strip():
+        kept.pop()
+    block = [EXCLUDE_BEGIN, *(_pattern(p) for p in paths), EXCLUDE_END] if paths else []
+    lines = kept + ([""] if kept and block else []) + block
+    new = "\n".join(lines) + "\n" if lines else ""
+    if new == text or (not text.strip() and not new):
+        return None
+    info.mkdir(exist_ok=True)
+    write_atomic(path, new)
+    return None
+
+
+def _without_block(lines: list[str]) -> list[str]:
+    """The lines outside the tool's block and the blank line before it (a block whose end
+    marker was deleted ends at the first line that is not one of its patterns)."""
+    kept: list[str] = []
+    inside = False
+    for line in lines:
+        if line == EXCLUDE_BEGIN:
+            inside = True
+            if kept and not kept[-1].strip():
+                kept.pop()  # the blank line written before the block
+        elif inside and line == EXCLUDE_END:
+            inside = False
+        elif inside and line.startswith("/"):
+            continue
+        else:
+            inside = False
+            kept.append(line)
+    return kept
+
+
+def _pattern(rel: str) -> str:
+    """`rel` as an anchored gitignore pattern matching exactly that path (a file, folder or
+    symlink): glob characters and trailing spaces escaped."""
+    escaped = "".join("\\" + c if c in "\\*?[" else c for c in rel)
+    stripped = escaped.rstrip(" ")
+    return "/" + stripped + "\\ " * (len(escaped) - len(stripped))
+
+
+def tracked(worktree: Path, paths: Sequence[str]) -> list[str]:
+    """The `paths` git tracks in `worktree` (at them or under them): a link committed by
+    ``git add -A`` is the branch's file now, not the tool's."""
+    if not paths:
+        return []
+    with repo_.open_repo(worktree) as r:
+        out = repo_.run(r, "ls-files", "-z", "--", *paths)
+    files = [f for f in out.split("\0") if f]
+    return [p for p in paths if any(f == p or f.startswith(p + "/") for f in files)]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
+from collections.abc import Iterator
 from typing import TextIO
 
 _state: dict[str, object] = {"quiet": False, "program": "inv"}
+_sink: list[TextIO] = []  # while set, every line goes there (see `redirect`)
 
 GREEN, YELLOW, RED, DIM, BOLD, RESET = (
     "\033[32m",
@@ -69,6 +72,25 @@ def command(task: str, name: str | None = None, *flags: str) -> str:
         return " ".join(["tally-session", task.replace("_", "-"), *quoted, *flags])
     named = ["--name", *quoted] if quoted else []
     return " ".join(["inv", f"session.{task.replace('_', '-')}", *named, *flags])
+
+
+@contextlib.contextmanager
+def redirect(stream: TextIO) -> Iterator[None]:
+    """Send every line (steps, warnings, errors, data) to `stream` while inside: a
+    full-screen view shows an operation's lines itself. Colour follows `stream.isatty()`."""
+    _sink.append(stream)
+    try:
+        yield
+    finally:
+        _sink.remove(stream)
+
+
+def _stdout() -> TextIO:
+    return _sink[-1] if _sink else sys.stdout
+
+
+def _stderr() -> TextIO:
+    return _sink[-1] if _sink else sys.stderr
 
 
 def use_color(stream: TextIO) -> bool:
@@ -138,7 +160,7 @@ def step(name: str, detail: str = "") -> None:
     """A pipeline step that completed: ``✓ worktree  ../tally-x (new branch x)``."""
     if is_quiet():
         return
-    out = sys.stdout
+    out = _stdout()
     mark = _paint(_mark("✓", "+", out), GREEN, out)
     _write(f"{mark} {name:<12} {detail}".rstrip(), out)
 
@@ -157,14 +179,14 @@ def warn(name: str, detail: str, to_stderr: bool = False) -> None:
     """Something skipped or odd, not fatal: ``! links  backend/db.sqlite3 missing``."""
     if is_quiet():
         return
-    out = sys.stderr if to_stderr else sys.stdout
+    out = _stderr() if to_stderr else _stdout()
     mark = _paint("!", YELLOW, out)
     _write(f"{mark} {name:<12} {detail}", out)
 
 
 def error(message: str) -> None:
     """An error line on stderr, red on a terminal (shown even with --quiet)."""
-    err = sys.stderr
+    err = _stderr()
     _write(_paint(f"{_mark('✗', 'x', err)} {message}", RED, err), err)
 
 
@@ -172,12 +194,12 @@ def info(text: str = "") -> None:
     """A plain line (summaries, tables)."""
     if is_quiet():
         return
-    _write(text, sys.stdout)
+    _write(text, _stdout())
 
 
 def data(text: str) -> None:
     """Machine-readable output (``--json``): printed even with --quiet."""
-    _write(text, sys.stdout)
+    _write(text, _stdout())
 
 
 def table(rows: list[list[str]]) -> None:
@@ -191,16 +213,16 @@ def table(rows: list[list[str]]) -> None:
 
 
 def bold(text: str) -> str:
-    return _paint(text, BOLD, sys.stdout)
+    return _paint(text, BOLD, _stdout())
 
 
 def dim(text: str) -> str:
-    return _paint(text, DIM, sys.stdout)
+    return _paint(text, DIM, _stdout())
 
 
 def green(text: str) -> str:
-    return _paint(text, GREEN, sys.stdout)
+    return _paint(text, GREEN, _stdout())
 
 
 def red(text: str) -> str:
-    return _paint(text, RED, sys.stdout)
+    return _paint(text, RED, _stdout())

@@ -119,18 +119,30 @@ def _noise(line: str) -> bool:
 
 def warnings(finding: Finding, shell: str, activate: str) -> list[str]:
     """The lines to show: what is missing and how to set it."""
-    found = []
+    broken, missing = split(finding, shell, activate)
+    return broken + missing
+
+
+def split(finding: Finding, shell: str, activate: str) -> tuple[list[str], list[str]]:
+    """(the activation fails: no window's command runs; a program some windows need is
+    missing: those windows say "not found", the session runs)."""
+    broken, missing = [], []
     name = os.path.basename(shell)
     if activate and finding.activate_status != 0:
         said = "; ".join(finding.output[-2:]) or f"status {finding.activate_status}"
-        found.append(
+        broken.append(
             f"the activation command `{activate}` fails in your login shell ({name}): {said}; "
             'set tally.activate in invoke.yaml to what works there ("" for none)'
         )
     for prog, windows in finding.missing.items():
         after = " after the activation command" if activate else ""
-        found.append(
-            f"{prog} is not found{after} in your login shell ({name}), needed by "
-            f"{', '.join(windows)}; install it, or change the window's cmd in tally.windows"
+        install = (
+            "install Claude Code (npm install -g @anthropic-ai/claude-code)"
+            if prog == "claude"
+            else "install it"
         )
-    return found
+        missing.append(
+            f"{prog} is not found{after} in your login shell ({name}), needed by "
+            f"{', '.join(windows)}; {install}, or change the window's cmd in tally.windows"
+        )
+    return broken, missing

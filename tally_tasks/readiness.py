@@ -8,8 +8,9 @@ gone is ``exited``, with the pane's last lines. A port that has not answered by 
 deadline is ``timeout``.
 
 A shell that has just started may still be reading its rc files before it runs the typed
-line, so "nothing runs" counts as ``exited`` only once the program was seen running, or
-the pane's shell is `SETTLE` seconds old.
+line (and a line typed again into an old shell has not run yet either), so "nothing runs"
+counts as ``exited`` only once the program was seen running, or `SETTLE` seconds after
+both the shell's start and the start of the wait.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def check(
     clock: Callable[[], float] = time.monotonic,
     interval: float = 0.1,
 ) -> list[Ready]:
-    """Wait (at most `timeout` s) until every window is up, running or has failed."""
+    """Wait (at most `timeout` s) until every window is up, running or has failed; a
+    window without a command (an idle shell by design) is not waited for."""
+    windows = [w for w in windows if w.cmd.strip() or w.resume_cmd.strip()]
     wanted = window_ports(windows, session.ports)
     start, wall = clock(), time.time()
     seen_running: set[str] = set()
@@ -116,7 +119,9 @@ def _one(
         return Ready(name, "foreign", port, holder=who)
     if pane.running:
         return None if ports else Ready(name, "running")
-    born = pane.shell_started if pane.shell_started is not None else began
+    # from the later of the shell's start and this wait's: a line just typed again into an
+    # old shell (a restart) has not run yet either
+    born = max(began, pane.shell_started or 0.0)
     if seen_running or time.time() - born >= SETTLE:
         return Ready(name, "exited", ports[0] if ports else None)
     return None

@@ -15,10 +15,11 @@ import re
 import shlex
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from . import output
+from .config import check_keys
 from .errors import TallyError
 
 NOT_INSTALLED = 127
@@ -53,6 +54,7 @@ def hosts_from(raw: Any) -> dict[str, Host]:
             continue  # a host dropped in a higher config layer
         if not isinstance(spec, Mapping):
             raise TallyError(f"config key {key} must be a mapping with host and main")
+        check_keys(spec, [f.name for f in fields(Host) if f.name != "name"], f"hosts.{name}")
         host, main = spec.get("host"), spec.get("main")
         if not isinstance(host, str) or not host:
             raise TallyError(f"config key {key}.host must be user@hostname, got {host!r}")
@@ -606,6 +608,11 @@ def _pipe(client: Any, channel: Any) -> None:
     finally:
         channel.close()
         client.close()
+
+
+def attach_argv(host: Host, name: str, caller: str) -> list[str]:
+    """``ssh -t`` to the host's own ``attach NAME`` (its tmux socket, its checks)."""
+    return ssh_argv(host, command_line(host, ["attach", name], caller, explain=True))
 
 
 def ssh_argv(host: Host, remote_cmd: str) -> list[str]:

@@ -9,12 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import agent
-from .config import Settings
+from .config import PLACEHOLDER, Settings
 from .errors import TallyError
 from .registry import Entry, name_problem, ports_of
 from .repo import branch_name_ok
-
-_PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 
 
 def slugify(name: str) -> str:
@@ -80,7 +78,8 @@ def render(
     shell quotes, fish), others (numbers,
     `Raw` words) left as written.
 
-    Unknown ``{words}`` stay as they are, so shell and awk braces need no escaping.
+    Unknown ``{words}`` stay as they are, so shell and awk braces need no escaping (the
+    settings refuse those that look like a mistyped placeholder); ``${name}`` is the shell's.
     """
 
     def sub(m: re.Match[str]) -> str:
@@ -90,7 +89,7 @@ def render(
         value = values[key]
         return str(value) if isinstance(value, (int, Raw)) else quote(value)
 
-    return _PLACEHOLDER.sub(sub, template)
+    return PLACEHOLDER.sub(sub, template)
 
 
 @dataclass(frozen=True)
@@ -106,6 +105,7 @@ class Session:
         return slugify(self.name)
 
     def values(self, project: Project) -> dict[str, str | int]:
+        """The placeholders: config.PLACEHOLDERS and {<port>_port} for each port."""
         vals: dict[str, str | int] = {
             "name": self.name,
             "slug": self.slug,
@@ -122,6 +122,17 @@ class Session:
         for port, number in self.ports.items():
             vals[f"{port}_port"] = number
         return vals
+
+    def url(self, port: str = "") -> str:
+        """``http://localhost:PORT/`` of `port` (default: frontend, else the first port)."""
+        if not self.ports:
+            raise TallyError(f"session {self.name} has no ports")
+        which = port or ("frontend" if "frontend" in self.ports else next(iter(self.ports)))
+        if which not in self.ports:
+            raise TallyError(
+                f"session {self.name} has no {which} port (it has: {', '.join(self.ports)})"
+            )
+        return f"http://localhost:{self.ports[which]}/"
 
     def env(self) -> dict[str, str]:
         """TALLY_SESSION and TALLY_<PORT>_PORT for windows, hooks and the agent."""

@@ -13,7 +13,7 @@ import os
 import re
 import shlex
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,7 @@ from . import ports as ports_
 from . import registry, tmux, worktree
 from .errors import TallyError
 from .repo import Repo, main_branch
-from .session import Project
+from .session import Project, Session
 from .sessions import CREATING, adder, foreign_tmux, load, works_in
 
 if TYPE_CHECKING:  # with the git state only (list --git, --json)
@@ -106,7 +106,7 @@ def _landed(
 _WRITTEN = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)([+-])(\d\d)([0-5]\d)")
 
 
-def _epoch(created: str) -> float | None:
+def epoch(created: str) -> float | None:
     """Seconds since the epoch of an ISO time; one without an offset is local time."""
     m = _WRITTEN.fullmatch(created)
     if m:
@@ -131,11 +131,62 @@ def _epoch(created: str) -> float | None:
 def age(created: object, now: float | None = None) -> str:
     """``5m``, ``3h``, ``2d``: how long ago `created` was; ``-`` when unknown (or not a
     time string: another tool's registry may hold anything under its extra keys)."""
-    then = _epoch(created) if isinstance(created, str) and created else None
+    then = epoch(created) if isinstance(created, str) and created else None
     return "-" if then is None else panes_.age(then, now)
 
 
 Panes = dict[str, set[str]]
+Holders = Callable[[set[int]], dict[int, list[ports_.Holder]]]
+
+
+def dirty_of(project: Project, sessions: Mapping[str, Session]) -> dict[str, bool | None]:
+    """name -> `dirty` of its worktree, one ``git status`` each, in parallel."""
+    if not sessions:
+        return {}
+    from concurrent.futures import ThreadPoolExecutor
+
+    ours = project.own_paths()
+    with ThreadPoolExecutor(max_workers=min(8, len(sessions))) as pool:
+        found = pool.map(lambda s: dirty(s.worktree, ours), sessions.values())
+        return dict(zip(sessions, found, strict=True))
+
+
+def git_of(
+    project: Project, sessions: Mapping[str, Session], pull_requests: bool = False
+) -> dict[str, dict[str, Any]]:
+    """name -> {dirty, ahead, behind, merged} (None where unknown), and `pr` when
+    `pull_requests` and gh knows one; git run in parallel."""
+    if not sessions:
+        return {}
+    from concurrent.futures import ThreadPoolExecutor
+
+    # only here: a list without the git state never reads the pull requests' cache
+    from . import forge, merged
+
+    repo = Repo(project.main)
+    head = main_branch(repo, project.settings.land_into)
+    branches = [s.branch for s in sessions.values()]
+    with ThreadPoolExecutor(max_workers=min(8, len(sessions) + 1)) as pool:
+        pr_future = pool.submit(forge.pull_requests, project) if pull_requests else None
+        ab_future = pool.submit(ahead_behind, project.main, branches, head)
+        into_future = pool.submit(merged.targets, repo, head)
+        dirt = dirty_of(project, sessions)
+        ab = ab_future.result()
+        landed = _landed(project, repo, ab, into_future.result(), pool)
+        prs = pr_future.result() if pr_future else {}
+    result: dict[str, dict[str, Any]] = {}
+    for n, session in sessions.items():
+        a, b = ab.get(session.branch, (None, None))
+        found: dict[str, Any] = {
+            "dirty": dirt.get(n),
+            "ahead": a,
+            "behind": b,
+            "merged": landed.get(session.branch),
+        }
+        if session.branch in prs:
+            found["pr"] = prs[session.branch]
+        result[n] = found
+    return result
 
 
 def rows(
@@ -144,11 +195,14 @@ def rows(
     git_state: bool = True,
     snap: panes_.Snapshot | None = None,
     pull_requests: bool = False,
+    holders: Holders = ports_.holders,
 ) -> list[dict[str, Any]]:
     """One dict per session, with `dirty`, `ahead`, `behind`, `merged` unless `git_state`
     is False, and then `pr` (a branch's pull request, when gh knows one) with `pull_requests`.
 
-    `snap` is `panes.snapshot(srv)` when the caller already has it (one tmux call)."""
+    `snap` is `panes.snapshot(srv)` when the caller already has it (one tmux call);
+    `holders` tells who holds the listening ports (a pass over /proc: a caller that asks
+    every second may remember its answer, see `board.Remembered`)."""
     entries = load(project)
     if not entries:
         return []
@@ -157,36 +211,9 @@ def rows(
     sessions = {n: project.session(n, e) for n, e in entries.items()}
     all_ports = [p for s in sessions.values() for p in s.ports.values()]
     up = ports_.listening(all_ports)
-    held = ports_.holders(up) if up else {}  # who holds them: one pass over /proc
+    held = holders(up) if up else {}  # who holds them: one pass over /proc
     states = live_.gather(project, sessions, snap, up, held)
-    dirt: Mapping[str, bool | None] = {}
-    ab: Mapping[str, tuple[int, int]] = {}
-    landed: dict[str, str | None] = {}
-    prs: Mapping[str, dict[str, Any]] = {}
-    if git_state:
-        from concurrent.futures import ThreadPoolExecutor
-
-        # only here: a list without the git state never reads the pull requests' cache
-        from . import forge, merged
-
-        ours = project.own_paths()
-        repo = Repo(project.main)
-        head = main_branch(repo, project.settings.land_into)
-        branches = [s.branch for s in sessions.values()]
-        with ThreadPoolExecutor(max_workers=min(8, len(sessions) + 1)) as pool:
-            pr_future = pool.submit(forge.pull_requests, project) if pull_requests else None
-            ab_future = pool.submit(ahead_behind, project.main, branches, head)
-            into_future = pool.submit(merged.targets, repo, head)
-            dirt = dict(
-                zip(
-                    sessions,
-                    pool.map(lambda s: dirty(s.worktree, ours), sessions.values()),
-                    strict=True,
-                )
-            )
-            ab = ab_future.result()
-            landed = _landed(project, repo, ab, into_future.result(), pool)
-            prs = pr_future.result() if pr_future else {}
+    git = git_of(project, sessions, pull_requests) if git_state else {}
     result = []
     for n, session in sessions.items():
         entry = entries[n]
@@ -215,13 +242,7 @@ def rows(
         row["status"] = state.status()
         row["agent"] = _agent(state.agent)
         row["windows"] = state.windows
-        if git_state:
-            row["dirty"] = dirt.get(n)
-            a, b = ab.get(session.branch, (None, None))
-            row["ahead"], row["behind"] = a, b
-            row["merged"] = landed.get(session.branch)
-        if session.branch in prs:
-            row["pr"] = prs[session.branch]
+        row.update(git.get(n, {}))
         row["created"] = entry.get("created")
         row["worktree_exists"] = session.worktree.is_dir()
         if entry.get("state") == CREATING:
@@ -250,9 +271,14 @@ def _agent(found: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def stale(
-    project: Project, srv: tmux.TmuxServer, entries: registry.Registry, panes: Panes | None = None
+    project: Project,
+    srv: tmux.TmuxServer,
+    entries: registry.Registry,
+    panes: Panes | None = None,
+    checked: Collection[str] = (),
 ) -> list[str]:
-    """Plain-words reports of state that does not add up, each with the command that fixes it."""
+    """Plain-words reports of state that does not add up, each with the command that fixes it
+    (`checked`: sessions whose missing worktree was reported already, by doctor)."""
     from . import output  # local: keeps this module's import light for `rows`
 
     notes = []
@@ -267,7 +293,7 @@ def stale(
                 f"finish it with: {output.command('add', n)}, or drop it with: "
                 + output.command("remove", n)
             )
-        elif not s.worktree.is_dir():
+        elif not s.worktree.is_dir() and n not in checked:
             notes.append(
                 f"session {n}: worktree {s.worktree} is gone; drop the entry with: "
                 + output.command("remove", n)

@@ -19,9 +19,9 @@ from . import output, sessions, status
 from . import panes as panes_
 from . import tmux as tmux_
 from .config import explain_file, settings_from
-from .errors import TallyError
+from .errors import TallyError, one_line
 from .repo import find_main, in_worktree
-from .session import Project, check_name
+from .session import Project
 
 if TYPE_CHECKING:  # imported by the tasks that use them: not by `list`
     from . import remote
@@ -67,20 +67,13 @@ def boundary(fn: F) -> F:
             output.reader_left()
             raise Exit(code=1) from None
         except (OSError, UnicodeError) as e:  # the machine said no: one line, not a traceback
-            output.error(_os_error(e))
+            output.error(one_line(e))
             raise Exit(code=1) from None
-        except KeyboardInterrupt:
-            output.error("interrupted")
+        except KeyboardInterrupt as e:  # an operation may say what it undid
+            output.error(str(e) or "interrupted")
             raise Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def _os_error(e: OSError | UnicodeError) -> str:
-    if isinstance(e, UnicodeError):
-        return f"a name or file here is not valid text ({e}); rename it and run the command again"
-    where = " → ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
-    return f"{e.strerror or e}{': ' + where if where else ''}"
 
 
 # A program over this collection other than `inv` (tally-session) says so here.
@@ -273,31 +266,11 @@ def add(
 ) -> None:
     """Create a session: ports, worktree, links, env copies, Claude perms, tmux windows."""
     from .operations import add as add_
-    from .operations import live
-    from .steps.tmux import attach_line, window_shell
 
     project = project_of(c)
-    tasks = project_tasks(c, project)
-    check_name(name)
-    srv = _server(project)
-    shell = window_shell(srv)  # asked once: for the preflight and for the windows
-    live.preflight(project, project.new_session(name), srv=srv, shell=shell)
-    if dry_run:
-        if not add_.plan(project, name, _server(project), force, tasks):
-            raise Exit(code=1)  # as the real add would
-        return
-    session = add_.run(project, name, srv, force=force, tasks=tasks, shell=shell)
-    waits = not no_wait and tmux_.exists(srv, session.tmux_name)  # no tmux step: no windows
-    results = live.ready(project, session, srv) if waits else []
-    add_.summary(project, session, ready=not live.problems(results))
-    if live.problems(results):
-        raise TallyError(
-            f"session {name} started with problems ({live.problems(results)}); it is kept: "
-            "look at it with: "
-            + attach_line(project, session)
-            + ", restart a window with: "
-            + output.command("restart", name, "--window", "W")
-        )
+    srv, tasks = _server(project), project_tasks(c, project)
+    if not add_.create(project, name, srv, force, tasks, dry_run=dry_run, wait=not no_wait):
+        raise Exit(code=1)  # the dry run says the real add would refuse
 
 
 @task(
@@ -577,20 +550,23 @@ def doctor(c: Context, name: str = "", fix: bool = False, quiet: bool = False) -
         if output.is_quiet():  # the warnings were not shown: the errors must name them
             for problem in remaining:
                 output.error(problem)
+        mend = (
+            f"; --fix mends {report.fixable} of them: "
+            + output.command(
+                "doctor", None, *(["--name", shlex.quote(name)] if name else []), "--fix"
+            )
+            if report.fixable and not fix
+            else ""
+        )
         output.error(
             f"{len(remaining)} problem(s) found"
             + (f", {len(report.fixed)} fixed" if report.fixed else "")
-            + (
-                ""
-                if fix
-                else "; mend the safe ones with: "
-                + output.command(
-                    "doctor", None, *(["--name", shlex.quote(name)] if name else []), "--fix"
-                )
-            )
+            + mend
         )
         raise Exit(code=1)
-    output.info(f"all good{f' ({len(report.fixed)} fixed)' if report.fixed else ''}")
+    said = [f"{len(report.fixed)} fixed"] if report.fixed else []
+    said += [f"{len(report.notes)} note(s) above"] if report.notes else []
+    output.info("all good" + (f" ({', '.join(said)})" if said else ""))
 
 
 @task(help={"name": NAME_HELP, "host": HOST_HELP})
@@ -601,9 +577,7 @@ def attach(c: Context, name: str, host: str = "") -> None:
         from . import remote
 
         # the host's own attach: its tmux socket, its checks, over `ssh -t`
-        target = remote.pick(_hosts(c), host)
-        line = remote.command_line(target, ["attach", name], output.program(), explain=True)
-        argv = remote.ssh_argv(target, line)
+        argv = remote.attach_argv(remote.pick(_hosts(c), host), name, output.program())
         if not (os.isatty(0) and os.isatty(1)):
             raise TallyError("not a terminal; run: " + " ".join(shlex.quote(a) for a in argv))
         os.execvp(argv[0], argv)
@@ -650,19 +624,38 @@ def forward(c: Context, name: str, host: str = "", offset: int = 0) -> None:
 def open_(c: Context, name: str, port: str = "", browser: bool = False) -> None:
     """Print (or open in a browser) the session's frontend URL."""
     project = project_of(c)
-    session = sessions.get(project, name)
-    if not session.ports:
-        raise TallyError(f"session {name} has no ports")
-    which = port or ("frontend" if "frontend" in session.ports else next(iter(session.ports)))
-    if which not in session.ports:
-        raise TallyError(f"session {name} has no {which} port (it has: {', '.join(session.ports)})")
-    url = f"http://localhost:{session.ports[which]}/"
+    url = sessions.get(project, name).url(port)
     if browser:
         import webbrowser
 
         if not webbrowser.open(url):
             raise TallyError(f"no browser opener found; open {url} yourself")
     output.data(url)
+
+
+@task(help={"all_hosts": "every configured host's sessions too (asked in the background)"})
+@boundary
+def dashboard(c: Context, all_hosts: bool = False) -> None:
+    """A live screen of every session: watch, switch, add, send, restart, remove (q quits)."""
+    from . import board
+
+    if not (os.isatty(0) and os.isatty(1)):
+        raise TallyError(
+            "the dashboard needs a terminal; for a listing run: " + output.command("list")
+        )
+    try:
+        project: Project | None = project_of(c)
+    except TallyError:
+        if not all_hosts:
+            raise
+        project = None  # the hosts' sessions can still be watched
+    hosts = _hosts(c) if all_hosts else {}
+    srv = tmux_.server(project.settings.tmux_socket if project else "")
+    rows = board.Board(project, srv, tuple(hosts))
+    warm = rows.warm()  # git and tmux answer while Textual loads
+    from . import dashboard as dashboard_  # Textual: only this command pays for it
+
+    dashboard_.run(rows, hosts, warm, project_tasks(c, project) if project else None)
 
 
 # --- the steps, each on its own ---------------------------------------------------------
@@ -766,16 +759,9 @@ def tmux(c: Context, name: str, no_wait: bool = False, quiet: bool = False) -> N
 def _wait(c: Context, name: str, windows: list[str] | None = None) -> None:
     """Readiness lines for the session's windows; their problems are the command's error."""
     from .operations import live
-    from .steps.tmux import attach_line
 
     project = project_of(c)
-    session = sessions.get(project, name)
-    results = live.ready(project, session, _server(project), windows)
-    if live.problems(results):
-        raise TallyError(
-            f"session {name}: {live.problems(results)}; look at it with: "
-            + attach_line(project, session)
-        )
+    live.wait(project, sessions.get(project, name), _server(project), windows)
 
 
 @task(
@@ -847,6 +833,7 @@ session = Collection(
     attach,
     open_,
     forward,
+    dashboard,
     ports,
     worktree,
     links,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,11 +49,10 @@ class Server:
         self.socket_name = socket_name or None
 
     def cmd(self, cmd: str, *args: Any) -> _Result:
-        # -u: in a C locale tmux would turn the tabs of our -F formats into "_"
-        argv = ["tmux", "-u"]
-        if self.socket_name:
-            argv.append(f"-L{self.socket_name}")
-        argv += [cmd, *(str(a) for a in args)]
+        # -u: in a C locale tmux would turn the tabs of our -F formats into "_"; always a
+        # socket: without one, tmux run inside another server's pane ($TMUX) talks to that
+        # server, where the sessions are not
+        argv = ["tmux", "-u", f"-L{self.socket_name or 'default'}", cmd, *(str(a) for a in args)]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, errors="replace")
         except FileNotFoundError:
@@ -358,26 +358,45 @@ def kill(srv: TmuxServer, name: str) -> bool:
     return not err
 
 
+def attach_argv(socket_name: str, name: str) -> tuple[list[str], bool]:
+    """(the tmux command that takes this terminal to session `name`, whether it is a
+    `switch-client`: this process runs inside that server and keeps running)."""
+    sock = ["-L", socket_name] if socket_name else []
+    inside = os.environ.get("TMUX", "").split(",")[0]
+    if inside and os.path.realpath(inside) == os.path.realpath(socket_path(socket_name)):
+        return ["tmux", *sock, "switch-client", "-t", f"={name}"], True
+    return ["tmux", *sock, "attach", "-t", f"={name}"], False
+
+
+def outside_env() -> dict[str, str]:
+    """The environment for a tmux client nested in another server's pane (no TMUX)."""
+    return {k: v for k, v in os.environ.items() if k != "TMUX"}
+
+
 def attach(socket_name: str, name: str) -> None:
     """Become `tmux attach` (or `switch-client` inside tmux); does not return on success."""
     import shutil
 
     if shutil.which("tmux") is None:
         raise TallyError("tmux is not installed or not on PATH; install it first")
-    sock = ["-L", socket_name] if socket_name else []
-    inside = os.environ.get("TMUX", "").split(",")[0]
-    if inside and os.path.realpath(inside) == os.path.realpath(socket_path(socket_name)):
-        args = ["tmux", *sock, "switch-client", "-t", f"={name}"]
+    args, switch = attach_argv(socket_name, name)
+    if switch:
         proc = subprocess.run(args, capture_output=True, text=True)
         if proc.returncode != 0:
             raise TallyError(f"tmux switch-client failed: {proc.stderr.strip()}")
         return
-    args = ["tmux", *sock, "attach-session", "-t", f"={name}"]
     if not os.isatty(0):
-        raise TallyError(f"not a terminal; run: {' '.join(args)}")
+        raise TallyError(f"not a terminal; run: {shlex.join(args)}")
     # inside another tmux server's pane (tmux_socket set): a client nested in this pane
-    env = {k: v for k, v in os.environ.items() if k != "TMUX"}
-    os.execvpe("tmux", args, env)
+    os.execvpe("tmux", args, outside_env())
+
+
+def capture(srv: TmuxServer, name: str, window: str, colours: bool = True) -> list[str] | None:
+    """The visible screen of a window's pane (with its colours as escape sequences), one
+    tmux call; None when there is no such window."""
+    flags = ["-p", "-e"] if colours else ["-p"]
+    out, err = _cmd(srv, "capture-pane", *flags, "-t", f"={name}:={window}")
+    return None if err else out
 
 
 def socket_path(socket_name: str) -> str:

@@ -252,6 +252,8 @@ def ignored(path: Path, ours: set[str], protect: Sequence[str] = ()) -> Ignored:
                     if top in entries:
                         entries[top] += 1
                         break
+            # a folder holding only the tool's own files (.claude/ with our settings)
+            entries = {e: n for e, n in entries.items() if n or e not in folders}
         protected: list[str] = []
         if protect and tops:
             patterns = [f"--exclude={p}" for p in protect]

@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -215,6 +216,9 @@ def make_sample(root: Path, parent: str = "Dev", name: str = "tally") -> Sample:
         "ports": {"backend": backend, "frontend": frontend},
         "activate": "export TALLY_ACTIVATED=yes",
         "lock_timeout": 5.0,
+        # symlinks, which most tests check by name; the default (`auto`: a hard-linked
+        # node_modules) has its own tests in test_links.py
+        "links": ["frontend/node_modules", "backend/db.sqlite3"],
     }
     return Sample(root=root, main=main, log=root / "log", config=config)
 
@@ -312,6 +316,54 @@ def run_into_closed_pipe(args: list[str], cwd: Path) -> subprocess.CompletedProc
         )
     finally:
         os.close(write_end)
+
+
+def silent_server(kind: str) -> tuple[int, Callable[[], None]]:
+    """A TCP port that accepts and then says nothing ("silent") or speaks HTTP ("http")."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            if kind == "http":
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+                conn.close()
+            else:
+                held.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def close() -> None:
+        stop.set()
+        thread.join()
+        for c in held:
+            c.close()
+        server.close()
+
+    return int(server.getsockname()[1]), close
+
+
+def imported_by(argv: list[str], cwd: Path) -> set[str]:
+    """The modules a command (`["inv", "session.list"]`) imports, run as invoke runs it in
+    a fresh interpreter; the command must succeed."""
+    code = (
+        "import json, sys\n"
+        "from invoke.main import program\n"
+        f"program.run({argv!r}, exit=False)\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return set(json.loads(r.stderr.strip().splitlines()[-1]))
 
 
 def obeying_permissions(argv: list[str]) -> list[str]:

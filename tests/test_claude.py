@@ -166,7 +166,8 @@ def test_a_claude_json_with_lone_surrogates_round_trips_byte_for_byte(tmp_path: 
     )
     config = tmp_path / ".claude.json"
     config.write_bytes((head + tail).encode())
-    assert claude.inherit(config, main, wt).ok
+    outcome, changed = claude.inherit(config, main, wt)
+    assert outcome.ok and changed
     assert config.read_bytes() == (head + added + tail).encode()
     assert claude.forget(config, [wt]) == "changed"
     assert config.read_bytes() == (head + tail).encode()
@@ -612,7 +613,8 @@ def test_restore_puts_back_what_was_there_and_drops_only_what_came_since(
     before = claude.snapshot(config, [wt])
     expected = read(config)
 
-    assert claude.inherit(config, main, wt).ok
+    outcome, changed = claude.inherit(config, main, wt)
+    assert outcome.ok and changed
     claude.update(config, lambda d: bool(d["projects"].setdefault(f"{wt}/backend", {"n": 1})))
     assert read(config)["projects"][str(wt)]["hasTrustDialogAccepted"] is True
 
@@ -862,6 +864,21 @@ def test_a_folder_in_the_configs_place_is_one_line(
     r = run_cli(["inv", "session.remove", "x"], sample.main)  # the session still goes
     assert r.returncode == 0, r.stderr
     assert sample.registry() == {}
+
+
+@pytest.mark.parametrize(
+    ("main_has", "first"),
+    [(main_entry(), True), ({"allowedTools": []}, False)],
+    ids=["approvals", "nothing-to-copy"],
+)
+def test_inherit_says_whether_it_changed_the_file(
+    tmp_path: Path, main_has: dict[str, Any], first: bool
+) -> None:
+    """What add's undo list goes by: a run that changed nothing has nothing to put back."""
+    main, wt = tmp_path / "main", tmp_path / "tally-x"
+    config = write_claude_json(tmp_path / ".claude.json", {str(main): main_has})
+    assert claude.inherit(config, main, wt)[1] is first
+    assert claude.inherit(config, main, wt)[1] is False  # again: nothing new
 
 
 # --- the state hooks in .claude/settings.local.json, and what takes effect -----------

@@ -190,11 +190,22 @@ PROGRAM = [
     pytest.param(["--version"], [f"tally-session {__version__}"], id="version"),
     pytest.param(
         ["--help"],
-        ["Usage: tally-session [--core-opts] <subcommand>", "add ", "remove ", "resume ", "list "],
+        ["Usage: tally-session COMMAND [--options] [NAME]", "add ", "remove ", "resume ", "list "],
         id="help",
     ),
     pytest.param(["--list"], ["add ", "remove ", "resume ", "list ", "links (relink)"], id="list"),
-    pytest.param(["--help", "resume"], ["Usage: tally-session", "--name"], id="help-resume"),
+    pytest.param(
+        ["--help", "resume"],
+        ["Usage: tally-session resume [--options]", "--name"],
+        id="help-resume",
+    ),
+    pytest.param(
+        ["help"], ["Usage: tally-session COMMAND", "tally-session help COMMAND"], id="help-word"
+    ),
+    pytest.param(
+        ["help", "add"], ["Usage: tally-session add [--options] NAME", "--dry-run"], id="help-add"
+    ),
+    pytest.param(["add", "--help"], ["Usage: tally-session add [--options] NAME"], id="add-help"),
     pytest.param([], ["Usage: tally-session"], id="bare"),
 ]
 
@@ -209,12 +220,90 @@ def test_tally_session_help_version_list_anywhere(
         assert text in r.stdout
 
 
+def test_tally_session_help_is_about_this_tool(tmp_path: Path) -> None:
+    """Invoke's core options (sudo passwords, run()'s hide kwarg) are not this tool's."""
+    r = run_cli(["tally-session", "--help"], tmp_path)
+    for invokes in ("--prompt-for-sudo-password", "run()'s", "--core-opts", "--write-pyc"):
+        assert invokes not in r.stdout
+    assert len(r.stdout.splitlines()) < 50
+
+
+PARSE_ERRORS = [
+    (["rx"], "'rx' is not a command of tally-session; see: tally-session --help"),
+    (["resum", "x"], "'resum' is not a command of tally-session; did you mean resume?"),
+    (["help", "nosuch"], "'nosuch' is not a command of tally-session; see: tally-session --help"),
+    (["--bogus"], "tally-session has no option --bogus; see: tally-session --help"),
+    (["add"], "add needs the session's name: tally-session add NAME"),
+    (["remove"], "remove needs the session's name: tally-session remove NAME"),
+    (
+        ["add", "a", "b"],
+        "add takes one session name; 'b' is one too many; see: tally-session help add",
+    ),
+    (["list", "--jsn"], "list has no option --jsn; did you mean --json?"),
+    (
+        ["add", "--bogus", "x"],
+        "add has no option --bogus; options: --dry-run, --force, --host, --name, --quiet",
+    ),
+    (["list", "extra"], "list takes no session name ('extra'); see: tally-session help list"),
+    (["resume", "--host"], "resume: --host needs a value; see: tally-session help resume"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    PARSE_ERRORS,
+    ids=[
+        "unknown-command",
+        "near-command",
+        "help-unknown-command",
+        "unknown-program-option",
+        "add-without-name",
+        "remove-without-name",
+        "extra-name",
+        "near-option",
+        "unknown-option-before-name",
+        "name-to-a-task-without-one",
+        "option-without-value",
+    ],
+)
+def test_tally_session_parse_errors_are_one_line_of_its_own(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    r = run_cli(["tally-session", *args], tmp_path)
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == f"✗ {says}\n"
+
+
 @pytest.mark.parametrize("args", [["--help"], ["--list"]], ids=["help", "list"])
 def test_tally_session_into_a_closed_pipe_has_no_traceback(tmp_path: Path, args: list[str]) -> None:
     assert run_into_closed_pipe(["tally-session", *args], tmp_path).stderr == ""
 
 
 # --- from inside a worktree: the main checkout's settings and places -----------------------
+
+
+def test_a_branch_without_tasks_py_gets_the_way_to_run_inv_in_its_worktree(
+    sample: Sample,
+) -> None:
+    sample.write_config(add_steps=FAST)
+    git(sample.main, "commit", "-q", "-am", "fast adds")
+    git(sample.main, "branch", "no-tasks")
+    git(sample.main, "checkout", "-q", "no-tasks")
+    git(sample.main, "rm", "-q", "tasks.py")
+    git(sample.main, "commit", "-q", "-m", "no tasks")
+    git(sample.main, "checkout", "-q", "main")
+    had = ok(["inv", "session.add", "with-tasks"], sample.main)
+    assert "  inv  " not in had.stdout
+    r = ok(["inv", "session.add", "no-tasks"], sample.main)
+    said = f"inv --search-root {sample.main}"
+    assert "  inv       branch no-tasks has no tasks.py, so inv finds no tasks" in r.stdout
+    assert said in r.stdout and "tally-session" in r.stdout
+    inside = sample.main.parent / "tally-no-tasks" / "backend"
+    assert run_cli(["inv", "session.list"], inside).returncode != 0  # invoke's own refusal
+    for works in (shlex.split(said) + ["session.list"], ["tally-session", "list"]):
+        listed = ok(works, inside)
+        assert "no-tasks" in listed.stdout and "with-tasks" in listed.stdout
+
 
 FROM_WORKTREE = [
     pytest.param(["tally-session", "add", "b", "-q"], id="tally-session"),
@@ -453,8 +542,8 @@ def test_open_prints_the_url(sample: Sample, args: list[str], expect: str) -> No
 def test_attach_without_a_terminal_says_what_to_run(sample: Sample) -> None:
     ok(["inv", "session.add", "x", "-q"], sample.main)
     cases = [
-        (["inv", "session.attach", "x"], "not a terminal; run: tmux attach-session -t =tally-x"),
-        (["tally-session", "attach", "x"], "not a terminal; run: tmux attach-session -t =tally-x"),
+        (["inv", "session.attach", "x"], "not a terminal; run: tmux attach -t =tally-x"),
+        (["tally-session", "attach", "x"], "not a terminal; run: tmux attach -t =tally-x"),
         (["inv", "session.attach", "nope"], "no session named 'nope'"),
     ]
     for args, says in cases:
@@ -674,6 +763,9 @@ def test_remove_stops_a_dev_server_left_in_the_worktree_and_nothing_else(
         (["doctor", "--fix", "x"], ["doctor", "--fix", "--name", "x"]),
         (["-d", "resume", "x"], ["-d", "resume", "--name", "x"]),
         (["add", "x"], ["add", "x"]),
+        (["help"], ["--help"]),
+        (["help", "add"], ["--help", "add"]),
+        (["add", "help"], ["add", "help"]),
     ],
     ids=[
         "name",
@@ -686,6 +778,9 @@ def test_remove_stops_a_dev_server_left_in_the_worktree_and_nothing_else(
         "doctor",
         "core-flag-first",
         "other-task",
+        "help",
+        "help-command",
+        "a-session-named-help",
     ],
 )
 def test_the_old_optional_name_becomes_a_flag(argv: list[str], expected: list[str]) -> None:

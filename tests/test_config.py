@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from invoke import Config
 
-from tally_tasks.config import DEFAULTS, Link, Settings, StepSpec, Window, settings_from
+from tally_tasks.config import (
+    DEFAULTS,
+    LINK_MODES,
+    PLACEHOLDERS,
+    Link,
+    Settings,
+    StepSpec,
+    Window,
+    explain_file,
+    settings_from,
+    window_folder,
+)
 from tally_tasks.errors import TallyError
 
 # --- defaults -------------------------------------------------------------------------------
@@ -25,8 +38,8 @@ def test_defaults(raw: dict[str, Any] | None) -> None:
     steps = ["ports", "worktree", "links", "env", "claude_perms", "tmux"]
     assert [spec.task for spec in s.add_steps] == steps == DEFAULTS["add_steps"]
     assert s.remove_steps == ()
-    assert s.links == (Link("frontend/node_modules"), Link("backend/db.sqlite3"))
-    assert all(link.mode == "symlink" for link in s.links)
+    assert s.links == (Link("frontend/node_modules", "auto"), Link("backend/db.sqlite3"))
+    assert s.links[1].mode == "symlink"
     assert s.copies == ("backend/.env", "frontend/.env")
     assert s.registry == ".tally-sessions"
     assert s.lock_timeout == 30.0
@@ -70,7 +83,7 @@ OVERRIDES: list[tuple[dict[str, Any], Callable[[Settings], object], object]] = [
         lambda s: s.ports,
         {"backend": 8000, "frontend": 5000, "storybook": 6006},
     ),
-    ({"ports": {"frontend": None}}, lambda s: s.ports, {"backend": 8000}),
+    ({"ports": {"frontend": None}, "windows": []}, lambda s: s.ports, {"backend": 8000}),
     ({"ports": {"backend": 9000}}, lambda s: s.ports, {"backend": 9000, "frontend": 5000}),
     (
         {"windows": [{"name": "agent", "cmd": "codex"}]},
@@ -85,9 +98,9 @@ OVERRIDES: list[tuple[dict[str, Any], Callable[[Settings], object], object]] = [
         (Link("a"), Link("b/c", "hardlink"), Link("d", "symlink")),
     ),
     (
-        {"links": [{"path": "n", "mode": m} for m in ("symlink", "hardlink", "reflink", "copy")]},
+        {"links": [{"path": "n", "mode": m} for m in LINK_MODES]},
         lambda s: [link.mode for link in s.links],
-        ["symlink", "hardlink", "reflink", "copy"],
+        ["symlink", "hardlink", "reflink", "copy", "auto"],
     ),
     ({"copies": ["api/.env"]}, lambda s: s.copies, ("api/.env",)),
     ({"copies": []}, lambda s: s.copies, ()),
@@ -168,7 +181,9 @@ def test_invoke_config_layers_are_accepted() -> None:
     """What the tasks pass in: invoke's DataProxy, not a plain dict."""
     config = Config(
         defaults={"tally": DEFAULTS},
-        overrides={"tally": {"ports": {"frontend": None, "storybook": 6006}, "links": ["x"]}},
+        overrides={
+            "tally": {"ports": {"frontend": None, "storybook": 6006}, "links": ["x"], "windows": []}
+        },
     )
     s = settings_from(config.tally)
     assert s.ports == {"backend": 8000, "storybook": 6006}
@@ -214,7 +229,6 @@ BAD: list[Any] = [
     ({"add_steps": ["ports", 3]}, "add_steps[1]"),
     ({"add_steps": [{"undo": "db.drop"}]}, "add_steps[0].task"),
     ({"add_steps": [{"task": "db.seed", "undo": 3}]}, "add_steps[0].undo"),
-    ({"add_steps": [{"task": "db.seed", "when": "always"}]}, "add_steps[0]"),
     ({"add_steps": "ports"}, "add_steps"),
     ({"remove_steps": "db.drop"}, "remove_steps"),
     ({"remove_steps": [""]}, "remove_steps[0]"),
@@ -223,7 +237,6 @@ BAD: list[Any] = [
     ({"claude": "yes"}, "claude"),
     ({"claude": {"lock_stale": -1}}, "claude.lock_stale"),
     ({"claude": {"config": 1}}, "claude.config"),
-    ({"hooks": {"post_ad": ["x"]}}, "hooks.post_ad"),
     ({"hooks": {"post_add": "make"}}, "hooks.post_add"),
     ({"hooks": {"post_add": [["make"]]}}, "hooks.post_add"),
     ({"hooks": ["make"]}, "hooks"),
@@ -294,7 +307,6 @@ BAD: list[Any] = [
         "add-steps-not-a-name",
         "add-steps-mapping-without-task",
         "add-steps-bad-undo",
-        "add-steps-mapping-unknown-key",
         "add-steps-not-list",
         "remove-steps-not-list",
         "remove-steps-empty-name",
@@ -303,7 +315,6 @@ BAD: list[Any] = [
         "claude-not-mapping",
         "claude-lock-stale-negative",
         "claude-config-int",
-        "hooks-unknown-point",
         "hooks-not-list",
         "hooks-command-not-str",
         "hooks-not-mapping",
@@ -339,3 +350,194 @@ def test_wrong_values_name_the_key(raw: dict[str, Any], key: str) -> None:
     message = str(e.value)
     assert "\n" not in message
     # where to fix it (the file, or an INVOKE_TALLY_ variable) is added by the task layer
+
+
+# --- typos: unknown keys, unknown placeholders, a window folder the worktree lacks ----------
+
+UNKNOWN: list[tuple[dict[str, Any], str, str]] = [
+    ({"activte": "workon x"}, "activte", "did you mean activate?"),
+    ({"port": {"backend": 1}}, "port", "did you mean ports?"),
+    ({"claude": {"trus": "never"}}, "claude.trus", "did you mean trust?"),
+    ({"hooks": {"post_ad": ["x"]}}, "hooks.post_ad", "did you mean post_add?"),
+    ({"windows": [{"name": "a", "comand": "x"}]}, "windows[0].comand", "did you mean cmd?"),
+    ({"windows": [{"name": "a", "resume": "x"}]}, "windows[0].resume", "did you mean resume_cmd?"),
+    ({"links": ["a", {"path": "b", "mod": "copy"}]}, "links[1].mod", "did you mean mode?"),
+    (
+        {"add_steps": ["ports", {"task": "db.seed", "udno": "x"}]},
+        "add_steps[1].udno",
+        "did you mean undo?",
+    ),
+    ({"zzz": 1}, "zzz", "valid: project, worktrees"),
+]
+
+
+@pytest.mark.parametrize(
+    "raw, key, hint",
+    UNKNOWN,
+    ids=[
+        "top",
+        "top-mapping",
+        "claude",
+        "hooks",
+        "window",
+        "window-2",
+        "link",
+        "step",
+        "no-near-name",
+    ],
+)
+def test_an_unknown_key_is_one_error_with_the_nearest_name(
+    raw: dict[str, Any], key: str, hint: str
+) -> None:
+    with pytest.raises(TallyError) as e:
+        settings_from(raw)
+    assert str(e.value).startswith(f"config key tally.{key} is unknown; {hint}")
+    assert "\n" not in str(e.value)
+
+
+def test_open_mappings_take_any_name() -> None:
+    """ports and hosts are named by the user: their keys are not checked against DEFAULTS."""
+    assert settings_from({"ports": {"storybook": 6006}}).ports["storybook"] == 6006
+    settings_from({"hosts": {"box1": {"host": "b", "main": "~/x"}}})
+
+
+def test_keys_added_to_the_defaults_are_known_with_no_other_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(DEFAULTS, "ready_timeout", 60.0)
+    monkeypatch.setitem(DEFAULTS, "land", {"strategy": "rebase"})
+    settings_from({"ready_timeout": 5, "land": {"strategy": "merge"}})
+    with pytest.raises(TallyError, match=r"tally\.land\.stratgy is unknown; did you mean strategy"):
+        settings_from({"land": {"stratgy": "merge"}})
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        ("tally:\n  activte: workon x\n", "tally.activte is unknown; did you mean activate?"),
+        (
+            "tally:\n  hosts:\n    b: {host: h, main: /m, comand: x}\n",
+            "tally.hosts.b.comand is unknown; did you mean command?",
+        ),
+    ],
+    ids=["top", "host-entry"],
+)
+def test_a_file_with_an_unknown_key_is_named(tmp_path: Path, text: str, said: str) -> None:
+    (tmp_path / "invoke.yaml").write_text(text)
+    assert explain_file(tmp_path) == f"{tmp_path / 'invoke.yaml'}: config key {said}"
+
+
+PLACEHOLDER_TYPOS: list[tuple[dict[str, Any], str, str]] = [
+    (
+        {"windows": [{"name": "b", "cmd": "runserver {backnd_port}"}]},
+        "windows[0].cmd",
+        "{backnd_port}; did you mean {backend_port}?",
+    ),
+    (
+        {"windows": [{"name": "b", "cmd": "x", "resume_cmd": "claude -r {sesion}"}]},
+        "windows[0].resume_cmd",
+        "{sesion}; did you mean {session}?",
+    ),
+    ({"hooks": {"pre_remove": ["ok", "rm {worktre}/x"]}}, "hooks.pre_remove[1]", "{worktre}"),
+    ({"activate": "workon {projct}"}, "activate", "{projct}; did you mean {project}?"),
+    (
+        {"windows": [{"name": "s", "cmd": "storybook -p {x_port}"}]},
+        "windows[0].cmd",
+        "{x_port}; ports: backend, frontend",
+    ),
+    (
+        {"ports": {"frontend": None}},
+        "windows[1].cmd",
+        "{frontend_port}; tally.ports drops frontend",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "raw, key, said",
+    PLACEHOLDER_TYPOS,
+    ids=["window-cmd", "window-resume", "hook", "activate", "unknown-port", "dropped-port"],
+)
+def test_an_unknown_placeholder_is_one_error(raw: dict[str, Any], key: str, said: str) -> None:
+    with pytest.raises(TallyError) as e:
+        settings_from(raw)
+    assert str(e.value).startswith(f"config key tally.{key}: unknown placeholder {said}")
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        "ps | awk '{print $1}'",
+        "awk '{print}'",
+        "echo ${name} ${HOME}",
+        "find . -exec ls {} +",
+        "echo {user}",
+        "sb -p {storybook_port} {name} {slug} {project} {session} {worktree} {branch} {main}",
+    ],
+    ids=["awk", "awk-bare", "shell-vars", "find", "far-from-any", "every-placeholder"],
+)
+def test_shell_braces_and_known_placeholders_pass(cmd: str) -> None:
+    s = settings_from({"ports": {"storybook": 6006}, "windows": [{"name": "w", "cmd": cmd}]})
+    assert s.windows[0].cmd == cmd
+
+
+def test_placeholders_are_what_a_session_has(tmp_path: Path) -> None:
+    from tally_tasks.session import Project
+
+    project = Project(tmp_path, tmp_path / ".git", settings_from({}))
+    values = project.new_session("x").values(project)
+    assert set(PLACEHOLDERS) == set(values)  # a session without ports: no {<port>_port}
+
+
+@pytest.mark.parametrize(
+    "folder", [".", "./", "", "./backend"], ids=["dot", "dot-slash", "empty", "dot-backend"]
+)
+def test_a_window_dir_of_dot_is_the_root(folder: str) -> None:
+    s = settings_from({"windows": [{"name": "w", "dir": folder}]})
+    assert s.windows[0].dir == ("backend" if "backend" in folder else "")
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    for d in ("backend", "frontend/src", "frontend/node_modules/pkg", ".git/objects"):
+        (tmp_path / "wt" / d).mkdir(parents=True)
+    return tmp_path / "wt"
+
+
+@pytest.mark.parametrize(
+    "folder, found",
+    [("", ""), ("backend", "backend"), ("frontend/src", "frontend/src")],
+    ids=["root", "top", "nested"],
+)
+def test_window_folder_of_a_folder_that_exists(tree: Path, folder: str, found: str) -> None:
+    assert window_folder(tree, 0, Window("w", folder, "", "")) == tree / found
+
+
+@pytest.mark.parametrize(
+    "folder, hint",
+    [
+        ("backnd", "did you mean backend?"),
+        ("frontend/scr", "did you mean frontend/src?"),
+        ("zzzzzz", "folders: backend, frontend"),
+    ],
+    ids=["top", "nested", "no-near-name"],
+)
+def test_window_folder_the_worktree_lacks_is_an_error(tree: Path, folder: str, hint: str) -> None:
+    with pytest.raises(TallyError) as e:
+        window_folder(tree, 2, Window("w", folder, "", ""))
+    message = str(e.value)
+    assert message.startswith(f"config key tally.windows[2].dir: {folder}/ does not exist")
+    assert message.endswith(hint)
+    assert ".git" not in message and "node_modules" not in message
+
+
+def test_window_folder_names_the_file_the_windows_come_from(tree: Path, tmp_path: Path) -> None:
+    main = tmp_path / "main"
+    main.mkdir()
+    win = Window("backend", "backnd", "", "")
+    with pytest.raises(TallyError, match=r"^config key tally\.windows\[0\]\.dir: backnd/"):
+        window_folder(tree, 0, win, main)
+    (main / "invoke.yaml").write_text(json.dumps({"tally": {"windows": [{"name": "backend"}]}}))
+    with pytest.raises(TallyError) as e:
+        window_folder(tree, 0, win, main)
+    assert str(e.value).startswith(f"{main / 'invoke.yaml'}: config key tally.windows[0].dir: ")

@@ -259,6 +259,26 @@ def test_demo_in_a_users_folder_builds_beside_their_files_and_cleans_only_its_ow
     assert SESSION not in tmux_sessions()
 
 
+def test_a_second_demo_elsewhere_runs_beside_the_first(tmp_path: Path) -> None:
+    first, second = tmp_path / "one", tmp_path / "two"
+    env = demo_env(without_claude=True)
+    r = run_cli(["inv", "demo", "--path", str(first)], REPO, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "claude-perms" not in r.stdout  # no "no window runs Claude Code" beside `claude`
+    r = run_cli(["inv", "demo", "--path", str(second), "-q"], REPO, env=env, timeout=120)
+    assert (r.returncode, r.stderr) == (0, "")
+    [own] = [p.name for p in second.iterdir() if p.name.endswith("-demo")]
+    assert own.startswith("tally-sample-") and own != SESSION
+    assert {SESSION, own} <= tmux_sessions()
+    again = run_cli(["inv", "demo", "--path", str(second), "-q"], REPO, env=env, timeout=120)
+    assert (again.returncode, again.stderr) == (0, "")  # the same name again
+    for base in (second, first):
+        gone = run_cli(["inv", "demo", "--clean", "--path", str(base)], REPO, env=env, timeout=120)
+        assert (gone.returncode, gone.stderr) == (0, "")
+        assert not base.exists()
+    assert not {SESSION, own} & tmux_sessions()
+
+
 # --- a sample another user planted, or one changed to write through a link -------------------
 
 VICTIM = "the victim's own file\n"

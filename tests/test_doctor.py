@@ -125,6 +125,12 @@ def _delete_copy(sample: Sample, wt: Path) -> None:
     (wt / "backend" / ".env").unlink()
 
 
+def _commit_link(sample: Sample, wt: Path) -> None:
+    """What `git add -A` did before the links were in info/exclude (now it takes -f)."""
+    git(wt, "add", "-f", "frontend/node_modules")
+    git(wt, "commit", "-q", "-m", "oops")
+
+
 LINK_CASES: list[tuple[str, Callable[[Sample, Path], None], str, bool]] = [
     ("link-deleted", _delete_link, "link frontend/node_modules is missing", True),
     ("link-elsewhere", _link_elsewhere, "link frontend/node_modules points at ", True),
@@ -136,6 +142,13 @@ LINK_CASES: list[tuple[str, Callable[[Sample, Path], None], str, bool]] = [
         False,
     ),
     ("copy-deleted", _delete_copy, "copy backend/.env is missing", True),
+    (
+        "link-tracked",
+        _commit_link,
+        "git tracks frontend/node_modules (a link committed on this branch?): untrack it with "
+        "`git rm -r --cached frontend/node_modules` in the worktree, then commit",
+        False,
+    ),
 ]
 
 
@@ -370,7 +383,15 @@ def test_a_tmux_session_of_ours_without_an_entry_is_reported(
 # --- the environment ------------------------------------------------------------------------
 
 
-ENV_CASES: list[tuple[str, dict[str, object], str]] = [
+def test_a_missing_activation_command_is_a_problem_fix_does_not_mend(sample: Sample) -> None:
+    sample.write_config(activate="nosuchcmd")
+    for args in ([], ["--fix"]):
+        r = run_doctor(sample, *args)
+        assert_reported(r, "the activation command `nosuchcmd` fails in your login shell (sh)")
+        assert r.stderr.strip().splitlines()[-1].endswith("1 problem(s) found")  # no --fix hint
+
+
+NOTE_CASES: list[tuple[str, dict[str, object], str]] = [
     (
         "window-program-missing",
         {"windows": [{"name": "api", "dir": "", "cmd": "nosuchprog --port {backend_port}"}]},
@@ -382,21 +403,65 @@ ENV_CASES: list[tuple[str, dict[str, object], str]] = [
         {"windows": [{"name": "a", "dir": "", "cmd": "true", "resume_cmd": "nosuchagent -r"}]},
         "nosuchagent is not found after the activation command",
     ),
-    (
-        "activation-missing",
-        {"activate": "nosuchcmd"},
-        "the activation command `nosuchcmd` fails in your login shell (sh)",
-    ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("config", "text"), [c[1:] for c in ENV_CASES], ids=[c[0] for c in ENV_CASES]
+    ("config", "text"), [c[1:] for c in NOTE_CASES], ids=[c[0] for c in NOTE_CASES]
 )
-def test_the_environment_is_checked(sample: Sample, config: dict[str, object], text: str) -> None:
+def test_a_window_program_this_machine_lacks_is_a_note(
+    sample: Sample, config: dict[str, object], text: str
+) -> None:
     sample.write_config(**config)
-    assert_reported(run_doctor(sample), text)
-    assert_reported(run_doctor(sample, "--fix"), text)
+    for args in ([], ["--fix"]):
+        r = run_doctor(sample, *args)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert lines_with(r, text)
+        assert r.stdout.splitlines()[-1] == "all good (1 note(s) above)"
+
+
+def test_doctor_is_green_on_a_machine_without_claude_code(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    add(sample, srv)
+    (sample.root / "bin" / "claude").unlink()
+    r = run_doctor(sample)
+    assert r.returncode == 0, r.stdout + r.stderr
+    [line] = lines_with(r, "claude is not found after the activation command")
+    assert "install Claude Code (npm install -g @anthropic-ai/claude-code)" in line
+    assert r.stdout.splitlines()[-1] == "all good (1 note(s) above)"
+
+
+def test_a_missing_worktree_is_one_problem_and_fix_is_offered(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    add(sample, srv)
+    shutil.rmtree(wt_of(sample))
+    r = run_doctor(sample)
+    assert r.returncode == 1
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .endswith("1 problem(s) found; --fix mends 1 of them: inv session.doctor --fix")
+    )
+    assert not lines_with(r, "is gone; drop the entry")  # said once, by the worktree check
+
+
+def test_fix_is_offered_only_when_it_would_mend_something(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    add(sample, srv)
+    _real_file(sample, wt_of(sample))  # the user's own file: never replaced
+    r = run_doctor(sample)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].endswith("1 problem(s) found")
+    _delete_copy(sample, wt_of(sample))
+    r = run_doctor(sample)
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .endswith("2 problem(s) found; --fix mends 1 of them: inv session.doctor --fix")
+    )
 
 
 @pytest.mark.parametrize(
@@ -434,7 +499,7 @@ def test_a_program_after_an_assignment_is_checked(sample: Sample) -> None:
     assert_all_good(sample)
     windows[0]["cmd"] = "PORT={frontend_port} nosuchprog start"
     sample.write_config(windows=windows)
-    assert_reported(run_doctor(sample), "nosuchprog is not found after the activation command")
+    assert lines_with(run_doctor(sample), "nosuchprog is not found after the activation command")
 
 
 def test_a_login_shell_function_counts_as_available(sample: Sample) -> None:

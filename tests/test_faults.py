@@ -47,6 +47,17 @@ def start(args: list[str], cwd: Path, **env: str) -> subprocess.Popen[str]:
     )
 
 
+def paused_add(main: Path, name: str, step: str, mark: Path) -> subprocess.Popen[str]:
+    """`inv session.add NAME -q` that stops at the end of `step` until killed (it writes
+    `mark` when it gets there)."""
+    return start(
+        ["inv", "session.add", name, "-q"],
+        main,
+        TALLY_TEST_FAULT=f"pause:{step}",
+        TALLY_TEST_FAULT_MARK=str(mark),
+    )
+
+
 def tmux_sessions() -> set[str]:
     proc = subprocess.run(
         ["tmux", "list-sessions", "-F", "#{session_name}"], capture_output=True, text=True
@@ -107,12 +118,7 @@ def test_two_adds_of_one_name_make_one_session_and_the_loser_takes_nothing(
     sample: Sample, tmp_path: Path
 ) -> None:
     mark = tmp_path / "paused"
-    first = start(
-        ["inv", "session.add", "dup", "-q"],
-        sample.main,
-        TALLY_TEST_FAULT="pause:worktree",
-        TALLY_TEST_FAULT_MARK=str(mark),
-    )
+    first = paused_add(sample.main, "dup", "worktree", mark)
     try:
         poll(mark.exists, timeout=30)
         # the second comes while the first is still adding: refused, and it undoes nothing
@@ -169,6 +175,20 @@ def test_lock_timeout_says_who_holds_it_and_a_killed_holder_frees_it(
 # --- 2. crash safety -----------------------------------------------------------------------
 
 
+def test_ctrl_c_during_add_undoes_it_and_says_what_was_undone(
+    sample: Sample, tmp_path: Path
+) -> None:
+    mark = tmp_path / "mark"
+    proc = paused_add(sample.main, "x", "links", mark)
+    poll(mark.exists, timeout=30)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert err == "✗ interrupted in the links step; undone: worktree, registry entry\n"
+    assert sample.registry() == {}
+    assert not (sample.main.parent / "tally-x").exists()
+
+
 @pytest.mark.parametrize("recovery", ["add-again", "remove-force"])
 @pytest.mark.parametrize("step", STEPS)
 def test_kill_at_each_step_boundary(
@@ -178,12 +198,7 @@ def test_kill_at_each_step_boundary(
     assert run_cli(["inv", "session.add", "other", "-q"], sample.main).returncode == 0
     other = sample.registry()["other"]
     mark = tmp_path / "mark"
-    proc = start(
-        ["inv", "session.add", "x", "-q"],
-        sample.main,
-        TALLY_TEST_FAULT=f"pause:{step}",
-        TALLY_TEST_FAULT_MARK=str(mark),
-    )
+    proc = paused_add(sample.main, "x", step, mark)
     poll(mark.exists, timeout=30)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -533,12 +548,7 @@ def test_remove_waits_for_a_running_add_unless_forced_and_then_add_gives_up(
     sample: Sample, tmp_path: Path
 ) -> None:
     mark = tmp_path / "paused"
-    adding = start(
-        ["inv", "session.add", "race", "-q"],
-        sample.main,
-        TALLY_TEST_FAULT="pause:links",
-        TALLY_TEST_FAULT_MARK=str(mark),
-    )
+    adding = paused_add(sample.main, "race", "links", mark)
     try:
         poll(mark.exists, timeout=30)
         r = run_cli(["inv", "session.remove", "race"], sample.main)
@@ -642,7 +652,8 @@ def test_no_write_follows_a_link_a_branch_commits_out_of_the_worktree(sample: Sa
     git(scratch, "commit", "-q", "-m", "links out")
     git(sample.main, "worktree", "remove", str(scratch))
 
-    r = run_cli(["inv", "session.add", "evil"], sample.main)
+    # (--no-wait: its frontend would serve from `elsewhere`, outside the worktree: not up)
+    r = run_cli(["inv", "session.add", "evil", "--no-wait"], sample.main)
     assert r.returncode == 0, r.stderr
     assert global_settings.read_text() == '{"permissions": {"allow": []}}\n'
     assert os.listdir(sample.home / ".claude") == ["settings.json"]

@@ -20,7 +20,7 @@ import pytest
 from conftest import Sample, git, leftovers, run_cli
 
 from tally_tasks import links, sessions
-from tally_tasks.config import Link
+from tally_tasks.config import DEFAULTS, Link
 from tally_tasks.errors import TallyError
 from tally_tasks.operations import add as add_op
 from tally_tasks.operations import remove as remove_op
@@ -30,7 +30,7 @@ from tally_tasks.steps import links as links_step
 NM = "frontend/node_modules"
 DB = "backend/db.sqlite3"
 COPYING = ["hardlink", "reflink", "copy"]
-MODES = ["symlink", *COPYING]
+MODES = ["symlink", *COPYING, "auto"]
 BARE = ["ports", "worktree"]  # a session with no links or copies yet
 NO_TMUX = ["ports", "worktree", "links", "env", "claude_perms"]
 
@@ -339,6 +339,89 @@ def test_hardlink_across_filesystems_fails_clearly_and_leaves_nothing(
     assert outcome.ok and tree(wt / "node_modules") == tree(main / "node_modules")
 
 
+# --- auto mode (the default for frontend/node_modules) and the caches no tree shares ------------
+
+
+def add_caches(main: Path) -> None:
+    """What a Vite run and babel-loader leave in main's node_modules."""
+    for cache in (".vite/deps", ".cache/babel-loader"):
+        (main / NM / cache).mkdir(parents=True)
+        (main / NM / cache / "_metadata.json").write_text('{"hash": "main"}\n')
+
+
+def test_auto_is_the_default_a_hard_linked_tree_without_mains_caches(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    grow_node_modules(sample.main)
+    add_caches(sample.main)
+    project = sample.project(add_steps=[*BARE, "links"], links=DEFAULTS["links"])
+    session = add_op.run(project, "x", srv)
+    src, dest = sample.main / NM, session.worktree / NM
+    assert not dest.is_symlink() and dest.is_dir()
+    want = {rel: kind for rel, kind in tree(src).items() if not rel.startswith((".vite", ".cache"))}
+    assert tree(dest) == want
+    for f in files(dest):
+        assert f.stat().st_ino == (src / f.relative_to(dest)).stat().st_ino, f
+    # each session's Vite writes its own cache; main's is untouched by it
+    (dest / ".vite" / "deps").mkdir(parents=True)
+    (dest / ".vite" / "deps" / "_metadata.json").write_text('{"hash": "session"}\n')
+    assert (src / ".vite" / "deps" / "_metadata.json").read_text() == '{"hash": "main"}\n'
+    [again] = links.apply(sample.main, session.worktree, project.settings.links[:1])
+    assert (again.ok, again.detail) == (True, f"{NM} ok (auto)")  # caches are not "behind"
+    assert leftovers(dest) == []
+    main_intact(sample.main)
+
+
+@pytest.mark.parametrize("mode", [*COPYING, "auto"])
+def test_no_tree_takes_mains_vite_or_cache_folder(
+    sample: Sample, made: tuple[Project, Session], mode: str
+) -> None:
+    _, session = made
+    add_caches(sample.main)
+    [outcome] = links.apply(sample.main, session.worktree, [Link(NM, mode)])
+    assert outcome.ok, outcome.detail
+    assert sorted(os.listdir(session.worktree / NM)) == ["pkg"]
+
+
+def test_auto_across_filesystems_is_a_symlink_with_a_warning_saying_why(
+    other_filesystem: Path, tmp_path: Path
+) -> None:
+    main, wt = other_filesystem / "main", tmp_path / "wt"
+    (main / "node_modules" / "a").mkdir(parents=True)
+    (main / "node_modules" / "a" / "f.js").write_text("1\n")
+    wt.mkdir()
+    for reason in ("Invalid cross-device link", "main is on another filesystem"):
+        [outcome] = links.apply(main, wt, [Link("node_modules", "auto")])
+        assert not outcome.ok
+        assert outcome.detail.startswith("node_modules → main as a symlink: neither hard links")
+        assert f"({reason}); Vite refuses files behind it (fonts, images: 403)" in outcome.detail
+        assert os.readlink(wt / "node_modules") == str(main / "node_modules")
+        assert sorted(os.listdir(wt)) == ["node_modules"]  # no staging left
+
+
+def test_auto_is_a_hard_link_for_a_single_file(
+    sample: Sample, made: tuple[Project, Session]
+) -> None:
+    _, session = made
+    [outcome] = links.apply(sample.main, session.worktree, [Link(DB, "auto")])
+    assert (outcome.ok, outcome.detail) == (True, f"{DB} (hardlink of main)")
+    assert (session.worktree / DB).stat().st_ino == (sample.main / DB).stat().st_ino
+
+
+def test_auto_refresh_builds_the_tree_again(sample: Sample, made: tuple[Project, Session]) -> None:
+    _, session = made
+    relink(sample, session, modal("auto", NM))
+    (sample.main / NM / "newpkg").mkdir()
+    (sample.main / NM / "newpkg" / "index.js").write_text("new\n")
+    [behind] = links.apply(sample.main, session.worktree, [Link(NM, "auto")])
+    assert not behind.ok and "lacks newpkg that main has now" in behind.detail
+    [outcome] = links.apply(sample.main, session.worktree, [Link(NM, "auto")], refresh=True)
+    assert (outcome.ok, outcome.detail) == (True, f"{NM} (hardlink of main)")
+    new = session.worktree / NM / "newpkg" / "index.js"
+    assert new.stat().st_ino == (sample.main / NM / "newpkg" / "index.js").stat().st_ino
+    assert leftovers(session.worktree / NM) == []
+
+
 @pytest.mark.parametrize("mode", COPYING)
 def test_an_unreadable_folder_fails_the_step_and_leaves_no_staging_behind(
     sample: Sample, made: tuple[Project, Session], mode: str
@@ -405,7 +488,7 @@ def test_a_user_file_next_to_the_links_still_blocks_remove(
 
 
 def test_links_task_and_its_relink_alias_mend_and_change_mode(sample: Sample) -> None:
-    sample.write_config(add_steps=NO_TMUX)
+    sample.write_config(add_steps=NO_TMUX, links=[NM, DB])
     r = run_cli(["inv", "session.add", "x"], sample.main)
     assert r.returncode == 0, r.stderr
     wt = sample.main.parent / "tally-x"
@@ -556,3 +639,89 @@ def test_a_tree_up_to_date_is_not_rebuilt_by_refresh(
     assert outcome.ok and outcome.detail == f"{NM} ok (copy)"
     assert (wt / NM).stat().st_ino == inode
     assert (wt / NM / "pkg" / "index.js").read_text() == "the session's\n"
+
+
+# --- out of git's view: info/exclude, and a link git tracks -------------------------------------
+
+BEGIN, END = links.EXCLUDE_BEGIN, links.EXCLUDE_END
+EXCLUDES: list[tuple[str, list[str], str]] = [
+    ("", [NM, DB], f"{BEGIN}\n/{NM}\n/{DB}\n{END}\n"),
+    ("# git's sample\n*.log\n", [NM], f"# git's sample\n*.log\n\n{BEGIN}\n/{NM}\n{END}\n"),
+    (
+        f"mine\n\n{BEGIN}\n/old\n{END}\nalso-mine\n",
+        [NM],
+        f"mine\nalso-mine\n\n{BEGIN}\n/{NM}\n{END}\n",
+    ),
+    (f"mine\n\n{BEGIN}\n/{NM}\n{END}\n", [], "mine\n"),
+    (f"{BEGIN}\n/{NM}\nmine\n", [DB], f"mine\n\n{BEGIN}\n/{DB}\n{END}\n"),
+    ("", ["a*b/[c]", "d "], f"{BEGIN}\n/a\\*b/\\[c]\n/d\\ \n{END}\n"),
+]
+
+
+@pytest.mark.parametrize(
+    "before, paths, after",
+    EXCLUDES,
+    ids=[
+        "new",
+        "users-lines-kept",
+        "block-rewritten",
+        "no-links-no-block",
+        "end-marker-lost",
+        "escaped",
+    ],
+)
+def test_exclude_writes_only_the_tools_block(
+    tmp_path: Path, before: str, paths: list[str], after: str
+) -> None:
+    (tmp_path / "info").mkdir()
+    exclude = tmp_path / "info" / "exclude"
+    exclude.write_text(before)
+    assert links.exclude(tmp_path, paths) is None
+    assert exclude.read_text() == after
+    assert links.exclude(tmp_path, paths) is None and exclude.read_text() == after  # again
+    assert leftovers(exclude) == []
+
+
+def test_exclude_makes_the_file_and_never_writes_through_a_symlink(tmp_path: Path) -> None:
+    assert links.exclude(tmp_path, []) is None and not (tmp_path / "info").exists()
+    assert links.exclude(tmp_path, [NM]) is None
+    assert (tmp_path / "info" / "exclude").read_text() == f"{BEGIN}\n/{NM}\n{END}\n"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("not git's\n")
+    (tmp_path / "info" / "exclude").unlink()
+    (tmp_path / "info" / "exclude").symlink_to(elsewhere)
+    refused = links.exclude(tmp_path, [NM, DB])
+    assert refused is not None and not refused.ok
+    assert "is a symlink, not written" in refused.detail
+    assert elsewhere.read_text() == "not git's\n"
+
+
+def test_a_new_worktree_is_clean_and_the_last_remove_takes_the_tools_lines_away(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    exclude = sample.main / ".git" / "info" / "exclude"
+    exclude.write_text("# mine\n*.swp\n")
+    project = sample.project(add_steps=NO_TMUX)
+    for name in ("x", "y"):
+        add_op.run(project, name, srv)
+        wt = sample.main.parent / f"tally-{name}"
+        assert (wt / NM).is_symlink()  # what `node_modules/` in .gitignore does not match
+        assert git(wt, "status", "--porcelain", "--untracked-files=all") == ""
+    git(wt, "add", "-A")
+    assert git(wt, "diff", "--cached", "--name-only") == ""  # `git add -A` takes no link
+    assert exclude.read_text() == f"# mine\n*.swp\n\n{BEGIN}\n/{NM}\n/{DB}\n{END}\n"
+    remove_op.run(project, "x", srv)
+    assert BEGIN in exclude.read_text()  # y still has its links
+    remove_op.run(project, "y", srv)
+    assert exclude.read_text() == "# mine\n*.swp\n"
+
+
+def test_tracked_names_the_links_git_tracks(sample: Sample, made: tuple[Project, Session]) -> None:
+    _, session = made
+    wt = session.worktree
+    relink(sample, session, [NM, *modal("hardlink", "frontend/pkgs"), DB])
+    assert links.tracked(wt, [NM, DB]) == []
+    git(wt, "add", "-f", NM, DB)
+    git(wt, "commit", "-q", "-m", "oops")
+    assert links.tracked(wt, [NM, "frontend", DB, "nope"]) == [NM, "frontend", DB]
+    assert links.tracked(wt, []) == []

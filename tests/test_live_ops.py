@@ -263,7 +263,7 @@ def test_next_goes_to_the_longest_waiting(
     poll(lambda: _agent(sample, "a").get("state") == "waiting", timeout=20)
     r = inv(sample, "session.next")  # no terminal here: it says what to run
     assert "b: its agent waits" in r.stdout
-    assert "tmux attach-session -t =tally-b" in r.stderr
+    assert "tmux attach -t =tally-b" in r.stderr
 
 
 def test_exact_resume_with_the_recorded_conversation(

@@ -388,6 +388,31 @@ def test_rollback_drops_the_claude_json_entry_this_add_made(
     assert json.loads(config.read_text()) == before
 
 
+@pytest.mark.parametrize("with_config", [False, True], ids=["no-claude-json", "claude-json"])
+def test_the_undo_list_names_only_what_this_add_made(
+    sample: Sample, srv: libtmux.Server, monkeypatch: pytest.MonkeyPatch, with_config: bool
+) -> None:
+    if with_config:
+        write_claude_json(sample)
+    monkeypatch.setenv("TALLY_TEST_FAULT", "fail:tmux")
+    with pytest.raises(TallyError) as e:
+        add(sample, srv, "x")
+    undone = str(e.value).rsplit("(undone: ", 1)[1].rstrip(")").split(", ")
+    claude = ["Claude Code entry"] if with_config else []
+    assert undone == ["tmux session", *claude, "worktree", "registry entry"]
+
+
+def test_remove_says_it_dropped_the_claude_json_entry(
+    sample: Sample, srv: libtmux.Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_claude_json(sample)
+    session = add(sample, srv, "x")
+    capsys.readouterr()
+    remove_op.run(sample.project(), "x", srv)
+    assert f"dropped the entry of {session.worktree} in {config}" in capsys.readouterr().out
+    assert str(session.worktree) not in json.loads(config.read_text())["projects"]
+
+
 def test_rollback_keeps_a_branch_that_was_there_before(
     sample: Sample, srv: libtmux.Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -411,6 +436,25 @@ def test_rollback_leaves_other_sessions_alone(
     assert sample.registry() == before
     assert wt_of(sample, "other").is_dir()
     assert "other" in branches(sample.main)
+
+
+def test_a_window_folder_the_worktree_lacks_fails_add_naming_key_and_folder(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    """`backnd` used to run the backend's command in the worktree's root without a word."""
+    windows = [
+        {"name": "backend", "dir": "backnd", "cmd": "python manage.py runserver {backend_port}"}
+    ]
+    sample.write_config(windows=windows)
+    with pytest.raises(TallyError) as e:
+        add(sample, srv, "x", windows=windows)
+    assert str(e.value).startswith(
+        f"tmux step failed: {sample.main / 'invoke.yaml'}: config key tally.windows[0].dir: "
+        "backnd/ does not exist in the worktree "
+    )
+    assert "did you mean backend?" in str(e.value)
+    assert_nothing_left(sample, srv, "x", "x")
+    assert sample.calls("python") == []
 
 
 def test_a_folder_in_the_worktrees_place_fails_add_and_is_untouched(
@@ -731,6 +775,20 @@ def test_resume_leaves_running_sessions_and_reports_gone_worktrees(
     assert len(claude["a"]) == 1
     assert "c" in sample.registry()  # reported, not dropped
     main_data_intact(sample.main)
+
+
+def test_resume_of_a_worktree_lacking_a_window_folder_names_it_and_starts_the_others(
+    sample: Sample, srv: libtmux.Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add(sample, srv, "a", add_steps=NO_TMUX)
+    add(sample, srv, "b", add_steps=NO_TMUX)
+    shutil.rmtree(wt_of(sample, "b") / "backend")
+    capsys.readouterr()
+    with pytest.raises(TallyError, match=r"^1 session\(s\) did not start: tally-b$"):
+        resume_op.run(sample.project(), srv)
+    out = capsys.readouterr().out
+    assert "b: config key tally.windows[0].dir: backend/ does not exist in the worktree" in out
+    assert tmux.running(srv) == {"tally-a"}
 
 
 def test_resume_one_by_name(sample: Sample, srv: libtmux.Server) -> None:

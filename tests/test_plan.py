@@ -221,7 +221,7 @@ def test_add_plan_lists_worktreeinclude_copies_as_the_env_step_makes_them(
 WINDOWS = [
     {"name": "both", "dir": "backend", "cmd": "echo {name}; python manage.py runserver 1"},
     {"name": "solo", "dir": "frontend", "cmd": "npm run dev -- --port {frontend_port}"},
-    {"name": "nodir", "dir": "nowhere", "cmd": "claude -n {session}"},
+    {"name": "root", "dir": ".", "cmd": "claude -n {session}"},
     {"name": "idle", "dir": "", "cmd": ""},
 ]
 
@@ -240,7 +240,7 @@ def test_add_plan_shows_the_window_lines_the_real_add_types(
     )
     project = sample.project(windows=WINDOWS)
     session = add_op.run(project, "x", srv)
-    assert tmux.window_names(srv, "tally-x") == ["both", "solo", "nodir", "idle"]
+    assert tmux.window_names(srv, "tally-x") == ["both", "solo", "root", "idle"]
     typed = [
         f"tally-x:{r.name} in {r.dir}: {r.keys}" if r.keys else f"tally-x:{r.name} in {r.dir}"
         for r in tmux_step.window_runs(project, session)
@@ -265,11 +265,16 @@ def worktree_on_other_branch(sample: Sample, srv: libtmux.Server) -> None:
     git(sample.main, "worktree", "add", "-q", "-b", "y", str(wt_of(sample, "x")))
 
 
+def window_dir_typo(sample: Sample, srv: libtmux.Server) -> None:
+    sample.config["windows"] = [{"name": "backend", "dir": "backnd", "cmd": "true"}]
+
+
 ADD = [
     pytest.param(folder_in_place, "already exists and is not this session's worktree", id="folder"),
     pytest.param(foreign_tmux, "a tmux session tally-x already runs", id="tmux"),
     pytest.param(branch_elsewhere, "branch x is already checked out at", id="branch-elsewhere"),
     pytest.param(worktree_on_other_branch, "is a worktree on y, not x", id="other-branch"),
+    pytest.param(window_dir_typo, "config key tally.windows[0].dir: backnd/", id="window-dir"),
 ]
 
 

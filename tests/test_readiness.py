@@ -122,3 +122,9 @@ def test_report_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         "✗ api          port 9000 answered by pid 42 (python3 -m http.server) outside the worktree"
     )
     assert lines[4].startswith("✗ docs         no answer on :7000 after 30 s")
+
+
+def test_a_window_without_a_command_is_not_waited_for(srv: libtmux.Server, tmp_path: Path) -> None:
+    session = _session(tmp_path, free_base())
+    results = _run(srv, session, {"shell": "", "agent": "sleep 60"})
+    assert [(r.window, r.state) for r in results] == [("agent", "running")]

@@ -26,7 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN, Sample, git, make_sample, poll, run_cli
+from conftest import (
+    VENV_BIN,
+    Sample,
+    git,
+    imported_by,
+    make_sample,
+    poll,
+    run_cli,
+    silent_server,
+)
 
 from tally_tasks import remote
 from tally_tasks.errors import TallyError
@@ -282,17 +291,7 @@ def test_forward_refuses_ports_it_cannot_bind(sample: Sample, hosts: dict[str, F
 
 
 def test_local_commands_do_not_import_fabric(sample: Sample) -> None:
-    code = (
-        "import sys, runpy; sys.argv = ['inv', 'session.list'];"
-        "from invoke.main import program\n"
-        "try:\n program.run(sys.argv)\n"
-        "except SystemExit: pass\n"
-        "print('paramiko' in sys.modules or 'fabric' in sys.modules)"
-    )
-    r = subprocess.run(
-        [sys.executable, "-c", code], cwd=sample.main, capture_output=True, text=True
-    )
-    assert r.stdout.strip().splitlines()[-1] == "False", r.stdout + r.stderr
+    assert not {"paramiko", "fabric"} & imported_by(["inv", "session.list"], sample.main)
 
 
 def _with_host(sample: Sample, name: str, **spec: object) -> None:
@@ -392,45 +391,11 @@ def test_a_missing_main_checkout_or_a_command_with_arguments(
     assert r.returncode == 0 and json.loads(r.stdout) == [], r.stderr
 
 
-def _silent_server(kind: str) -> tuple[int, Callable[[], None]]:
-    """A TCP port that accepts and then says nothing ("silent") or speaks HTTP ("http")."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            if kind == "http":
-                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
-                conn.close()
-            else:
-                held.append(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-
-    def close() -> None:
-        stop.set()
-        thread.join()
-        for c in held:
-            c.close()
-        server.close()
-
-    return int(server.getsockname()[1]), close
-
-
 @pytest.mark.parametrize("kind", ["silent", "http"])
 def test_a_host_that_does_not_speak_ssh_is_one_line_and_bounded(
     sample: Sample, hosts: dict[str, FakeHost], kind: str
 ) -> None:
-    port, close = _silent_server(kind)
+    port, close = silent_server(kind)
     try:
         _with_host(sample, "odd", host="root@127.0.0.1", port=port, main="/x", timeout=2)
         t = time.monotonic()
@@ -787,8 +752,12 @@ def test_env_values_expand_variables_only_on_the_host(
         ({"host": "h", "main": "/m", "timeout": "5"}, "tally.hosts.b.timeout"),
         ({"host": "h", "main": "/m", "env": {"A;rm": "1"}}, "is not a variable name"),
         ({"host": "h", "main": "/m", "ssh_args": "-v"}, "tally.hosts.b.ssh_args"),
+        (
+            {"host": "h", "main": "/m", "comand": "x"},
+            "tally.hosts.b.comand is unknown; did you mean command?",
+        ),
     ],
-    ids=["no-host", "no-main", "port", "timeout", "env-name", "ssh-args"],
+    ids=["no-host", "no-main", "port", "timeout", "env-name", "ssh-args", "unknown-key"],
 )
 def test_a_wrong_host_entry_names_its_key(spec: dict[str, object], says: str) -> None:
     with pytest.raises(TallyError, match=re.escape(says)):

@@ -313,7 +313,7 @@ def test_list_runs_tmux_once_whatever_the_number_of_sessions(
     assert f"s{sessions - 1}" in r.stdout
     calls = log.read_text().splitlines()
     assert len(calls) == 1, calls
-    assert calls[0].removeprefix("-u ").startswith("list-panes -a")
+    assert calls[0].startswith("-u -Ldefault list-panes -a")  # its own server, named
 
 
 # --- age ------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -272,3 +273,28 @@ def test_socket_path_is_where_tmux_puts_its_socket(srv: libtmux.Server) -> None:
         ).stdout.strip()
         assert os.path.realpath(said) == os.path.realpath(tmux.socket_path(name))
         subprocess.run(["tmux", *sock, "kill-server"], capture_output=True)
+
+
+def test_inside_another_servers_pane_tally_still_talks_to_its_own(
+    srv: libtmux.Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without -L, tmux run in a pane of another server ($TMUX) asks that server: attach
+    said a running session "is not running", and resume would have started it there."""
+    srv.cmd("new-session", "-d", "-s", "tally-x")
+    other = ["tmux", "-L", "tally-test-other"]
+    subprocess.run([*other, "new-session", "-d", "-s", "elsewhere"], check=True)
+    try:
+        monkeypatch.setenv("TMUX", f"{tmux.socket_path('tally-test-other')},1,0")
+        assert tmux.exists(tmux.server(""), "tally-x")
+        assert tmux.running(tmux.server("")) == {"tally-x"}
+    finally:
+        subprocess.run([*other, "kill-server"], capture_output=True)
+
+
+@pytest.mark.parametrize(
+    ("socket_name", "line"),
+    [("", "tmux attach -t =tally-x"), ("my sock", "tmux -L 'my sock' attach -t =tally-x")],
+    ids=["default", "socket-quoted"],
+)
+def test_one_attach_line(socket_name: str, line: str) -> None:
+    assert shlex.join(tmux.attach_argv(socket_name, "tally-x")[0]) == line

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from .. import hooks, interrupts, output, registry, sessions, tmux
 from .. import shell as shell_
+from ..config import tasks_folder
 from ..errors import TallyError
 from ..session import Project, Session, check_name, render
 from ..steps.base import Context, Refused, plan_line, refuse_lines
@@ -163,9 +165,15 @@ def run(
                 output.warn("add", f"interrupted as it finished: session {name} is complete")
     except BaseException as e:
         undone = undo.run()
+        where = current.replace("_", "-")
         if isinstance(e, TallyError):
             tail = f" (undone: {', '.join(undone)})" if undone else ""
-            raise TallyError(f"{current.replace('_', '-')} step failed: {e}{tail}") from None
+            raise TallyError(f"{where} step failed: {e}{tail}") from None
+        if isinstance(e, KeyboardInterrupt):  # Ctrl-C: say what is left, as a failure does
+            raise KeyboardInterrupt(
+                f"interrupted in the {where} step; "
+                + (f"undone: {', '.join(undone)}" if undone else "nothing had been made yet")
+            ) from None
         raise
     return ctx.session
 
@@ -224,3 +232,56 @@ def summary(project: Project, session: Session, ready: bool = True) -> None:
         output.info(f"  attach    {output.command('attach', session.name)}")
     else:
         output.info(f"  attach    {attach_line(project, session)}")
+        lacking = tasks_missing(project, session)
+        if lacking:
+            output.info(f"  inv       {lacking}")
+
+
+def create(
+    project: Project,
+    name: str,
+    srv: tmux.TmuxServer,
+    force: bool = False,
+    tasks: ProjectTasks | None = None,
+    dry_run: bool = False,
+    wait: bool = True,
+) -> bool:
+    """`add` as the command (and the dashboard) runs it: the name checked, the preflight's
+    warnings, then the dry run (False: the real add would refuse), or the steps, the wait
+    for the windows to come up and the summary. Windows that did not come up are the
+    error; the session is kept (the user wants to look at it)."""
+    from . import live  # readiness lives there; only add waits on it
+
+    check_name(name)
+    shell = window_shell(srv)  # asked once: for the preflight and for the windows
+    live.preflight(project, project.new_session(name), srv=srv, shell=shell)
+    if dry_run:
+        return plan(project, name, srv, force, tasks)
+    session = run(project, name, srv, force=force, tasks=tasks, shell=shell)
+    waits = wait and tmux.exists(srv, session.tmux_name)  # no tmux step: no windows
+    found = live.problems(live.ready(project, session, srv)) if waits else ""
+    summary(project, session, ready=not found)
+    if found:
+        raise TallyError(
+            f"session {name} started with problems ({found}); it is kept: look at it with: "
+            + attach_line(project, session)
+            + ", restart a window with: "
+            + output.command("restart", name, "--window", "W")
+        )
+    return True
+
+
+def tasks_missing(project: Project, session: Session) -> str:
+    """What to do when `inv` finds no tasks.py in the worktree ("" when it does): it looks
+    in the folder it runs in and the ones above, and a branch without the project's
+    tasks.py has none there (`tally-session` finds the main checkout from anywhere)."""
+    folder = tasks_folder(project.main)
+    if folder is None or not folder.is_relative_to(project.main):
+        return ""
+    rel = folder.relative_to(project.main) / "tasks.py"
+    if (session.worktree / rel).is_file():
+        return ""
+    return (
+        f"branch {session.branch} has no {rel}, so inv finds no tasks in the worktree: "
+        f"there, run tally-session, or inv --search-root {shlex.quote(str(folder))}"
+    )

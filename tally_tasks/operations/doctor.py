@@ -37,10 +37,14 @@ def check_tools(project: Project, report: Report) -> None:
         )
     from . import live
 
-    problems = live.preflight(project, project.new_session("doctor"), show=False)
-    for line in problems:
+    broken, missing = live.preflight_split(project, project.new_session("doctor"))
+    for line in broken:
         report.bad("preflight", line)
-    if not problems:
+    # a note: the session runs and that window says "not found" (a machine without
+    # Claude Code must be able to pass)
+    for line in missing:
+        report.note("preflight", line)
+    if not broken and not missing:
         output.step("preflight", "activate and every window's program work in your login shell")
 
 
@@ -74,6 +78,8 @@ def check_session(ctx: Context, chosen: list[Step], fix: bool, report: Report) -
         found = step.check(ctx, report)
         if fix and found.mend:
             step.fix(ctx, report, found.mend)
+        elif found.mend:
+            report.fixable += 1
         if found.halt:
             return
 
@@ -96,6 +102,7 @@ def run(
         report.live = tmux.running(srv)
     except TallyError as e:
         report.bad("tmux", str(e))
+    checked = set()
     for n, entry in entries.items():
         pid = sessions.adder(entry)
         if pid is not None:  # half-made on purpose: checking it now would only mislead
@@ -108,9 +115,11 @@ def run(
             continue
         before = len(report.problems)
         check_session(Context(project, session, srv), chosen, fix, report)
+        checked.add(n)
         if len(report.problems) == before:
             output.step(n, "ok")
     if not name:
-        for note in status.stale(project, srv, registry.load(project.registry_path)):
+        entries = registry.load(project.registry_path)
+        for note in status.stale(project, srv, entries, checked=checked):
             report.bad("stale", note)
     return report

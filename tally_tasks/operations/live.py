@@ -20,13 +20,21 @@ def preflight_lines(
 ) -> list[str]:
     """What the windows' shell (`shell` when known, else tmux's default-shell on `srv`, else
     $SHELL) says."""
+    broken, missing = preflight_split(project, session, srv, shell)
+    return broken + missing
+
+
+def preflight_split(
+    project: Project, session: Session, srv: tmux.TmuxServer | None = None, shell: str = ""
+) -> tuple[list[str], list[str]]:
+    """The preflight's lines as (the activation fails, programs some windows lack)."""
     s = project.settings
     shell = shell or (window_shell(srv) if srv is not None else shell_.login_shell())
     kind = shell_.kind(shell)
     activate = render(s.activate, session.values(project), shell_.quoter(kind)).strip()
     cwd = session.worktree if session.worktree.is_dir() else project.main
     found = preflight_.check(shell, activate, s.windows, cwd, session.env())
-    return preflight_.warnings(found, shell, activate)
+    return preflight_.split(found, shell, activate)
 
 
 def preflight(
@@ -74,6 +82,17 @@ def ready_many(
 
 def problems(results: list[readiness.Ready]) -> str:
     return ", ".join(f"{r.window} {r.state}" for r in results if not r.ok)
+
+
+def wait(
+    project: Project, session: Session, srv: tmux.TmuxServer, windows: list[str] | None = None
+) -> None:
+    """`ready`; the windows that did not come up are the error (with how to look)."""
+    found = problems(ready(project, session, srv, windows))
+    if found:
+        raise TallyError(
+            f"session {session.name}: {found}; look at it with: " + attach_line(project, session)
+        )
 
 
 def restart_windows(

@@ -8,14 +8,14 @@ from __future__ import annotations
 import shlex
 import signal
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from .. import claude, envfiles, hooks, merged, output, registry, sessions, tmux, worktree
+from .. import claude, envfiles, hooks, links, merged, output, registry, sessions, tmux, worktree
 from .. import repo as repo_
 from ..errors import TallyError
 from ..session import Project, Session, render
 from ..steps import claude_perms as claude_step
+from ..steps import links as links_step
 from ..steps.base import Context, Step, plan_line, refuse_lines
 from ..steps.project import ProjectTasks, for_remove
 
@@ -94,7 +94,7 @@ def at_risk(
             if lk.mode == "symlink"
             and not (session.worktree / lk.path).is_symlink()
             and (session.worktree / lk.path).exists()
-            and not _tracked(session.worktree, lk.path)
+            and not links.tracked(session.worktree, [lk.path])
         ]
         if replaced:
             problems.append(
@@ -127,11 +127,6 @@ def at_risk(
         if stashes:
             problems.append(f"stash(es) of {session.branch}: " + ", ".join(stashes[:5]))
     return problems
-
-
-def _tracked(folder: Path, rel: str) -> bool:
-    with repo_.open_repo(folder) as r:
-        return repo_.ok(r, "ls-files", "--error-unmatch", "--", rel)
 
 
 def refusal(project: Project, session: Session, known: worktree.Worktree | None) -> str:
@@ -278,13 +273,17 @@ def run(
     config = claude.config_path(project.settings.claude_config)
 
     def forget() -> None:
-        if claude.forget(config, [wt], project.settings.claude_lock_stale) == "corrupt":
+        state = claude.forget(config, [wt], project.settings.claude_lock_stale)
+        if state == "corrupt":
             output.warn("claude", f"{config} is not valid JSON, left untouched")
+        elif state == "changed":  # as the dry run says it would
+            output.step("claude", f"dropped the entry of {wt} in {config}")
 
     if _late("claude", forget):
         output.warn("claude", "drop its entry later with: " + output.command("claude_prune"))
     sessions.drop_entry(project, name)
     output.step("registry", f"dropped {name} (ports freed)")
+    links_step.exclude(project)  # the last session gone: the tool's lines in info/exclude too
     if inside:
         output.step("tmux", f"killing {session.tmux_name}, this window with it")
         tmux.kill(srv, session.tmux_name)

@@ -46,12 +46,16 @@ def run(project: Project, srv: tmux.TmuxServer, name: str | None = None) -> list
         if busy.intersection(session.ports.values()):
             sessions.warn_foreign_ports(session)
     shell = window_shell(srv) if todo else ""
-    failed = set(
-        tmux.create_many(
-            srv,
-            [(s.tmux_name, window_runs(project, s, True, shell), s.env()) for s in todo],
-        )
-    )
+    runs = {}
+    failed: set[str] = set()
+    for session in todo:
+        try:
+            runs[session.tmux_name] = window_runs(project, session, True, shell)
+        except TallyError as e:  # a window folder this worktree lacks: the others still start
+            output.warn("resume", f"{session.name}: {e}")
+            failed.add(session.tmux_name)
+    todo = [s for s in todo if s.tmux_name in runs]
+    failed |= set(tmux.create_many(srv, [(s.tmux_name, runs[s.tmux_name], s.env()) for s in todo]))
     started = []
     hooks_failed = []
     for session in todo:

@@ -65,14 +65,24 @@ FINE = Checked()
 
 @dataclass
 class Report:
-    """What `doctor` found and mended; `live`: the running tmux sessions (asked once)."""
+    """What `doctor` found and mended; `live`: the running tmux sessions (asked once).
+
+    A problem makes `doctor` exit 1; a note (a copy that differs from main's, a window
+    program this machine lacks) is said and leaves it green; `fixable`: how many of the
+    problems `--fix` would mend."""
 
     live: set[str] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     fixed: list[str] = field(default_factory=list)
+    fixable: int = 0
 
     def bad(self, where: str, what: str) -> None:
         self.problems.append(f"{where}: {what}")
+        output.warn(where, what)
+
+    def note(self, where: str, what: str) -> None:
+        self.notes.append(f"{where}: {what}")
         output.warn(where, what)
 
     def mended(self, where: str, what: str) -> None:

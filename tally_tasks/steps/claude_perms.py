@@ -22,14 +22,15 @@ def uses_claude(project: Project) -> bool:
     )
 
 
-def apply(project: Project, session: Session) -> None:
+def apply(project: Project, session: Session) -> bool:
+    """True when this changed the worktree's entry in ~/.claude.json."""
     require_worktree(session)
     if not uses_claude(project):
         output.step(name, "no window runs Claude Code, nothing to do")
-        return
+        return False
     s = project.settings
     config = claude.config_path(s.claude_config)
-    result = claude.inherit(
+    result, made = claude.inherit(
         config, project.main, session.worktree, s.claude_trust, s.claude_lock_stale
     )
     local = claude.copy_local_settings(project.main, session.worktree)
@@ -42,6 +43,7 @@ def apply(project: Project, session: Session) -> None:
     outcomes = [result if not result.ok else claude.effect(config, session.worktree)]
     outcomes += [o for o in (local, hooks) if o is not None]
     show(name, outcomes)
+    return made
 
 
 def forget(project: Project, session: Session) -> None:
@@ -65,8 +67,9 @@ def hold(ctx: Context) -> Made | None:
 
 def run(ctx: Context) -> Made | None:
     before = hold(ctx)  # what was there as run starts (hold's, unless it changed since)
-    apply(ctx.project, ctx.session)
-    return before
+    changed = apply(ctx.project, ctx.session)
+    # nothing changed in ~/.claude.json: nothing to put back, nor to list as undone
+    return before if changed else None
 
 
 def undo(ctx: Context, made: Made) -> None:

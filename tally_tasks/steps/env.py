@@ -3,7 +3,7 @@ names, made when missing (`--force`: `copies` over existing ones)."""
 
 from __future__ import annotations
 
-from .. import envfiles, output
+from .. import envfiles
 from ..session import Project, Session
 from .base import (
     Checked,
@@ -87,7 +87,7 @@ def check(ctx: Context, report: Report) -> Checked:
             report.bad(session.name, f"copy {rel} is missing")
             missing.append(rel)
         elif src.is_file() and dest.is_file() and src.read_bytes() != dest.read_bytes():
-            output.warn(session.name, f"{rel} differs from main's (noted, not changed)")
+            report.note(session.name, f"{rel} differs from main's (noted, not changed)")
     return Checked(mend=tuple(missing))
 
 

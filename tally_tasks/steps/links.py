@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from .. import links, output
+from .. import links, output, sessions
 from ..session import Project, Session
 from .base import (
     Checked,
@@ -36,7 +36,16 @@ def apply(project: Project, session: Session, refresh: bool = False, force: bool
         force=force,
         force_hint=output.command("links", session.name, "--refresh", "--force"),
     )
-    show("links", outcomes)
+    excluded = exclude(project)
+    show("links", outcomes + ([excluded] if excluded else []))
+
+
+def exclude(project: Project) -> links.Outcome | None:
+    """The links out of `git status` in every worktree (info/exclude); with no session
+    left, the tool's lines there go."""
+    with sessions.locked_repo(project):
+        paths = [lk.path for lk in project.settings.links] if sessions.load(project) else []
+        return links.exclude(project.common_dir, paths)
 
 
 def run(ctx: Context) -> Made | None:
@@ -67,6 +76,12 @@ def check(ctx: Context, report: Report) -> Checked:
     noted (a rebuild is asked for, never done by --fix)."""
     project, session = ctx.project, ctx.session
     broken = []
+    for rel in links.tracked(session.worktree, [lk.path for lk in project.settings.links]):
+        report.bad(
+            session.name,
+            f"git tracks {rel} (a link committed on this branch?): untrack it with "
+            f"`git rm -r --cached {rel}` in the worktree, then commit",
+        )
     for link in project.settings.links:
         src, dest = project.main / link.path, session.worktree / link.path
         if not (src.exists() or src.is_symlink()):
@@ -86,7 +101,7 @@ def check(ctx: Context, report: Report) -> Checked:
             report.bad(session.name, f"{link.path} ({link.mode}) is missing")
             broken.append(link.path)
         elif missing := links.behind(src, dest):
-            output.warn(
+            report.note(
                 session.name,
                 f"{link.path} ({link.mode}) lacks {', '.join(missing[:3])} that main has now; "
                 "build it again with: " + output.command("links", session.name, "--refresh"),

@@ -3,14 +3,24 @@ after the activation command; missing windows are added with their resume comman
 
 from __future__ import annotations
 
+import shlex
 import time
 
-from .. import hooks, output, panes, readiness, restart, sessions, tmux
+from .. import config, hooks, output, panes, readiness, restart, sessions, tmux
 from .. import repo as repo_
 from .. import shell as shell_
 from ..errors import TallyError
 from ..session import Project, Session, render
-from .base import Checked, Context, Made, Report, require_worktree, silently, stop_orphans
+from .base import (
+    Checked,
+    Context,
+    Made,
+    Refused,
+    Report,
+    require_worktree,
+    silently,
+    stop_orphans,
+)
 
 name = "tmux"
 required = False
@@ -27,11 +37,11 @@ def window_runs(
     kind = shell_.kind(shell or shell_.login_shell())
     activate = render(s.activate, values, shell_.quoter(kind)).strip()
     runs = []
-    for win in s.windows:
+    for i, win in enumerate(s.windows):
         folder = session.worktree / win.dir if win.dir else session.worktree
-        if not folder.is_dir():
-            output.warn("tmux", f"{win.name}: {win.dir}/ missing in the worktree, using its root")
-            folder = session.worktree
+        # a dry run's plan comes before the worktree (or a folder add refuses is in its place)
+        if (session.worktree / ".git").exists():
+            folder = config.window_folder(session.worktree, i, win, project.main)
         cmd = (win.resume_cmd if resume and win.resume_cmd else win.cmd).strip()
         line = shell_.joined(kind, activate, render(cmd, values))
         runs.append(tmux.WindowRun(win.name, folder, line))
@@ -132,9 +142,7 @@ def restart_dead(project: Project, session: Session, srv: tmux.TmuxServer) -> li
 
 
 def attach_line(project: Project, session: Session) -> str:
-    sock = project.settings.tmux_socket
-    prefix = f"tmux -L {sock}" if sock else "tmux"
-    return f"{prefix} attach -t ={session.tmux_name}"
+    return shlex.join(tmux.attach_argv(project.settings.tmux_socket, session.tmux_name)[0])
 
 
 def hold(ctx: Context) -> Made | None:
@@ -158,23 +166,30 @@ def undo(ctx: Context, made: Made) -> None:
 
 
 def plan(ctx: Context) -> list[str]:
-    """The windows exactly as `window_runs` types them; a folder the branch lacks (and no
-    link or copy makes) means the worktree's root, as there."""
+    """The windows exactly as `window_runs` types them; a folder the worktree (or the
+    branch, before the worktree is made) lacks, and no link or copy makes, is refused."""
     project, session = ctx.project, ctx.session
     shell = window_shell(ctx.server)
-    runs = silently(lambda: window_runs(project, session, shell=shell))
+    try:
+        runs = silently(lambda: window_runs(project, session, shell=shell))
+    except TallyError as e:  # a window folder the worktree lacks
+        raise Refused(str(e)) from None
     made = [lk.path for lk in project.settings.links] + list(project.settings.copies)
     have = set(tmux.windows(ctx.server, session.tmux_name) or {})
     tracked = _tracked_dirs(project, session) if not session.worktree.is_dir() else set()
     lines = []
-    for win, r in zip(project.settings.windows, runs, strict=True):
+    for i, (win, r) in enumerate(zip(project.settings.windows, runs, strict=True)):
         if r.name in have:
             continue
         folder = r.dir
         if not session.worktree.is_dir():
             d = win.dir.rstrip("/")
-            present = not d or d in tracked or any(m.startswith(d + "/") for m in made)
-            folder = session.worktree / d if present else session.worktree
+            if d and d not in tracked and not any(m.startswith(d + "/") for m in made):
+                raise Refused(
+                    f"config key tally.windows[{i}].dir: {d}/ is not in the branch add would "
+                    "check out; add would fail"
+                )
+            folder = session.worktree / d if d else session.worktree
         where = f"{session.tmux_name}:{r.name} in {folder}"
         lines.append(f"{where}: {r.keys}" if r.keys else f"{where} (an idle shell)")
     if have and all(r.name in have for r in runs):
