@@ -411,8 +411,8 @@ def commands(
 
     # floors: the interpreter, invoke, the programs' start-up; what teardown costs
     modules = "import tally_tasks.cli, tally_tasks.operations.add, tally_tasks.operations.remove"
-    floors = {
-        k: row({"ours": v})
+    floors.update(
+        (k, row({"ours": v}))
         for k, v in rounds(
             args.runs,
             {
@@ -426,7 +426,7 @@ def commands(
                 ),
             },
         ).items()
-    }
+    )
 
     # add / remove
     def ours_add(i: int) -> float:

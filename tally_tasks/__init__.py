@@ -28,20 +28,18 @@ def __getattr__(name: str) -> Any:
 
     from invoke import Collection
 
-    from . import completion
+    from . import completion, startup
     from .config import DEFAULTS, install_excepthook, tasks_folder
     from .tasks import session
 
     global ns
     ns = Collection(session)
-    # invoke's own setting: `inv` ends without the interpreter's teardown (startup.py)
-    ns.configure(
-        {"tally": DEFAULTS, "tasks": {"executor_class": "tally_tasks.startup.QuickExecutor"}}
-    )
+    ns.configure({"tally": DEFAULTS})
     completion.install()  # `inv --complete`: session names after `--name` (see completion.py)
     if os.path.basename(sys.argv[0]) in ("inv", "invoke"):
         # a broken invoke.yaml (beside tasks.py): one line, not invoke's traceback
         install_excepthook(lambda: tasks_folder(Path.cwd()))
+        startup.quick_inv()  # `inv` ends without the interpreter's teardown
     return ns
 
 

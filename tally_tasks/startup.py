@@ -11,8 +11,8 @@ beside the package, run by Python's `site` at start-up) calls it when the progra
 `quick_exit` ends the process once the command is done, its output flushed, its threads
 and exit handlers run, skipping the interpreter's teardown of every module (a fifth of
 a short command's time): `main` (`tally-session`) when its Program is done, and
-`QuickExecutor` (invoke's ``tasks.executor_class`` in the collection's config) when `inv`
-has run every task it was given, which is the last thing invoke's script does.
+`QuickExecutor` (set on the Program of invoke's own script by `quick_inv`) when `inv` has
+run every task it was given, which is the last thing invoke's script does.
 """
 
 from __future__ import annotations
@@ -73,6 +73,20 @@ def main() -> None:
     except SystemExit as e:
         quick_exit(exit_code(e))
     quick_exit(0)
+
+
+def quick_inv() -> None:
+    """`inv` (invoke's script, whose Program is ``invoke.main.program``) runs its tasks with
+    `QuickExecutor`, unless it was given an executor of its own. (invoke reads a
+    collection's ``tasks.executor_class`` only per task, too late for its Program.)"""
+    main = sys.modules.get("invoke.main")
+    program = getattr(main, "program", None)
+    if program is None:
+        return
+    from invoke import Executor
+
+    if program.executor_class is Executor:
+        program.executor_class = QuickExecutor
 
 
 class QuickExecutor:

@@ -175,6 +175,33 @@ def test_a_program_run_in_process_returns(
     from tally_tasks import ns
 
     monkeypatch.chdir(sample.main)
-    assert ns.configuration()["tasks"]["executor_class"] == "tally_tasks.startup.QuickExecutor"
     Program(namespace=ns).run(["inv", "session.list", "--json"], exit=False)
     assert capsys.readouterr().out == "[]\n"
+
+
+# Says so when the interpreter tears its modules down (a module global's __del__).
+TELL = """import sys
+class _Tell:
+    def __del__(self):
+        sys.stderr.write("teardown\\n")
+_tell = _Tell()
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "teardown"),
+    [
+        (["inv", "session.list"], False),
+        (["tally-session", "list"], False),
+        (["tally-session", "remove", "nosuch"], False),  # exit status 1, quick all the same
+        (["inv", "--version"], True),  # no task ran: invoke's own exit
+    ],
+    ids=["inv-list", "tally-session-list", "tally-session-error", "inv-version"],
+)
+def test_a_command_ends_without_the_interpreters_teardown(
+    sample: Sample, tmp_path: Path, args: list[str], teardown: bool
+) -> None:
+    (tmp_path / "sitecustomize.py").write_text(TELL)
+    r = run_cli(args, sample.main, env={"PYTHONPATH": str(tmp_path)})
+    assert ("teardown" in r.stderr) == teardown, (r.returncode, r.stdout, r.stderr)
+    assert r.returncode == (1 if "nosuch" in args else 0), r.stderr
