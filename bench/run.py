@@ -400,6 +400,10 @@ def commands(
         return lambda i: timed(lambda: run(argv))
 
     floor = timed_run([inv, "--version"])
+    # --before: another installation's programs (an older checkout's venv) as one more
+    # side of the same rounds, on the same repository (sessions of their own names)
+    old = Path(args.before) if args.before else None
+    before: dict[str, Callable[[int], float]] = {}
 
     # start the tmux server once so neither side pays for it; every command once, so
     # its bytecode is cached
@@ -435,7 +439,15 @@ def commands(
     def bare_add_(i: int) -> float:
         return timed(lambda: sh(bare_add(main_, f"b{i}", BACKEND + 500 + i), main_, env))
 
-    results["add"] = row(rounds(args.runs, {"ours": ours_add, "bare": bare_add_, "floor": floor}))
+    if old is not None:
+        before = {
+            "before": lambda i: timed(
+                lambda: run([str(old / "inv"), "session.add", f"c{i}", "-q", "--no-wait"])
+            )
+        }
+    results["add"] = row(
+        rounds(args.runs, {"ours": ours_add, "bare": bare_add_, "floor": floor, **before})
+    )
 
     def ours_rm(i: int) -> float:
         return timed(lambda: run([inv, "session.remove", f"a{i}", "-q"]))
@@ -443,7 +455,15 @@ def commands(
     def bare_rm(i: int) -> float:
         return timed(lambda: sh(bare_remove(main_, f"b{i}"), main_, env))
 
-    results["remove"] = row(rounds(args.runs, {"ours": ours_rm, "bare": bare_rm, "floor": floor}))
+    if old is not None:
+        before = {
+            "before": lambda i: timed(
+                lambda: run([str(old / "inv"), "session.remove", f"c{i}", "-q"])
+            )
+        }
+    results["remove"] = row(
+        rounds(args.runs, {"ours": ours_rm, "bare": bare_rm, "floor": floor, **before})
+    )
 
     # where the time of each goes: imports (importtime), subprocesses (probe); the
     # least of a few runs of each
@@ -502,6 +522,15 @@ def commands(
         {
             "inv": timed_run([inv, "session.list"]),
             "tally-session": timed_run([tally, "list"]),
+            **(
+                {
+                    "inv before": timed_run([str(old / "inv"), "session.list"]),
+                    "tally-session before": timed_run([str(old / "tally-session"), "list"]),
+                    "floor before": timed_run([str(old / "inv"), "--version"]),
+                }
+                if old is not None
+                else {}
+            ),
             "bare": bare_ls,
             "floor": floor,
         },
@@ -509,6 +538,11 @@ def commands(
     for label, side in ((f"inv list {m}", "inv"), (f"tally-session list {m}", "tally-session")):
         results[label] = row(
             {"ours": listing[side], "bare": listing["bare"], "floor": listing["floor"]}
+            | ({"before": listing[side + " before"]} if old is not None else {})
+        )
+    if old is not None:
+        results["inv --version"] = row(
+            {"ours": listing["floor"], "before": listing["floor before"]}
         )
     results[f"list {m} --git"] = row(
         rounds(
@@ -562,6 +596,9 @@ def main() -> int:
     ap.add_argument(
         "--node-modules-only", action="store_true", help="measure only the node_modules tree"
     )
+    ap.add_argument(
+        "--before", default="", help="bin folder of another install (a venv) to time alongside"
+    )
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
     if shutil.which("tmux") is None:
@@ -609,6 +646,11 @@ def main() -> int:
     for label, r in floors.items():
         print(f"{label:<30} {ms(r, 'ours')}")
     header = ("operation, ms (min / median)", "ours", "bare", "over bare", "inv --version")
+    if any("before" in r for r in results.values()):
+        print(f"\n{'before (--before), ms (min / median)':<36} {'before':>11} {'now':>11}")
+        for op, r in results.items():
+            if "before" in r:
+                print(f"{op:<36} {ms(r, 'before')} {ms(r, 'ours')}")
     print(
         f"\n{header[0]:<30} {header[1]:>11} {header[2]:>11} {header[3]:>11} {header[4]:>13}  ×floor"
     )
