@@ -257,7 +257,7 @@ if os.environ.get("TALLY_BENCH_PROBE"):
             code = super().wait(timeout)
             if not done:
                 argv = [self._argv] if isinstance(self._argv, str) else list(map(str, self._argv))
-                _calls.append([argv[:3], time.perf_counter() - self._t0])
+                _calls.append([argv[:6], time.perf_counter() - self._t0])
             return code
     subprocess.Popen = _Timed
     def _write():
@@ -329,6 +329,12 @@ def _split_imports(report: str) -> dict[str, float]:
         "ours": total(nodes, is_ours, is_invoke),
         "site": total(nodes, lambda n: n == "site", lambda n: False),
     }
+
+
+def _said(argv: list[str]) -> str:
+    """`git worktree remove`, `tmux kill-session`: the program and what it was asked."""
+    words = [w for w in argv[1:] if not w.startswith("-")]
+    return " ".join([os.path.basename(argv[0]), *words[: 1 if argv[0] == "tmux" else 2]])
 
 
 def where(
@@ -582,6 +588,7 @@ def commands(
             "calls": len(sub),
             "rest": total - interpreter - got["invoke"] - got["ours"] - spent,
             "argv": [" ".join(a) for a, _ in sub],
+            "calls_ms": [(_said(a), t) for a, t in sub],
         }
     return fabric_loaded
 
@@ -669,10 +676,28 @@ def main() -> int:
             f" {b['invoke'] * 1000:>7.0f} {b['ours'] * 1000:>6.0f}"
             f" {b['subprocesses'] * 1000:>8.0f} ({b['calls']:>2}) {b['rest'] * 1000:>6.0f}"
         )
-    teardown = (
-        floors["imports, then exit"]["ours_min"] - floors["imports, then os._exit"]["ours_min"]
-    )
-    print(f"interpreter teardown that a quick exit skips: {teardown * 1000:.0f} ms (min)")
+    for label, b in breakdown.items():
+        if b["calls_ms"]:
+            shown = ", ".join(f"{a} {t * 1000:.0f}" for a, t in b["calls_ms"])
+            print(f"  {label} (ms): {shown}")
+    if "remove" in breakdown:
+        # the four commands a person types: kill-session, worktree remove, branch -D (rm is
+        # no subprocess here); everything else remove runs is its checks
+        work = ("tmux kill-session", "git worktree remove", "git branch -D")
+        checks = sum(t for a, t in breakdown["remove"]["calls_ms"] if not a.startswith(work))
+        r = results["remove"]
+        allowed = 2 * (r["bare_min"] + checks)
+        print(
+            f"remove: {r['ours_min'] * 1000:.0f} ms (min) against 2 × (bare "
+            f"{r['bare_min'] * 1000:.0f} + its checks' subprocesses {checks * 1000:.0f}) = "
+            f"{allowed * 1000:.0f} ms"
+        )
+        r["checks"], r["allowed"] = checks, allowed
+    if floors:
+        exits = (
+            floors["imports, then exit"]["ours_min"] - floors["imports, then os._exit"]["ours_min"]
+        )
+        print(f"interpreter teardown that a quick exit skips: {exits * 1000:.0f} ms (min)")
     print(f"fabric/paramiko imported by local commands: {'yes' if fabric_loaded else 'no'}")
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
