@@ -333,8 +333,11 @@ def _split_imports(report: str) -> dict[str, float]:
 
 def _said(argv: list[str]) -> str:
     """`git worktree remove`, `tmux kill-session`: the program and what it was asked."""
+    prog = os.path.basename(argv[0])
+    if prog not in ("git", "tmux"):  # the preflight's login shell, say
+        return f"{prog} {' '.join(argv[1:2])} (its script)"
     words = [w for w in argv[1:] if not w.startswith("-")]
-    return " ".join([os.path.basename(argv[0]), *words[: 1 if argv[0] == "tmux" else 2]])
+    return " ".join([prog, *words[: 1 if prog == "tmux" else 2]])
 
 
 def where(
@@ -683,7 +686,7 @@ def main() -> int:
     if "remove" in breakdown:
         # the four commands a person types: kill-session, worktree remove, branch -D (rm is
         # no subprocess here); everything else remove runs is its checks
-        work = ("tmux kill-session", "git worktree remove", "git branch -D")
+        work = ("tmux kill-session", "git worktree remove", "git branch")
         checks = sum(t for a, t in breakdown["remove"]["calls_ms"] if not a.startswith(work))
         r = results["remove"]
         allowed = 2 * (r["bare_min"] + checks)
