@@ -110,6 +110,7 @@ def _no_server(stderr: list[str]) -> bool:
         or "error connecting" in text
         or ("No such file or directory" in text)
         or "server exited unexpectedly" in text  # it was being killed as we asked
+        or "no current target" in text  # its last session just ended: the server is exiting
     )
 
 
