@@ -6,7 +6,8 @@ invoke take a stand-in for ``Mock`` instead: the real module is imported the fir
 time one is made. `tally-session` calls it first thing (`main`); for `inv`, whose own
 script imports invoke before any of our code, ``tally_tasks_startup.pth`` (installed
 beside the package, run by Python's `site` at start-up) calls it when the program is
-`inv`. Only the standard library's ``sys`` and ``os`` are imported here.
+`inv`. Only ``sys``, ``os`` and ``types`` are imported here (and ``typing``, which
+invoke imports anyway).
 
 `quick_exit` ends the process once the command is done, its output flushed, its threads
 and exit handlers run, skipping the interpreter's teardown of every module (a fifth of
