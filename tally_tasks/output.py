@@ -156,6 +156,27 @@ def reader_left(stream: TextIO | None = None) -> None:
     os.close(devnull)
 
 
+def said(e: BaseException) -> int | None:
+    """Say in one line on stderr what stopped the command, and return its exit status: a
+    TallyError, the reader of stdout gone (`| head`: nothing said), the machine's refusal
+    (a file, a name), an interrupt (an operation may say what it undid). None for anything
+    else, which keeps its traceback."""
+    from .errors import TallyError, one_line
+
+    if isinstance(e, TallyError):
+        error(str(e))
+    elif isinstance(e, BrokenPipeError):
+        reader_left()
+    elif isinstance(e, (OSError, UnicodeError)):
+        error(one_line(e))
+    elif isinstance(e, KeyboardInterrupt):
+        error(str(e) or "interrupted")
+        return 130
+    else:
+        return None
+    return 1
+
+
 def step(name: str, detail: str = "") -> None:
     """A pipeline step that completed: ``✓ worktree  ../tally-x (new branch x)``."""
     if is_quiet():

@@ -26,6 +26,17 @@ def clean_git_env() -> None:
 _found: dict[str, tuple[Path, Path]] = {}
 
 
+def here() -> Path:
+    """The current folder, or what to do when it is gone."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        raise TallyError(
+            "the current folder no longer exists (a removed worktree?); cd to the main "
+            "checkout and run the command again"
+        ) from None
+
+
 def find_main(start: Path) -> tuple[Path, Path]:
     """(main checkout, git common dir) for `start`: the main repo or any of its worktrees."""
     clean_git_env()

@@ -7,12 +7,13 @@ import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import agent
-from .config import PLACEHOLDER, Settings
+from .config import PLACEHOLDER, Settings, explain_file, settings_from
 from .errors import TallyError
 from .registry import Entry, name_problem, ports_of
-from .repo import branch_name_ok
+from .repo import branch_name_ok, find_main, here
 
 
 def slugify(name: str) -> str:
@@ -196,3 +197,17 @@ class Project:
         paths = {link.path for link in self.settings.links} | set(self.settings.copies)
         paths.add(".claude/settings.local.json")
         return paths
+
+
+def find_project(raw_settings: Callable[[Path], Any]) -> Project:
+    """The main repo around the current folder, with the `tally` settings that
+    `raw_settings(main checkout)` gives (invoke's merged config, or the quick path's)."""
+    main, common = find_main(here())
+    try:
+        settings = settings_from(raw_settings(main))
+    except TallyError as e:  # name the file when the bad value is in it
+        raise TallyError(
+            explain_file(main)
+            or f"{e} (set by an INVOKE_TALLY_... variable or another invoke config file)"
+        ) from None
+    return Project(main=main, common_dir=common, settings=settings)

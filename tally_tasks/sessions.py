@@ -10,13 +10,16 @@ import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import claude, links, output, registry, worktree
+from . import output, registry, worktree
 from . import ports as ports_
 from . import repo as repo_
 from .errors import TallyError
 from .session import Project, Session, slugify
+
+if TYPE_CHECKING:  # imported where used: `list` needs neither
+    from . import links
 
 CREATING = "creating"  # an entry's `state` while its add runs (or after one was killed)
 
@@ -209,6 +212,8 @@ def stop_orphans(session: Session, settle: float = 0.0) -> list[ports_.Holder]:
 def exclude_own(project: Project) -> links.Outcome | None:
     """The tool's links and Claude's local settings out of `git status` in every worktree
     (one block in info/exclude); with no session left, the tool's lines there go."""
+    from . import claude, links
+
     with locked_repo(project):
         paths = [lk.path for lk in project.settings.links] + [claude.LOCAL_SETTINGS]
         return links.exclude(project.common_dir, paths if load(project) else [])

@@ -65,8 +65,14 @@ def defer_mock() -> None:
 
 
 def main() -> None:
-    """`tally-session`: `defer_mock`, then the program (tally_tasks.cli), then `quick_exit`."""
+    """`tally-session`: `defer_mock`; `list` without invoke when it can (tally_tasks.quick),
+    else the program (tally_tasks.cli); then `quick_exit`."""
     defer_mock()
+    from .quick import run as quickly
+
+    code = quickly(sys.argv)
+    if code is not None:
+        quick_exit(code)
     from .cli import main as run
 
     try:

@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from invoke import Collection, Context, Exit, Program, Task
 from invoke import task as _task
 
-from . import output, sessions, status
-from . import panes as panes_
+from . import listing, output, sessions, status
 from . import tmux as tmux_
-from .config import explain_file, settings_from
-from .errors import TallyError, one_line
-from .repo import find_main, in_worktree
-from .session import Project
+from .config import explain_file
+from .errors import TallyError
+from .repo import find_main, here, in_worktree
+from .session import Project, find_project
 
 if TYPE_CHECKING:  # imported by the tasks that use them: not by `list`
     from . import remote
@@ -59,19 +58,8 @@ def boundary(fn: F) -> F:
                 _task_help(fn.__name__.rstrip("_").replace("_", "-"))
                 return None
             return fn(c, *args, **kwargs)
-        except TallyError as e:
-            output.error(str(e))
-            raise Exit(code=1) from None
-        except BrokenPipeError:
-            # `inv session.list | head`: the reader left; say nothing more
-            output.reader_left()
-            raise Exit(code=1) from None
-        except (OSError, UnicodeError) as e:  # the machine said no: one line, not a traceback
-            output.error(one_line(e))
-            raise Exit(code=1) from None
-        except KeyboardInterrupt as e:  # an operation may say what it undid
-            output.error(str(e) or "interrupted")
-            raise Exit(code=130) from None
+        except (TallyError, OSError, UnicodeError, KeyboardInterrupt) as e:
+            raise Exit(code=output.said(e)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -108,25 +96,7 @@ def _task_help(task_name: str) -> None:
 
 def project_of(c: Context) -> Project:
     """The main repo around the current folder, with the `tally` settings."""
-    main, common = find_main(_cwd())
-    try:
-        settings = settings_from(tally_config(c, main))
-    except TallyError as e:  # name the file when the bad value is in it
-        raise TallyError(
-            explain_file(main)
-            or f"{e} (set by an INVOKE_TALLY_... variable or another invoke config file)"
-        ) from None
-    return Project(main=main, common_dir=common, settings=settings)
-
-
-def _cwd() -> Path:
-    try:
-        return Path.cwd()
-    except FileNotFoundError:
-        raise TallyError(
-            "the current folder no longer exists (a removed worktree?); cd to the main "
-            "checkout and run the command again"
-        ) from None
+    return find_project(lambda main: tally_config(c, main))
 
 
 def tally_config(c: Context, main: Path) -> Any:
@@ -159,7 +129,7 @@ def _hosts(c: Context) -> dict[str, remote.Host]:
     from . import remote
 
     try:
-        raw = tally_config(c, find_main(_cwd())[0])
+        raw = tally_config(c, find_main(here())[0])
     except TallyError:  # outside any checkout: the invoke.yaml invoke found, if any
         raw = c.config.get("tally")
     return remote.hosts_from((raw or {}).get("hosts"))
@@ -439,19 +409,7 @@ def list_(
     if all_hosts:
         _list_all_hosts(c, json)
         return
-    project = project_of(c)
-    srv = _server(project)
-    with_git = git or (json and not brief)
-    snap = panes_.snapshot(srv)  # once, for the rows and the stale check
-    rows = status.rows(project, srv, git_state=with_git, snap=snap, pull_requests=json)
-    if json:
-        output.data(_json.dumps(rows, indent=2))
-    elif not rows:
-        output.info("no sessions; create one with: " + output.command("add", "NAME"))
-    else:
-        output.table(_table(rows, with_git))
-    for note in status.stale(project, srv, sessions.load(project), snap.paths):
-        output.warn("stale", note, to_stderr=json)
+    listing.show(project_of(c), json=json, git=git, brief=brief)
 
 
 def _list_all_hosts(c: Context, as_json: bool) -> None:
@@ -473,48 +431,11 @@ def _list_all_hosts(c: Context, as_json: bool) -> None:
         output.data(_json.dumps({"sessions": rows, "unreachable": unreachable}, indent=2))
         return
     if rows:
-        output.table(_table(rows, False, host_column=True))
+        output.table(listing.table(rows, False, host_column=True))
     elif not unreachable:
         output.info("no sessions here or on any host")
     for host, why in unreachable.items():
         output.warn(host, "unreachable: " + why if host != "local" else why)
-
-
-def _table(
-    rows: list[dict[str, Any]], with_git: bool, host_column: bool = False
-) -> list[list[str]]:
-    ports = list(dict.fromkeys(k[:-5] for r in rows for k in r if k.endswith("_port")))
-    header = ["HOST"] if host_column else []
-    header += ["NAME", "BRANCH", "RUNNING", "STATUS", *[p.upper() for p in ports]]
-    if with_git:
-        header += ["AHEAD", "BEHIND", "MERGED", "DIRTY"]
-    header += ["AGE", "WORKTREE"]
-    table = [header]
-    for r in rows:
-        state = "yes" if r["running"] else "no"
-        if r.get("adding"):
-            state += " (being added)"
-        elif r.get("state") == sessions.CREATING:
-            state += " (unfinished)"
-        cells = [r["host"]] if host_column else []
-        cells += [r["name"], r["branch"], state, r.get("status", "-")]
-        for p in ports:
-            number = r.get(f"{p}_port")
-            up = r.get("listening", {}).get(p)
-            mark = " (other)" if p in r.get("foreign", ()) else "" if up else " (down)"
-            cells.append("-" if number is None else f"{number}{mark}")
-        if with_git:
-            dirty = {True: "yes", False: "no", None: "?"}[r.get("dirty")]
-            merged = r.get("merged") or ("no" if r.get("ahead") else "-")
-            cells += [_num(r.get("ahead")), _num(r.get("behind")), merged, dirty]
-        worktree = r["worktree"] + ("" if r.get("worktree_exists", True) else " (missing)")
-        cells += [status.age(r.get("created")), worktree]
-        table.append(cells)
-    return table
-
-
-def _num(value: int | None) -> str:
-    return "?" if value is None else str(value)
 
 
 @task(

@@ -39,14 +39,22 @@ def python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     [
         ["inv", "session.add", "x", "-q"],
         ["inv", "session.list"],
-        ["tally-session", "list"],
+        ["tally-session", "list", "--host", ""],  # not tally_tasks.quick's: invoke's path
+        ["tally-session", "remove", "x", "-q"],
         ["inv", "session.remove", "x", "-q"],
         ["inv", "--version"],
     ],
-    ids=["inv-add", "inv-list", "tally-session-list", "inv-remove", "inv-version"],
+    ids=[
+        "inv-add",
+        "inv-list",
+        "tally-session-list",
+        "tally-session-remove",
+        "inv-remove",
+        "inv-version",
+    ],
 )
 def test_a_task_run_never_imports_unittest_mock(sample: Sample, args: list[str]) -> None:
-    if args[1] in ("session.list", "list", "session.remove"):
+    if args[1] in ("session.list", "list", "session.remove", "remove"):
         assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
     r = run_cli(args, sample.main, env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
