@@ -37,6 +37,7 @@ class Landed:
 class Target:
     name: str  # main, origin/main
     tree: str  # its tree's id, compared with what a merge into it gives
+    commit: str = ""  # its commit, when known already
 
 
 def targets(repo: repo_.Repo, main_ref: str, refs: repo_.Refs | None = None) -> list[Target]:
@@ -45,7 +46,7 @@ def targets(repo: repo_.Repo, main_ref: str, refs: repo_.Refs | None = None) -> 
     answers for a local branch without an upstream."""
     known, tracks = refs.branches.get(main_ref, ("", "")) if refs else ("", "")
     if known and not tracks:
-        return [Target(main_ref, known)]
+        return [Target(main_ref, known, refs.commits.get(main_ref, "") if refs else "")]
     up = f"{main_ref}@{{upstream}}"
     # rev-parse reads its arguments in order: --abbrev-ref applies to the last one only
     proc = repo_.git(
@@ -62,9 +63,13 @@ def targets(repo: repo_.Repo, main_ref: str, refs: repo_.Refs | None = None) -> 
     return found
 
 
-def landed(repo: repo_.Repo, branch: str, into: list[Target]) -> Landed | None:
-    """How `branch`'s content is in one of `into` (the first that has it), or None."""
+def landed(repo: repo_.Repo, branch: str, into: list[Target], tip: str = "") -> Landed | None:
+    """How `branch`'s content is in one of `into` (the first that has it), or None.
+    `tip`: the branch's commit, when known already (one a target is at is merged there:
+    no git call)."""
     for target in into:
+        if tip and tip == target.commit:
+            return Landed("merged", target.name)
         how = _how(repo, f"refs/heads/{branch}", target)
         if how:
             return Landed(how, target.name)

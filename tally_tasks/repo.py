@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +226,7 @@ class Refs:
     branches: dict[str, tuple[str, str]]  # name -> (its commit's tree, its upstream ref)
     current: str | None  # the main checkout's branch; None: detached, or no commit yet
     remote_heads: dict[str, str]  # remote -> the branch its HEAD names (origin -> main)
+    commits: dict[str, str] = field(default_factory=dict)  # name -> its commit
 
     def has(self, branch: str) -> bool:
         return branch in self.branches
@@ -261,7 +262,7 @@ def refs(repo: Repo) -> Refs:
         repo,
         (
             "for-each-ref",
-            "--format=%(HEAD)%(refname)%00%(symref)%00%(tree)%00%(upstream)",
+            "--format=%(HEAD)%(refname)%00%(symref)%00%(tree)%00%(upstream)%00%(objectname)",
             "refs/heads/",
             "refs/remotes/*/HEAD",
         ),
@@ -269,15 +270,17 @@ def refs(repo: Repo) -> Refs:
     branches: dict[str, tuple[str, str]] = {}
     current: str | None = None
     remote_heads: dict[str, str] = {}
+    commits: dict[str, str] = {}
     for line in out.splitlines():
         mark = line[:1]  # "*" for the branch checked out here
-        ref, symref, tree, upstream = (line[1:].split("\0") + ["", "", ""])[:4]
+        ref, symref, tree, upstream, commit = (line[1:].split("\0") + ["", "", "", ""])[:5]
         if ref.startswith("refs/heads/"):
             name = ref.removeprefix("refs/heads/")
             branches[name] = (tree, upstream)
+            commits[name] = commit
             if mark == "*":
                 current = name
         elif symref:  # refs/remotes/origin/HEAD -> refs/remotes/origin/main
             remote = ref.removeprefix("refs/remotes/").removesuffix("/HEAD")
             remote_heads[remote] = symref.removeprefix(f"refs/remotes/{remote}/")
-    return Refs(branches, current, remote_heads)
+    return Refs(branches, current, remote_heads, commits)

@@ -239,6 +239,7 @@ def ignored(path: Path, ours: set[str], protect: Sequence[str] = ()) -> Ignored:
             e
             for i, e in enumerate(tops)
             if not (e.endswith("/") and i + 1 < len(tops) and tops[i + 1].startswith(e))
+            and not _only_ours(path, e, ours)
         ]
         entries = {e: 0 if e.endswith("/") else 1 for e in tops}
         folders = [e for e in tops if e.endswith("/")]
@@ -261,6 +262,28 @@ def ignored(path: Path, ours: set[str], protect: Sequence[str] = ()) -> Ignored:
                 rel for rel in _listing(wt_repo, tops, *patterns) if not _is_ours(rel, ours)
             ]
     return Ignored(entries, sorted(protected))
+
+
+def _only_ours(path: Path, folder: str, ours: set[str]) -> bool:
+    """Does the ignored `folder` (``.claude/``) hold nothing but the tool's own files? Then
+    it holds nothing of the user's, known without asking git (only a folder above one of
+    `ours` can; the walk stops at the first other file and never enters one of ours)."""
+    if not folder.endswith("/") or not any(p.startswith(folder) for p in ours):
+        return False
+    unread: list[OSError] = []
+    for top, dirs, files in os.walk(path / folder, onerror=unread.append):
+        rel = os.path.relpath(top, path).replace(os.sep, "/") + "/"
+        if any(not _is_ours(rel + f, ours) for f in files):
+            return False
+        inside = []
+        for d in dirs:
+            if _is_ours(rel + d, ours):
+                continue
+            if os.path.islink(os.path.join(top, d)):  # to git, a file
+                return False
+            inside.append(d)
+        dirs[:] = inside
+    return not unread  # a folder it could not read: git is asked
 
 
 def _listing(wt_repo: repo_.Repo, paths: list[str], *excludes: str) -> list[str]:

@@ -111,6 +111,27 @@ def test_landed_says_how_it_knew(
         assert str(landed).endswith("into main")
 
 
+@pytest.mark.parametrize(
+    "how", [c[0] for c in CASES] + [None], ids=[c[0].__name__ for c in CASES] + ["untouched"]
+)
+def test_the_branchs_known_commit_gives_the_same_answer(
+    main: Path, how: Callable[[Path], None] | None
+) -> None:
+    if how is None:
+        git(main, "branch", "x")  # a session with no commit of its own
+    else:
+        branch_with_work(main)
+        how(main)
+    repo = repo_.Repo(main)
+    refs = repo_.refs(repo)
+    into = merged.targets(repo, "main", refs)
+    quick = merged.landed(repo, "x", into, refs.commits["x"])
+    assert quick == merged.landed(repo, "x", merged.targets(repo, "main"))
+    if how is None:
+        assert quick == merged.Landed("merged", "main")
+        assert into[0].commit == refs.commits["x"]
+
+
 @pytest.mark.parametrize("how", ["squash", "rebase"])
 def test_a_forge_merge_counts_once_fetched(main: Path, how: str) -> None:
     bare = add_origin(main)

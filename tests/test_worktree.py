@@ -208,6 +208,42 @@ def test_ignored_lists_folders_with_their_files_and_what_protect_keeps(
     assert found.files == sum(entries.values())
 
 
+@pytest.mark.parametrize(
+    ("made", "entries", "calls"),
+    [
+        ([], {}, 1),  # the tool's settings alone: known without asking git about .claude/
+        ([".claude/debug.log"], {".claude/debug.log": 1}, 2),
+        ([".claude/sub/x.log"], {".claude/sub/x.log": 1}, 2),
+    ],
+    ids=["only-ours", "a-file-of-yours-beside", "one-deeper"],
+)
+def test_a_folder_of_the_tools_own_files_needs_no_more_git_calls(
+    sample: Sample,
+    repo: repo_.Repo,
+    path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    made: list[str],
+    entries: dict[str, int],
+    calls: int,
+) -> None:
+    (sample.main / ".git" / "info" / "exclude").write_text(IGNORE + ".claude/settings.local.json\n")
+    worktree.create(repo, path, "x")
+    for rel in [".claude/settings.local.json", *made]:
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (path / rel).write_text("{}\n")
+    asked: list[tuple[str, ...]] = []
+    names = repo_.names
+
+    def counted(r: repo_.Repo, *args: str) -> list[str]:
+        asked.append(args)
+        return names(r, *args)
+
+    monkeypatch.setattr(repo_, "names", counted)
+    found = worktree.ignored(path, sample.project().own_paths(), ["*.sql"])
+    assert found.entries == entries
+    assert len(asked) == calls
+
+
 @pytest.mark.parametrize("mode", ["symlink", "hardlink", "copy"])
 def test_ignored_leaves_out_the_tools_links_and_copies_and_never_looks_inside(
     sample: Sample, repo: repo_.Repo, path: Path, mode: str

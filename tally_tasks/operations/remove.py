@@ -185,7 +185,8 @@ def branch_fate(
     if keep:
         return False, f"kept {branch} (--keep-branch)"
     main_ref = refs.main_branch(project.settings.land_into)
-    landed = merged.landed(repo, branch, merged.targets(repo, main_ref, refs))
+    tip = refs.commits.get(branch, "")
+    landed = merged.landed(repo, branch, merged.targets(repo, main_ref, refs), tip)
     if landed is not None:
         return True, f"deleted {branch} ({landed})"
     if force:
