@@ -362,12 +362,14 @@ def remove(repo: repo_.Repo, path: Path) -> bool:
         return False
     if found.locked is not None and not path.is_dir():
         repo_.ok(repo, "worktree", "unlock", str(path))  # else prune keeps its record
+    removed = False  # by git: folder and record
     if path.is_dir():
         # A read-only folder (Go's module cache, some npm packages) stops git halfway,
         # and git forgets the worktree all the same: open them up first.
         make_removable(path)
         try:
             repo_.run(repo, "worktree", "remove", "--force", "--force", str(path))
+            removed = not os.path.lexists(path)
         except TallyError:
             if path.is_symlink() or not path.is_dir():
                 raise
@@ -383,7 +385,8 @@ def remove(repo: repo_.Repo, path: Path) -> bool:
                 f"cannot delete the worktree {path}: {e.strerror} ({e.filename}); "
                 "fix that and run the command again"
             ) from None
-    repo_.run(repo, "worktree", "prune")
+    if not removed:  # git's record of a folder gone another way
+        repo_.run(repo, "worktree", "prune")
     return True
 
 
