@@ -16,8 +16,7 @@ from typing import Any
 
 from . import agent, panes
 from . import ports as ports_
-from .readiness import window_ports
-from .session import Project, Session
+from .session import Project, Session, window_ports
 from .sessions import works_in
 
 

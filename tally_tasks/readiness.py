@@ -15,7 +15,6 @@ both the shell's start and the start of the wait.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,11 +22,10 @@ from dataclasses import dataclass, field
 from . import output, panes, tmux
 from . import ports as ports_
 from .config import Window
-from .session import Session
+from .session import Session, window_ports
 from .sessions import works_in
 
 SETTLE = 3.0
-_PORT_PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)_port\}")
 
 
 @dataclass
@@ -42,15 +40,6 @@ class Ready:
     @property
     def ok(self) -> bool:
         return self.state in ("up", "running")
-
-
-def window_ports(windows: Iterable[Window], ports: dict[str, int]) -> dict[str, list[int]]:
-    """Window name -> the session's ports its command (or resume command) names."""
-    found: dict[str, list[int]] = {}
-    for win in windows:
-        names = _PORT_PLACEHOLDER.findall(win.cmd + " " + win.resume_cmd)
-        found[win.name] = sorted({ports[n] for n in names if n in ports})
-    return found
 
 
 def check(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import agent
-from .config import PLACEHOLDER, Settings, explain_file, settings_from
+from .config import PLACEHOLDER, Settings, Window, explain_file, settings_from
 from .errors import TallyError
 from .registry import Entry, name_problem, ports_of
 from .repo import branch_name_ok, find_main, here
@@ -197,6 +197,18 @@ class Project:
         paths = {link.path for link in self.settings.links} | set(self.settings.copies)
         paths.add(".claude/settings.local.json")
         return paths
+
+
+_PORT_PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)_port\}")
+
+
+def window_ports(windows: Iterable[Window], ports: dict[str, int]) -> dict[str, list[int]]:
+    """Window name -> the session's ports its command (or resume command) names."""
+    found: dict[str, list[int]] = {}
+    for win in windows:
+        names = _PORT_PLACEHOLDER.findall(win.cmd + " " + win.resume_cmd)
+        found[win.name] = sorted({ports[n] for n in names if n in ports})
+    return found
 
 
 def find_project(raw_settings: Callable[[Path], Any]) -> Project:
