@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from . import output, registry, worktree
+from . import claude, links, output, registry, worktree
 from . import ports as ports_
 from . import repo as repo_
 from .errors import TallyError
@@ -204,3 +204,11 @@ def stop_orphans(session: Session, settle: float = 0.0) -> list[ports_.Holder]:
     if found:
         ports_.stop(h.pid for h in found)
     return found
+
+
+def exclude_own(project: Project) -> links.Outcome | None:
+    """The tool's links and Claude's local settings out of `git status` in every worktree
+    (one block in info/exclude); with no session left, the tool's lines there go."""
+    with locked_repo(project):
+        paths = [lk.path for lk in project.settings.links] + [claude.LOCAL_SETTINGS]
+        return links.exclude(project.common_dir, paths if load(project) else [])

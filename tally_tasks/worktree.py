@@ -387,20 +387,3 @@ def make_removable(path: Path) -> None:
     for top, dirs, _ in os.walk(path):  # top-down: each folder opened before it is listed
         for d in dirs:
             open_up(os.path.join(top, d))
-
-
-def exclude(common_dir: Path, pattern: str) -> bool:
-    """Keep `pattern` out of every worktree's `git status`: a line in the repository's
-    ``info/exclude`` (shared by all its worktrees, never committed). True when added."""
-    from .registry import write_atomic
-
-    path = common_dir / "info" / "exclude"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        text = ""
-    if pattern in text.splitlines():
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, text + ("" if not text or text.endswith("\n") else "\n") + pattern + "\n")
-    return True

@@ -242,7 +242,8 @@ PARSE_ERRORS = [
     (["list", "--jsn"], "list has no option --jsn; did you mean --json?"),
     (
         ["add", "--bogus", "x"],
-        "add has no option --bogus; options: --dry-run, --force, --host, --name, --no-wait, --quiet",
+        "add has no option --bogus; options: --dry-run, --force, --host, --name, --no-wait, "
+        "--quiet",
     ),
     (["list", "extra"], "list takes no session name ('extra'); see: tally-session help list"),
     (["resume", "--host"], "resume: --host needs a value; see: tally-session help resume"),

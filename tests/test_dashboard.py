@@ -289,13 +289,14 @@ def test_an_agents_change_shows_within_two_refreshes(
 def test_r_restarts_a_dead_server_and_waits_for_it(sample: Sample, srv: libtmux.Server) -> None:
     add(sample, srv, "alpha")
     backend = sample.registry()["alpha"]["backend_port"]
+    frontend = sample.registry()["alpha"]["frontend_port"]
     app = app_for(sample, srv)
 
     def ports() -> str:
         return table(app)["alpha"][3] if "alpha" in table(app) else ""
 
     async def script(pilot: Pilot[None]) -> None:
-        await until(pilot, lambda: ports().startswith(f"{backend}✓"))
+        await until(pilot, lambda: ports() == f"{backend}✓ {frontend}✓", 30)
         await pilot.press("r")  # nothing died: nothing to do
         await until(pilot, lambda: "nothing in alpha has died" in app.message())
         server = panes.snapshot(srv).get("tally-alpha")["backend"].program

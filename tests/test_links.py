@@ -709,7 +709,8 @@ def test_a_new_worktree_is_clean_and_the_last_remove_takes_the_tools_lines_away(
         assert git(wt, "status", "--porcelain", "--untracked-files=all") == ""
     git(wt, "add", "-A")
     assert git(wt, "diff", "--cached", "--name-only") == ""  # `git add -A` takes no link
-    assert exclude.read_text() == f"# mine\n*.swp\n\n{BEGIN}\n/{NM}\n/{DB}\n{END}\n"
+    local = "/.claude/settings.local.json"
+    assert exclude.read_text() == f"# mine\n*.swp\n\n{BEGIN}\n/{NM}\n/{DB}\n{local}\n{END}\n"
     remove_op.run(project, "x", srv)
     assert BEGIN in exclude.read_text()  # y still has its links
     remove_op.run(project, "y", srv)

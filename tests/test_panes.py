@@ -52,8 +52,9 @@ def test_a_dead_pane(srv: libtmux.Server, tmp_path: Path) -> None:
     srv.cmd("new-session", "-d", "-s", "d", "-n", "w", "sleep 60")
     srv.cmd("set-option", "-w", "-t", "=d:=w", "remain-on-exit", "on")
     srv.cmd("respawn-pane", "-k", "-t", "=d:=w", "sh -c 'echo gone-now; exit 3'")
-    pane = poll(lambda: (p := panes.snapshot(srv).get("d").get("w")) and p.dead and p)
-    assert not pane.running and pane.dead_status == 3
+    # the killed sleep may show as a dead pane (no status) before the new command runs
+    pane = poll(lambda: (p := panes.snapshot(srv).get("d").get("w")) and p.dead_status == 3 and p)
+    assert pane.dead and not pane.running
     assert "gone-now" in panes.last_lines(srv, pane.id)
 
 

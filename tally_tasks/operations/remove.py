@@ -15,7 +15,6 @@ from .. import repo as repo_
 from ..errors import TallyError
 from ..session import Project, Session, render
 from ..steps import claude_perms as claude_step
-from ..steps import links as links_step
 from ..steps.base import Context, Step, plan_line, refuse_lines
 from ..steps.project import ProjectTasks, for_remove
 
@@ -278,7 +277,7 @@ def run(
         output.warn("claude", "drop its entry later with: " + output.command("claude_prune"))
     sessions.drop_entry(project, name)
     output.step("registry", f"dropped {name} (ports freed)")
-    links_step.exclude(project)  # the last session gone: the tool's lines in info/exclude too
+    sessions.exclude_own(project)  # the last session gone: the tool's lines in info/exclude too
     if inside:
         output.step("tmux", f"killing {session.tmux_name}, this window with it")
         tmux.kill(srv, session.tmux_name)

@@ -5,7 +5,7 @@ when Claude Code starts there: trust and the settings' permission rules."""
 
 from __future__ import annotations
 
-from .. import agent, claude, output, worktree
+from .. import agent, claude, output, sessions
 from ..session import Project, Session, programs
 from .base import Context, Made, nothing_to_check, nothing_to_fix, require_worktree, show
 
@@ -38,7 +38,7 @@ def apply(project: Project, session: Session) -> bool:
     command = agent.hook_command(state, session.worktree, project.main, session.name)
     hooks = claude.install_hooks(session.worktree, agent.EVENTS, command, agent.HOOK_FLAG)
     # a file of this machine's paths, never to be committed (Claude Code's own rule for it)
-    worktree.exclude(project.common_dir, "/" + claude.LOCAL_SETTINGS)
+    sessions.exclude_own(project)
     # what Claude Code will go by, not what was copied (it ignores allowedTools now)
     outcomes = [result if not result.ok else claude.effect(config, session.worktree)]
     outcomes += [o for o in (local, hooks) if o is not None]

@@ -36,16 +36,8 @@ def apply(project: Project, session: Session, refresh: bool = False, force: bool
         force=force,
         force_hint=output.command("links", session.name, "--refresh", "--force"),
     )
-    excluded = exclude(project)
+    excluded = sessions.exclude_own(project)
     show("links", outcomes + ([excluded] if excluded else []))
-
-
-def exclude(project: Project) -> links.Outcome | None:
-    """The links out of `git status` in every worktree (info/exclude); with no session
-    left, the tool's lines there go."""
-    with sessions.locked_repo(project):
-        paths = [lk.path for lk in project.settings.links] if sessions.load(project) else []
-        return links.exclude(project.common_dir, paths)
 
 
 def run(ctx: Context) -> Made | None:
