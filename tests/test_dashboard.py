@@ -442,6 +442,30 @@ def test_v_cycles_the_preview(sample: Sample, srv: libtmux.Server) -> None:
     drive(app, script)
 
 
+def test_the_preview_shows_the_bottom_of_the_screen_cut_at_the_edge(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    """Where the prompt is: the last lines the box holds; a line wider than the box is
+    cut, as tmux shows a pane in a narrower window, never wrapped over the next."""
+    add(sample, srv, "alpha")
+    poll(lambda: sample.calls("claude"))
+    wide = "W" * 79 + "E"  # as wide as the pane, wider than the box
+    script_ = f"seq 1 60; echo {wide}; echo BOTTOM; sleep 600"
+    srv.cmd("respawn-pane", "-k", "-t", "=tally-alpha:=claude", script_)
+    app = app_for(sample, srv)
+
+    async def script(pilot: Pilot[None]) -> None:
+        def fits() -> bool:  # the box's height settles with the first layouts
+            return len(preview(app).splitlines()) <= app.preview.content_size.height
+
+        await until(pilot, lambda: "BOTTOM" in preview(app) and fits())
+        shown = preview(app).splitlines()
+        assert shown[-1] == "BOTTOM" and shown[-2] == wide and "1" not in shown
+        assert app.preview.has_class("screen")
+
+    drive(app, script)
+
+
 def test_a_silent_host_does_not_hold_the_screen(sample: Sample, srv: libtmux.Server) -> None:
     add(sample, srv, "alpha")
     port, close = silent_server("silent")
