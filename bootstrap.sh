@@ -54,8 +54,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.tally-bootstrap
 want=$(.venv/bin/python -c 'import hashlib, sys
-data = open("pyproject.toml", "rb").read() + sys.version.encode()
-print(hashlib.sha256(data).hexdigest())')
+data = b"".join(open(f, "rb").read() for f in ("pyproject.toml", "setup.py"))
+print(hashlib.sha256(data + sys.version.encode()).hexdigest())')
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -x .venv/bin/tally-session ] \
   || [ ! -x .venv/bin/pytest ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'

@@ -1,15 +1,21 @@
-"""Benchmark tally-tasks against the bare commands doing the same work.
+"""Benchmark tally-tasks against the bare commands doing the same work, and against its floor.
 
-    python bench/run.py [--files 3000] [--runs 5] [--list-sessions 50] [--resume-sessions 20]
+    python bench/run.py [--files 3000] [--runs 11] [--list-sessions 50] [--resume-sessions 20]
                         [--node-modules 30000] [--node-modules-only]
 
 Builds a sample repository (default 3,000 files) in a temp folder with its own HOME and
 tmux socket, then measures each operation against a plain shell script of the git, ln,
-cp and tmux commands it stands for. Runs are interleaved (ours, bare, ours, bare, ...)
-so machine drift hits both sides alike; the median of each side is reported with the
-ratio, printed as a table and written to bench/results/<time>.json. The cost of the
-default `frontend/node_modules` (mode `auto`: a tree of hard links) is measured apart, on
-a node_modules of --node-modules files, against `cp -al` (and `ln -s`, the old default).
+cp and tmux commands it stands for, and against `inv --version` (the floor of any `inv`
+command), in one run. Runs are interleaved (ours, bare, floor, then the next round in
+another order) so machine drift hits every side alike; min and median of each side are
+reported, with the overhead over the bare commands and the ratio to the floor, then the
+start-up breakdown (interpreter, invoke's import, ours, the checks' subprocesses, exit)
+and the subprocesses each command makes, as a table and in
+bench/results/<time>.json. Bytecode is cached, as in a user's shell
+(PYTHONDONTWRITEBYTECODE is unset, and every command runs once before it is timed).
+The cost of the default `frontend/node_modules` (mode `auto`: a tree of hard links) is
+measured apart, on a node_modules of --node-modules files, against `cp -al` (and `ln -s`,
+the old default).
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ def sh(cmd: str, cwd: Path, env: dict[str, str]) -> None:
     subprocess.run(["bash", "-c", cmd], cwd=cwd, env=env, check=True, capture_output=True)
 
 
-def timed(fn: Callable[[], None]) -> float:
+def timed(fn: Callable[[], object]) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
@@ -197,18 +203,154 @@ def kill_server(env: dict[str, str]) -> None:
         time.sleep(0.01)
 
 
+def rounds(runs: int, sides: dict[str, Callable[[int], float]]) -> dict[str, list[float]]:
+    """Each side once per round, the order turning round by round, so machine drift (and
+    the load of other processes) hits every side alike."""
+    names = list(sides)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    for i in range(runs):
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            times[name].append(sides[name](i))
+    return times
+
+
 def median_pair(
     runs: int, ours: Callable[[int], float], bare: Callable[[int], float]
 ) -> dict[str, float]:
-    a, b = [], []
-    for i in range(runs):
-        if i % 2 == 0:
-            a.append(ours(i))
-            b.append(bare(i))
-        else:
-            b.append(bare(i))
-            a.append(ours(i))
-    return {"ours": statistics.median(a), "bare": statistics.median(b)}
+    t = rounds(runs, {"ours": ours, "bare": bare})
+    return {
+        "ours": statistics.median(t["ours"]),
+        "bare": statistics.median(t["bare"]),
+        "ours_min": min(t["ours"]),
+        "bare_min": min(t["bare"]),
+    }
+
+
+def row(t: dict[str, list[float]]) -> dict[str, float]:
+    """min and median of each side; ours over the bare commands, and over the floor."""
+    out: dict[str, float] = {}
+    for side, xs in t.items():
+        out[side], out[side + "_min"] = statistics.median(xs), min(xs)
+    for stat in ("", "_min"):
+        if "bare" in t:
+            out["over_bare" + stat] = out["ours" + stat] - out["bare" + stat]
+        if "floor" in t:
+            out["x_floor" + stat] = out["ours" + stat] / out["floor" + stat]
+    return out
+
+
+# Started through PYTHONPATH by the probe runs only (never in a timed run): every
+# subprocess (git, tmux, the preflight's login shell), from its start until it was waited
+# for, written at exit.
+PROBE = """
+import os
+if os.environ.get("TALLY_BENCH_PROBE"):
+    import atexit, json, subprocess, time
+    _calls = []
+    class _Timed(subprocess.Popen):
+        def __init__(self, args, *rest, **kwargs):
+            self._t0, self._argv = time.perf_counter(), args
+            super().__init__(args, *rest, **kwargs)
+        def wait(self, timeout=None):
+            done = self.returncode is not None
+            code = super().wait(timeout)
+            if not done:
+                argv = [self._argv] if isinstance(self._argv, str) else list(map(str, self._argv))
+                _calls.append([argv[:6], time.perf_counter() - self._t0])
+            return code
+    subprocess.Popen = _Timed
+    def _write():
+        with open(os.environ["TALLY_BENCH_PROBE"], "w") as f:
+            json.dump(_calls, f)
+    atexit.register(_write)
+"""
+
+
+def probe(argv: list[str], cwd: Path, env: dict[str, str], root: Path) -> list[Any]:
+    """[[argv head, seconds], ...] of the subprocesses one run of `argv` makes."""
+    folder = root / "probe"
+    folder.mkdir(exist_ok=True)
+    (folder / "sitecustomize.py").write_text(PROBE)
+    log = folder / "calls.json"
+    log.unlink(missing_ok=True)
+    extra = {"PYTHONPATH": str(folder), "TALLY_BENCH_PROBE": str(log)}
+    subprocess.run(argv, cwd=cwd, env={**env, **extra}, check=True, capture_output=True)
+    return list(json.loads(log.read_text()))
+
+
+def import_times(argv: list[str], cwd: Path, env: dict[str, str], runs: int) -> dict[str, float]:
+    """Seconds (min of `runs`, ``-X importtime``) importing invoke, and importing ours
+    (tally_tasks and what only it imports), in a run of `argv`."""
+    best: dict[str, float] = {}
+    for _ in range(runs):
+        err = subprocess.run(
+            argv,
+            cwd=cwd,
+            env={**env, "PYTHONPROFILEIMPORTTIME": "1"},
+            capture_output=True,
+            text=True,
+        ).stderr
+        for key, value in _split_imports(err).items():
+            best[key] = min(best.get(key, value), value)
+    return best
+
+
+def _split_imports(report: str) -> dict[str, float]:
+    # importtime prints a module after what it imported, nested by indentation
+    nodes: list[tuple[int, str, float, list[Any]]] = []
+    for line in report.splitlines():
+        if not line.startswith("import time:") or "|" not in line or "[us]" in line:
+            continue
+        _, cum, name_col = line.split("|", 2)
+        depth = (len(name_col) - len(name_col.lstrip())) // 2
+        children: list[Any] = []
+        while nodes and nodes[-1][0] > depth:
+            children.insert(0, nodes.pop())
+        nodes.append((depth, name_col.strip(), int(cum) / 1e6, children))
+
+    def total(ns: list[Any], pick: Callable[[str], bool], stop: Callable[[str], bool]) -> float:
+        found = 0.0
+        for _, name, cum, children in ns:
+            if pick(name):
+                found += cum - total(children, stop, lambda n: False)
+            elif not stop(name):
+                found += total(children, pick, stop)
+        return found
+
+    def is_invoke(n: str) -> bool:
+        return n == "invoke" or n.startswith("invoke.")
+
+    def is_ours(n: str) -> bool:
+        return n.startswith("tally_tasks")
+
+    return {
+        "invoke": total(nodes, lambda n: n == "invoke", lambda n: False),
+        "ours": total(nodes, is_ours, is_invoke),
+        "site": total(nodes, lambda n: n == "site", lambda n: False),
+    }
+
+
+def _said(argv: list[str]) -> str:
+    """`git worktree remove`, `tmux kill-session`: the program and what it was asked."""
+    prog = os.path.basename(argv[0])
+    if prog not in ("git", "tmux"):  # the preflight's login shell, say
+        return f"{prog} {' '.join(argv[1:2])} (its script)"
+    words = [w for w in argv[1:] if not w.startswith("-")]
+    return " ".join([prog, *words[: 1 if prog == "tmux" else 2]])
+
+
+def where(
+    timing: list[list[str]], probing: list[list[str]], cwd: Path, env: dict[str, str], root: Path
+) -> tuple[dict[str, float], list[Any]]:
+    """The least import times over the `timing` runs, and the subprocesses of the `probing`
+    run that spent least in them."""
+    best: dict[str, float] = {}
+    for argv in timing:
+        for key, value in import_times(argv, cwd, env, 1).items():
+            best[key] = min(best.get(key, value), value)
+    runs = [probe(argv, cwd, env, root) for argv in probing]
+    return best, min(runs, key=lambda sub: sum(t for _, t in sub))
 
 
 def hook_time(root: Path, main_: Path, env: dict[str, str], runs: int) -> dict[str, float]:
@@ -243,15 +385,229 @@ def hook_time(root: Path, main_: Path, env: dict[str, str], runs: int) -> dict[s
     return median_pair(runs, lambda i: once(cmd), lambda i: once(bare))
 
 
+def commands(
+    args: argparse.Namespace,
+    root: Path,
+    env: dict[str, str],
+    results: dict[str, dict[str, Any]],
+    floors: dict[str, dict[str, float]],
+    breakdown: dict[str, dict[str, Any]],
+) -> bool:
+    """Every command against the bare commands and the floor; True when a local command
+    imported fabric or paramiko."""
+    imports: dict[str, dict[str, float]] = {}
+    calls: dict[str, list[Any]] = {}
+    main_ = build(root, args.files, env)
+    inv = str(BIN / "inv")
+    tally = str(BIN / "tally-session")
+    py = str(BIN / "python")
+
+    def run(argv: list[str]) -> None:
+        subprocess.run(argv, cwd=main_, env=env, check=True, capture_output=True)
+
+    def timed_run(argv: list[str]) -> Callable[[int], float]:
+        return lambda i: timed(lambda: run(argv))
+
+    floor = timed_run([inv, "--version"])
+    # --before: another installation's programs (an older checkout's venv) as one more
+    # side of the same rounds, on the same repository (sessions of their own names)
+    old = Path(args.before) if args.before else None
+    before: dict[str, Callable[[int], float]] = {}
+
+    # start the tmux server once so neither side pays for it; every command once, so
+    # its bytecode is cached
+    sh("tmux new-session -d -s keepalive", main_, env)
+    for argv in ([inv, "--version"], [tally, "--version"], [inv, "session.list"]):
+        run(argv)
+    run([inv, "session.add", "warm", "-q", "--no-wait"])
+    run([inv, "session.remove", "warm", "-q"])
+
+    # floors: the interpreter, invoke, the programs' start-up; what teardown costs
+    modules = "import tally_tasks.cli, tally_tasks.operations.add, tally_tasks.operations.remove"
+    floors.update(
+        (k, row({"ours": v}))
+        for k, v in rounds(
+            args.runs,
+            {
+                "python -c pass": timed_run([py, "-c", "pass"]),
+                "inv --version": floor,
+                "tally-session --version": timed_run([tally, "--version"]),
+                "inv --list": timed_run([inv, "--list"]),
+                "imports, then exit": timed_run([py, "-c", modules]),
+                "imports, then os._exit": timed_run(
+                    [py, "-c", modules + "; import os; os._exit(0)"]
+                ),
+            },
+        ).items()
+    )
+
+    # add / remove
+    def ours_add(i: int) -> float:
+        return timed(lambda: run([inv, "session.add", f"a{i}", "-q", "--no-wait"]))
+
+    def bare_add_(i: int) -> float:
+        return timed(lambda: sh(bare_add(main_, f"b{i}", BACKEND + 500 + i), main_, env))
+
+    if old is not None:
+        before = {
+            "before": lambda i: timed(
+                lambda: run([str(old / "inv"), "session.add", f"c{i}", "-q", "--no-wait"])
+            )
+        }
+    results["add"] = row(
+        rounds(args.runs, {"ours": ours_add, "bare": bare_add_, "floor": floor, **before})
+    )
+
+    def ours_rm(i: int) -> float:
+        return timed(lambda: run([inv, "session.remove", f"a{i}", "-q"]))
+
+    def bare_rm(i: int) -> float:
+        return timed(lambda: sh(bare_remove(main_, f"b{i}"), main_, env))
+
+    if old is not None:
+        before = {
+            "before": lambda i: timed(
+                lambda: run([str(old / "inv"), "session.remove", f"c{i}", "-q"])
+            )
+        }
+    results["remove"] = row(
+        rounds(args.runs, {"ours": ours_rm, "bare": bare_rm, "floor": floor, **before})
+    )
+
+    # where the time of each goes: imports (importtime), subprocesses (probe); the
+    # least of a few runs of each
+    spread = max(3, args.runs // 3)
+    for op, flags in (("add", ["--no-wait"]), ("remove", [])):
+        imports[op], calls[op] = where(
+            [[inv, f"session.{op}", f"p{i}", "-q", *flags] for i in range(spread)],
+            [[inv, f"session.{op}", f"q{i}", "-q", *flags] for i in range(spread)],
+            main_,
+            env,
+            root,
+        )
+
+    # resume of N sessions (tmux server killed before each run)
+    names = [f"r{i}" for i in range(args.resume_sessions)]
+    for n in names:
+        run([inv, "session.add", n, "-q", "--no-wait"])
+    reg = json.loads((main_ / ".tally-sessions").read_text())
+    script = "\n".join(
+        line
+        for n in names
+        for line in bare_tmux(f"tally-{n}", Path(reg[n]["worktree"]), reg[n]["backend_port"])
+    )
+
+    def ours_resume(i: int) -> float:
+        kill_server(env)
+        return timed(lambda: run([inv, "session.resume", "-q", "--no-wait"]))
+
+    def bare_resume(i: int) -> float:
+        kill_server(env)
+        return timed(lambda: sh(script, main_, env))
+
+    results[f"resume {len(names)}"] = row(
+        rounds(args.runs, {"ours": ours_resume, "bare": bare_resume})
+    )
+    kill_server(env)
+    run([inv, "session.resume", "-q", "--no-wait"])
+
+    # list with M sessions
+    for i in range(len(names), args.list_sessions):
+        run([inv, "session.add", f"l{i}", "-q", "--no-wait"])
+    # every agent has reported a state (list reads them all)
+    agents = main_ / ".git" / "tally-agents"
+    agents.mkdir(exist_ok=True)
+    for n in json.loads((main_ / ".tally-sessions").read_text()):
+        state = {"state": "working", "since": time.time(), "at": time.time(), "pid": 1}
+        (agents / f"{n}.json").write_text(json.dumps(state))
+    bare_list = "cat .tally-sessions >/dev/null; tmux ls >/dev/null; git worktree list >/dev/null"
+    m = args.list_sessions
+
+    def bare_ls(i: int) -> float:
+        return timed(lambda: sh(bare_list, main_, env))
+
+    listing = rounds(
+        args.runs,
+        {
+            "inv": timed_run([inv, "session.list"]),
+            "tally-session": timed_run([tally, "list"]),
+            **(
+                {
+                    "inv before": timed_run([str(old / "inv"), "session.list"]),
+                    "tally-session before": timed_run([str(old / "tally-session"), "list"]),
+                    "floor before": timed_run([str(old / "inv"), "--version"]),
+                }
+                if old is not None
+                else {}
+            ),
+            "bare": bare_ls,
+            "floor": floor,
+        },
+    )
+    for label, side in ((f"inv list {m}", "inv"), (f"tally-session list {m}", "tally-session")):
+        results[label] = row(
+            {"ours": listing[side], "bare": listing["bare"], "floor": listing["floor"]}
+            | ({"before": listing[side + " before"]} if old is not None else {})
+        )
+    if old is not None:
+        results["inv --version"] = row(
+            {"ours": listing["floor"], "before": listing["floor before"]}
+        )
+    results[f"list {m} --git"] = row(
+        rounds(
+            args.runs,
+            {
+                "ours": timed_run([inv, "session.list", "--git"]),
+                "bare": bare_ls,
+                "floor": floor,
+            },
+        )
+    )
+    for label, argv in (
+        (f"inv list {m}", [inv, "session.list"]),
+        (f"tally-session list {m}", [tally, "list"]),
+        ("inv --version", [inv, "--version"]),
+    ):
+        imports[label], calls[label] = where([argv] * spread, [argv] * spread, main_, env, root)
+    results["agent hook"] = hook_time(root, main_, env, max(args.runs, 21))
+    everything = subprocess.run(
+        [py, "-X", "importtime", "-c", "import tally_tasks.cli"],
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stderr
+    fabric_loaded = any(w in everything for w in ("paramiko", "fabric"))
+    interpreter = floors["python -c pass"]["ours_min"]
+    for label, got in imports.items():
+        total = (results.get(label) or floors[label])["ours_min"]
+        sub = calls[label]
+        spent = sum(t for _, t in sub)
+        breakdown[label] = {
+            "total": total,
+            "interpreter": interpreter,
+            "invoke": got["invoke"],
+            "ours": got["ours"],
+            "subprocesses": spent,
+            "calls": len(sub),
+            "rest": total - interpreter - got["invoke"] - got["ours"] - spent,
+            "argv": [" ".join(a) for a, _ in sub],
+            "calls_ms": [(_said(a), t) for a, t in sub],
+        }
+    return fabric_loaded
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=3000)
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=11)
     ap.add_argument("--list-sessions", type=int, default=50)
     ap.add_argument("--resume-sessions", type=int, default=20)
     ap.add_argument("--node-modules", type=int, default=30000)
     ap.add_argument(
         "--node-modules-only", action="store_true", help="measure only the node_modules tree"
+    )
+    ap.add_argument(
+        "--before", default="", help="bin folder of another install (a venv) to time alongside"
     )
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
@@ -262,6 +618,7 @@ def main() -> int:
     tmux_dir = Path(tempfile.mkdtemp(prefix="tb", dir="/tmp"))
     (root / "home").mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INVOKE_", "GIT_", "TMUX"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # a user's shell caches bytecode
     env.update(
         HOME=str(root / "home"),
         TMUX_TMPDIR=str(tmux_dir),
@@ -274,105 +631,14 @@ def main() -> int:
         GIT_COMMITTER_EMAIL="b@example.invalid",
         PATH=f"{BIN}:{os.environ.get('PATH', '')}",
     )
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Any]] = {}
+    floors: dict[str, dict[str, float]] = {}
+    breakdown: dict[str, dict[str, Any]] = {}
+    load = os.getloadavg()
     try:
         fabric_loaded = False
         if not args.node_modules_only:
-            main_ = build(root, args.files, env)
-            inv = str(BIN / "inv")
-            tally = str(BIN / "tally-session")
-
-            def run(argv: list[str]) -> None:
-                subprocess.run(argv, cwd=main_, env=env, check=True, capture_output=True)
-
-            # start the tmux server once so neither side pays for it
-            sh("tmux new-session -d -s keepalive", main_, env)
-
-            # add / remove
-            def ours_add(i: int) -> float:
-                return timed(lambda: run([inv, "session.add", f"a{i}", "-q", "--no-wait"]))
-
-            def bare_add_(i: int) -> float:
-                return timed(lambda: sh(bare_add(main_, f"b{i}", BACKEND + 500 + i), main_, env))
-
-            results["add"] = median_pair(args.runs, ours_add, bare_add_)
-
-            def ours_rm(i: int) -> float:
-                return timed(lambda: run([inv, "session.remove", f"a{i}", "-q"]))
-
-            def bare_rm(i: int) -> float:
-                return timed(lambda: sh(bare_remove(main_, f"b{i}"), main_, env))
-
-            results["remove"] = median_pair(args.runs, ours_rm, bare_rm)
-
-            # resume of N sessions (tmux server killed before each run)
-            names = [f"r{i}" for i in range(args.resume_sessions)]
-            for n in names:
-                run([inv, "session.add", n, "-q", "--no-wait"])
-            reg = json.loads((main_ / ".tally-sessions").read_text())
-            script = "\n".join(
-                line
-                for n in names
-                for line in bare_tmux(
-                    f"tally-{n}", Path(reg[n]["worktree"]), reg[n]["backend_port"]
-                )
-            )
-
-            def ours_resume(i: int) -> float:
-                kill_server(env)
-                return timed(lambda: run([inv, "session.resume", "-q", "--no-wait"]))
-
-            def bare_resume(i: int) -> float:
-                kill_server(env)
-                return timed(lambda: sh(script, main_, env))
-
-            results[f"resume {len(names)}"] = median_pair(args.runs, ours_resume, bare_resume)
-            kill_server(env)
-            run([inv, "session.resume", "-q", "--no-wait"])
-
-            # list with M sessions
-            for i in range(len(names), args.list_sessions):
-                run([inv, "session.add", f"l{i}", "-q", "--no-wait"])
-            # every agent has reported a state (list reads them all)
-            agents = main_ / ".git" / "tally-agents"
-            agents.mkdir(exist_ok=True)
-            for n in json.loads((main_ / ".tally-sessions").read_text()):
-                state = {"state": "working", "since": time.time(), "at": time.time(), "pid": 1}
-                (agents / f"{n}.json").write_text(json.dumps(state))
-            bare_list = (
-                "cat .tally-sessions >/dev/null; tmux ls >/dev/null; git worktree list >/dev/null"
-            )
-            m = args.list_sessions
-
-            def bare_ls(i: int) -> float:
-                return timed(lambda: sh(bare_list, main_, env))
-
-            for label, argv in ((f"list {m}", []), (f"list {m} --git", ["--git"])):
-                results[label] = median_pair(
-                    args.runs,
-                    lambda i, a=argv: timed(lambda: run([inv, "session.list", *a])),
-                    bare_ls,
-                )
-
-            # start-up
-            py = [sys.executable, "-c", "pass"]
-            for label, argv in (
-                ("inv --list", [inv, "--list"]),
-                ("tally-session --version", [tally, "--version"]),
-            ):
-                results[label] = median_pair(
-                    args.runs,
-                    lambda i, a=argv: timed(lambda: run(a)),
-                    lambda i: timed(lambda: run(py)),
-                )
-            results["agent hook"] = hook_time(root, main_, env, max(args.runs, 21))
-            imports = subprocess.run(
-                [sys.executable, "-X", "importtime", "-c", "import tally_tasks.cli"],
-                capture_output=True,
-                text=True,
-                env=env,
-            ).stderr
-            fabric_loaded = any(w in imports for w in ("paramiko", "fabric"))
+            fabric_loaded = commands(args, root, env, results, floors, breakdown)
         if args.node_modules:
             results.update(bench_node_modules(root, args.node_modules, args.runs))
     finally:
@@ -380,13 +646,61 @@ def main() -> int:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(tmux_dir, ignore_errors=True)
 
-    print(f"{'operation':<28} {'tally-tasks':>12} {'bare':>10} {'ratio':>7}")
+    def ms(r: dict[str, float], key: str) -> str:
+        if key not in r:
+            return f"{'':>11}"
+        return f"{r[key + '_min'] * 1000:>4.0f} / {r[key] * 1000:>4.0f}"
+
+    print(f"load average at the start: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print(f"\n{'start-up, ms (min / median)':<30} {'':>11}")
+    for label, r in floors.items():
+        print(f"{label:<30} {ms(r, 'ours')}")
+    header = ("operation, ms (min / median)", "ours", "bare", "over bare", "inv --version")
+    if any("before" in r for r in results.values()):
+        print(f"\n{'before (--before), ms (min / median)':<36} {'before':>11} {'now':>11}")
+        for op, r in results.items():
+            if "before" in r:
+                print(f"{op:<36} {ms(r, 'before')} {ms(r, 'ours')}")
+    print(
+        f"\n{header[0]:<30} {header[1]:>11} {header[2]:>11} {header[3]:>11} {header[4]:>13}  ×floor"
+    )
     for op, r in results.items():
-        r["ratio"] = r["ours"] / r["bare"] if r["bare"] else float("inf")
+        r["ratio"] = r["ours"] / r["bare"] if r.get("bare") else float("inf")
+        x = f"{r['x_floor_min']:.2f} / {r['x_floor']:.2f}" if "x_floor" in r else ""
+        cells = [ms(r, "ours"), ms(r, "bare"), ms(r, "over_bare"), f"{ms(r, 'floor'):>13}"]
+        print(f"{op:<30} {' '.join(cells)}  {x}" + (f"  ({r['made']})" if "made" in r else ""))
+    print(
+        f"\n{'breakdown, ms (min)':<30} {'total':>6} {'python':>7} {'invoke':>7} {'ours':>6}"
+        f" {'subprocesses':>15} {'rest':>6}"
+    )
+    for label, b in breakdown.items():
         print(
-            f"{op:<28} {r['ours'] * 1000:>10.0f}ms {r['bare'] * 1000:>8.0f}ms {r['ratio']:>6.2f}x"
-            + (f"  ({r['made']})" if "made" in r else "")
+            f"{label:<30} {b['total'] * 1000:>6.0f} {b['interpreter'] * 1000:>7.0f}"
+            f" {b['invoke'] * 1000:>7.0f} {b['ours'] * 1000:>6.0f}"
+            f" {b['subprocesses'] * 1000:>8.0f} ({b['calls']:>2}) {b['rest'] * 1000:>6.0f}"
         )
+    for label, b in breakdown.items():
+        if b["calls_ms"]:
+            shown = ", ".join(f"{a} {t * 1000:.0f}" for a, t in b["calls_ms"])
+            print(f"  {label} (ms): {shown}")
+    if "remove" in breakdown:
+        # the four commands a person types: kill-session, worktree remove, branch -D (rm is
+        # no subprocess here); everything else remove runs is its checks
+        work = ("tmux kill-session", "git worktree remove", "git branch")
+        checks = sum(t for a, t in breakdown["remove"]["calls_ms"] if not a.startswith(work))
+        r = results["remove"]
+        allowed = 2 * (r["bare_min"] + checks)
+        print(
+            f"remove: {r['ours_min'] * 1000:.0f} ms (min) against 2 × (bare "
+            f"{r['bare_min'] * 1000:.0f} + its checks' subprocesses {checks * 1000:.0f}) = "
+            f"{allowed * 1000:.0f} ms"
+        )
+        r["checks"], r["allowed"] = checks, allowed
+    if floors:
+        exits = (
+            floors["imports, then exit"]["ours_min"] - floors["imports, then os._exit"]["ours_min"]
+        )
+        print(f"interpreter teardown that a quick exit skips: {exits * 1000:.0f} ms (min)")
     print(f"fabric/paramiko imported by local commands: {'yes' if fabric_loaded else 'no'}")
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -396,9 +710,12 @@ def main() -> int:
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "system": platform.platform(),
+            "load": load,
         },
         "params": {"files": args.files, "runs": args.runs, "node_modules": args.node_modules},
+        "floors": floors,
         "results": results,
+        "breakdown": breakdown,
         "fabric_imported": fabric_loaded,
     }
     path = args.out / f"{stamp}.json"

@@ -33,11 +33,10 @@ from pathlib import Path
 
 from invoke import Context, task
 
-from . import output, readiness, registry, sessions
+from . import output, registry, sessions
 from . import tmux as tmux_
 from .config import DEFAULTS, plain, settings_from
 from .errors import TallyError
-from .operations import add, live, remove
 from .repo import find_main
 from .session import Project
 from .steps import tmux as tmux_step
@@ -322,6 +321,8 @@ def _check_base(base: Path, make: bool) -> None:
 def clean_sample(base: Path, raw: dict[str, object]) -> None:
     """Remove what the demo made in `base`: its sessions, the marked ``base/tally-sample``,
     then `base` itself if nothing else is left in it. Anything not the demo's stays."""
+    from .operations import remove  # here: the collection is built without it
+
     if not base.exists() and not base.is_symlink():
         output.step("demo", f"nothing to clean: {base} does not exist")
         old = _old_base()
@@ -373,6 +374,9 @@ def _remove_sample(main: Path) -> None:
 
 
 def run(base: Path, raw: dict[str, object]) -> None:
+    from . import readiness  # here: `inv --list` and every other task go without them
+    from .operations import add, live
+
     if base == default_base():
         _check_base(base, make=True)
     _check_folder(base)

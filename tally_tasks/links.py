@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -234,6 +233,8 @@ _STAMPS = "tally-trees.json"
 
 
 def _fingerprint(path: Path) -> str:
+    import hashlib  # here: only copied and hard-linked trees are fingerprinted
+
     digest = hashlib.sha256()
 
     def add(rel: str, st: os.stat_result, full: str) -> None:

@@ -39,9 +39,13 @@ class Target:
     tree: str  # its tree's id, compared with what a merge into it gives
 
 
-def targets(repo: repo_.Repo, main_ref: str) -> list[Target]:
+def targets(repo: repo_.Repo, main_ref: str, refs: repo_.Refs | None = None) -> list[Target]:
     """Where a branch counts as merged: `main_ref`, and its upstream when that has commits
-    `main_ref` lacks (merged on the forge, fetched, not pulled yet)."""
+    `main_ref` lacks (merged on the forge, fetched, not pulled yet). `refs`, when given,
+    answers for a local branch without an upstream."""
+    known, tracks = refs.branches.get(main_ref, ("", "")) if refs else ("", "")
+    if known and not tracks:
+        return [Target(main_ref, known)]
     up = f"{main_ref}@{{upstream}}"
     # rev-parse reads its arguments in order: --abbrev-ref applies to the last one only
     proc = repo_.git(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from decimal import Decimal
 from typing import Any
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -70,6 +69,8 @@ def number(x: float) -> str:
         return "null"
     if x == 0:
         return "0"
+    from decimal import Decimal  # here: most of ~/.claude.json is no float
+
     sign = "-" if x < 0 else ""
     _, digit_tuple, exponent = Decimal(repr(abs(x))).as_tuple()
     digits = "".join(map(str, digit_tuple)).rstrip("0")

@@ -6,27 +6,37 @@ import contextlib
 import errno
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import TallyError
 
+if TYPE_CHECKING:
+    import socket
+
 MAX_OFFSET = 1000
 
-# 127.0.0.1 and 0.0.0.0 both: a server on all addresses blocks loopback and the other
-# way round (macOS's AirPlay Receiver holds 5000 and 7000 on every address).
-_PROBES = [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET, "0.0.0.0")]
-if socket.has_ipv6:
-    _PROBES += [(socket.AF_INET6, "::1"), (socket.AF_INET6, "::")]
+
+def _probes() -> list[tuple[socket.AddressFamily, str]]:
+    import socket  # here and below: `list` reads /proc, it binds and connects nothing
+
+    # 127.0.0.1 and 0.0.0.0 both: a server on all addresses blocks loopback and the other
+    # way round (macOS's AirPlay Receiver holds 5000 and 7000 on every address).
+    found = [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET, "0.0.0.0")]
+    if socket.has_ipv6:
+        found += [(socket.AF_INET6, "::1"), (socket.AF_INET6, "::")]
+    return found
 
 
 def is_free(port: int) -> bool:
     """True when nothing on this machine listens on `port` (probe by binding)."""
-    for family, host in _PROBES:
+    import socket
+
+    for family, host in _probes():
         with contextlib.closing(socket.socket(family, socket.SOCK_STREAM)) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
@@ -42,6 +52,8 @@ def is_free(port: int) -> bool:
 
 def is_listening(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
     """True when something accepts connections on `port`."""
+    import socket
+
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True

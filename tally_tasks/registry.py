@@ -19,7 +19,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,6 +156,8 @@ def load(path: Path) -> Registry:
 def replacing(path: Path, mode: int) -> Iterator[BinaryIO]:
     """Write `path` whole or not at all: a temp file beside it (0600 while written), given
     `mode`, then ``os.replace``d onto it. On any failure the temp file is removed."""
+    import tempfile  # here: reading the registry (list) needs none of it
+
     path = Path(os.path.realpath(path))  # a dotfiles symlink stays a symlink: write its target
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,17 @@ def clean_git_env() -> None:
         os.environ.pop(key, None)
 
 
+# find_main's answers in this process (tally-session asks once for its settings, and once
+# more in the task), used while the git dir they name is there
+_found: dict[str, tuple[Path, Path]] = {}
+
+
 def find_main(start: Path) -> tuple[Path, Path]:
     """(main checkout, git common dir) for `start`: the main repo or any of its worktrees."""
     clean_git_env()
+    known = _found.get(str(start))
+    if known is not None and known[1].is_dir():
+        return known
     try:
         proc = subprocess.run(
             ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
@@ -44,6 +54,7 @@ def find_main(start: Path) -> tuple[Path, Path]:
             f"{common} is a bare repository or a separate git dir; tally-tasks needs a "
             "main checkout with a .git folder"
         )
+    _found[str(start)] = (common.parent, common)
     return common.parent, common
 
 
@@ -165,38 +176,97 @@ def current_branch(repo: Repo) -> str | None:
     return (proc.stdout.strip() or None) if proc.returncode == 0 else None
 
 
-def check_branch_name(repo: Repo, name: str) -> bool:
-    return ok(repo, "check-ref-format", "--branch", name)
+_REF_CHARS = re.compile(r"[A-Za-z0-9._/-]+")
+
+
+def branch_name_ok(name: str) -> bool:
+    """``git check-ref-format --branch NAME``, without a git process for a name of letters,
+    digits and ``._/-``: git's rules for those characters, exactly (no leading ``-``, not
+    ``HEAD``, no ``..``, no trailing ``.``, no empty component, none starting with ``.`` or
+    ending in ``.lock``). Any other name is asked of git."""
+    if not _REF_CHARS.fullmatch(name):
+        argv = ["git", "check-ref-format", "--branch", name]
+        try:
+            proc = subprocess.run(argv, capture_output=True)
+        except FileNotFoundError:
+            raise TallyError("git is not installed or not on PATH; install git first") from None
+        return proc.returncode == 0
+    return not (
+        name.startswith("-")
+        or name == "HEAD"
+        or ".." in name
+        or name.endswith(".")
+        or any(not c or c.startswith(".") or c.endswith(".lock") for c in name.split("/"))
+    )
 
 
 def main_branch(repo: Repo, into: str = "") -> str:
     """The branch sessions land in and count as merged into: `into` (tally.land.into) when
     set; else the one origin's HEAD names, else main or master, else the main checkout's
     ("HEAD" when it is detached)."""
-    if into:
-        return into
+    return into or refs(repo).main_branch()
+
+
+@dataclass(frozen=True)
+class Refs:
+    """The local branches, the one checked out in the main checkout and the remotes' HEADs,
+    from one ``git for-each-ref``: what add and remove ask of refs, answered together."""
+
+    branches: dict[str, tuple[str, str]]  # name -> (its commit's tree, its upstream ref)
+    current: str | None  # the main checkout's branch; None: detached, or no commit yet
+    remote_heads: dict[str, str]  # remote -> the branch its HEAD names (origin -> main)
+
+    def has(self, branch: str) -> bool:
+        return branch in self.branches
+
+    def main_branch(self, into: str = "") -> str:
+        """See `main_branch`."""
+        if into:
+            return into
+        named = [self.remote_heads.get("origin"), *self.remote_heads.values(), "main", "master"]
+        for branch in named:
+            if branch in self.branches:
+                return branch
+        return self.current or "HEAD"
+
+    def clash(self, branch: str) -> str:
+        """Why git cannot make `branch` beside the branches there are ("" when it can): a
+        branch is a file under refs/heads, so `feat` and `feat/x` cannot both exist."""
+        parts = branch.split("/")
+        below = sorted(b for b in self.branches if b.startswith(branch + "/"))
+        above = [p for p in ("/".join(parts[:i]) for i in range(1, len(parts))) if p in self]
+        other = above[0] if above else below[0] if below else ""
+        if other:
+            return f"branch {branch} cannot be made while branch {other} exists; pick another name"
+        return ""
+
+    def __contains__(self, branch: object) -> bool:
+        return branch in self.branches
+
+
+def refs(repo: Repo) -> Refs:
+    """The `Refs` of `repo`, in one git call."""
     out = _git(
         repo,
         (
             "for-each-ref",
-            "--format=%(HEAD)%(refname)%00%(symref)",
+            "--format=%(HEAD)%(refname)%00%(symref)%00%(tree)%00%(upstream)",
             "refs/heads/",
             "refs/remotes/*/HEAD",
         ),
     ).stdout
-    local, current, remote_heads = set(), None, {}
+    branches: dict[str, tuple[str, str]] = {}
+    current: str | None = None
+    remote_heads: dict[str, str] = {}
     for line in out.splitlines():
         mark = line[:1]  # "*" for the branch checked out here
-        ref, _, symref = line[1:].partition("\0")
+        ref, symref, tree, upstream = (line[1:].split("\0") + ["", "", ""])[:4]
         if ref.startswith("refs/heads/"):
-            local.add(ref.removeprefix("refs/heads/"))
+            name = ref.removeprefix("refs/heads/")
+            branches[name] = (tree, upstream)
             if mark == "*":
-                current = ref.removeprefix("refs/heads/")
+                current = name
         elif symref:  # refs/remotes/origin/HEAD -> refs/remotes/origin/main
             remote = ref.removeprefix("refs/remotes/").removesuffix("/HEAD")
             remote_heads[remote] = symref.removeprefix(f"refs/remotes/{remote}/")
-    named = [remote_heads.get("origin"), *remote_heads.values(), "main", "master"]
-    for branch in named:
-        if branch in local:
-            return branch
-    return current or "HEAD"
+    return Refs(branches, current, remote_heads)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from . import agent
 from .config import PLACEHOLDER, Settings
 from .errors import TallyError
 from .registry import Entry, name_problem, ports_of
+from .repo import branch_name_ok
 
 
 def slugify(name: str) -> str:
@@ -26,16 +26,7 @@ def check_name(name: str) -> None:
     if problem:
         raise TallyError(problem)
     shown = repr(name) if len(name) <= 60 else repr(name[:57] + "...")
-    try:
-        ok = (
-            subprocess.run(
-                ["git", "check-ref-format", "--branch", name], capture_output=True
-            ).returncode
-            == 0
-        )
-    except FileNotFoundError:
-        raise TallyError("git is not installed or not on PATH; install git first") from None
-    if not ok:
+    if not branch_name_ok(name):
         raise TallyError(f"session name {shown} is not a valid git branch name")
 
 

@@ -10,22 +10,27 @@ rebased on a forge: one ``git merge-tree`` each, see merged.py).
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 from collections.abc import Callable, Collection, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import live as live_
-from . import merged, registry, tmux, worktree
 from . import panes as panes_
 from . import ports as ports_
+from . import registry, tmux, worktree
 from .errors import TallyError
 from .repo import Repo, main_branch
 from .session import Project, Session
 from .sessions import CREATING, adder, foreign_tmux, load, works_in
+
+if TYPE_CHECKING:  # with the git state only (list --git, --json)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import merged
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -64,6 +69,8 @@ def ahead_behind(main: Path, branches: list[str], head: str) -> dict[str, tuple[
         a, b = p.stdout.split()
         return branch, (int(a), int(b))
 
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=8) as pool:
         for branch, ab_ in pool.map(one, branches):
             if ab_ is not None:
@@ -81,6 +88,8 @@ def _landed(
     """branch -> how its content is in the main branch (merged, rebased, squashed), or None.
     Only a branch with commits of its own needs asking git; one that never moved since it
     was made has nothing to merge."""
+    from . import merged
+
     found: dict[str, str | None] = {}
     ahead = [b for b, (a, _) in ab.items() if a > 0]
     for branch, (a, _) in ab.items():
@@ -92,8 +101,22 @@ def _landed(
     return found
 
 
+# what `add` writes (time.strftime's %Y-%m-%dT%H:%M:%S%z), read without strptime, whose
+# import costs every `list` a few milliseconds; any other shape goes to strptime
+_WRITTEN = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)([+-])(\d\d)([0-5]\d)")
+
+
 def epoch(created: str) -> float | None:
     """Seconds since the epoch of an ISO time; one without an offset is local time."""
+    m = _WRITTEN.fullmatch(created)
+    if m:
+        y, mo, d, h, mi, s, sign, hours, minutes = m.groups()
+        offset = timedelta(hours=int(hours), minutes=int(minutes)) * (-1 if sign == "-" else 1)
+        try:
+            when = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s))
+            return when.replace(tzinfo=timezone(offset)).timestamp()
+        except ValueError:
+            pass  # strptime says the same, below
     for text, fmt in (
         (created, "%Y-%m-%dT%H:%M:%S%z"),  # what `add` writes: 2024-05-01T10:00:00+0200
         (created[:19], "%Y-%m-%dT%H:%M:%S"),
@@ -120,6 +143,8 @@ def dirty_of(project: Project, sessions: Mapping[str, Session]) -> dict[str, boo
     """name -> `dirty` of its worktree, one ``git status`` each, in parallel."""
     if not sessions:
         return {}
+    from concurrent.futures import ThreadPoolExecutor
+
     ours = project.own_paths()
     with ThreadPoolExecutor(max_workers=min(8, len(sessions))) as pool:
         found = pool.map(lambda s: dirty(s.worktree, ours), sessions.values())
@@ -133,7 +158,10 @@ def git_of(
     `pull_requests` and gh knows one; git run in parallel."""
     if not sessions:
         return {}
-    from . import forge  # only here: a list without the git state never reads its cache
+    from concurrent.futures import ThreadPoolExecutor
+
+    # only here: a list without the git state never reads the pull requests' cache
+    from . import forge, merged
 
     repo = Repo(project.main)
     head = main_branch(repo, project.settings.land_into)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from invoke import Collection, Context, Exit, Program, Task
 from invoke import task as _task
 
-from . import claude, output, remote, sessions, status
+from . import output, sessions, status
 from . import panes as panes_
 from . import tmux as tmux_
 from .config import explain_file, settings_from
@@ -23,7 +23,8 @@ from .errors import TallyError, one_line
 from .repo import find_main, in_worktree
 from .session import Project
 
-if TYPE_CHECKING:  # the steps are imported by the tasks that run them: not by `list`
+if TYPE_CHECKING:  # imported by the tasks that use them: not by `list`
+    from . import remote
     from .steps.project import ProjectTasks
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -155,6 +156,8 @@ HOST_HELP = "run it on this host from tally.hosts (over SSH)"
 
 
 def _hosts(c: Context) -> dict[str, remote.Host]:
+    from . import remote
+
     try:
         raw = tally_config(c, find_main(_cwd())[0])
     except TallyError:  # outside any checkout: the invoke.yaml invoke found, if any
@@ -164,6 +167,8 @@ def _hosts(c: Context) -> dict[str, remote.Host]:
 
 def _on_host(c: Context, host: str, task_name: str, name: str = "", **flags: Any) -> None:
     """Run the same task on `host` (one implementation, two transports); keep its status."""
+    from . import remote
+
     hosts = _hosts(c)
     if host == "auto" and "auto" not in hosts:
         if task_name != "add":
@@ -450,6 +455,8 @@ def list_(
 
 
 def _list_all_hosts(c: Context, as_json: bool) -> None:
+    from . import remote
+
     rows: list[dict[str, Any]] = []
     unreachable: dict[str, str] = {}
     try:
@@ -567,6 +574,8 @@ def doctor(c: Context, name: str = "", fix: bool = False, quiet: bool = False) -
 def attach(c: Context, name: str, host: str = "") -> None:
     """Attach to the session's tmux session (switch to it when already inside tmux)."""
     if host:
+        from . import remote
+
         # the host's own attach: its tmux socket, its checks, over `ssh -t`
         argv = remote.attach_argv(remote.pick(_hosts(c), host), name, output.program())
         if not (os.isatty(0) and os.isatty(1)):
@@ -593,6 +602,8 @@ def attach(c: Context, name: str, host: str = "") -> None:
 @boundary
 def forward(c: Context, name: str, host: str = "", offset: int = 0) -> None:
     """Forward a remote session's ports to localhost until Ctrl-C."""
+    from . import remote
+
     if not host:
         raise TallyError("forward needs --host: a session on this machine is already on localhost")
     target = remote.pick(_hosts(c), host)
@@ -796,6 +807,8 @@ def next_(c: Context, quiet: bool = False) -> None:
 @boundary
 def claude_prune(c: Context, quiet: bool = False) -> None:
     """Drop ~/.claude.json entries of worktrees that no longer exist."""
+    from . import claude
+
     project = project_of(c)
     config = claude.config_path(project.settings.claude_config)
     dropped = claude.prune(

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -111,6 +110,7 @@ def _no_server(stderr: list[str]) -> bool:
         or "error connecting" in text
         or ("No such file or directory" in text)
         or "server exited unexpectedly" in text  # it was being killed as we asked
+        or "no current target" in text  # its last session just ended: the server is exiting
     )
 
 
@@ -376,6 +376,8 @@ def outside_env() -> dict[str, str]:
 
 def attach(socket_name: str, name: str) -> None:
     """Become `tmux attach` (or `switch-client` inside tmux); does not return on success."""
+    import shutil
+
     if shutil.which("tmux") is None:
         raise TallyError("tmux is not installed or not on PATH; install it first")
     args, switch = attach_argv(socket_name, name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import time
 from collections.abc import Sequence
@@ -89,7 +88,8 @@ def create(repo: repo_.Repo, path: Path, branch: str) -> str:
             "move it away or set tally.worktrees to another folder"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    if repo_.branch_exists(repo, branch):
+    refs = repo_.refs(repo)  # one git call for what follows: the branch, clashes, HEAD
+    if branch in refs:
         for wt in listing(repo):
             if wt.branch == branch:
                 raise TallyError(
@@ -98,15 +98,16 @@ def create(repo: repo_.Repo, path: Path, branch: str) -> str:
                 )
         repo_.run(repo, "worktree", "add", str(path), branch)
         return f"existing branch {branch}"
-    clash = branch_clash(repo, branch)
+    clash = refs.clash(branch)
     if clash:
         raise TallyError(clash)
-    if not repo_.ok(repo, "rev-parse", "--verify", "--quiet", "HEAD"):
+    # on a branch, HEAD has a commit; detached or unborn, git says which
+    if refs.current is None and not repo_.ok(repo, "rev-parse", "--verify", "--quiet", "HEAD"):
         raise TallyError(
             f"{repo.path} has no commit yet, so a branch has nothing to start from; "
             "make a first commit, then add sessions"
         )
-    base = repo_.current_branch(repo) or "HEAD"
+    base = refs.current or "HEAD"
     try:
         repo_.run(repo, "worktree", "add", "-b", branch, str(path), "HEAD")
     except BaseException:
@@ -135,14 +136,17 @@ def _settle(repo: repo_.Repo, path: Path, wait: float = 10.0) -> Worktree | None
         return now
     repo_.ok(repo, "worktree", "remove", "--force", "--force", str(path))
     if path.is_dir() and not path.is_symlink():
+        import shutil  # here and in remove: what list and add run needs none of it
+
         shutil.rmtree(path)
     repo_.run(repo, "worktree", "prune")
     return find(repo, path)
 
 
-def half_made(repo: repo_.Repo, path: Path) -> bool:
-    """Is `path` a worktree a stopped `git worktree add` left locked "initializing"?"""
-    known = find(repo, path)
+def half_made(repo: repo_.Repo, path: Path, known: Worktree | None = None) -> bool:
+    """Is `path` a worktree a stopped `git worktree add` left locked "initializing"?
+    (`known`: git's record of it, when the caller has just read it.)"""
+    known = known or find(repo, path)
     return known is not None and known.locked == INITIALIZING and not _git_making(path)
 
 
@@ -166,21 +170,8 @@ def _git_making(path: Path) -> bool:
 
 
 def branch_clash(repo: repo_.Repo, branch: str) -> str:
-    """Why git cannot make `branch` beside the branches there are ("" when it can): a
-    branch is a file under refs/heads, so `feat` and `feat/x` cannot both exist."""
-    parts = branch.split("/")
-    for i in range(1, len(parts)):
-        prefix = "/".join(parts[:i])
-        if repo_.branch_exists(repo, prefix):
-            return f"branch {branch} cannot be made while branch {prefix} exists; pick another name"
-    under = repo_.run(
-        repo, "for-each-ref", "--count=1", "--format=%(refname:short)", f"refs/heads/{branch}/"
-    )
-    if under.strip():
-        return (
-            f"branch {branch} cannot be made while branch {under.strip()} exists; pick another name"
-        )
-    return ""
+    """Why git cannot make `branch` beside the branches there are ("" when it can)."""
+    return repo_.refs(repo).clash(branch)
 
 
 def user_changes(path: Path, ours: set[str]) -> list[str]:
@@ -307,8 +298,11 @@ def submodule_commits(path: Path) -> dict[str, list[str]]:
     return found
 
 
-def detached_commits(path: Path) -> list[str]:
-    """Commits a detached HEAD in the worktree holds that no branch, tag or remote has."""
+def detached_commits(path: Path, on_branch: bool = False) -> list[str]:
+    """Commits a detached HEAD in the worktree holds that no branch, tag or remote has
+    (`on_branch`: git's worktree list said it is on one: nothing to ask)."""
+    if on_branch:
+        return []  # the branch keeps its commits
     with repo_.open_repo(path) as wt_repo:
         if repo_.ok(wt_repo, "symbolic-ref", "-q", "HEAD"):
             return []  # on a branch: the branch keeps its commits
@@ -357,15 +351,47 @@ def remove(repo: repo_.Repo, path: Path) -> bool:
             # git refused (a broken .git file) or stopped halfway: the rest goes below
     if path.is_dir() and not path.is_symlink():
         # rmtree unlinks symlinks, it never follows them
+        import shutil
+
         try:
             shutil.rmtree(path)
         except OSError as e:
             raise TallyError(
-                f"cannot delete the worktree {path}: {e.strerror} ({e.filename}); "
-                "fix that and run the command again"
+                f"cannot delete the worktree {path}: {e.strerror} ({e.filename})"
             ) from None
     repo_.run(repo, "worktree", "prune")
     return True
+
+
+def undeletable(path: Path, ours: list[str]) -> Path | None:
+    """The first folder that stops `path` from being deleted by this user: its parent
+    when that is not writable, or a folder in it, not empty, neither writable nor this
+    user's to open up. None when all of it can go. The tool's own trees (`ours`,
+    relative) are not walked: it built them, every folder in them is its user's."""
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return path.parent
+    if path.is_symlink() or not path.is_dir():
+        return None
+    me = os.geteuid()
+    skip = {os.path.join(path, rel.rstrip("/")) for rel in ours}
+
+    def blocks(folder: str) -> bool:
+        try:
+            if os.lstat(folder).st_uid == me or os.access(folder, os.W_OK | os.X_OK):
+                return False
+            with os.scandir(folder) as entries:
+                return next(entries, None) is not None
+        except OSError:
+            return os.path.lexists(folder)  # not even to be listed: it cannot be emptied
+
+    if blocks(str(path)):
+        return path
+    for top, dirs, _ in os.walk(path):
+        dirs[:] = [d for d in dirs if os.path.join(top, d) not in skip]
+        for d in dirs:
+            if blocks(os.path.join(top, d)):
+                return Path(top, d)
+    return None
 
 
 def make_removable(path: Path) -> None:

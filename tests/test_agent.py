@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -291,3 +292,16 @@ def test_waiting_starts_the_attention_command_once(
     finally:
         del os.environ["PYTHONPATH"]
     assert log.read_text().splitlines() == ["--session x", "--session x"]
+
+
+def test_the_hook_imports_neither_invoke_nor_the_package(tmp_path: Path) -> None:
+    """Claude Code runs it on every tool use: the standard library's few modules only."""
+    line = agent.hook_command(tmp_path / "state.json", tmp_path, tmp_path, "x")
+    argv = shlex.split(line.removesuffix(" || true"))
+    argv[1:1] = ["-X", "importtime"]
+    payload = json.dumps({**BASE, "cwd": str(tmp_path), "hook_event_name": "PreToolUse"})
+    r = subprocess.run(argv, input=payload, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    modules = {ln.rsplit("|", 1)[1].strip() for ln in r.stderr.splitlines() if "|" in ln}
+    assert "agent" in modules
+    assert not {m for m in modules if m.startswith(("invoke", "tally_tasks", "site"))}, modules

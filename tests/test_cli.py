@@ -786,3 +786,42 @@ def test_remove_stops_a_dev_server_left_in_the_worktree_and_nothing_else(
 )
 def test_the_old_optional_name_becomes_a_flag(argv: list[str], expected: list[str]) -> None:
     assert translate(argv) == expected
+
+
+COUNTING = """#!/bin/sh
+printf '%s\\n' "$(basename "$0") $*" >> {log}
+exec {real} "$@"
+"""
+
+
+def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path: Path) -> None:
+    """add's checks: the repository, the windows' shell, whose the tmux name is, the branch
+    (held for the undo), git's worktrees, the refs: one call each; remove's whole run: its
+    checks (changes, ignored files, stashes, whose the tmux session is, whether the branch
+    is merged) and the four commands a person would type."""
+    wrappers, log = tmp_path / "counting", tmp_path / "calls.log"
+    wrappers.mkdir()
+    for prog in ("git", "tmux"):
+        real = subprocess.run(["sh", "-c", f"command -v {prog}"], capture_output=True, text=True)
+        (wrappers / prog).write_text(COUNTING.format(log=log, real=real.stdout.strip()))
+        (wrappers / prog).chmod(0o755)
+    path = f"{wrappers}:{os.environ['PATH']}"
+
+    def calls(args: list[str]) -> list[str]:
+        """Each call as its program and first two words that are not options."""
+        log.write_text("")
+        ok(args, sample.main, PATH=path)
+        words = [line.split() for line in log.read_text().splitlines()]
+        return [" ".join([w[0], *[x for x in w[1:] if not x.startswith("-")][:2]]) for w in words]
+
+    add = calls(["inv", "session.add", "x", "-q", "--no-wait"])
+    assert add[: add.index("git worktree add")] == [
+        "git rev-parse",
+        "tmux show-options default-shell",  # the windows' shell: for the preflight and add
+        "tmux list-panes =tally-x",  # whose the tmux name is
+        "git show-ref refs/heads/x",  # held for the undo: had the branch before
+        "git worktree list",
+        "git for-each-ref refs/heads/",  # the branch, its clashes, HEAD: under the lock
+    ], add
+    remove = calls(["inv", "session.remove", "x", "-q"])
+    assert len(remove) <= 16, remove

@@ -349,6 +349,9 @@ AGE_CASES = [
     ("west-zone", zoned(NOW - 300, -11), "5m"),
     ("utc-z", zoned(NOW - 300, 0).removesuffix("+0000") + "Z", "5m"),
     ("fraction", local(NOW - 90) + ".123456", "1m"),
+    ("colon-offset", zoned(NOW - 300, 2)[:-2] + ":" + zoned(NOW - 300, 2)[-2:], "5m"),
+    ("no-such-day", "2023-02-30T10:00:00+0200", "-"),
+    ("no-such-offset", local(NOW - 300) + "+0260", "5m"),  # as strptime: the time, local
 ]
 
 

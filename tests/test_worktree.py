@@ -441,19 +441,3 @@ def test_unpushed_submodule_commits_are_found(sample: Sample, tmp_path: Path) ->
     git(wt / "lib", "commit", "-q", "-m", "only here")
     found = worktree.submodule_commits(wt)
     assert list(found) == ["lib"] and found["lib"][0].endswith("only here")
-
-
-def test_exclude_adds_a_line_once(tmp_path: Path) -> None:
-    from tally_tasks.worktree import exclude
-
-    common = tmp_path / ".git"
-    (common / "info").mkdir(parents=True)
-    (common / "info" / "exclude").write_text("# git ls-files --others --exclude-from=...\n*.log")
-    assert exclude(common, "/.claude/settings.local.json")
-    assert not exclude(common, "/.claude/settings.local.json")
-    assert (common / "info" / "exclude").read_text().splitlines()[1:] == [
-        "*.log",
-        "/.claude/settings.local.json",
-    ]
-    assert exclude(tmp_path / "fresh", "/x")  # no info/ yet
-    assert (tmp_path / "fresh" / "info" / "exclude").read_text() == "/x\n"

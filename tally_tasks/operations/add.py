@@ -78,10 +78,10 @@ def _tmux_taken(project: Project, name: str, srv: tmux.TmuxServer) -> str:
     )
 
 
-def _check_shells(project: Project, ctx: Context, steps: list[str]) -> None:
+def _check_shells(project: Project, ctx: Context, steps: list[str], shell: str = "") -> None:
     """Refuse, before anything is made, a shell no window line or hook is written for."""
     if "tmux" in steps:
-        ctx.shell = window_shell(ctx.server)
+        ctx.shell = shell or window_shell(ctx.server)
     if project.settings.hooks.get("post_add"):
         shell_.kind(shell_.login_shell())
 
@@ -125,8 +125,10 @@ def run(
     srv: tmux.TmuxServer,
     force: bool = False,
     tasks: ProjectTasks | None = None,
+    shell: str = "",
 ) -> Session:
-    """The whole add. On failure, undoes what this run created (see README: Safety)."""
+    """The whole add. On failure, undoes what this run created (see README: Safety).
+    `shell`: the windows' shell, when the caller has asked tmux already."""
     check_name(name)
     chosen = for_add(project, tasks)
     existing = _check_new(project, name)
@@ -134,7 +136,8 @@ def run(
     if taken:
         raise TallyError(taken + ", or pick another name")
     ctx = Context(project, project.new_session(name), srv, adding=True, force=force)
-    _check_shells(project, ctx, [n for n, _ in chosen])
+    ctx.no_tmux = existing is None  # asked just now: the tmux step need not ask again
+    _check_shells(project, ctx, [n for n, _ in chosen], shell)
     undo = _Undo()
     current = chosen[0][0]
     try:
@@ -250,10 +253,11 @@ def create(
     from . import live  # readiness lives there; only add waits on it
 
     check_name(name)
-    live.preflight(project, project.new_session(name), srv=srv)
+    shell = window_shell(srv)  # asked once: for the preflight and for the windows
+    live.preflight(project, project.new_session(name), srv=srv, shell=shell)
     if dry_run:
         return plan(project, name, srv, force, tasks)
-    session = run(project, name, srv, force=force, tasks=tasks)
+    session = run(project, name, srv, force=force, tasks=tasks, shell=shell)
     waits = wait and tmux.exists(srv, session.tmux_name)  # no tmux step: no windows
     found = live.problems(live.ready(project, session, srv)) if waits else ""
     summary(project, session, ready=not found)

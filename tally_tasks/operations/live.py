@@ -16,19 +16,20 @@ from ..steps.tmux import attach_line, window_runs, window_shell
 
 
 def preflight_lines(
-    project: Project, session: Session, srv: tmux.TmuxServer | None = None
+    project: Project, session: Session, srv: tmux.TmuxServer | None = None, shell: str = ""
 ) -> list[str]:
-    """What the windows' shell (tmux's default-shell on `srv`, else $SHELL) says."""
-    broken, missing = preflight_split(project, session, srv)
+    """What the windows' shell (`shell` when known, else tmux's default-shell on `srv`, else
+    $SHELL) says."""
+    broken, missing = preflight_split(project, session, srv, shell)
     return broken + missing
 
 
 def preflight_split(
-    project: Project, session: Session, srv: tmux.TmuxServer | None = None
+    project: Project, session: Session, srv: tmux.TmuxServer | None = None, shell: str = ""
 ) -> tuple[list[str], list[str]]:
     """The preflight's lines as (the activation fails, programs some windows lack)."""
     s = project.settings
-    shell = window_shell(srv) if srv is not None else shell_.login_shell()
+    shell = shell or (window_shell(srv) if srv is not None else shell_.login_shell())
     kind = shell_.kind(shell)
     activate = render(s.activate, session.values(project), shell_.quoter(kind)).strip()
     cwd = session.worktree if session.worktree.is_dir() else project.main
@@ -37,10 +38,14 @@ def preflight_split(
 
 
 def preflight(
-    project: Project, session: Session, show: bool = True, srv: tmux.TmuxServer | None = None
+    project: Project,
+    session: Session,
+    show: bool = True,
+    srv: tmux.TmuxServer | None = None,
+    shell: str = "",
 ) -> list[str]:
     """The preflight's warnings (`show`: as warning lines)."""
-    lines = preflight_lines(project, session, srv)
+    lines = preflight_lines(project, session, srv, shell)
     if show:
         for line in lines:
             output.warn("preflight", line)

@@ -32,6 +32,7 @@ class Context:
     force: bool = False  # env: over existing copies (add --force)
     refresh: bool = False  # links: build copied trees again (links --refresh)
     resume: bool = False  # tmux: new windows with their resume commands
+    no_tmux: bool = False  # tmux: add has just seen no such tmux session (not asked again)
     shell: str = ""  # tmux: the windows' shell, when asked already ("": ask tmux)
     made: dict[str, Any] = field(default_factory=dict)  # step name -> what its run made
 

@@ -66,15 +66,17 @@ def start(
     srv: tmux.TmuxServer,
     resume: bool = False,
     shell: str = "",
+    absent: bool = False,
 ) -> str:
     """Start the session's tmux session, or add the windows it is missing (and those left
     working in a deleted folder, when the worktree was made again): started, mended or
-    running. `shell`: the windows' shell, when known already."""
+    running. `shell`: the windows' shell, when known already; `absent`: the caller has
+    just seen no such session."""
     require_worktree(session)
     tname = session.tmux_name
     shell = shell or window_shell(srv)
     ours = {w.name for w in project.settings.windows}
-    shown = tmux.windows(srv, tname)  # None: no such session
+    shown = None if absent else tmux.windows(srv, tname)  # None: no such session
     other = sessions.foreign_tmux(session, (shown or {}).values())
     if other:
         raise TallyError(sessions.foreign_tmux_said(project, session, other))
@@ -152,7 +154,7 @@ def hold(ctx: Context) -> Made | None:
 
 
 def run(ctx: Context) -> Made | None:
-    state = start(ctx.project, ctx.session, ctx.server, ctx.resume, ctx.shell)
+    state = start(ctx.project, ctx.session, ctx.server, ctx.resume, ctx.shell, ctx.no_tmux)
     return Made("tmux session") if state == "started" else None
 
 

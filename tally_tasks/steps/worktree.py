@@ -80,16 +80,17 @@ def _plan(repo: repo_.Repo, session: Session) -> tuple[str, str]:
             f"{path} already exists and is not this session's worktree; add would fail "
             "(move it away or set tally.worktrees to another folder)"
         )
-    if repo_.branch_exists(repo, branch):
+    refs = repo_.refs(repo)
+    if branch in refs:
         pruned = known is not None  # create prunes git's stale records first
         for wt in worktree.listing(repo):
             if wt.branch == branch and not (pruned and wt.prunable):
                 return "", f"branch {branch} is already checked out at {wt.path}; add would fail"
         return f"existing branch {branch}", ""
-    clash = worktree.branch_clash(repo, branch)
+    clash = refs.clash(branch)
     if clash:
         return "", clash + "; add would fail"
-    return f"new branch {branch} from {repo_.current_branch(repo) or 'HEAD'}", ""
+    return f"new branch {branch} from {refs.current or 'HEAD'}", ""
 
 
 def check(ctx: Context, report: Report) -> Checked:

@@ -1,0 +1,140 @@
+"""Start-up and exit of the programs: what runs before invoke is imported, and after.
+
+``invoke.context`` imports ``unittest.mock`` for `MockContext`, which no task run makes;
+that import is a third of invoke's (asyncio and ssl come with it). `defer_mock` lets
+invoke take a stand-in for ``Mock`` instead: the real module is imported the first
+time one is made. `tally-session` calls it first thing (`main`); for `inv`, whose own
+script imports invoke before any of our code, ``tally_tasks_startup.pth`` (installed
+beside the package, run by Python's `site` at start-up) calls it when the program is
+`inv`. Only ``sys``, ``os`` and ``types`` are imported here (and ``typing``, which
+invoke imports anyway).
+
+`quick_exit` ends the process once the command is done, its output flushed, its threads
+and exit handlers run, skipping the interpreter's teardown of every module (a fifth of
+a short command's time): `main` (`tally-session`) when its Program is done, and
+`QuickExecutor` (set on the Program of invoke's own script by `quick_inv`) when `inv` has
+run every task it was given, which is the last thing invoke's script does.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from typing import Any
+
+_MOCK = "unittest.mock"
+
+
+def _real_mock(*args: Any, **kwargs: Any) -> Any:
+    """``unittest.mock.Mock``, imported on the first call (a MockContext being made)."""
+    from unittest import mock
+
+    context = sys.modules.get("invoke.context")
+    if context is not None and getattr(context, "Mock", None) is _real_mock:
+        context.Mock = mock.Mock  # type: ignore[attr-defined]
+    return mock.Mock(*args, **kwargs)
+
+
+class _StandIn(types.ModuleType):
+    """``unittest.mock`` until someone takes a name from it.
+
+    The first to ask (invoke.context: ``from unittest.mock import Mock``) gets
+    `_real_mock`, and the stand-in leaves ``sys.modules``: every later import gets the
+    real module. Any other name is answered from the real module.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "__path__":  # the import system asks whether it is a package: no
+            raise AttributeError(name)
+        first = sys.modules.get(_MOCK) is self
+        if first:
+            del sys.modules[_MOCK]
+        if name == "Mock" and first:
+            return _real_mock
+        from unittest import mock
+
+        return getattr(mock, name)
+
+
+def defer_mock() -> None:
+    """Put the stand-in for ``unittest.mock`` in place, unless something has imported the
+    real one or invoke already (then there is nothing left to save)."""
+    if _MOCK not in sys.modules and "invoke.context" not in sys.modules:
+        sys.modules[_MOCK] = _StandIn(_MOCK)
+
+
+def main() -> None:
+    """`tally-session`: `defer_mock`, then the program (tally_tasks.cli), then `quick_exit`."""
+    defer_mock()
+    from .cli import main as run
+
+    try:
+        run()
+    except SystemExit as e:
+        quick_exit(exit_code(e))
+    quick_exit(0)
+
+
+def quick_inv() -> None:
+    """`inv` (invoke's script, whose Program is ``invoke.main.program``) runs its tasks with
+    `QuickExecutor`, unless it was given an executor of its own. (invoke reads a
+    collection's ``tasks.executor_class`` only per task, too late for its Program.)"""
+    main = sys.modules.get("invoke.main")
+    program = getattr(main, "program", None)
+    if program is None:
+        return
+    from invoke import Executor
+
+    if program.executor_class is Executor:
+        program.executor_class = QuickExecutor
+
+
+class QuickExecutor:
+    """invoke's Executor; `quick_exit` once it has run every task, when the process is
+    invoke's own script (`inv`), which has nothing left to do then. A Program run
+    otherwise (inside a test, another program) returns as it would."""
+
+    def __init__(self, collection: Any, config: Any, core: Any) -> None:
+        from invoke import Executor
+
+        self._executor = Executor(collection, config, core)
+
+    def execute(self, *tasks: Any) -> Any:
+        results = self._executor.execute(*tasks)
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None) or ""
+        if os.path.basename(main_file) in ("inv", "invoke") and main_file == sys.argv[0]:
+            quick_exit(0)
+        return results
+
+
+def quick_exit(code: int) -> None:
+    """End the process with `code` as Python would at exit (threads joined, exit handlers
+    run, output flushed), without tearing down every module first."""
+    import atexit
+
+    threading = sys.modules.get("threading")
+    shutdown = getattr(threading, "_shutdown", None)
+    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
+    if run_exitfuncs is None or (threading is not None and shutdown is None):
+        sys.exit(code)  # not CPython: the ordinary exit
+    if shutdown is not None:
+        shutdown()  # joins non-daemon threads, as the interpreter does first
+    run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            code = code or 120  # what Python exits with when it cannot flush stdout
+    os._exit(code)
+
+
+def exit_code(e: SystemExit) -> int:
+    """The status `sys.exit(e.code)` would end with (a message is printed, as it would)."""
+    if e.code is None:
+        return 0
+    if isinstance(e.code, int):
+        return e.code
+    print(e.code, file=sys.stderr)
+    return 1

@@ -1,0 +1,207 @@
+"""Start-up and exit: no ``unittest.mock`` in a task run, a MockContext that still works,
+the .pth file that does it for `inv`, and the quick exit that loses nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+from conftest import Sample, run_cli
+
+HEAVY = ("unittest", "unittest.mock", "asyncio", "ssl")
+
+
+def imported(stderr: str) -> set[str]:
+    """Modules named by ``-X importtime`` lines (PYTHONPROFILEIMPORTTIME)."""
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+
+
+def python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["inv", "session.add", "x", "-q"],
+        ["inv", "session.list"],
+        ["tally-session", "list"],
+        ["inv", "session.remove", "x", "-q"],
+        ["inv", "--version"],
+    ],
+    ids=["inv-add", "inv-list", "tally-session-list", "inv-remove", "inv-version"],
+)
+def test_a_task_run_never_imports_unittest_mock(sample: Sample, args: list[str]) -> None:
+    if args[1] in ("session.list", "list", "session.remove"):
+        assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    r = run_cli(args, sample.main, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    modules = imported(r.stderr)
+    assert "invoke" in modules
+    assert not modules & set(HEAVY), modules & set(HEAVY)
+
+
+MOCK_CONTEXT = """
+import sys
+from tally_tasks import startup
+startup.defer_mock()
+import invoke
+assert "unittest.mock" not in sys.modules and "unittest" not in sys.modules
+from invoke import MockContext, Result
+c = MockContext(run={"ls": Result("listing")})
+import unittest.mock
+import invoke.context
+assert isinstance(c.run, unittest.mock.Mock), type(c.run)
+assert c.run("ls").stdout == "listing"
+c.run.assert_called_once_with("ls")
+assert invoke.context.Mock is unittest.mock.Mock
+assert sys.modules["unittest.mock"] is unittest.mock and unittest.mock.patch
+print("ok")
+"""
+
+OTHER_NAME = """
+import sys
+from tally_tasks import startup
+startup.defer_mock()
+from unittest.mock import patch, sentinel
+import unittest.mock
+assert patch is unittest.mock.patch and sentinel is unittest.mock.sentinel
+assert type(sys.modules["unittest.mock"]).__name__ == "module"
+print("ok")
+"""
+
+AFTER_INVOKE = """
+import sys
+import invoke
+from tally_tasks import startup
+startup.defer_mock()
+assert type(sys.modules["unittest.mock"]).__name__ == "module"
+print("ok")
+"""
+
+
+@pytest.mark.parametrize(
+    "code",
+    [MOCK_CONTEXT, OTHER_NAME, AFTER_INVOKE],
+    ids=["mock-context-made", "another-name-asked-first", "invoke-already-imported"],
+)
+def test_the_stand_in_answers_as_the_real_module(code: str) -> None:
+    r = python(code)
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
+
+
+PTH = Path(sysconfig.get_paths()["purelib"]) / "tally_tasks_startup.pth"
+
+
+def test_the_pth_file_is_installed_and_quiet_outside_inv() -> None:
+    """bootstrap.sh's `pip install -e .` put it beside the package; any other program of
+    this Python imports nothing for it (the editable install's finder is its own)."""
+    assert PTH.is_file(), "re-run ./bootstrap.sh (pip install -e .)"
+    r = python(
+        "import sys; print(sorted(m for m in sys.modules if m.startswith(('tally', 'unit'))))"
+    )
+    assert r.stdout == "[]\n", r.stdout + r.stderr
+
+
+def test_the_pth_file_defers_mock_for_inv(tmp_path: Path) -> None:
+    """What `site` runs for a program named inv: the stand-in is in place."""
+    line = PTH.read_text()
+    script = tmp_path / "inv"
+    script.write_text(
+        "import sys\n"
+        "print(type(sys.modules.get('unittest.mock')).__name__, 'invoke' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert r.stdout == "_StandIn False\n", (line, r.stdout, r.stderr)
+
+
+QUICK = """
+import atexit, sys, threading, time
+from pathlib import Path
+from tally_tasks.startup import quick_exit
+out = Path(sys.argv[1])
+atexit.register(lambda: out.write_text(out.read_text() + "atexit\\n"))
+def later():
+    time.sleep(0.2)
+    out.write_text(out.read_text() + "thread\\n")
+out.write_text("")
+threading.Thread(target=later).start()
+sys.stdout.write("no newline, still buffered")
+sys.stderr.write("err")
+quick_exit(3)
+print("never")
+"""
+
+
+def test_quick_exit_loses_nothing(tmp_path: Path) -> None:
+    """Threads joined, exit handlers run (in the interpreter's order), output flushed,
+    the status kept."""
+    out = tmp_path / "order"
+    r = subprocess.run(
+        [sys.executable, "-c", QUICK, str(out)], capture_output=True, text=True, timeout=30
+    )
+    assert (r.returncode, r.stdout, r.stderr) == (3, "no newline, still buffered", "err")
+    assert out.read_text() == "thread\natexit\n"
+
+
+def test_inv_runs_every_task_it_is_given_before_it_exits(sample: Sample) -> None:
+    # two calls (the same twice would be run once: invoke dedupes)
+    r = run_cli(["inv", "session.list", "--json", "session.list", "--json", "--brief"], sample.main)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("[]") == 2, r.stdout
+
+
+def test_a_program_run_in_process_returns(
+    sample: Sample, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only invoke's own script ends the process early: a Program run inside another
+    (this test) returns."""
+    from invoke import Program
+
+    from tally_tasks import ns
+
+    monkeypatch.chdir(sample.main)
+    Program(namespace=ns).run(["inv", "session.list", "--json"], exit=False)
+    assert capsys.readouterr().out == "[]\n"
+
+
+# Says so when the interpreter tears its modules down (a module global's __del__).
+TELL = """import sys
+class _Tell:
+    def __del__(self):
+        sys.stderr.write("teardown\\n")
+_tell = _Tell()
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "teardown"),
+    [
+        (["inv", "session.list"], False),
+        (["tally-session", "list"], False),
+        (["tally-session", "remove", "nosuch"], False),  # exit status 1, quick all the same
+        (["inv", "--version"], True),  # no task ran: invoke's own exit
+    ],
+    ids=["inv-list", "tally-session-list", "tally-session-error", "inv-version"],
+)
+def test_a_command_ends_without_the_interpreters_teardown(
+    sample: Sample, tmp_path: Path, args: list[str], teardown: bool
+) -> None:
+    (tmp_path / "sitecustomize.py").write_text(TELL)
+    r = run_cli(args, sample.main, env={"PYTHONPATH": str(tmp_path)})
+    assert ("teardown" in r.stderr) == teardown, (r.returncode, r.stdout, r.stderr)
+    assert r.returncode == (1 if "nosuch" in args else 0), r.stderr
