@@ -93,13 +93,13 @@ def test_states_as_the_agent_goes(started: tuple[Project, Session], srv: libtmux
     state = _gather(project, srv, session)["x"]
     assert state.windows == {"backend": "up", "frontend": "down", "claude": "idle"}
     assert state.status() == "idle, frontend down"
-    for line, want in (("prompt", "working"), ("ask permission", "waiting"), ("finish", "idle")):
+    for line, want in (("prompt", "working"), ("ask permission", "waiting"), ("finish", "waiting")):
         _say(srv, session, line)
         poll(lambda want=want: _agent_state(project, srv, session) == want)
     _say(srv, session, "idle")
     poll(lambda: _agent_state(project, srv, session) == "waiting")
     found = _gather(project, srv, session)["x"].agent or {}
-    assert found["reason"] == "input" and found["session_id"]
+    assert found["reason"] == "done" and found["session_id"]  # the idle prompt: the same wait
     assert _gather(project, srv, session)["x"].status().startswith("waiting ")
     _say(srv, session, "exit")
     poll(lambda: _agent_state(project, srv, session) == "exited")
