@@ -88,13 +88,17 @@ def _list_flags(words: list[str]) -> dict[str, bool] | None:
 def tally_config(main: Path, common_dir: Path) -> Any:
     """The `tally` mapping invoke's Config would give `tally-session` run in the checkout
     `main` (without INVOKE_* variables or a runtime file); `_Unsure` when it cannot say.
-    YAML files are kept parsed in `common_dir` (see `_Kept`)."""
+    The main checkout's YAML is kept parsed in `common_dir` (see `_Kept`)."""
     from .config import DEFAULTS
 
     kept = _Kept(common_dir / CACHE_FILE)
     merged: dict[str, Any] = {"tally": _copy(DEFAULTS)}
-    for base in ("/etc/invoke", os.path.expanduser("~/.invoke"), os.path.join(main, "invoke")):
-        data = _read_first(base, kept)
+    for base, keep in (
+        ("/etc/invoke", None),
+        (os.path.expanduser("~/.invoke"), None),
+        (os.path.join(main, "invoke"), kept),
+    ):
+        data = _read_first(base, keep)
         if data is None:
             continue
         if not isinstance(data, dict) or any(k in data for k in INVOKE_KEYS):
@@ -104,7 +108,7 @@ def tally_config(main: Path, common_dir: Path) -> Any:
     return merged["tally"]
 
 
-def _read_first(base: str, kept: _Kept) -> Any:
+def _read_first(base: str, kept: _Kept | None) -> Any:
     """The data of the first of `base`.yaml/.yml/.json/.py that exists, as invoke's
     `Config._load_file` reads it (None when there is none or it is empty)."""
     for suffix in _SUFFIXES:
@@ -125,52 +129,51 @@ def _read_first(base: str, kept: _Kept) -> Any:
                 import json
 
                 return json.loads(text)
-            return kept.yaml(path, text)
+            return kept.parse(path, text) if kept else _yaml().safe_load(text)
         except Exception:  # invoke's traceback, or the excepthook's line
             raise _Unsure from None
     return None
 
 
 class _Kept:
-    """YAML files as invoke's PyYAML parsed them, kept by their whole text in the git
-    common dir (marshal), so that `list` imports no PyYAML (a fifth of its time) while
-    the files stay as they are. An entry counts only for the same text and the same
-    PyYAML files and Python; anything unreadable is no entry."""
+    """The main checkout's YAML file as invoke's PyYAML parsed it, kept (marshal) in the
+    git common dir with its whole text, so that `list` imports no PyYAML (a fifth of its
+    time) while the file stays as it is. It counts only for the same file, the same text,
+    the same PyYAML files and Python; an unreadable one is none. Only the project's file:
+    the user's and the system's (rare) are parsed each time, never copied into a
+    repository."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.files: dict[str, tuple[str, Any]] = {}
-        self.changed = False
-        self._stamp: tuple[Any, ...] | None = None
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+        self.entry: tuple[Any, ...] | None = None
+        self.new: tuple[Any, ...] | None = None
         try:
-            stamp, files = marshal.loads(path.read_bytes())
-            if isinstance(files, dict):
-                self._stamp, self.files = stamp, files
+            entry = marshal.loads(cache.read_bytes())
         except (OSError, ValueError, EOFError, TypeError):
-            pass
+            return
+        if isinstance(entry, tuple) and len(entry) == 4:
+            self.entry = entry
 
-    def yaml(self, path: str, text: str) -> Any:
-        entry = self.files.get(path)
-        if entry is not None and entry[0] == text and self._stamp == _yaml_stamp():
-            return entry[1]
+    def parse(self, path: str, text: str) -> Any:
+        stamp = _yaml_stamp()
+        if self.entry is not None and self.entry[:3] == (stamp, path, text):
+            return self.entry[3]
         data = _yaml().safe_load(text)
-        try:
-            marshal.dumps(data)
-        except ValueError:  # a date, say: parsed each time
-            self.files.pop(path, None)
-        else:
-            self.files[path] = (text, data)
-        self.changed = True
+        self.new = (stamp, path, text, data)
         return data
 
     def save(self) -> None:
-        if not self.changed:
+        if self.new is None:
+            return
+        try:
+            blob = marshal.dumps(self.new)
+        except ValueError:  # a date, say: parsed each time
             return
         from .registry import replacing
 
         try:
-            with replacing(self.path, 0o644) as f:
-                f.write(marshal.dumps((_yaml_stamp(), self.files)))
+            with replacing(self.cache, 0o600) as f:
+                f.write(blob)
         except OSError:  # a checkout this user cannot write: parsed each time
             pass
 
@@ -186,7 +189,7 @@ def _yaml_folder() -> str:
 
 
 def _yaml_stamp() -> tuple[Any, ...]:
-    """What the kept parses depend on: this Python, and which PyYAML files."""
+    """What a kept parse depends on: this Python, and which PyYAML files."""
     folder = _yaml_folder()
     init = os.stat(os.path.join(folder, "__init__.py"))
     return (sys.version, folder, init.st_mtime_ns, init.st_size)

@@ -163,7 +163,7 @@ def test_kept_parse_follows_the_file(sample: Sample) -> None:
     main = sample.main
     kept = main / ".git" / quick.CACHE_FILE
     assert quick.tally_config(main, main / ".git")["activate"] == sample.config["activate"]
-    assert kept.is_file()
+    assert kept.is_file() and kept.stat().st_mode & 0o777 == 0o600
     # the same file: the kept parse, without PyYAML
     r = run_cli(["tally-session", "list"], main, env=TIMING)
     assert not any("yaml" in m for m in imported(r.stderr)), r.stderr[-2000:]
@@ -184,3 +184,10 @@ def test_an_unwritable_cache_is_only_slower(sample: Sample) -> None:
     assert quick.tally_config(main, main / ".git") == invokes_tally(main)
     ours, invokes = both(["list"], main)
     assert ours == invokes
+
+
+def test_only_the_projects_file_is_kept(sample: Sample) -> None:
+    (sample.home / ".invoke.yaml").write_text("tally:\n  tmux_socket: secret-of-the-user\n")
+    main = sample.main
+    assert quick.tally_config(main, main / ".git")["tmux_socket"] == "secret-of-the-user"
+    assert b"secret-of-the-user" not in (main / ".git" / quick.CACHE_FILE).read_bytes()
