@@ -124,6 +124,8 @@ PLACEHOLDERS = ("name", "slug", "project", "session", "worktree", "branch", "mai
 
 @dataclass(frozen=True)
 class Window:
+    """A tmux window of every session: its name, folder, command and resume command."""
+
     name: str
     dir: str
     cmd: str
@@ -138,6 +140,8 @@ _WINDOW_KEYS = tuple(
 
 @dataclass(frozen=True)
 class Link:
+    """A path shared with the main checkout, and how (`LINK_MODES`)."""
+
     path: str
     mode: str = "symlink"
 
@@ -153,6 +157,8 @@ class StepSpec:
 
 @dataclass(frozen=True)
 class Settings:
+    """The checked `tally` settings (see DEFAULTS for each one's meaning)."""
+
     project: str = ""
     worktrees: str = ""
     registry: str = ".tally-sessions"

@@ -39,6 +39,8 @@ EXCLUDE_END = "# <<< tally-tasks"
 
 @dataclass(frozen=True)
 class Outcome:
+    """What a link or copy step did to one path (False: worth a warning)."""
+
     path: str
     ok: bool  # False: skipped or left alone, worth a warning
     detail: str

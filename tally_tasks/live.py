@@ -22,6 +22,8 @@ from .sessions import works_in
 
 @dataclass
 class Live:
+    """A session's live state: tmux there, its agent's state, each window's."""
+
     running: bool  # the tmux session is there
     agent: dict[str, Any] | None = None  # state, since, reason, session_id, window
     windows: dict[str, str] = field(default_factory=dict)

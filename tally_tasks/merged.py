@@ -25,6 +25,8 @@ from . import repo as repo_
 
 @dataclass(frozen=True)
 class Landed:
+    """How a branch's content is in another branch."""
+
     how: str  # merged | rebased | squashed
     into: str  # the branch it is in: main, or main's upstream (origin/main)
 
@@ -35,6 +37,8 @@ class Landed:
 
 @dataclass(frozen=True)
 class Target:
+    """A branch a session's branch may be merged into."""
+
     name: str  # main, origin/main
     tree: str  # its tree's id, compared with what a merge into it gives
     commit: str = ""  # its commit, when known already

@@ -39,6 +39,8 @@ _FORMAT = "\t".join(
 
 @dataclass(frozen=True)
 class Pane:
+    """One pane of a session's window, as tmux lists it."""
+
     session: str
     window: str
     pid: int  # the pane's own process: the window's shell
@@ -67,10 +69,10 @@ def _boot_time() -> float | None:
     return None
 
 
-def foreground(shell: int, command: str) -> tuple[int | None, int | None]:
-    """(leader pid of the program holding the shell's terminal, its start tick); the
+def foreground(found: tuple[str, list[str]] | None, command: str) -> tuple[int | None, int | None]:
+    """(leader pid of the program holding the shell's terminal, its start tick), from the
+    shell's /proc stat (`agent.proc_stat`; None: no /proc, tmux's `command` says); the
     program is None while the shell itself waits at its prompt."""
-    found = agent.proc_stat(shell)
     if found is None:  # no /proc: tmux's word for what runs
         return (None if os.path.basename(command) in agent.SHELLS else -1), None
     try:
@@ -115,9 +117,11 @@ def snapshot(srv: tmux.TmuxServer) -> Snapshot:
         paths.setdefault(session, set()).add(path)
         if window in result.get(session, {}):
             continue
-        program, start = (None, None) if dead == "1" else foreground(int(pid or 0), command)
+        # the shell's /proc stat, read once: what runs in it, and when it started
+        stat = agent.proc_stat(int(pid or 0)) if dead != "1" or boot is not None else None
+        program, start = (None, None) if dead == "1" else foreground(stat, command)
         started = boot + start / tick if boot is not None and start is not None else None
-        shell = agent.proc_stat(int(pid or 0)) if boot is not None else None
+        shell = stat if boot is not None else None
         try:
             shell_started = boot + int(shell[1][19]) / tick if boot and shell else None
         except (IndexError, ValueError):

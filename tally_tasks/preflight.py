@@ -26,6 +26,8 @@ _MARK = "__tally_preflight__"
 
 @dataclass(frozen=True)
 class Finding:
+    """What the windows' login shell said before `add` started them."""
+
     activate_status: int | None  # None: the shell did not get that far
     missing: dict[str, list[str]]  # program -> the windows that run it
     output: list[str]  # what the shell said, for the warning

@@ -60,6 +60,8 @@ def run(argv: list[str]) -> int | None:
         raw = tally_config(*find_main(here()))
     except (TallyError, OSError, _Unsure):  # invoke's path says it as it always has
         return None
+    except KeyboardInterrupt:  # before the task runs: as invoke's Program ends then
+        return 1
     from . import listing
     from .session import find_project
 

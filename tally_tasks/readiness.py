@@ -30,6 +30,8 @@ SETTLE = 3.0
 
 @dataclass
 class Ready:
+    """How a window came up (or did not), with what says why."""
+
     window: str
     state: str  # up, running, exited, foreign, timeout, missing
     port: int | None = None

@@ -30,6 +30,8 @@ LIST_TIMEOUT = 5.0  # a listing asks every host: a silent one must not hold it u
 
 @dataclass(frozen=True)
 class Host:
+    """A remote dev host from `tally.hosts`."""
+
     name: str
     host: str  # [user@]hostname[:port]
     main: str  # the main checkout there; ~ is the remote HOME

@@ -95,6 +95,8 @@ def render(
 
 @dataclass(frozen=True)
 class Session:
+    """One session: its name, branch, worktree, tmux session and ports."""
+
     name: str
     branch: str
     worktree: Path
@@ -145,6 +147,8 @@ class Session:
 
 @dataclass(frozen=True)
 class Project:
+    """The main checkout, its git common dir and its settings."""
+
     main: Path
     common_dir: Path
     settings: Settings
@@ -183,13 +187,13 @@ class Project:
 
     def session(self, name: str, entry: Entry) -> Session:
         """The session as recorded (the registry wins over derived paths)."""
-        fresh = self.new_session(name)
+        recorded = entry.get("worktree")
         return Session(
             name=name,
-            branch=entry.get("branch") or fresh.branch,
-            worktree=Path(entry["worktree"]) if entry.get("worktree") else fresh.worktree,
-            tmux_name=fresh.tmux_name,
-            ports={p: ports_of(entry)[p] for p in ports_of(entry)},
+            branch=entry.get("branch") or name,  # a new session's branch is its name
+            worktree=Path(recorded) if recorded else self.new_session(name).worktree,
+            tmux_name=self.tmux_name(name),
+            ports=ports_of(entry),
         )
 
     def own_paths(self) -> set[str]:

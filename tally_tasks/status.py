@@ -282,9 +282,10 @@ def stale(
     from . import output  # local: keeps this module's import light for `rows`
 
     notes = []
-    registered = {project.session(n, e).worktree for n, e in entries.items()}
+    made = {n: project.session(n, e) for n, e in entries.items()}
+    registered = {s.worktree for s in made.values()}
     for n, e in entries.items():
-        s = project.session(n, e)
+        s = made[n]
         if e.get("state") == CREATING and adder(e) is not None:
             continue  # being made right now: nothing stale about it
         if e.get("state") == CREATING:
@@ -322,7 +323,7 @@ def stale(
                 f"worktree {path} is not in {project.registry_path.name}; {adopt}"
                 "remove it with: " + output.on_host(f"git worktree remove {shlex.quote(str(path))}")
             )
-    tmux_names = {project.session(n, e).tmux_name for n, e in entries.items()}
+    tmux_names = {s.tmux_name for s in made.values()}
     tprefix = project.tmux_name("")
     base = str(project.worktrees_dir / prefix)
 

@@ -37,6 +37,8 @@ class TmuxServer(Protocol):
 
 @dataclass
 class _Result:
+    """What a tmux call gave back: its output lines and exit status."""
+
     stdout: list[str]
     stderr: list[str]
     returncode: int
@@ -75,6 +77,8 @@ class _NotFound(Exception):
 
 @dataclass(frozen=True)
 class WindowRun:
+    """A window to start: its name, folder and the line typed into it."""
+
     name: str
     dir: Path
     keys: str  # the shell line typed into the window ("" = an idle shell)

@@ -15,6 +15,8 @@ from .errors import TallyError
 
 @dataclass(frozen=True)
 class Worktree:
+    """One of git's worktree records (`git worktree list`)."""
+
     path: Path
     branch: str | None  # None when detached
     prunable: bool = False
