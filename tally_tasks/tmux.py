@@ -1,5 +1,8 @@
 """tmux sessions: created in one chained tmux call, always targeted exactly (``=name``).
 
+Each window's line is typed in a second call, once the window's shell reads it with its
+line editor (`type_when_ready`): typed at once, it would show twice.
+
 ``-t name`` matches by prefix (``tally-a`` would hit ``tally-ab``), so every target here
 is ``=name``. Windows are targeted as ``=session:=window`` for the same reason.
 
