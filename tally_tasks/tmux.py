@@ -1,7 +1,7 @@
 """tmux sessions: created in one chained tmux call, always targeted exactly (``=name``).
 
 Each window's line is typed in a second call, once the window's shell reads it with its
-line editor (`type_when_ready`): typed at once, it would show twice.
+line editor (`_type_when_ready`): typed at once, it would show twice.
 
 ``-t name`` matches by prefix (``tally-a`` would hit ``tally-ab``), so every target here
 is ``=name``. Windows are targeted as ``=session:=window`` for the same reason.
@@ -20,6 +20,7 @@ command sequences anyway).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -293,8 +294,10 @@ def _fresh(printed: Sequence[str], windows: Sequence[WindowRun]) -> list[_Fresh]
 
 
 def _edits(shell: str) -> bool:
-    name = os.path.basename(os.path.realpath(shell) if os.path.isabs(shell) else shell)
-    return name.lstrip("-") in _EDITORS
+    """A shell with a line editor, by its name or the name its path resolves to
+    (``/bin/sh`` is dash on Debian, bash on Fedora)."""
+    names = {shell, os.path.realpath(shell)} if os.path.isabs(shell) else {shell}
+    return any(os.path.basename(n).lstrip("-") in _EDITORS for n in names)
 
 
 def _open_tty(path: str) -> int | None:
@@ -304,44 +307,54 @@ def _open_tty(path: str) -> int | None:
         return None
 
 
-def _editing(fd: int) -> bool:
+def _editing(fd: int | None) -> bool:
     """The shell's line editor reads the terminal (it is out of canonical mode), or the
-    terminal is gone (typing then finds out)."""
+    terminal is gone (typing then finds out); None: a shell without one, or a terminal
+    that could not be opened."""
     import termios
 
+    if fd is None:
+        return True
     try:
         return not termios.tcgetattr(fd)[3] & termios.ICANON
     except (OSError, termios.error):
         return True
 
 
-def type_when_ready(srv: TmuxServer, fresh: Sequence[_Fresh], wait: float | None = None) -> None:
+def _type_when_ready(srv: TmuxServer, fresh: Sequence[_Fresh]) -> None:
     """Type each line into its pane once the pane's shell reads it with its line editor
-    (its terminal out of canonical mode), so the line shows once; after `wait` seconds
-    (`TYPE_WAIT`: a slow rc file) typed anyway. All panes are watched together, in rounds
+    (its terminal out of canonical mode), so the line shows once; after `TYPE_WAIT`
+    seconds (a slow rc file) typed anyway. All panes are watched together, in rounds
     of a few ms: the wait is the slowest shell's start, not the sum; the lines of the
     panes ready in a round are typed in one tmux call. A shell without a line editor gets
-    its line at once (the terminal's echo is then the only one)."""
+    its line at once (the terminal's echo is then the only one). Ctrl-C while waiting
+    types the lines left at once, then goes on: no line is lost (a resumed session runs
+    its programs; an add's undo ends its session anyway), none typed twice."""
     import time
 
-    deadline = time.monotonic() + (TYPE_WAIT if wait is None else wait)
-    watched: dict[str, tuple[int | None, _Fresh]] = {}
+    from .interrupts import held
+
+    deadline = time.monotonic() + TYPE_WAIT
+    left = {f.pane: f for f in fresh}
+    ttys: dict[str, int | None] = {}
     try:
         for f in fresh:
-            watched[f.pane] = (_open_tty(f.tty) if _edits(f.shell) else None, f)
-        while watched:
+            ttys[f.pane] = _open_tty(f.tty) if _edits(f.shell) else None
+        while left:
             late = time.monotonic() >= deadline
-            ready = [p for p, (fd, _) in watched.items() if late or fd is None or _editing(fd)]
-            if ready:
-                _type_all(srv, [watched[p][1] for p in ready])
-                for p in ready:
-                    fd, _ = watched.pop(p)
-                    if fd is not None:
-                        os.close(fd)
-            if watched:
+            ready = [f for f in left.values() if late or _editing(ttys[f.pane])]
+            with held():  # typed and struck off together
+                _type_all(srv, ready)
+                for f in ready:
+                    del left[f.pane]
+            if left:
                 time.sleep(0.005)
+    except KeyboardInterrupt:
+        with held(deliver=False), contextlib.suppress(TallyError):
+            _type_all(srv, list(left.values()))
+        raise
     finally:
-        for fd, _ in watched.values():
+        for fd in ttys.values():
             if fd is not None:
                 os.close(fd)
 
@@ -369,7 +382,7 @@ def create(
     env: Mapping[str, str],
 ) -> None:
     """Start detached session `name` with `windows`, typing each window's line into its
-    shell once that reads (`type_when_ready`)."""
+    shell once that reads (`_type_when_ready`)."""
     out, err = _cmd(srv, *_create_args(name, windows, env))
     if err:
         message = " ".join(err)
@@ -378,7 +391,7 @@ def create(
         kill(srv, name)  # leave nothing half-made
         raise TallyError(f"tmux could not start session {name}: {message}{_too_old(message)}")
     try:
-        type_when_ready(srv, _fresh(out, windows))
+        _type_when_ready(srv, _fresh(out, windows))
     except TallyError:
         kill(srv, name)
         raise
@@ -388,7 +401,7 @@ def create_many(
     srv: TmuxServer, sessions: Sequence[tuple[str, Sequence[WindowRun], Mapping[str, str]]]
 ) -> list[str]:
     """Start several sessions in one tmux call, then type every window's line
-    (`type_when_ready`, all shells watched together); returns the names that failed.
+    (`_type_when_ready`, all shells watched together); returns the names that failed.
 
     A tmux command sequence stops at its first error, so on any error the sessions not
     yet running are started one by one and the ones that still fail are returned.
@@ -403,7 +416,7 @@ def create_many(
     out, err = _cmd(srv, *args)
     made = [(name, win) for name, windows, _ in sessions for win in windows]
     if not err:
-        type_when_ready(srv, _fresh(out, [win for _, win in made]))
+        _type_when_ready(srv, _fresh(out, [win for _, win in made]))
         return []
     live = running(srv)
     failed = []
@@ -419,7 +432,7 @@ def create_many(
             failed.append(name)
     # the windows printed before the error, of the sessions left running
     kept = [(line, win) for line, (name, win) in zip(out, made, strict=False) if name in whole]
-    type_when_ready(srv, _fresh([line for line, _ in kept], [win for _, win in kept]))
+    _type_when_ready(srv, _fresh([line for line, _ in kept], [win for _, win in kept]))
     return failed
 
 
@@ -438,7 +451,7 @@ def add_windows(
     if err:
         message = " ".join(err)
         raise TallyError(f"tmux could not add windows to {name}: {message}{_too_old(message)}")
-    type_when_ready(srv, _fresh(out, windows))
+    _type_when_ready(srv, _fresh(out, windows))
 
 
 def type_line(srv: TmuxServer, target: str, keys: str) -> None:
@@ -453,14 +466,14 @@ def respawn(
 ) -> None:
     """Start a fresh shell in dead pane `target` (``respawn-pane -k``: tmux hangs the old
     one up; the jobs it forwards SIGHUP to end, a process ignoring it does not), and type
-    `keys` into it once it reads (`type_when_ready`)."""
+    `keys` into it once it reads (`_type_when_ready`)."""
     args = ["respawn-pane", "-k", "-t", target, "-c", str(folder)]
     for key, value in env.items():
         args += ["-e", f"{key}={value}"]
     out, err = _cmd(srv, *args, ";", "display-message", "-p", "-t", target, _PANE)
     if err:
         raise TallyError(f"tmux could not respawn {target}: {' '.join(err)}")
-    type_when_ready(srv, _fresh(out, [WindowRun("", folder, keys)]))
+    _type_when_ready(srv, _fresh(out, [WindowRun("", folder, keys)]))
 
 
 def kill(srv: TmuxServer, name: str) -> bool:

@@ -444,3 +444,20 @@ def test_a_shell_that_ends_at_start_up_is_skipped_and_the_others_typed(
     for target in ("=s:=w", "=s:=v"):
         assert typed(ran(srv, target)) == 1
     poll(lambda: tmux.window_names(srv, "s") == ["w", "v"])
+
+
+def test_ctrl_c_while_waiting_types_the_lines_left_at_once(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    shell_of("bash", isolated_env / "home", monkeypatch)  # 0.2 s in its rc: still starting
+    srv = tmux.Server()
+
+    def ctrl_c(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(time, "sleep", ctrl_c)  # the first pause between rounds
+        with pytest.raises(KeyboardInterrupt):
+            tmux.create_many(srv, [("s", [WindowRun("w", tmp_path, LINE)], {})])
+    lines = ran(srv, "=s:=w")  # typed before its shell read it: shown twice, run once
+    assert sum(ln.endswith("ran-ok") and "printf" not in ln for ln in lines) == 1
