@@ -8,7 +8,8 @@ is ``=name``. Windows are targeted as ``=session:=window`` for the same reason.
 
 tmux expands formats (``#(cmd)`` runs a command, ``#S`` is the session's name) in some
 arguments: `literal` escapes every such string. Measured on tmux 3.3a: new-session's
-``-s``, and new-session's and new-window's ``-n`` and ``-c`` are expanded; targets
+``-s``, new-session's and new-window's ``-n`` and ``-c``, and respawn-pane's ``-c`` are
+expanded; targets
 (``-t``), ``-e`` values, ``send-keys -l`` and ``set-environment`` values are taken as
 given, so they are passed as they are (``##`` there would stay two characters).
 
@@ -467,7 +468,7 @@ def respawn(
     """Start a fresh shell in dead pane `target` (``respawn-pane -k``: tmux hangs the old
     one up; the jobs it forwards SIGHUP to end, a process ignoring it does not), and type
     `keys` into it once it reads (`_type_when_ready`)."""
-    args = ["respawn-pane", "-k", "-t", target, "-c", str(folder)]
+    args = ["respawn-pane", "-k", "-t", target, "-c", literal(str(folder))]
     for key, value in env.items():
         args += ["-e", f"{key}={value}"]
     out, err = _cmd(srv, *args, ";", "display-message", "-p", "-t", target, _PANE)

@@ -158,13 +158,14 @@ def test_folders_and_window_names_with_formats_are_taken_literally(
     folder: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # where tmux would run a #(...) job
-    first, second, third = (tmp_path / f"{folder}-{i}" for i in range(3))
-    for d in (first, second, third):
+    first, second, third, fourth = (tmp_path / f"{folder}-{i}" for i in range(4))
+    for d in (first, second, third, fourth):
         d.mkdir()
     runs = [idle(f"w{folder}", first), idle(f"v{folder}", second)]
     tmux.create(server, "tally-x", runs, {"TALLY_SESSION": "x#(touch PWNED-env)"})
     tmux.add_windows(server, "tally-x", [idle(f"u{folder}", third)], {})
-    want = [(f"w{folder}", str(first)), (f"v{folder}", str(second)), (f"u{folder}", str(third))]
+    tmux.respawn(server, f"=tally-x:=u{folder}", fourth, {})  # respawn-pane -c is expanded too
+    want = [(f"w{folder}", str(first)), (f"v{folder}", str(second)), (f"u{folder}", str(fourth))]
     poll(lambda: panes(server, "tally-x") == want)
     assert tmux.window_names(server, "tally-x") == [w for w, _ in want]
     assert tmux.windows(server, "tally-x") == dict(want)
