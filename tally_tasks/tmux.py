@@ -9,9 +9,9 @@ is ``=name``. Windows are targeted as ``=session:=window`` for the same reason.
 tmux expands formats (``#(cmd)`` runs a command, ``#S`` is the session's name) in some
 arguments: `literal` escapes every such string. Measured on tmux 3.3a: new-session's
 ``-s``, new-session's and new-window's ``-n`` and ``-c``, and respawn-pane's ``-c`` are
-expanded; targets
-(``-t``), ``-e`` values, ``send-keys -l`` and ``set-environment`` values are taken as
-given, so they are passed as they are (``##`` there would stay two characters).
+expanded; targets (``-t``), ``-e`` values, ``send-keys -l`` and ``set-environment`` values
+are taken as given, so they are passed as they are (``##`` there would stay two
+characters).
 
 Every function takes a server with libtmux's ``cmd(*args)`` shape: a ``libtmux.Server``
 (tests use one), or the `Server` here, which runs the same tmux commands without
