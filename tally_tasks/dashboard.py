@@ -349,7 +349,10 @@ class Dashboard(App[None]):
         return cells
 
     def _attention(self, line: board_.Line) -> None:
-        self.say(f"{line.name} is waiting for you" + (f" on {line.host}" if line.host else ""))
+        self.say(
+            f"{line.name} is waiting for you"
+            + (f" on {line.host}" if line.host != board_.LOCAL else "")
+        )
         if self.project is None or self.project.settings.dashboard_bell:
             self.bells += 1
             self.bell()

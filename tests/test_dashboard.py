@@ -252,7 +252,7 @@ def test_s_talks_to_the_agent_and_a_wait_rings_the_bell_once(
         await send(pilot, app, "ask permission")
         await until(pilot, lambda: agent().startswith("waiting"))
         assert app.bells == 1 and highlighted(app)
-        assert "alpha is waiting for you" in app.message()
+        assert app.message().strip() == "alpha is waiting for you"
         await send(pilot, app, "prompt")  # the answer: it works again
         await until(pilot, lambda: agent().startswith("working"))
         assert not highlighted(app)
