@@ -40,9 +40,8 @@ class Line:
 
 
 def agent_window(project: Project) -> str | None:
-    """The window the agent runs in (`panes.agent_window`); else the last one."""
-    windows = project.settings.windows
-    return panes.agent_window(windows) or (windows[-1].name if windows else None)
+    """The window the agent runs in (`panes.agent_or_last`)."""
+    return panes.agent_or_last(project.settings.windows)
 
 
 def _epoch(value: Any) -> float | None:
