@@ -60,8 +60,10 @@ class TallyProgram(Program):
             super().parse_tasks()
         except ParseError as e:
             ctx = e.context
-            if ctx is not None and ctx.name and any(
-                a.value in ("-h", "--help") for a in ctx.positional_args
+            if (
+                ctx is not None
+                and ctx.name
+                and any(a.value in ("-h", "--help") for a in ctx.positional_args)
             ):  # `send --help`: taken for the name, and the text is missing
                 self.print_task_help(str(ctx.name))
                 raise Exit from None
