@@ -206,6 +206,14 @@ PROGRAM = [
         ["help", "add"], ["Usage: tally-session add [--options] NAME", "--dry-run"], id="help-add"
     ),
     pytest.param(["add", "--help"], ["Usage: tally-session add [--options] NAME"], id="add-help"),
+    pytest.param(
+        ["send", "--help"], ["Usage: tally-session send [--options] NAME TEXT"], id="send-help"
+    ),
+    pytest.param(
+        ["send", "x", "--help"],
+        ["Usage: tally-session send [--options] NAME TEXT"],
+        id="send-x-help",
+    ),
     pytest.param([], ["Usage: tally-session"], id="bare"),
 ]
 
