@@ -194,6 +194,7 @@ class Dashboard(App[None]):
     CSS = """
     #sessions { height: auto; max-height: 50%; }
     #preview { height: 1fr; border: round $secondary; padding: 0 1; }
+    #preview.screen { text-wrap: nowrap; text-overflow: clip; }
     #message { height: 1; padding: 0 1; color: $text-muted; }
     #filter { display: none; height: 3; }
     #filter.shown { display: block; }
@@ -357,7 +358,10 @@ class Dashboard(App[None]):
         return cells
 
     def _attention(self, line: board_.Line) -> None:
-        self.say(f"{line.name} is waiting for you" + (f" on {line.host}" if line.host else ""))
+        self.say(
+            f"{line.name} is waiting for you"
+            + (f" on {line.host}" if line.host != board_.LOCAL else "")
+        )
         if self.project is None or self.project.settings.dashboard_bell:
             self.bells += 1
             self.bell()
@@ -412,7 +416,8 @@ class Dashboard(App[None]):
             screen = captured or []
             while screen and not screen[-1].strip():
                 screen.pop()
-            keep = 5 if self.view == "servers" else 200
+            # the bottom of the screen, where the prompt is, as much of it as the box holds
+            keep = 5 if self.view == "servers" else self.preview.content_size.height or 200
             parts.append(
                 ("\033[1m── " + window + " ──\033[0m\n" if self.view == "servers" else "")
                 + "\n".join(screen[-keep:])
@@ -425,6 +430,9 @@ class Dashboard(App[None]):
         pane.border_title = f"{name} · {self.view}" if name else ""
         if getattr(pane, "_shown", None) != text:
             pane._shown = text  # type: ignore[attr-defined]
+            # a screen is cut at the box's edge, as tmux shows a pane in a narrower
+            # window; a message (one line) wraps
+            pane.set_class("\n" in text, "screen")
             pane.update(Text.from_ansi(text))
         self._preview_key = key
 

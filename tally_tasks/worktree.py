@@ -357,11 +357,41 @@ def remove(repo: repo_.Repo, path: Path) -> bool:
             shutil.rmtree(path)
         except OSError as e:
             raise TallyError(
-                f"cannot delete the worktree {path}: {e.strerror} ({e.filename}); "
-                "fix that and run the command again"
+                f"cannot delete the worktree {path}: {e.strerror} ({e.filename})"
             ) from None
     repo_.run(repo, "worktree", "prune")
     return True
+
+
+def undeletable(path: Path, ours: list[str]) -> Path | None:
+    """The first folder that stops `path` from being deleted by this user: its parent
+    when that is not writable, or a folder in it, not empty, neither writable nor this
+    user's to open up. None when all of it can go. The tool's own trees (`ours`,
+    relative) are not walked: it built them, every folder in them is its user's."""
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return path.parent
+    if path.is_symlink() or not path.is_dir():
+        return None
+    me = os.geteuid()
+    skip = {os.path.join(path, rel.rstrip("/")) for rel in ours}
+
+    def blocks(folder: str) -> bool:
+        try:
+            if os.lstat(folder).st_uid == me or os.access(folder, os.W_OK | os.X_OK):
+                return False
+            with os.scandir(folder) as entries:
+                return next(entries, None) is not None
+        except OSError:
+            return os.path.lexists(folder)  # not even to be listed: it cannot be emptied
+
+    if blocks(str(path)):
+        return path
+    for top, dirs, _ in os.walk(path):
+        dirs[:] = [d for d in dirs if os.path.join(top, d) not in skip]
+        for d in dirs:
+            if blocks(os.path.join(top, d)):
+                return Path(top, d)
+    return None
 
 
 def make_removable(path: Path) -> None:

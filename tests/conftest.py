@@ -372,7 +372,7 @@ def obeying_permissions(argv: list[str]) -> list[str]:
     test where neither is possible."""
     if os.geteuid() != 0:
         return argv
-    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
     if shutil.which("setpriv") is None or subprocess.run([*drop, "true"]).returncode != 0:
         pytest.skip("root ignores permission bits here and setpriv cannot drop that")
     return [*drop, *argv]

@@ -261,7 +261,7 @@ def test_s_talks_to_the_agent_and_a_wait_rings_the_bell_once(
         await send(pilot, app, "ask permission")
         await until(pilot, lambda: agent().startswith("waiting"))
         assert app.bells == 1 and highlighted(app)
-        assert "alpha is waiting for you" in app.message()
+        assert app.message().strip() == "alpha is waiting for you"
         await send(pilot, app, "prompt")  # the answer: it works again
         await until(pilot, lambda: agent().startswith("working"))
         assert not highlighted(app)
@@ -447,6 +447,30 @@ def test_v_cycles_the_preview(sample: Sample, srv: libtmux.Server) -> None:
         await until(pilot, lambda: "runserver" in preview(app) and "── frontend ──" in preview(app))
         await pilot.press("v")
         await until(pilot, lambda: "backend/manage.py" in preview(app) and "1 file" in preview(app))
+
+    drive(app, script)
+
+
+def test_the_preview_shows_the_bottom_of_the_screen_cut_at_the_edge(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    """Where the prompt is: the last lines the box holds; a line wider than the box is
+    cut, as tmux shows a pane in a narrower window, never wrapped over the next."""
+    add(sample, srv, "alpha")
+    poll(lambda: sample.calls("claude"))
+    wide = "W" * 79 + "E"  # as wide as the pane, wider than the box
+    script_ = f"seq 1 60; echo {wide}; echo BOTTOM; sleep 600"
+    srv.cmd("respawn-pane", "-k", "-t", "=tally-alpha:=claude", script_)
+    app = app_for(sample, srv)
+
+    async def script(pilot: Pilot[None]) -> None:
+        def fits() -> bool:  # the box's height settles with the first layouts
+            return len(preview(app).splitlines()) <= app.preview.content_size.height
+
+        await until(pilot, lambda: "BOTTOM" in preview(app) and fits())
+        shown = preview(app).splitlines()
+        assert shown[-1] == "BOTTOM" and shown[-2] == wide and "1" not in shown
+        assert app.preview.has_class("screen")
 
     drive(app, script)
 

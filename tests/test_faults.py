@@ -712,6 +712,62 @@ def test_remove_takes_read_only_folders_of_a_linked_tree(sample: Sample, mode: s
     assert cache.stat().st_mode & 0o777 == 0o555
 
 
+@pytest.mark.parametrize("where", ["parent", "inside"])
+def test_remove_refuses_a_worktree_it_could_only_half_delete(sample: Sample, where: str) -> None:
+    """git empties a worktree it cannot delete halfway and forgets it: no later remove
+    could finish. remove finds what stops it first (the worktrees' folder not writable,
+    a folder of another user's in the worktree), names it, and changes nothing; once
+    fixed, remove goes through."""
+    if where == "inside" and os.geteuid() != 0:
+        pytest.skip("making a folder another user's needs root")
+    assert run_cli(["inv", "session.add", "x", "-q", "--no-wait"], sample.main).returncode == 0
+    wt = sample.main.parent / "tally-x"
+    if where == "parent":
+        blocker = wt.parent
+        blocker.chmod(0o555)
+    else:
+        blocker = wt / "vendor"
+        (blocker / "lib").mkdir(parents=True)
+        (blocker / "lib" / "lib.go").write_text("package lib\n")
+        for path in (blocker / "lib" / "lib.go", blocker / "lib", blocker):
+            os.chown(path, 65534, 65534)
+            path.chmod(0o444 if path.is_file() else 0o555)
+    argv = obeying_permissions([str(VENV_BIN / "inv"), "session.remove", "x", "--force"])
+    try:
+        r = subprocess.run(argv, cwd=sample.main, capture_output=True, text=True, timeout=60)
+    finally:
+        if where == "parent":
+            blocker.chmod(0o755)
+        else:
+            for path in (blocker, blocker / "lib", blocker / "lib" / "lib.go"):
+                os.chown(path, 0, 0)
+    said = f"cannot be deleted: {blocker} is not writable by you; nothing removed"
+    assert r.returncode == 1 and said in r.stderr, r.stdout + r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert (wt / ".git").is_file() and "x" in sample.registry() and "x" in branches(sample.main)
+    r = subprocess.run(argv, cwd=sample.main, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not wt.exists() and sample.registry() == {} and "x" not in branches(sample.main)
+
+
+def test_a_failed_worktree_step_of_remove_is_named(
+    sample: Sample, srv: libtmux.Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error in a step of remove names the step and says what is left."""
+    project = sample.project()
+    add_op.run(project, "x", srv)
+
+    def fails(repo: Any, path: Path) -> bool:
+        raise TallyError(f"cannot delete the worktree {path}: Permission denied ({path})")
+
+    monkeypatch.setattr(remove_op.worktree, "remove", fails)
+    with pytest.raises(TallyError) as e:
+        remove_op.run(project, "x", srv)
+    assert str(e.value).startswith("worktree step failed: cannot delete the worktree ")
+    assert "its tmux session is stopped, its branch x and its entry are kept" in str(e.value)
+    assert "x" in sample.registry()
+
+
 def test_links_refresh_keeps_the_sessions_own_data(sample: Sample) -> None:
     """backend/db.sqlite3 copied, node_modules hard-linked: `links --refresh` (which
     doctor suggests) rebuilds only what lacks main's, never the session's database."""

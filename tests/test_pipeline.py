@@ -616,6 +616,17 @@ def test_remove_of_a_session_whose_worktree_is_gone(sample: Sample, srv: libtmux
     main_data_intact(sample.main)
 
 
+def test_remove_finishes_what_a_stopped_remove_left(sample: Sample, srv: libtmux.Server) -> None:
+    """git emptied the worktree and forgot it, then the remove stopped: the empty folder
+    left has nothing to lose, and the next remove takes it and the rest."""
+    add(sample, srv, "x")
+    wt = wt_of(sample, "x")
+    git(sample.main, "worktree", "remove", "--force", str(wt))
+    wt.mkdir()
+    remove_op.run(sample.project(), "x", srv)
+    assert_nothing_left(sample, srv, "x", "x")
+
+
 def test_remove_leaves_a_folder_that_is_not_a_worktree(sample: Sample, srv: libtmux.Server) -> None:
     sample.main.joinpath(".tally-sessions").write_text(
         json.dumps({"x": {"worktree": str(wt_of(sample, "x")), "branch": "x"}})

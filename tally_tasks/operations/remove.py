@@ -8,6 +8,7 @@ from __future__ import annotations
 import shlex
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .. import claude, envfiles, hooks, links, merged, output, registry, sessions, tmux, worktree
@@ -84,7 +85,7 @@ def at_risk(
     worktree is git's unfinished checkout: no one's changes; `known`: git's record of the
     worktree, when read just now)."""
     problems: list[str] = []
-    if session.worktree.is_dir() and not half:
+    if session.worktree.is_dir() and known is not None and not half:
         # a real file where a symlink belongs is not ours (links leave it alone): the
         # user's own database, say, which git ignores
         replaced = [
@@ -141,12 +142,32 @@ def refusal(project: Project, session: Session, known: worktree.Worktree | None)
             f"{wt} is the worktree of session {others[0]!r} too; nothing removed. Fix the entry "
             f"of {name!r} in {project.registry_path}"
         )
-    if wt.is_dir() and known is None:
+    if wt.is_dir() and known is None and not leftover(wt, known):
         return (
             f"{wt} is not a git worktree of {project.main}; it is left alone. Move it away, "
             "then run: " + output.command("remove", name)
         )
+    if known is not None and wt.is_dir():
+        # git would empty the worktree halfway, then forget it: a half-removed session
+        # no later remove could finish
+        stuck = worktree.undeletable(wt, [lk.path for lk in project.settings.links])
+        if stuck is not None:
+            return (
+                f"the worktree {wt} cannot be deleted: {stuck} is not writable by you; "
+                "nothing removed. Fix that, then run: " + output.command("remove", name)
+            )
     return ""
+
+
+def leftover(wt: Path, known: worktree.Worktree | None) -> bool:
+    """`wt` is an empty folder git does not know: what a remove stopped after git had
+    emptied the worktree leaves behind (nothing in it to lose)."""
+    if known is not None or wt.is_symlink() or not wt.is_dir():
+        return False
+    try:
+        return not any(wt.iterdir())
+    except OSError:
+        return False
 
 
 def problems(
@@ -219,7 +240,7 @@ def run(
         why = refusal(project, session, known)
         if why:
             raise TallyError(why)
-        ign = lost_ignored(project, session) if wt.is_dir() else None
+        ign = lost_ignored(project, session) if wt.is_dir() and known is not None else None
         if not force:
             found = problems(project, repo, session, known, ign)
             if found:
@@ -255,9 +276,15 @@ def run(
         for h in sessions.stop_orphans(session, settle=0.0 if inside else 3.0):
             output.step("processes", f"stopped {h.describe()}, still holding a session port")
         with sessions.locked_repo(project):
-            if wt.exists() or known is not None:
-                worktree.unlink_ours(wt, [lk.path for lk in project.settings.links])
-                worktree.remove(repo, wt)
+            if leftover(wt, known):
+                _named("worktree", wt.rmdir, _kept(session))
+                output.step("worktree", f"removed the empty folder {wt} (a stopped remove's)")
+            elif wt.exists() or known is not None:
+                _named(
+                    "worktree",
+                    lambda: _remove_worktree(project, repo, wt),
+                    _kept(session),
+                )
                 output.step("worktree", f"removed {wt}")
                 _said_ignored(ign, force)
             # the worktree is gone: from here on, a step that fails is said, and the
@@ -288,6 +315,28 @@ def run(
         tmux.kill(srv, session.tmux_name)
     if late:
         raise TallyError(f"session {name} is removed, but its {late}")
+
+
+def _remove_worktree(project: Project, repo: repo_.Repo, wt: Path) -> None:
+    worktree.unlink_ours(wt, [lk.path for lk in project.settings.links])
+    worktree.remove(repo, wt)
+
+
+def _kept(session: Session) -> str:
+    return (
+        f"; its tmux session is stopped, its branch {session.branch} and its entry are kept. "
+        "Fix that, then run: " + output.command("remove", session.name)
+    )
+
+
+def _named(step: str, fn: Callable[[], object], after: str = "") -> None:
+    """Run a step of remove; its failure is one error that names it (and says what is
+    left, `after`)."""
+    try:
+        fn()
+    except (TallyError, OSError) as e:
+        why = f"{e.strerror} ({e.filename})" if isinstance(e, OSError) else str(e)
+        raise TallyError(f"{step} step failed: {why}{after}") from None
 
 
 def _late(step: str, fn: Callable[[], None], hint: str = "") -> str:
@@ -332,7 +381,7 @@ def _run_steps(ctx: Context, chosen: list[Step], force: bool) -> None:
         except TallyError as e:
             if not force:
                 raise TallyError(
-                    f"{step.name} failed: {e}; fix it, or remove anyway with: "
+                    f"{step.name} step failed: {e}; fix it, or remove anyway with: "
                     + output.command("remove", ctx.session.name, "--force")
                 ) from None
             output.warn(step.name, f"failed: {e}; removing anyway (--force)")
@@ -377,7 +426,7 @@ def plan(
         if why:
             refuse_lines([why + " (--force does not change this)"], "nothing would be removed")
             return False
-        ign = lost_ignored(project, session) if wt.is_dir() else None
+        ign = lost_ignored(project, session) if wt.is_dir() and known is not None else None
         if not force:
             found = problems(project, repo, session, known, ign)
             if found:
@@ -410,7 +459,9 @@ def plan(
         when = " if it outlives the tmux session" if running and not inside else ""
         for h in sessions.orphans(session):
             plan_line("processes", f"stop {h.describe()}, holding a session port{when}")
-        if wt.exists() or known is not None:
+        if leftover(wt, known):
+            plan_line("worktree", f"remove the empty folder {wt} (a stopped remove's)")
+        elif wt.exists() or known is not None:
             gone = "" if wt.exists() else " (already gone: drop git's record of it)"
             plan_line("worktree", f"remove {wt}{gone}")
             _said_ignored(ign, force, plan=True)
