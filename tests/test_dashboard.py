@@ -394,16 +394,22 @@ def test_d_any_other_key_removes_nothing(sample: Sample, srv: libtmux.Server) ->
     assert "alpha" in sample.registry()
 
 
-def test_o_opens_the_frontend_url(
-    sample: Sample, srv: libtmux.Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    add(sample, srv, "alpha")
+def _browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A BROWSER that records the URLs it is given; the file it writes them to."""
     opened = tmp_path / "opened"
     browser = tmp_path / "browser"
     browser.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
     browser.chmod(0o755)
     monkeypatch.setenv("BROWSER", str(browser))
     monkeypatch.setattr(webbrowser, "_tryorder", None)  # read BROWSER afresh
+    return opened
+
+
+def test_o_opens_the_frontend_url(
+    sample: Sample, srv: libtmux.Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    add(sample, srv, "alpha")
+    opened = _browser(tmp_path, monkeypatch)
     app = app_for(sample, srv)
 
     async def script(pilot: Pilot[None]) -> None:
@@ -503,18 +509,26 @@ def test_a_silent_host_does_not_hold_the_screen(sample: Sample, srv: libtmux.Ser
         close()
 
 
+def _configured(sample: Sample, *names: str) -> dict[str, remote.Host]:
+    """The laptop's `tally.hosts` (written by the `hosts` fixture), these hosts only."""
+    config = json.loads((sample.main / "invoke.yaml").read_text())["tally"]["hosts"]
+    return {n: h for n, h in remote.hosts_from(config).items() if n in names}
+
+
+def _web_on_box1(sample: Sample, hosts: dict[str, FakeHost], *flags: str) -> FakeHost:
+    """box1, with a session `web` added there by the laptop's `add --host box1`."""
+    r = run_cli(["inv", "session.add", "web", "--host", "box1", "-q", *flags], sample.main)
+    assert r.returncode == 0, r.stderr
+    return hosts["box1"]
+
+
 @pytest.mark.skipif(not Path(SSHD).exists(), reason="OpenSSH server not installed")
 def test_a_hosts_session_is_removed_by_the_hosts_own_remove(
     sample: Sample, srv: libtmux.Server, hosts: dict[str, FakeHost]
 ) -> None:
-    box1 = hosts["box1"]
-    r = run_cli(["inv", "session.add", "web", "--host", "box1", "-q"], sample.main)
-    assert r.returncode == 0, r.stderr
+    box1 = _web_on_box1(sample, hosts)
     (Path(box1.sample.registry()["web"]["worktree"]) / "mine.txt").write_text("work\n")
-    configured = remote.hosts_from(
-        json.loads((sample.main / "invoke.yaml").read_text())["tally"]["hosts"]
-    )
-    app = app_for(sample, srv, hosts={"box1": configured["box1"]})
+    app = app_for(sample, srv, hosts=_configured(sample, "box1"))
 
     async def script(pilot: Pilot[None]) -> None:
         await until(pilot, lambda: "box1" in table(app) and table(app)["box1"][1] == "web", 30)
@@ -537,23 +551,6 @@ def test_a_hosts_session_is_removed_by_the_hosts_own_remove(
     assert box1.sample.registry() == {}
 
 
-def _configured(sample: Sample, *names: str) -> dict[str, remote.Host]:
-    """The laptop's `tally.hosts` (written by the `hosts` fixture), these hosts only."""
-    config = json.loads((sample.main / "invoke.yaml").read_text())["tally"]["hosts"]
-    return {n: h for n, h in remote.hosts_from(config).items() if n in names}
-
-
-def _browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A BROWSER that records the URLs it is given; the file it writes them to."""
-    opened = tmp_path / "opened"
-    browser = tmp_path / "browser"
-    browser.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
-    browser.chmod(0o755)
-    monkeypatch.setenv("BROWSER", str(browser))
-    monkeypatch.setattr(webbrowser, "_tryorder", None)  # read BROWSER afresh
-    return opened
-
-
 def _get(url: str) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
@@ -563,23 +560,11 @@ def _get(url: str) -> int | None:
 
 
 @pytest.mark.skipif(not Path(SSHD).exists(), reason="OpenSSH server not installed")
-def test_s_r_o_on_a_hosts_session_run_the_hosts_own_tasks(
-    sample: Sample,
-    srv: libtmux.Server,
-    hosts: dict[str, FakeHost],
-    serve: Callable[[int, Path], Any],
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+def test_s_and_r_on_a_hosts_session_run_the_hosts_own_send_and_restart(
+    sample: Sample, srv: libtmux.Server, hosts: dict[str, FakeHost]
 ) -> None:
-    box1 = hosts["box1"]
-    r = run_cli(["inv", "session.add", "web", "--host", "box1", "-q"], sample.main)
-    assert r.returncode == 0, r.stderr
-    entry = box1.sample.registry()["web"]
-    backend, frontend = entry["backend_port"], entry["frontend_port"]
-    # the host's frontend on its localhost, which is this one: the forward cannot take
-    # the same port here and must pick another
-    serve(frontend, tmp_path)
-    opened = _browser(tmp_path, monkeypatch)
+    box1 = _web_on_box1(sample, hosts)
+    backend = box1.sample.registry()["web"]["backend_port"]
     app = app_for(sample, srv, hosts=_configured(sample, "box1"), hosts_every=1.0)
 
     def port_cells() -> str:
@@ -608,17 +593,8 @@ def test_s_r_o_on_a_hosts_session_run_the_hosts_own_tasks(
         assert "✓ backend      restarted" in said and f"up on :{backend}" in said, said
         await pilot.press("escape")
         await until(pilot, lambda: f"{backend}✓" in port_cells(), 30)
-        # o: the frontend forwarded here (another port: this one is taken), then opened
-        await pilot.press("o")
-        await until(pilot, lambda: opened.exists() and opened.read_text(), 30)
-        assert "forwarded from box1" in app.message()
 
     drive(app, script)
-    url = opened.read_text().split()[0]
-    port = int(url.rsplit(":", 1)[1].strip("/"))
-    assert port != frontend
-    assert not app.forwards[next(iter(app.forwards))].thread.is_alive()  # quit ended it
-    assert is_free(port)  # nothing listens here any more
 
 
 @pytest.mark.skipif(not Path(SSHD).exists(), reason="OpenSSH server not installed")
@@ -630,10 +606,10 @@ def test_o_forwards_until_the_dashboard_quits(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    box1 = hosts["box1"]
-    r = run_cli(["inv", "session.add", "web", "--host", "box1", "-q", "--no-wait"], sample.main)
-    assert r.returncode == 0, r.stderr
+    box1 = _web_on_box1(sample, hosts, "--no-wait")
     frontend = box1.sample.registry()["web"]["frontend_port"]
+    # the host's frontend on its localhost, which is this one: the forward cannot take
+    # the same port here and picks the next free one
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "index.html").write_text("box1's frontend\n")
     serve(frontend, tmp_path / "site")
@@ -646,6 +622,7 @@ def test_o_forwards_until_the_dashboard_quits(
         await pilot.press("o")
         await until(pilot, lambda: opened.exists() and opened.read_text(), 30)
         got.append(await asyncio.to_thread(_get, opened.read_text().split()[0]))
+        assert "forwarded from box1" in app.message()
         await pilot.press("o")  # again: the same forward, opened again
         await until(pilot, lambda: len(opened.read_text().split()) == 2)
         await pilot.press("q")
@@ -653,16 +630,18 @@ def test_o_forwards_until_the_dashboard_quits(
     drive(app, script)
     urls = opened.read_text().split()
     assert got == [200] and urls[0] == urls[1] and len(app.forwards) == 1
-    assert _get(urls[0]) is None and not any(f.thread.is_alive() for f in app.forwards.values())
+    port = int(urls[0].rsplit(":", 1)[1].strip("/"))
+    assert port != frontend
+    # quitting ended the forward: its thread, its SSH connection, its listening port
+    assert not any(f.thread.is_alive() for f in app.forwards.values())
+    assert is_free(port) and _get(urls[0]) is None
 
 
 @pytest.mark.skipif(not Path(SSHD).exists(), reason="OpenSSH server not installed")
 def test_n_on_a_hosts_row_adds_there_unless_told_local(
     sample: Sample, srv: libtmux.Server, hosts: dict[str, FakeHost]
 ) -> None:
-    box1 = hosts["box1"]
-    r = run_cli(["inv", "session.add", "web", "--host", "box1", "-q", "--no-wait"], sample.main)
-    assert r.returncode == 0, r.stderr
+    box1 = _web_on_box1(sample, hosts, "--no-wait")
     app = app_for(sample, srv, hosts=_configured(sample, "box1"), hosts_every=1.0)
     arrived: list[tuple[float, str]] = []
     add_line = Operation.add_line
