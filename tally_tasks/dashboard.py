@@ -518,6 +518,8 @@ class Dashboard(App[None]):
         where, _, name = answer.rpartition(":")  # git allows no ":" in a branch name
         where = where.strip() or here
         name = name.strip()
+        if not name:
+            return
         if where != board_.LOCAL and where not in self.hosts:
             known = ", ".join([board_.LOCAL, *self.hosts])
             self.say(f"new: no host named {where!r} (here: {known})")
