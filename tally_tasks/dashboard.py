@@ -709,28 +709,25 @@ class Dashboard(App[None]):
         except TallyError as e:
             self.say(f"open: {e}")
             return
+        note = f"(forwarded from {line.host}:{number} until the dashboard quits)"
         self.forwards[line.key] = fwd = Forward(
-            self.hosts[line.host], {which: number}, offset, self._forwarding(line, number)
+            self.hosts[line.host],
+            {which: number},
+            offset,
+            opened=lambda url: self._from_thread(self._browse, url, note),
+            ended=lambda why: self._from_thread(self.say, f"forward {line.name}: {why}"),
         )
         self.say(f"forwarding {line.host}:{number} to localhost:{fwd.local}…")
         fwd.start()
 
-    def _forwarding(self, line: board_.Line, number: int) -> Callable[[str], None]:
-        """What a forward says, on the screen: its URL once it listens, or why it ended."""
-
-        def said(what: str) -> None:
-            if not self.is_running:
-                return
-            try:
-                if what.startswith("http"):
-                    note = f"(forwarded from {line.host}:{number} until the dashboard quits)"
-                    self.call_from_thread(self._browse, what, note)
-                else:
-                    self.call_from_thread(self.say, f"forward {line.name}: {what}")
-            except RuntimeError:
-                pass  # closed just now
-
-        return said
+    def _from_thread(self, fn: Callable[..., object], *args: object) -> None:
+        """`fn(*args)` on the screen, from a thread that may outlive it."""
+        if not self.is_running:
+            return
+        try:
+            self.call_from_thread(fn, *args)
+        except RuntimeError:
+            pass  # closed just now
 
     def _browse(self, url: str, note: str = "") -> None:
         note = f" {note}" if note else ""
@@ -835,13 +832,19 @@ def on_host(host: remote.Host, argv: list[str]) -> bool:
 
 class Forward:
     """A session's port on a host, forwarded here in a thread (`remote.forward`, as
-    `session.forward` runs it) until `stop` is set; `said` gets the local URL once it
-    listens, or why it ended."""
+    `session.forward` runs it) until `stop` is set; `opened` gets the local URL once it
+    listens, `ended` why it ended by itself."""
 
     def __init__(
-        self, host: remote.Host, ports: dict[str, int], offset: int, said: Callable[[str], None]
+        self,
+        host: remote.Host,
+        ports: dict[str, int],
+        offset: int,
+        opened: Callable[[str], None],
+        ended: Callable[[str], None],
     ) -> None:
-        self.host, self.ports, self.offset, self.said = host, ports, offset, said
+        self.host, self.ports, self.offset = host, ports, offset
+        self.opened, self.ended = opened, ended
         self.local = next(iter(ports.values())) + offset
         self.url = ""
         self.stop = threading.Event()
@@ -852,18 +855,18 @@ class Forward:
 
     def _ready(self, local: dict[str, int]) -> None:
         self.url = f"http://localhost:{next(iter(local.values()))}/"
-        self.said(self.url)
+        self.opened(self.url)
 
     def _run(self) -> None:
         try:
             remote.forward(self.host, self.ports, self.offset, self.stop, self._ready)
         except TallyError as e:
-            self.said(str(e))
+            self.ended(str(e))
         except Exception as e:  # noqa: BLE001 - a thread's end: said, not a traceback
-            self.said(str(e) or type(e).__name__)
+            self.ended(str(e) or type(e).__name__)
         else:
             if not self.stop.is_set():
-                self.said("the forward ended")
+                self.ended("the forward ended")
 
 
 def quiet(tasks: ProjectTasks | None) -> ProjectTasks | None:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -689,6 +690,26 @@ def test_n_on_a_hosts_row_adds_there_unless_told_local(
         monkeypatch.undo()
     assert set(box1.sample.registry()) == {"web", "api"}
     assert set(sample.registry()) == {"here"}
+
+
+def test_o_says_why_a_forward_could_not_start(sample: Sample, srv: libtmux.Server) -> None:
+    with socket.socket() as s:  # a port nothing listens on: refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    host = remote.Host("odd", "root@127.0.0.1", "/x", port=port, timeout=3.0)
+    app = app_for(sample, srv, hosts={"odd": host}, hosts_every=3600.0)
+    row = {"name": "web", "branch": "web", "running": True, "frontend_port": 45678}
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "unreachable" in table(app).get("odd", ()), 20)
+        app.board.answer("odd", [row])  # as if it had answered
+        app.poll()
+        await until(pilot, lambda: table(app).get("odd", [""] * 2)[1] == "web")
+        await pilot.press("o")
+        await until(pilot, lambda: "forward web: cannot reach host odd" in app.message(), 20)
+        assert not any(f.thread.is_alive() for f in app.forwards.values())
+
+    drive(app, script)
 
 
 def test_quitting_does_not_wait_for_a_silent_host(sample: Sample, srv: libtmux.Server) -> None:
