@@ -82,6 +82,13 @@ def broken(row: Mapping[str, Any]) -> list[str]:
     return [w for w, state in windows.items() if state in BROKEN]
 
 
+def died(row: Mapping[str, Any]) -> list[str]:
+    """The broken windows whose program is gone (exited, missing); a window whose program
+    runs but does not answer (down, other) is not among them."""
+    windows = row.get("windows") or {}
+    return [w for w in broken(row) if windows[w] in ("exited", "missing")]
+
+
 def ports_cell(row: Mapping[str, Any]) -> str:
     """``8001✓ 5001✗``: each port, up (✓), down (✗) or held by another program (!); no
     marks for a session that is not running."""

@@ -656,14 +656,18 @@ class Dashboard(App[None]):
         name = line.name
         if line.host != board_.LOCAL:
             host = self.hosts[line.host]
+            gone = board_.died(row)  # `restart --window` would stop a program that runs
+            if not gone:
+                self.say(f"restart: {name}'s programs run ({', '.join(dead)} not answering)")
+                return
 
             def restart() -> bool:
                 ok = True
-                for window in dead:  # one by one: a window that runs again is not touched
+                for window in gone:
                     ok = on_host(host, ["restart", "--name", name, "--window", window]) and ok
                 return ok
 
-            title = f"restart {name} on {line.host} ({', '.join(dead)})"
+            title = f"restart {name} on {line.host} ({', '.join(gone)})"
         elif self.project is not None:
             project, srv = self.project, self.srv
             session = sessions.get(project, name)

@@ -767,6 +767,23 @@ def test_sort_puts_who_needs_the_user_first() -> None:
     assert got[3].cells[3] == "exited 7s"
 
 
+@pytest.mark.parametrize(
+    ("windows", "running", "broken", "died"),
+    [
+        ({"backend": "up", "claude": "idle"}, True, [], []),
+        ({"backend": "exited", "frontend": "down"}, True, ["backend", "frontend"], ["backend"]),
+        ({"backend": "missing", "frontend": "other"}, True, ["backend", "frontend"], ["backend"]),
+        ({"backend": "exited"}, False, [], []),
+    ],
+    ids=["all-up", "exited-and-down", "missing-and-other", "not-running"],
+)
+def test_what_a_restart_from_the_dashboard_takes(
+    windows: dict[str, str], running: bool, broken: list[str], died: list[str]
+) -> None:
+    row = {"name": "x", "running": running, "windows": windows}
+    assert (board.broken(row), board.died(row)) == (broken, died)
+
+
 def test_holders_are_asked_again_when_the_ports_change_or_in_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
