@@ -7,9 +7,9 @@ collection, no site-packages, not even ``json``), reads the event's
 JSON on stdin, and changes one small state file under the repository's git dir. It never
 prints on stdout and always exits 0: a broken hook must never fail Claude's tool call.
 
-States: ``idle`` (started, or its turn is done), ``working`` (a prompt or a tool is being
-handled), ``waiting`` (the user is needed: a permission prompt, a question, Claude Code's
-idle prompt), ``exited`` (the session ended). The state is keyed by the tally session
+States: ``idle`` (started, nothing asked of it yet), ``working`` (a prompt or a tool is
+being handled), ``waiting`` (the user is needed: its turn is done or failed, a permission
+prompt, a question), ``exited`` (the session ended). The state is keyed by the tally session
 (its name is in the hook command), never by ``TMUX_PANE``.
 
 Events from a Claude that is not the session's agent are ignored: one working outside
@@ -159,10 +159,10 @@ def decide(payload: Mapping[str, Any]) -> tuple[str, str] | None:
         return "waiting", "permission"
     if event == "Notification":
         return _notification(payload)
-    if event == "Stop":
-        return "idle", "done"
-    if event == "StopFailure":
-        return "idle", "error"
+    if event == "Stop":  # the turn is done: the user has its answer to read
+        return "waiting", "done"
+    if event == "StopFailure":  # the turn failed (an API error, not logged in)
+        return "waiting", "error"
     if event == "SessionEnd":
         return "exited", str(payload.get("reason") or "")
     return None
@@ -179,7 +179,9 @@ def advance(old: State | None, payload: Mapping[str, Any], now: float) -> State 
     ended = old is not None and old.get("state") == "exited" and sid == old.get("session_id")
     if ended and payload.get("hook_event_name") != "SessionStart":
         return None  # late events of a session that already ended
-    same = old is not None and old.get("state") == state and old.get("reason") == reason
+    same = old is not None and old.get("state") == state
+    if same and old is not None and state == "waiting" and reason == "input":
+        reason = str(old.get("reason") or reason)  # the idle prompt after a done turn
     new: State = {
         "state": state,
         "reason": reason,

@@ -21,7 +21,13 @@ from .errors import TallyError
 from .repo import find_main
 from .session import Project, Session
 
-REASONS = {"permission": "a permission prompt", "question": "a question", "input": "your input"}
+REASONS = {
+    "done": "you: its turn is done",
+    "error": "you: its turn failed",
+    "permission": "a permission prompt",
+    "question": "a question",
+    "input": "your input",
+}
 
 
 def load_project(folder: Path) -> Project:

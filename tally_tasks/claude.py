@@ -456,6 +456,24 @@ def install_hooks(worktree: Path, events: tuple[str, ...], command: str, flag: s
     return Outcome(LOCAL_SETTINGS, True, "state hooks")
 
 
+def our_hooks(worktree: Path, flag: str) -> dict[str, list[str]]:
+    """Event -> the commands of our hooks in the worktree's settings (empty when there is
+    no such file, or it cannot be read)."""
+    try:
+        settings = json.loads(_local_settings(worktree).read_text(encoding="utf-8"))
+    except (TallyError, OSError, ValueError):
+        return {}
+    hooks = settings.get("hooks") if isinstance(settings, dict) else None
+    found: dict[str, list[str]] = {}
+    for event, groups in hooks.items() if isinstance(hooks, dict) else ():
+        for group in groups if isinstance(groups, list) else ():
+            handlers = group.get("hooks") if isinstance(group, dict) else None
+            for h in handlers if isinstance(handlers, list) else ():
+                if _ours(h, flag):
+                    found.setdefault(event, []).append(str(h["command"]))
+    return found
+
+
 def remove_hooks(worktree: Path, flag: str) -> bool:
     """Take our hooks out of the worktree's settings (a file left empty goes); True when
     something changed. A file that is not ours to read is left alone."""

@@ -54,8 +54,8 @@ BASE = {"session_id": "s1", "cwd": "/w", "transcript_path": "/t.jsonl"}
             {"hook_event_name": "Notification", "message": "Claude is waiting for your input"},
             ("waiting", "input"),
         ),
-        ({"hook_event_name": "Stop", "stop_hook_active": False}, ("idle", "done")),
-        ({"hook_event_name": "StopFailure", "error": "x"}, ("idle", "error")),
+        ({"hook_event_name": "Stop", "stop_hook_active": False}, ("waiting", "done")),
+        ({"hook_event_name": "StopFailure", "error": "x"}, ("waiting", "error")),
         (
             {"hook_event_name": "SessionEnd", "reason": "prompt_input_exit"},
             ("exited", "prompt_input_exit"),
@@ -210,8 +210,8 @@ def test_states_through_a_conversation(hooked: tuple[Path, Path]) -> None:
             ("ask permission", "waiting", "permission"),
             ("prompt", "working", ""),
             ("question", "waiting", "question"),
-            ("finish", "idle", "done"),
-            ("idle", "waiting", "input"),
+            ("finish", "waiting", "done"),
+            ("idle", "waiting", "done"),  # Claude's idle prompt, 60 s later: the same wait
             ("exit", "exited", "prompt_input_exit"),
         ]
         for line, want, reason in steps:

@@ -6,11 +6,14 @@ state the tool cannot know is safe to drop) stays reported after `--fix`.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import libtmux
 import pytest
@@ -202,6 +205,43 @@ def test_a_copy_that_differs_from_mains_is_noted_not_changed(
 
 
 # --- tmux -----------------------------------------------------------------------------------
+
+
+def _hooks_of(wt: Path) -> dict[str, Any]:
+    return json.loads((wt / ".claude" / "settings.local.json").read_text())
+
+
+def _gone_python(sample: Sample, wt: Path) -> None:
+    settings = wt / ".claude" / "settings.local.json"
+    settings.write_text(settings.read_text().replace(sys.executable, "/gone/venv/bin/python"))
+
+
+def _no_stop_hook(sample: Sample, wt: Path) -> None:
+    settings = _hooks_of(wt)
+    del settings["hooks"]["Stop"]
+    (wt / ".claude" / "settings.local.json").write_text(json.dumps(settings))
+
+
+HOOK_CASES = [
+    ("interpreter-gone", _gone_python, "run /gone/venv/bin/python, which is gone"),
+    ("event-missing", _no_stop_hook, "are missing for Stop"),
+]
+
+
+@pytest.mark.parametrize(
+    ("breaker", "text"), [c[1:] for c in HOOK_CASES], ids=[c[0] for c in HOOK_CASES]
+)
+def test_state_hooks_that_cannot_run_are_installed_again(
+    sample: Sample, srv: libtmux.Server, breaker: Callable[[Sample, Path], None], text: str
+) -> None:
+    """A virtualenv made again elsewhere leaves the hooks running an interpreter that is
+    gone: the agent's state is never recorded again, and nothing else would say so."""
+    add(sample, srv)
+    wt = wt_of(sample)
+    before = _hooks_of(wt)
+    breaker(sample, wt)
+    report_then_fix(sample, text, mended=True)
+    assert _hooks_of(wt) == before
 
 
 def test_a_killed_tmux_session_is_restarted(sample: Sample, srv: libtmux.Server) -> None:

@@ -93,13 +93,24 @@ def test_states_as_the_agent_goes(started: tuple[Project, Session], srv: libtmux
     state = _gather(project, srv, session)["x"]
     assert state.windows == {"backend": "up", "frontend": "down", "claude": "idle"}
     assert state.status() == "idle, frontend down"
-    for line, want in (("prompt", "working"), ("ask permission", "waiting"), ("finish", "idle")):
+
+    def reason() -> str:
+        return str((_gather(project, srv, session)["x"].agent or {}).get("reason"))
+
+    steps = [("prompt", "working", ""), ("ask permission", "waiting", "permission")]
+    steps += [("finish", "waiting", "done")]
+    for line, want, why in steps:
         _say(srv, session, line)
-        poll(lambda want=want: _agent_state(project, srv, session) == want)
-    _say(srv, session, "idle")
-    poll(lambda: _agent_state(project, srv, session) == "waiting")
+        poll(
+            lambda want=want, why=why: (
+                (_agent_state(project, srv, session), reason()) == (want, why)
+            )
+        )
+    _say(srv, session, "idle")  # Claude's idle prompt: the same wait
+    state_file = agent.state_path(project.common_dir, session.slug)
+    poll(lambda: (agent.read(state_file) or {}).get("event") == "Notification")
     found = _gather(project, srv, session)["x"].agent or {}
-    assert found["reason"] == "input" and found["session_id"]
+    assert found["state"] == "waiting" and found["reason"] == "done" and found["session_id"]
     assert _gather(project, srv, session)["x"].status().startswith("waiting ")
     _say(srv, session, "exit")
     poll(lambda: _agent_state(project, srv, session) == "exited")

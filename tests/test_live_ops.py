@@ -241,9 +241,13 @@ def test_agent_states_in_list_and_on_waiting_once(
     assert "waiting 0s" in r.stdout or "waiting 1s" in r.stdout or "waiting " in r.stdout
     _say(srv, "x", "ask permission")  # still waiting: not said again
     poll(lambda: said.exists() and said.read_text(), timeout=30)
-    _say(srv, "x", "finish")
-    poll(lambda: _agent(sample, "x").get("state") == "idle", timeout=20)
+    _say(srv, "x", "finish")  # still waiting (for its answer to be read): not said again
+    poll(lambda: _agent(sample, "x").get("reason") == "done", timeout=20)
     assert said.read_text() == "x permission\n"
+    _say(srv, "x", "prompt")
+    poll(lambda: _agent(sample, "x").get("state") == "working", timeout=20)
+    _say(srv, "x", "finish")  # a turn done: the user is needed again
+    poll(lambda: said.read_text() == "x permission\nx done\n", timeout=30)
     _say(srv, "x", "exit")
     poll(lambda: _agent(sample, "x").get("state") == "exited", timeout=20)
 

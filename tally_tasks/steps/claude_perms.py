@@ -5,9 +5,12 @@ when Claude Code starts there: trust and the settings' permission rules."""
 
 from __future__ import annotations
 
-from .. import agent, claude, output, sessions
+import os
+import shlex
+
+from .. import agent, claude, output, panes, sessions
 from ..session import Project, Session, programs
-from .base import Context, Made, nothing_to_check, nothing_to_fix, require_worktree, show
+from .base import FINE, Checked, Context, Made, Report, require_worktree, show
 
 name = "claude-perms"
 required = False
@@ -34,9 +37,9 @@ def apply(project: Project, session: Session) -> bool:
         config, project.main, session.worktree, s.claude_trust, s.claude_lock_stale
     )
     local = claude.copy_local_settings(project.main, session.worktree)
-    state = agent.state_path(project.common_dir, session.slug)
-    command = agent.hook_command(state, session.worktree, project.main, session.name)
-    hooks = claude.install_hooks(session.worktree, agent.EVENTS, command, agent.HOOK_FLAG)
+    hooks = claude.install_hooks(
+        session.worktree, agent.EVENTS, _hook_command(project, session), agent.HOOK_FLAG
+    )
     # a file of this machine's paths, never to be committed (Claude Code's own rule for it)
     sessions.exclude_own(project)
     # what Claude Code will go by, not what was copied (it ignores allowedTools now)
@@ -44,6 +47,11 @@ def apply(project: Project, session: Session) -> bool:
     outcomes += [o for o in (local, hooks) if o is not None]
     show(name, outcomes)
     return made
+
+
+def _hook_command(project: Project, session: Session) -> str:
+    state = agent.state_path(project.common_dir, session.slug)
+    return agent.hook_command(state, session.worktree, project.main, session.name)
 
 
 def forget(project: Project, session: Session) -> None:
@@ -87,5 +95,63 @@ def plan(ctx: Context) -> list[str]:
     ]
 
 
-check = nothing_to_check
-fix = nothing_to_fix
+def check(ctx: Context, report: Report) -> Checked:
+    """The state hooks are there, one per event, and can run: a virtualenv made again
+    elsewhere leaves them running an interpreter that is gone, and the agent's state is
+    never recorded again (the hook ends in `|| true`). Another install's hooks that run
+    are fine."""
+    project, session = ctx.project, ctx.session
+    if not uses_claude(project) or not session.worktree.is_dir():
+        return FINE
+    found = claude.our_hooks(session.worktree, agent.HOOK_FLAG)
+    state = str(agent.state_path(project.common_dir, session.slug))
+    missing = [e for e in agent.EVENTS if len(found.get(e, [])) != 1]
+    broken = sorted({why for cs in found.values() for c in cs if (why := _broken(c, state))})
+    if not missing and not broken:
+        return FINE
+    if len(missing) == len(agent.EVENTS):
+        what = "are missing"
+    elif broken:
+        what = broken[0]
+    else:
+        what = "are missing for " + ", ".join(missing)
+    report.bad(
+        session.name,
+        f"the agent's state hooks in {claude.LOCAL_SETTINGS} {what}: its state is not recorded",
+    )
+    return Checked(mend=("hooks",))
+
+
+def _broken(command: str, state: str) -> str:
+    """Why a hook command of ours cannot record the state ("" when it can)."""
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return "cannot be read"
+    python = argv[0] if argv else ""
+    if not os.access(python, os.X_OK):
+        return f"run {python}, which is gone"
+    code = argv[argv.index("-c") + 1] if "-c" in argv[:-1] else ""
+    folder = code.partition("sys.path.insert(0, ")[2].partition(")")[0].strip("'\"")
+    if not os.path.isfile(os.path.join(folder, "agent.py")):
+        return f"import agent.py from {folder or '?'}, which is gone"
+    if "--state" not in argv or argv[argv.index("--state") + 1 :][:1] != [state]:
+        return "write another session's state file"
+    return ""
+
+
+def fix(ctx: Context, report: Report, mend: tuple[str, ...]) -> None:
+    session = ctx.session
+    done = claude.install_hooks(
+        session.worktree, agent.EVENTS, _hook_command(ctx.project, session), agent.HOOK_FLAG
+    )
+    if not done.ok:
+        report.bad(session.name, done.detail)
+        return
+    window = panes.agent_window(ctx.project.settings.windows)
+    report.mended(
+        session.name,
+        "state hooks installed again (a running agent reads them when it starts again: "
+        + output.command("restart", session.name, "--window", window or "claude")
+        + ")",
+    )
