@@ -1,7 +1,8 @@
 """Benchmark tally-tasks against the bare commands doing the same work, and against its floor.
 
     python bench/run.py [--files 3000] [--runs 11] [--list-sessions 50] [--resume-sessions 20]
-                        [--node-modules 30000] [--node-modules-only]
+                        [--node-modules 30000] [--node-modules-only] [--shell /bin/sh]
+                        [--before OTHER_VENV/bin]
 
 Builds a sample repository (default 3,000 files) in a temp folder with its own HOME and
 tmux socket, then measures each operation against a plain shell script of the git, ln,
@@ -505,8 +506,16 @@ def commands(
         kill_server(env)
         return timed(lambda: sh(script, main_, env))
 
+    if old is not None:
+        resume_before = [str(old / "inv"), "session.resume", "-q", "--no-wait"]
+
+        def before_resume(i: int) -> float:
+            kill_server(env)
+            return timed(lambda: run(resume_before))
+
+        before = {"before": before_resume}
     results[f"resume {len(names)}"] = row(
-        rounds(args.runs, {"ours": ours_resume, "bare": bare_resume})
+        rounds(args.runs, {"ours": ours_resume, "bare": bare_resume, **before})
     )
     kill_server(env)
     run([inv, "session.resume", "-q", "--no-wait"])
@@ -609,6 +618,11 @@ def main() -> int:
     ap.add_argument(
         "--before", default="", help="bin folder of another install (a venv) to time alongside"
     )
+    ap.add_argument(
+        "--shell",
+        default="/bin/sh",
+        help="the windows' shell ($SHELL): a line editor's (bash, zsh, fish) start is waited for",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
     if shutil.which("tmux") is None:
@@ -622,7 +636,7 @@ def main() -> int:
     env.update(
         HOME=str(root / "home"),
         TMUX_TMPDIR=str(tmux_dir),
-        SHELL="/bin/sh",
+        SHELL=args.shell,
         NO_COLOR="1",
         GIT_CONFIG_NOSYSTEM="1",
         GIT_AUTHOR_NAME="b",
@@ -712,7 +726,12 @@ def main() -> int:
             "system": platform.platform(),
             "load": load,
         },
-        "params": {"files": args.files, "runs": args.runs, "node_modules": args.node_modules},
+        "params": {
+            "files": args.files,
+            "runs": args.runs,
+            "node_modules": args.node_modules,
+            "shell": args.shell,
+        },
         "floors": floors,
         "results": results,
         "breakdown": breakdown,

@@ -40,9 +40,8 @@ class Line:
 
 
 def agent_window(project: Project) -> str | None:
-    """The window the agent runs in (`panes.agent_window`); else the last one."""
-    windows = project.settings.windows
-    return panes.agent_window(windows) or (windows[-1].name if windows else None)
+    """The window the agent runs in (`panes.agent_or_last`)."""
+    return panes.agent_or_last(project.settings.windows)
 
 
 def _epoch(value: Any) -> float | None:
@@ -81,6 +80,13 @@ def broken(row: Mapping[str, Any]) -> list[str]:
         return []
     windows = row.get("windows") or {}
     return [w for w, state in windows.items() if state in BROKEN]
+
+
+def died(row: Mapping[str, Any]) -> list[str]:
+    """The broken windows whose program is gone (exited, missing); a window whose program
+    runs but does not answer (down, other) is not among them."""
+    windows = row.get("windows") or {}
+    return [w for w in broken(row) if windows[w] in ("exited", "missing")]
 
 
 def ports_cell(row: Mapping[str, Any]) -> str:

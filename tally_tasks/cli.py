@@ -59,6 +59,14 @@ class TallyProgram(Program):
         try:
             super().parse_tasks()
         except ParseError as e:
+            ctx = e.context
+            if (
+                ctx is not None
+                and ctx.name
+                and any(a.value in ("-h", "--help") for a in ctx.positional_args)
+            ):  # `send --help`: taken for the name, and the text is missing
+                self.print_task_help(str(ctx.name))
+                raise Exit from None
             raise self._said(e) from None
 
     def _said(self, e: ParseError) -> Exit:
@@ -144,7 +152,9 @@ def explain(e: ParseError, commands: list[str], prog: str = "tally-session") -> 
     missing = re.match(r"'.*' did not receive required positional arguments: (.*)", text)
     if missing:
         names = " ".join(n.strip(" '").upper() for n in missing.group(1).split(","))
-        return f"{task} needs the session's {names.lower()}: {prog} {task} {names}"
+        usage = " ".join(str(a.name).upper() for a in ctx.positional_args) or names
+        what = "the session's name" if names == "NAME" else names.lower().replace(" ", " and ")
+        return f"{task} needs {what}: {prog} {task} {usage}"
     needs = re.match(r"Flag <Argument: (\w+)", text)
     if needs and "needed value" in text:
         return f"{task}: --{needs.group(1).replace('_', '-')} needs a value; {helps}"

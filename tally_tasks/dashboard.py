@@ -29,12 +29,14 @@ from textual.widgets import DataTable, Footer, Input, Label, RichLog, Static
 
 from . import board as board_
 from . import output, remote, sessions, tmux
+from . import ports as ports_
 from . import repo as repo_
 from .errors import TallyError, one_line
 from .operations import add as add_
 from .operations import live as live_
 from .operations import remove as remove_
-from .session import Project
+from .registry import ports_of
+from .session import Project, url_port
 from .steps.project import ProjectTasks
 
 REFRESH = 1.0  # seconds between two reads of tmux and the ports
@@ -69,6 +71,12 @@ class _Lines(io.StringIO):
         for line in done:
             self._emit(line)
         return len(text)
+
+    def end(self) -> None:
+        """Hand over a last line that came without its newline."""
+        if self._buf:
+            self._emit(self._buf)
+            self._buf = ""
 
 
 def captured(fn: Callable[[], object], emit: Callable[[str], None]) -> bool:
@@ -240,6 +248,7 @@ class Dashboard(App[None]):
         self._asking: set[str] = set()  # hosts being asked right now
         self._operating = False
         self._preview_key: tuple[str, str] | None = None
+        self.forwards: dict[str, Forward] = {}  # "host/name" -> its frontend's forward
 
     # -- layout and refresh -------------------------------------------------------------
 
@@ -441,21 +450,20 @@ class Dashboard(App[None]):
 
     # -- keys ---------------------------------------------------------------------------
 
-    def _local(self, what: str) -> tuple[Project, dict[str, Any]] | None:
-        """The selected local session's row, or None after saying why there is none."""
+    def _chosen(self, what: str) -> tuple[board_.Line, dict[str, Any]] | None:
+        """The selected session's line and row, or None after saying why there is none."""
         line = self.selected()
         if line is None or line.row is None:
             self.say(f"{what}: select a session first")
             return None
-        if line.host != board_.LOCAL or self.project is None:
-            there = (
-                "; run: " + output.command(what, line.name, "--host", line.host)
-                if what in ("remove", "restart")
-                else ""
-            )
-            self.say(f"{what}: {line.name} runs on {line.host}{there}")
-            return None
-        return self.project, line.row
+        return line, line.row
+
+    def _not_running(self, what: str, line: board_.Line) -> None:
+        there = () if line.host == board_.LOCAL else ("--host", line.host)
+        self.say(
+            f"{what}: {line.name} is not running; start it with: "
+            + output.command("resume", line.name, *there)
+        )
 
     @on(DataTable.RowSelected)
     def _enter(self) -> None:
@@ -495,11 +503,35 @@ class Dashboard(App[None]):
 
     @work(group="operation")
     async def action_new(self) -> None:
-        if self.project is None:
-            self.say("new: run the dashboard inside the project's checkout")
+        """A new session where the selected row is (a host's row: on that host); a name
+        written ``HOST:NAME`` (``local:NAME``) says where instead."""
+        line = self.selected()
+        here = line.host if line is not None and line.host in self.hosts else board_.LOCAL
+        prompt = (
+            "New session name (also its branch):"
+            if here == board_.LOCAL
+            else f"New session on {here}: name (also its branch), or local:NAME for here:"
+        )
+        answer = await self.push_screen_wait(Ask(prompt))
+        if not answer:
             return
-        name = await self.push_screen_wait(Ask("New session name (also its branch):"))
+        where, _, name = answer.rpartition(":")  # git allows no ":" in a branch name
+        where = where.strip() or here
+        name = name.strip()
         if not name:
+            return
+        if where != board_.LOCAL and where not in self.hosts:
+            known = ", ".join([board_.LOCAL, *self.hosts])
+            self.say(f"new: no host named {where!r} (here: {known})")
+            return
+        if where != board_.LOCAL:  # the host's own add, as `add --host` runs it
+            host = self.hosts[where]
+            await self.operate(
+                f"add {name} on {where}", lambda: on_host(host, ["add", "--name", name])
+            )
+            return
+        if self.project is None:
+            self.say("new: run the dashboard inside the project's checkout to add here")
             return
         project, srv = self.project, self.srv
 
@@ -519,10 +551,11 @@ class Dashboard(App[None]):
             host = self.hosts[line.host]
 
             def plan(force: bool) -> bool:
-                return on_host(host, ["remove", name, "--dry-run", *(["--force"] * force)])
+                argv = ["remove", "--name", name, "--dry-run", *(["--force"] * force)]
+                return on_host(host, argv)
 
             def remove(force: bool) -> bool:
-                return on_host(host, ["remove", name, *(["--force"] * force)])
+                return on_host(host, ["remove", "--name", name, *(["--force"] * force)])
 
         elif self.project is not None:
             if tmux.current_session(self.srv) == line.row["tmux"]:
@@ -570,62 +603,155 @@ class Dashboard(App[None]):
 
     @work(group="operation")
     async def action_send(self) -> None:
-        picked = self._local("send")
+        """Type a line into the agent's window (`session.send`'s function; on a host, the
+        host's own `send`)."""
+        picked = self._chosen("send")
         if picked is None:
             return
-        project, row = picked
-        window = board_.agent_window(project)
-        if not row.get("running") or window is None:
-            self.say(f"send: {row['name']} is not running")
+        line, row = picked
+        if not row.get("running"):
+            self._not_running("send", line)
             return
-        text = await self.push_screen_wait(Ask(f"Type to {row['name']}'s {window} (Enter sends):"))
+        where = "" if line.host == board_.LOCAL else f" on {line.host}"
+        text = await self.push_screen_wait(
+            Ask(f"Type to {line.name}'s agent{where} (Enter sends):")
+        )
         if text is None:
             return
-        try:
-            tmux.type_line(self.srv, f"={row['tmux']}:={window}", text)
-        except TallyError as e:
-            self.say(str(e))
+        if line.host != board_.LOCAL:
+            host, name = self.hosts[line.host], line.name
+
+            def send() -> bool:
+                return on_host(host, ["send", "--name", name, f"--text={text}"])
+
+        elif self.project is not None:
+            project, srv = self.project, self.srv
+
+            def send() -> bool:
+                live_.send(project, sessions.get(project, line.name), srv, text)
+                return True
+
+        else:
             return
-        self.say(f"sent to {row['name']}: {text}")
+        ok, said = await self._said(send)
+        if ok:
+            self.say(f"sent to {line.name}{where}: {text}")
+        else:
+            self.say(next((ln for ln in reversed(said) if ln.strip()), "send failed"))
         self.poll()
 
     @work(group="operation")
     async def action_restart(self) -> None:
         """Restart what died in the session (`session.restart`'s function; a program that
-        runs is left alone), then wait for it as the task does."""
-        picked = self._local("restart")
+        runs is left alone), then wait for it as the task does. On a host: the host's own
+        `restart NAME --window W` for each window that died."""
+        picked = self._chosen("restart")
         if picked is None:
             return
-        project, row = picked
-        if not board_.broken(row):
-            self.say(f"restart: nothing in {row['name']} has died")
+        line, row = picked
+        dead = board_.broken(row)
+        if not dead:
+            self.say(f"restart: nothing in {line.name} has died")
             return
-        session = sessions.get(project, row["name"])
+        name = line.name
+        if line.host != board_.LOCAL:
+            host = self.hosts[line.host]
+            gone = board_.died(row)  # `restart --window` would stop a program that runs
+            if not gone:
+                self.say(f"restart: {name}'s programs run ({', '.join(dead)} not answering)")
+                return
 
-        def restart() -> None:
-            done = live_.restart_windows(project, session, self.srv, live=False)
-            if done:
-                live_.wait(project, session, self.srv, done)
+            def restart() -> bool:
+                ok = True
+                for window in gone:
+                    ok = on_host(host, ["restart", "--name", name, "--window", window]) and ok
+                return ok
 
-        await self.operate(f"restart {row['name']} ({', '.join(board_.broken(row))})", restart)
+            title = f"restart {name} on {line.host} ({', '.join(gone)})"
+        elif self.project is not None:
+            project, srv = self.project, self.srv
+            session = sessions.get(project, name)
+
+            def restart() -> bool:
+                done = live_.restart_windows(project, session, srv, live=False)
+                if done:
+                    live_.wait(project, session, srv, done)
+                return True
+
+            title = f"restart {name} ({', '.join(dead)})"
+        else:
+            return
+        await self.operate(title, restart)
 
     def action_open(self) -> None:
-        picked = self._local("open")
+        """Open the frontend URL; a host's session's port is forwarded here first (as
+        `session.forward` does), until the dashboard quits."""
+        picked = self._chosen("open")
         if picked is None:
             return
-        project, row = picked
+        line, row = picked
         try:
-            url = sessions.get(project, row["name"]).url()
+            which, number = url_port(line.name, ports_of(row))
         except TallyError as e:
             self.say(str(e))
             return
-        if not _has_browser():
-            self.say(f"no browser here; open {url}")
+        if line.host == board_.LOCAL:
+            self._browse(f"http://localhost:{number}/")
             return
-        self.say(f"opening {url}")
+        fwd = self.forwards.get(line.key)
+        if fwd is not None and fwd.thread.is_alive():
+            if fwd.url:
+                self._browse(fwd.url, f"(forwarded from {line.host}:{number})")
+            else:
+                self.say(f"forwarding {line.host}:{number}: still connecting…")
+            return
+        here = self.board.answers.get(board_.LOCAL)
+        taken = [p for r in (here if isinstance(here, list) else []) for p in ports_of(r).values()]
+        taken += [f.local for f in self.forwards.values() if f.thread.is_alive()]
+        try:  # the same port here when it is free, else the next free one
+            offset = ports_.next_offset({which: number}, taken)
+        except TallyError as e:
+            self.say(f"open: {e}")
+            return
+        note = f"(forwarded from {line.host}:{number} until the dashboard quits)"
+        self.forwards[line.key] = fwd = Forward(
+            self.hosts[line.host],
+            {which: number},
+            offset,
+            opened=lambda url: self._from_thread(self._browse, url, note),
+            ended=lambda why: self._from_thread(self.say, f"forward {line.name}: {why}"),
+        )
+        self.say(f"forwarding {line.host}:{number} to localhost:{fwd.local}…")
+        fwd.start()
+
+    def _from_thread(self, fn: Callable[..., object], *args: object) -> None:
+        """`fn(*args)` on the screen, from a thread that may outlive it."""
+        if not self.is_running:
+            return
+        try:
+            self.call_from_thread(fn, *args)
+        except RuntimeError:
+            pass  # closed just now
+
+    def _browse(self, url: str, note: str = "") -> None:
+        note = f" {note}" if note else ""
+        if not _has_browser():
+            self.say(f"no browser here; open {url}{note}")
+            return
+        self.say(f"opening {url}{note}")
         import webbrowser
 
         self.run_worker(lambda: webbrowser.open(url), thread=True, group="browser")
+
+    def stop_forwards(self) -> None:
+        """End every forward (its SSH connection with it); called as the dashboard ends."""
+        for fwd in self.forwards.values():
+            fwd.stop.set()
+        for fwd in self.forwards.values():
+            fwd.thread.join(timeout=5)
+
+    def on_unmount(self) -> None:
+        self.stop_forwards()
 
     def action_filter(self) -> None:
         box = self.filter_box
@@ -669,6 +795,8 @@ class Dashboard(App[None]):
             self._operating = False
         screen.finish(ok)
         self.poll()
+        if self.hosts:
+            self.ask_hosts()
         return ok
 
 
@@ -696,11 +824,53 @@ def _diff_stat(project: Project, row: Mapping[str, Any]) -> str:
 
 def on_host(host: remote.Host, argv: list[str]) -> bool:
     """Run a task on `host` as ``--host`` runs it (the host's own code), its lines through
-    `output`; False when it failed there."""
-    result = remote.run(host, argv, capture=True, caller=output.program())
-    for line in (result.stdout + result.stderr).splitlines():
-        output.info(line)
+    `output` as they come; False when it failed there."""
+    out, err = _Lines(output.info), _Lines(output.info)
+    try:
+        result = remote.run(host, argv, caller=output.program(), streams=(out, err))
+    finally:
+        out.end()
+        err.end()
     return bool(result.exited == 0)
+
+
+class Forward:
+    """A session's port on a host, forwarded here in a thread (`remote.forward`, as
+    `session.forward` runs it) until `stop` is set; `opened` gets the local URL once it
+    listens, `ended` why it ended by itself."""
+
+    def __init__(
+        self,
+        host: remote.Host,
+        ports: dict[str, int],
+        offset: int,
+        opened: Callable[[str], None],
+        ended: Callable[[str], None],
+    ) -> None:
+        self.host, self.ports, self.offset = host, ports, offset
+        self.opened, self.ended = opened, ended
+        self.local = next(iter(ports.values())) + offset
+        self.url = ""
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _ready(self, local: dict[str, int]) -> None:
+        self.url = f"http://localhost:{next(iter(local.values()))}/"
+        self.opened(self.url)
+
+    def _run(self) -> None:
+        try:
+            remote.forward(self.host, self.ports, self.offset, self.stop, self._ready)
+        except TallyError as e:
+            self.ended(str(e))
+        except Exception as e:  # noqa: BLE001 - a thread's end: said, not a traceback
+            self.ended(str(e) or type(e).__name__)
+        else:
+            if not self.stop.is_set():
+                self.ended("the forward ended")
 
 
 def quiet(tasks: ProjectTasks | None) -> ProjectTasks | None:
@@ -722,4 +892,8 @@ def run(
     warm: threading.Thread,
     tasks: ProjectTasks | None,
 ) -> None:
-    Dashboard(board.project, board.srv, hosts, board=board, warm=warm, tasks=tasks).run()
+    app = Dashboard(board.project, board.srv, hosts, board=board, warm=warm, tasks=tasks)
+    try:
+        app.run()
+    finally:
+        app.stop_forwards()

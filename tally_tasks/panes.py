@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from . import agent, tmux
@@ -157,6 +157,12 @@ def agent_window(windows: Iterable[Window]) -> str | None:
         if programs(win.cmd + " ; " + win.resume_cmd).intersection(AGENTS):
             return win.name
     return None
+
+
+def agent_or_last(windows: Sequence[Window]) -> str | None:
+    """The agent's window (`agent_window`), else the last one: where a line for the agent
+    goes, and what the dashboard previews."""
+    return agent_window(windows) or (windows[-1].name if windows else None)
 
 
 def agent_status(state: agent.State | None, pane: Pane | None) -> tuple[str, float | None]:

@@ -14,9 +14,9 @@ import os
 import re
 import shlex
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TextIO
 
 from . import output
 from .config import check_keys
@@ -332,8 +332,11 @@ def run(
     timeout: float | None = None,
     caller: str = "inv",
     connect_timeout: float | None = None,
+    streams: tuple[TextIO, TextIO] | None = None,
 ) -> Any:
-    """Run the task there; output streams through unless `capture`. Returns invoke's Result.
+    """Run the task there; output streams through unless `capture` (to `streams`, its
+    stdout's and its stderr's, when given: a full-screen view's lines). Returns invoke's
+    Result.
 
     Without a pty, so its errors stay on stderr. Ctrl-C here closes the task's stdin
     there, which interrupts it as a terminal's Ctrl-C would (it undoes its add); its
@@ -341,14 +344,22 @@ def run(
     """
     import sys
 
-    color = not capture and output.use_color(sys.stdout) and output.use_color(sys.stderr)
+    out, err = streams or (sys.stdout, sys.stderr)
+    color = not capture and output.use_color(out) and output.use_color(err)
     line = command_line(host, argv, caller, watch=True, color=color)
     connect_timeout = host.timeout or connect_timeout or CONNECT_TIMEOUT
     interrupted: list[bool] = []
     try:
         with connect(host, connect_timeout) as conn:
             conn.config.runners.remote = _interruptible(host, interrupted)
-            result = conn.run(line, warn=True, hide=capture, in_stream=False, timeout=timeout)
+            result = conn.run(
+                line,
+                warn=True,
+                hide=capture,
+                in_stream=False,
+                timeout=timeout,
+                **({"out_stream": out, "err_stream": err} if streams else {}),
+            )
     except (TallyError, BrokenPipeError):  # a closed pipe is the reader's, not the host's
         raise
     except Exception as e:  # paramiko, socket and invoke errors: one plain line
@@ -469,8 +480,16 @@ def find_session(host: Host, name: str) -> dict[str, Any]:
     raise TallyError(f"no session named {name!r} on {host.name}")
 
 
-def forward(host: Host, ports: Mapping[str, int], offset: int = 0) -> None:
-    """Forward the ports from the host to localhost (+offset) until Ctrl-C.
+def forward(
+    host: Host,
+    ports: Mapping[str, int],
+    offset: int = 0,
+    stop: threading.Event | None = None,
+    ready: Callable[[dict[str, int]], None] | None = None,
+) -> None:
+    """Forward the ports from the host to localhost (+offset) until Ctrl-C, or until
+    `stop` is set (a caller's thread: the connection is closed as it returns); `ready` is
+    given the local ports once they listen.
 
     Our own accept loop, not Fabric's ``forward_local``: there, one connection to a port
     nothing listens on yet (Vite still starting) kills the tunnel for good, and a local
@@ -517,8 +536,11 @@ def forward(host: Host, ports: Mapping[str, int], offset: int = 0) -> None:
             conn.transport.set_keepalive(15)
             with contextlib.suppress(OSError, AttributeError):
                 conn.transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            output.info("forwarding; press Ctrl-C to stop")
-            _serve(conn.transport, listeners, host)
+            if stop is None:
+                output.info("forwarding; press Ctrl-C to stop")
+            if ready is not None:
+                ready(local)
+            _serve(conn.transport, listeners, host, stop)
     except KeyboardInterrupt:
         output.step("forward", "stopped")
     except TallyError:
@@ -530,9 +552,14 @@ def forward(host: Host, ports: Mapping[str, int], offset: int = 0) -> None:
             sock.close()
 
 
-def _serve(transport: Any, listeners: Mapping[Any, tuple[str, int]], host: Host) -> None:
-    """Accept on every listener; each connection gets its own channel to the host's port,
-    opened in its own thread (a slow one holds up nothing else)."""
+def _serve(
+    transport: Any,
+    listeners: Mapping[Any, tuple[str, int]],
+    host: Host,
+    stop: threading.Event | None = None,
+) -> None:
+    """Accept on every listener (until `stop` is set); each connection gets its own channel
+    to the host's port, opened in its own thread (a slow one holds up nothing else)."""
     import selectors
     import time
 
@@ -566,7 +593,7 @@ def _serve(transport: Any, listeners: Mapping[Any, tuple[str, int]], host: Host)
     sel = selectors.DefaultSelector()
     for sock in listeners:
         sel.register(sock, selectors.EVENT_READ)
-    while True:
+    while stop is None or not stop.is_set():
         if not transport.is_active():
             raise TallyError(f"the connection to {host.name} was lost; run forward again")
         for key, _ in sel.select(0.5):

@@ -64,9 +64,7 @@ def restart(
         tmux.add_windows(srv, session.tmux_name, [run], env)
         return "started"
     if pane.dead:
-        tmux.respawn(srv, pane.id, run.dir, env)
-        if run.keys:
-            tmux.type_line(srv, pane.id, run.keys)
+        tmux.respawn(srv, pane.id, run.dir, env, run.keys)
         return "respawned"
     if pane.running:
         if not live:

@@ -93,6 +93,17 @@ def render(
     return PLACEHOLDER.sub(sub, template)
 
 
+def url_port(name: str, ports: Mapping[str, int], port: str = "") -> tuple[str, int]:
+    """(name, number) of session `name`'s port for its URL: `port`, else frontend, else
+    the first."""
+    if not ports:
+        raise TallyError(f"session {name} has no ports")
+    which = port or ("frontend" if "frontend" in ports else next(iter(ports)))
+    if which not in ports:
+        raise TallyError(f"session {name} has no {which} port (it has: {', '.join(ports)})")
+    return which, ports[which]
+
+
 @dataclass(frozen=True)
 class Session:
     """One session: its name, branch, worktree, tmux session and ports."""
@@ -128,14 +139,7 @@ class Session:
 
     def url(self, port: str = "") -> str:
         """``http://localhost:PORT/`` of `port` (default: frontend, else the first port)."""
-        if not self.ports:
-            raise TallyError(f"session {self.name} has no ports")
-        which = port or ("frontend" if "frontend" in self.ports else next(iter(self.ports)))
-        if which not in self.ports:
-            raise TallyError(
-                f"session {self.name} has no {which} port (it has: {', '.join(self.ports)})"
-            )
-        return f"http://localhost:{self.ports[which]}/"
+        return f"http://localhost:{url_port(self.name, self.ports, port)[1]}/"
 
     def env(self) -> dict[str, str]:
         """TALLY_SESSION and TALLY_<PORT>_PORT for windows, hooks and the agent."""

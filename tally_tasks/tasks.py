@@ -53,7 +53,7 @@ def boundary(fn: F) -> F:
     def wrapper(c: Context, *args: Any, **kwargs: Any) -> Any:
         output.set_quiet(bool(kwargs.get("quiet")))
         try:
-            if kwargs.get("name") in ("-h", "--help"):
+            if any(kwargs.get(k) in ("-h", "--help") for k in ("name", "text")):
                 # invoke hands a pending positional any word, even `add --help`
                 _task_help(fn.__name__.rstrip("_").replace("_", "-"))
                 return None
@@ -709,6 +709,28 @@ def restart(
         _wait(c, name, done)
 
 
+@task(
+    help={
+        "name": NAME_HELP,
+        "text": "the line to type (a prompt, or yes to a permission question); may be given "
+        "positionally after the name",
+        "window": "type it into this window (default: the agent's)",
+        "host": HOST_HELP,
+        "quiet": QUIET_HELP,
+    }
+)
+@boundary
+@hosted()
+def send(c: Context, name: str, text: str, window: str = "", quiet: bool = False) -> None:
+    """Type a line of text and Enter into the session's agent window (or another window)."""
+    from .operations import live
+
+    project = project_of(c)
+    session = sessions.get(project, name)
+    typed = live.send(project, session, _server(project), text, window or None)
+    output.step("send", f"{name}: typed into {typed}")
+
+
 @task(name="next", help={"quiet": QUIET_HELP})
 @boundary
 def next_(c: Context, quiet: bool = False) -> None:
@@ -763,5 +785,6 @@ session = Collection(
     tmux,
     claude_prune,
     restart,
+    send,
     next_,
 )

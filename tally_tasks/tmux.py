@@ -1,13 +1,17 @@
 """tmux sessions: created in one chained tmux call, always targeted exactly (``=name``).
 
+Each window's line is typed in a second call, once the window's shell reads it with its
+line editor (`_type_when_ready`): typed at once, it would show twice.
+
 ``-t name`` matches by prefix (``tally-a`` would hit ``tally-ab``), so every target here
 is ``=name``. Windows are targeted as ``=session:=window`` for the same reason.
 
 tmux expands formats (``#(cmd)`` runs a command, ``#S`` is the session's name) in some
 arguments: `literal` escapes every such string. Measured on tmux 3.3a: new-session's
-``-s``, and new-session's and new-window's ``-n`` and ``-c`` are expanded; targets
-(``-t``), ``-e`` values, ``send-keys -l`` and ``set-environment`` values are taken as
-given, so they are passed as they are (``##`` there would stay two characters).
+``-s``, new-session's and new-window's ``-n`` and ``-c``, and respawn-pane's ``-c`` are
+expanded; targets (``-t``), ``-e`` values, ``send-keys -l`` and ``set-environment`` values
+are taken as given, so they are passed as they are (``##`` there would stay two
+characters).
 
 Every function takes a server with libtmux's ``cmd(*args)`` shape: a ``libtmux.Server``
 (tests use one), or the `Server` here, which runs the same tmux commands without
@@ -17,6 +21,7 @@ command sequences anyway).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -231,6 +236,7 @@ def _typed(keys: str) -> str:
 
 
 def _create_args(name: str, windows: Sequence[WindowRun], env: Mapping[str, str]) -> list[str]:
+    """Make the session and its windows, each printing its pane (`_PANE`); nothing typed."""
     if not windows:
         raise TallyError("tally.windows is empty; configure at least one window")
     args: list[str] = []
@@ -239,7 +245,7 @@ def _create_args(name: str, windows: Sequence[WindowRun], env: Mapping[str, str]
             args += ["new-session", "-d", "-s", literal(name), *_window_args(win), *_env(env)]
         else:
             args += [";", "new-window", "-d", "-t", f"={name}:", *_window_args(win)]
-        args += _send(name, win)
+        args += ["-P", "-F", _PANE]
     return args
 
 
@@ -251,16 +257,127 @@ def _window_args(win: WindowRun) -> list[str]:
     return ["-n", literal(win.name), "-c", literal(str(win.dir))]
 
 
-def _send(name: str, win: WindowRun) -> list[str]:
-    """Type the window's line into its shell (targets and ``send-keys -l`` are not
+def _send(target: str, keys: str) -> list[str]:
+    """Type `keys` and Enter into pane `target` (targets and ``send-keys -l`` are not
     expanded: passed as they are)."""
-    if not win.keys:
-        return []
-    target = f"={name}:={win.name}"
     return [
-        *[";", "send-keys", "-t", target, "-l", "--", _typed(win.keys)],
+        *["send-keys", "-t", target, "-l", "--", _typed(keys)],
         *[";", "send-keys", "-t", target, "Enter"],
     ]
+
+
+# A pane made by new-session/new-window -P -F: its id, its terminal, the shell it runs.
+_PANE = "#{pane_id}\t#{pane_tty}\t#{default-shell}"
+
+# Shells whose line editor (readline, zle, fish's reader) switches the terminal out of
+# canonical mode when it starts reading: a line typed before then is echoed twice, by the
+# terminal and again by the editor after the prompt. Others (dash) read in canonical mode.
+_EDITORS = frozenset({"bash", "rbash", "zsh", "fish"})
+
+# Seconds a fresh shell may take (its rc files) before its line is typed anyway.
+TYPE_WAIT = 5.0
+
+
+@dataclass(frozen=True)
+class _Fresh:
+    """A pane whose shell has just started, and the line it is to run."""
+
+    pane: str  # %N
+    tty: str
+    shell: str
+    keys: str
+
+
+def _fresh(printed: Sequence[str], windows: Sequence[WindowRun]) -> list[_Fresh]:
+    """The panes `_PANE` printed, in the order their windows were made; those with a line."""
+    found = []
+    for line, win in zip(printed, windows, strict=False):
+        pane, tty, shell = (line.split("\t") + ["", ""])[:3]
+        if win.keys and pane.startswith("%"):
+            found.append(_Fresh(pane, tty, shell, win.keys))
+    return found
+
+
+def _edits(shell: str) -> bool:
+    """A shell with a line editor, by its name or the name its path resolves to
+    (``/bin/sh`` is dash on Debian, bash on Fedora)."""
+    names = {shell, os.path.realpath(shell)} if os.path.isabs(shell) else {shell}
+    return any(os.path.basename(n).lstrip("-") in _EDITORS for n in names)
+
+
+def _open_tty(path: str) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError:
+        return None
+
+
+def _editing(fd: int | None) -> bool:
+    """The shell's line editor reads the terminal (it is out of canonical mode), or the
+    terminal is gone (typing then finds out); None: a shell without one, or a terminal
+    that could not be opened."""
+    import termios
+
+    if fd is None:
+        return True
+    try:
+        return not termios.tcgetattr(fd)[3] & termios.ICANON
+    except (OSError, termios.error):
+        return True
+
+
+def _type_when_ready(srv: TmuxServer, fresh: Sequence[_Fresh]) -> None:
+    """Type each line into its pane once the pane's shell reads it with its line editor
+    (its terminal out of canonical mode), so the line shows once; after `TYPE_WAIT`
+    seconds (a slow rc file) typed anyway. All panes are watched together, in rounds
+    of a few ms: the wait is the slowest shell's start, not the sum; the lines of the
+    panes ready in a round are typed in one tmux call. A shell without a line editor gets
+    its line at once (the terminal's echo is then the only one). Ctrl-C while waiting
+    types the lines left at once, then goes on: no line is lost (a resumed session runs
+    its programs; an add's undo ends its session anyway), none typed twice."""
+    import time
+
+    from .interrupts import held
+
+    deadline = time.monotonic() + TYPE_WAIT
+    left = {f.pane: f for f in fresh}
+    ttys: dict[str, int | None] = {}
+    try:
+        for f in fresh:
+            ttys[f.pane] = _open_tty(f.tty) if _edits(f.shell) else None
+        while left:
+            late = time.monotonic() >= deadline
+            ready = [f for f in left.values() if late or _editing(ttys[f.pane])]
+            with held():  # typed and struck off together
+                _type_all(srv, ready)
+                for f in ready:
+                    del left[f.pane]
+            if left:
+                time.sleep(0.005)
+    except KeyboardInterrupt:
+        with held(deliver=False), contextlib.suppress(TallyError):
+            _type_all(srv, list(left.values()))
+        raise
+    finally:
+        for fd in ttys.values():
+            if fd is not None:
+                os.close(fd)
+
+
+def _type_all(srv: TmuxServer, fresh: Sequence[_Fresh]) -> None:
+    """Type each line, in one tmux call. A pane gone meanwhile (its shell ended at
+    start-up) is skipped: tmux stops a sequence at its first error, so the panes after it
+    are typed in another call."""
+    rest = list(fresh)
+    while rest:
+        args: list[str] = []
+        for f in rest:
+            args += [*([";"] if args else []), *_send(f.pane, f.keys)]
+        _, err = _cmd(srv, *args)
+        gone = [i for i, f in enumerate(rest) if f"can't find pane: {f.pane}" in err]
+        if err and not gone:
+            raise TallyError(f"tmux could not type into {rest[0].pane}: {' '.join(err)}")
+        rest = rest[gone[0] + 1 :] if gone else []
 
 
 def create(
@@ -269,20 +386,27 @@ def create(
     windows: Sequence[WindowRun],
     env: Mapping[str, str],
 ) -> None:
-    """Start detached session `name` with `windows`, typing each window's line into its shell."""
-    _, err = _cmd(srv, *_create_args(name, windows, env))
+    """Start detached session `name` with `windows`, typing each window's line into its
+    shell once that reads (`_type_when_ready`)."""
+    out, err = _cmd(srv, *_create_args(name, windows, env))
     if err:
         message = " ".join(err)
         if "duplicate session" in message:
             raise TallyError(f"tmux session {name} already exists")
         kill(srv, name)  # leave nothing half-made
         raise TallyError(f"tmux could not start session {name}: {message}{_too_old(message)}")
+    try:
+        _type_when_ready(srv, _fresh(out, windows))
+    except TallyError:
+        kill(srv, name)
+        raise
 
 
 def create_many(
     srv: TmuxServer, sessions: Sequence[tuple[str, Sequence[WindowRun], Mapping[str, str]]]
 ) -> list[str]:
-    """Start several sessions in one tmux call; returns the names that failed to start.
+    """Start several sessions in one tmux call, then type every window's line
+    (`_type_when_ready`, all shells watched together); returns the names that failed.
 
     A tmux command sequence stops at its first error, so on any error the sessions not
     yet running are started one by one and the ones that still fail are returned.
@@ -294,67 +418,67 @@ def create_many(
         args += _create_args(name, windows, env)
     if not args:
         return []
-    _, err = _cmd(srv, *args)
+    out, err = _cmd(srv, *args)
+    made = [(name, win) for name, windows, _ in sessions for win in windows]
     if not err:
+        _type_when_ready(srv, _fresh(out, [win for _, win in made]))
         return []
     live = running(srv)
     failed = []
+    whole = set()
     for name, windows, env in sessions:
         if name in live and len(window_names(srv, name)) == len(windows):
+            whole.add(name)
             continue
         kill(srv, name)
         try:
             create(srv, name, windows, env)
         except TallyError:
             failed.append(name)
+    # the windows printed before the error, of the sessions left running
+    kept = [(line, win) for line, (name, win) in zip(out, made, strict=False) if name in whole]
+    _type_when_ready(srv, _fresh([line for line, _ in kept], [win for _, win in kept]))
     return failed
 
 
 def add_windows(
     srv: TmuxServer, name: str, windows: Sequence[WindowRun], env: Mapping[str, str]
 ) -> None:
-    """Add missing windows to a running session (a window the user closed, say)."""
+    """Add missing windows to a running session (a window the user closed, say), typing
+    each line once its shell reads."""
     args: list[str] = []
     for win in windows:
         if args:
             args.append(";")
         args += ["new-window", "-d", "-t", f"={name}:", *_window_args(win), *_env(env)]
-        args += _send(name, win)
-    _, err = _cmd(srv, *args)
+        args += ["-P", "-F", _PANE]
+    out, err = _cmd(srv, *args)
     if err:
         message = " ".join(err)
         raise TallyError(f"tmux could not add windows to {name}: {message}{_too_old(message)}")
+    _type_when_ready(srv, _fresh(out, windows))
 
 
 def type_line(srv: TmuxServer, target: str, keys: str) -> None:
     """Type `keys` and Enter into the shell of pane `target` (a window's line, again)."""
-    _, err = _cmd(
-        srv,
-        "send-keys",
-        "-t",
-        target,
-        "-l",
-        "--",
-        _typed(keys),
-        ";",
-        "send-keys",
-        "-t",
-        target,
-        "Enter",
-    )
+    _, err = _cmd(srv, *_send(target, keys))
     if err:
         raise TallyError(f"tmux could not type into {target}: {' '.join(err)}")
 
 
-def respawn(srv: TmuxServer, target: str, folder: Path, env: Mapping[str, str]) -> None:
+def respawn(
+    srv: TmuxServer, target: str, folder: Path, env: Mapping[str, str], keys: str = ""
+) -> None:
     """Start a fresh shell in dead pane `target` (``respawn-pane -k``: tmux hangs the old
-    one up; the jobs it forwards SIGHUP to end, a process ignoring it does not)."""
-    args = ["respawn-pane", "-k", "-t", target, "-c", str(folder)]
+    one up; the jobs it forwards SIGHUP to end, a process ignoring it does not), and type
+    `keys` into it once it reads (`_type_when_ready`)."""
+    args = ["respawn-pane", "-k", "-t", target, "-c", literal(str(folder))]
     for key, value in env.items():
         args += ["-e", f"{key}={value}"]
-    _, err = _cmd(srv, *args)
+    out, err = _cmd(srv, *args, ";", "display-message", "-p", "-t", target, _PANE)
     if err:
         raise TallyError(f"tmux could not respawn {target}: {' '.join(err)}")
+    _type_when_ready(srv, _fresh(out, [WindowRun("", folder, keys)]))
 
 
 def kill(srv: TmuxServer, name: str) -> bool:

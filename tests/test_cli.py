@@ -206,6 +206,14 @@ PROGRAM = [
         ["help", "add"], ["Usage: tally-session add [--options] NAME", "--dry-run"], id="help-add"
     ),
     pytest.param(["add", "--help"], ["Usage: tally-session add [--options] NAME"], id="add-help"),
+    pytest.param(
+        ["send", "--help"], ["Usage: tally-session send [--options] NAME TEXT"], id="send-help"
+    ),
+    pytest.param(
+        ["send", "x", "--help"],
+        ["Usage: tally-session send [--options] NAME TEXT"],
+        id="send-x-help",
+    ),
     pytest.param([], ["Usage: tally-session"], id="bare"),
 ]
 
@@ -247,6 +255,8 @@ PARSE_ERRORS = [
     ),
     (["list", "extra"], "list takes no session name ('extra'); see: tally-session help list"),
     (["resume", "--host"], "resume: --host needs a value; see: tally-session help resume"),
+    (["send"], "send needs name and text: tally-session send NAME TEXT"),
+    (["send", "x"], "send needs text: tally-session send NAME TEXT"),
 ]
 
 
@@ -265,6 +275,8 @@ PARSE_ERRORS = [
         "unknown-option-before-name",
         "name-to-a-task-without-one",
         "option-without-value",
+        "send-without-name-and-text",
+        "send-without-text",
     ],
 )
 def test_tally_session_parse_errors_are_one_line_of_its_own(

@@ -7,8 +7,10 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
+import urllib.request
 import webbrowser
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -24,9 +26,10 @@ from test_remote import SSHD, FakeHost
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from tally_tasks import board, panes, remote
+from tally_tasks import board, panes, ports, remote
 from tally_tasks.dashboard import Ask, Confirm, Dashboard, Operation, Sessions
 from tally_tasks.operations import add as add_op
+from tally_tasks.ports import is_free
 from tally_tasks.steps.project import ProjectTasks
 
 
@@ -71,6 +74,13 @@ def table(app: Dashboard) -> dict[str, list[str]]:
     t = app.query_one(Sessions)
     rows = [[c.plain for c in t.get_row_at(i)] for i in range(t.row_count)]
     return {r[0]: r for r in rows}
+
+
+def on(app: Dashboard, host: str) -> dict[str, list[str]]:
+    """With a HOST column: NAME -> the row's cells, of `host`'s rows."""
+    t = app.query_one(Sessions)
+    rows = [[c.plain for c in t.get_row_at(i)] for i in range(t.row_count)]
+    return {r[1]: r for r in rows if r[0] == host}
 
 
 def preview(app: Dashboard) -> str:
@@ -385,16 +395,22 @@ def test_d_any_other_key_removes_nothing(sample: Sample, srv: libtmux.Server) ->
     assert "alpha" in sample.registry()
 
 
-def test_o_opens_the_frontend_url(
-    sample: Sample, srv: libtmux.Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    add(sample, srv, "alpha")
+def _browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A BROWSER that records the URLs it is given; the file it writes them to."""
     opened = tmp_path / "opened"
     browser = tmp_path / "browser"
     browser.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
     browser.chmod(0o755)
     monkeypatch.setenv("BROWSER", str(browser))
     monkeypatch.setattr(webbrowser, "_tryorder", None)  # read BROWSER afresh
+    return opened
+
+
+def test_o_opens_the_frontend_url(
+    sample: Sample, srv: libtmux.Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    add(sample, srv, "alpha")
+    opened = _browser(tmp_path, monkeypatch)
     app = app_for(sample, srv)
 
     async def script(pilot: Pilot[None]) -> None:
@@ -494,18 +510,26 @@ def test_a_silent_host_does_not_hold_the_screen(sample: Sample, srv: libtmux.Ser
         close()
 
 
+def _configured(sample: Sample, *names: str) -> dict[str, remote.Host]:
+    """The laptop's `tally.hosts` (written by the `hosts` fixture), these hosts only."""
+    config = json.loads((sample.main / "invoke.yaml").read_text())["tally"]["hosts"]
+    return {n: h for n, h in remote.hosts_from(config).items() if n in names}
+
+
+def _web_on_box1(sample: Sample, hosts: dict[str, FakeHost], *flags: str) -> FakeHost:
+    """box1, with a session `web` added there by the laptop's `add --host box1`."""
+    r = run_cli(["inv", "session.add", "web", "--host", "box1", "-q", *flags], sample.main)
+    assert r.returncode == 0, r.stderr
+    return hosts["box1"]
+
+
 @pytest.mark.skipif(not Path(SSHD).exists(), reason="OpenSSH server not installed")
 def test_a_hosts_session_is_removed_by_the_hosts_own_remove(
     sample: Sample, srv: libtmux.Server, hosts: dict[str, FakeHost]
 ) -> None:
-    box1 = hosts["box1"]
-    r = run_cli(["inv", "session.add", "web", "--host", "box1", "-q"], sample.main)
-    assert r.returncode == 0, r.stderr
+    box1 = _web_on_box1(sample, hosts)
     (Path(box1.sample.registry()["web"]["worktree"]) / "mine.txt").write_text("work\n")
-    configured = remote.hosts_from(
-        json.loads((sample.main / "invoke.yaml").read_text())["tally"]["hosts"]
-    )
-    app = app_for(sample, srv, hosts={"box1": configured["box1"]})
+    app = app_for(sample, srv, hosts=_configured(sample, "box1"))
 
     async def script(pilot: Pilot[None]) -> None:
         await until(pilot, lambda: "box1" in table(app) and table(app)["box1"][1] == "web", 30)
@@ -528,6 +552,166 @@ def test_a_hosts_session_is_removed_by_the_hosts_own_remove(
     assert box1.sample.registry() == {}
 
 
+def _get(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return int(resp.status)
+    except OSError:
+        return None
+
+
+@pytest.mark.skipif(not Path(SSHD).exists(), reason="OpenSSH server not installed")
+def test_s_and_r_on_a_hosts_session_run_the_hosts_own_send_and_restart(
+    sample: Sample, srv: libtmux.Server, hosts: dict[str, FakeHost]
+) -> None:
+    box1 = _web_on_box1(sample, hosts)
+    backend = box1.sample.registry()["web"]["backend_port"]
+    app = app_for(sample, srv, hosts=_configured(sample, "box1"), hosts_every=1.0)
+
+    def port_cells() -> str:
+        return on(app, "box1").get("web", [""] * 5)[4]
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: f"{backend}✓" in port_cells(), 30)
+        # s: the host's own `send`
+        await pilot.press("s")
+        ask = await asked(pilot, app)
+        assert "web's agent on box1" in str(ask.prompt)
+        await type_text(pilot, "hello #{host} $HOME")
+        await pilot.press("enter")
+        await until(pilot, lambda: "sent to web on box1: hello" in app.message(), 30)
+        agent = ("capture-pane", "-p", "-t", "=tally-web:=agent")
+        assert "hello #{host} $HOME" in box1.tmux(*agent).stdout
+        # r: the host's own `restart NAME --window backend`, its lines on the screen
+        server = ports.holders([backend])[backend][0].pid
+        os.kill(server, signal.SIGTERM)  # the host's dev server dies in its window
+        await until(pilot, lambda: f"{backend}✗" in port_cells(), 30)
+        await pilot.press("r")
+        op = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
+        assert "on box1 (backend)" in op.title_text
+        await until(pilot, lambda: op.done, timeout=60)
+        said = "\n".join(op.said)
+        assert "✓ backend      restarted" in said and f"up on :{backend}" in said, said
+        await pilot.press("escape")
+        await until(pilot, lambda: f"{backend}✓" in port_cells(), 30)
+
+    drive(app, script)
+
+
+@pytest.mark.skipif(not Path(SSHD).exists(), reason="OpenSSH server not installed")
+def test_o_forwards_until_the_dashboard_quits(
+    sample: Sample,
+    srv: libtmux.Server,
+    hosts: dict[str, FakeHost],
+    serve: Callable[[int, Path], Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    box1 = _web_on_box1(sample, hosts, "--no-wait")
+    frontend = box1.sample.registry()["web"]["frontend_port"]
+    # the host's frontend on its localhost, which is this one: the forward cannot take
+    # the same port here and picks the next free one
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("box1's frontend\n")
+    serve(frontend, tmp_path / "site")
+    opened = _browser(tmp_path, monkeypatch)
+    app = app_for(sample, srv, hosts=_configured(sample, "box1"))
+    got: list[int | None] = []
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "web" in on(app, "box1"), 30)
+        await pilot.press("o")
+        await until(pilot, lambda: opened.exists() and opened.read_text(), 30)
+        got.append(await asyncio.to_thread(_get, opened.read_text().split()[0]))
+        assert "forwarded from box1" in app.message()
+        await pilot.press("o")  # again: the same forward, opened again
+        await until(pilot, lambda: len(opened.read_text().split()) == 2)
+        await pilot.press("q")
+
+    drive(app, script)
+    urls = opened.read_text().split()
+    assert got == [200] and urls[0] == urls[1] and len(app.forwards) == 1
+    port = int(urls[0].rsplit(":", 1)[1].strip("/"))
+    assert port != frontend
+    # quitting ended the forward: its thread, its SSH connection, its listening port
+    assert not any(f.thread.is_alive() for f in app.forwards.values())
+    assert is_free(port) and _get(urls[0]) is None
+
+
+@pytest.mark.skipif(not Path(SSHD).exists(), reason="OpenSSH server not installed")
+def test_n_on_a_hosts_row_adds_there_unless_told_local(
+    sample: Sample, srv: libtmux.Server, hosts: dict[str, FakeHost]
+) -> None:
+    box1 = _web_on_box1(sample, hosts, "--no-wait")
+    app = app_for(sample, srv, hosts=_configured(sample, "box1"), hosts_every=1.0)
+    arrived: list[tuple[float, str]] = []
+    add_line = Operation.add_line
+
+    def timed(screen: Operation, line: str) -> None:
+        arrived.append((time.monotonic(), line))
+        add_line(screen, line)
+
+    def when(text: str) -> float:
+        return next(t for t, line in arrived if text in line)
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "web" in on(app, "box1"), 30)
+        await pilot.press("n")
+        ask = await asked(pilot, app)
+        assert str(ask.prompt).startswith("New session on box1:")
+        await type_text(pilot, "api")
+        await pilot.press("enter")
+        op = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
+        assert op.title_text == "add api on box1"
+        await until(pilot, lambda: op.done, timeout=60)
+        said = "\n".join(op.said)
+        assert "✓ worktree" in said and "Session api is ready" in said, said
+        # streamed: the first step's line came while the host still worked
+        assert when("Session api is ready") - when("✓ ports") > 0.1, arrived
+        await pilot.press("escape")
+        await until(pilot, lambda: "api" in on(app, "box1"), 30)
+        for typed, says in (("mars:x", "no host named 'mars'"), ("local:here", "")):
+            await pilot.press("n")
+            await asked(pilot, app)
+            await type_text(pilot, typed)
+            await pilot.press("enter")
+            if says:
+                await until(pilot, lambda s=says: s in app.message())
+                continue
+            op = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
+            assert op.title_text == "add here"
+            await until(pilot, lambda o=op: o.done, timeout=60)
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(Operation, "add_line", timed)
+    try:
+        drive(app, script)
+    finally:
+        monkeypatch.undo()
+    assert set(box1.sample.registry()) == {"web", "api"}
+    assert set(sample.registry()) == {"here"}
+
+
+def test_o_says_why_a_forward_could_not_start(sample: Sample, srv: libtmux.Server) -> None:
+    with socket.socket() as s:  # a port nothing listens on: refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    host = remote.Host("odd", "root@127.0.0.1", "/x", port=port, timeout=3.0)
+    app = app_for(sample, srv, hosts={"odd": host}, hosts_every=3600.0)
+    row = {"name": "web", "branch": "web", "running": True, "frontend_port": 45678}
+
+    async def script(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "unreachable" in table(app).get("odd", ()), 20)
+        app.board.answer("odd", [row])  # as if it had answered
+        app.poll()
+        await until(pilot, lambda: table(app).get("odd", [""] * 2)[1] == "web")
+        await pilot.press("o")
+        await until(pilot, lambda: "forward web: cannot reach host odd" in app.message(), 20)
+        assert not any(f.thread.is_alive() for f in app.forwards.values())
+
+    drive(app, script)
+
+
 def test_quitting_does_not_wait_for_a_silent_host(sample: Sample, srv: libtmux.Server) -> None:
     port, close = silent_server("silent")
     host = remote.Host("odd", "root@127.0.0.1", "/x", port=port, timeout=20.0)
@@ -535,7 +719,7 @@ def test_quitting_does_not_wait_for_a_silent_host(sample: Sample, srv: libtmux.S
     try:
 
         async def script(pilot: Pilot[None]) -> None:
-            await until(pilot, lambda: "asking…" in table(app)["odd"])
+            await until(pilot, lambda: "asking…" in table(app).get("odd", ()))
             await pilot.press("q")
 
         started = time.monotonic()
@@ -581,6 +765,23 @@ def test_sort_puts_who_needs_the_user_first() -> None:
     ]
     assert got[0].cells[3] == "waiting 3m" and got[-1].cells[3] == "stopped"
     assert got[3].cells[3] == "exited 7s"
+
+
+@pytest.mark.parametrize(
+    ("windows", "running", "broken", "died"),
+    [
+        ({"backend": "up", "claude": "idle"}, True, [], []),
+        ({"backend": "exited", "frontend": "down"}, True, ["backend", "frontend"], ["backend"]),
+        ({"backend": "missing", "frontend": "other"}, True, ["backend", "frontend"], ["backend"]),
+        ({"backend": "exited"}, False, [], []),
+    ],
+    ids=["all-up", "exited-and-down", "missing-and-other", "not-running"],
+)
+def test_what_a_restart_from_the_dashboard_takes(
+    windows: dict[str, str], running: bool, broken: list[str], died: list[str]
+) -> None:
+    row = {"name": "x", "running": running, "windows": windows}
+    assert (board.broken(row), board.died(row)) == (broken, died)
 
 
 def test_holders_are_asked_again_when_the_ports_change_or_in_time(

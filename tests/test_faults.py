@@ -1067,11 +1067,23 @@ def test_window_lines_work_in_the_users_login_shell_on_add_and_on_resume(
     assert (backend["cwd"], backend["activated"]) == (str(wt / "backend"), "yes")
     [agent] = sample.wait_calls("claude")
     assert (agent["argv"], agent["cwd"], agent["activated"]) == (["-n", "tally-x"], str(wt), "yes")
+    typed_once("tally-x", ["backend", "agent"])
     subprocess.run(["tmux", "kill-server"], capture_output=True)
     r = run_cli(["inv", "session.resume"], sample.main, env=env)
     assert r.returncode == 0, r.stderr
     resumed = sample.wait_calls("claude", 2)[1]
     assert (resumed["argv"], resumed["activated"]) == (["--resume", "tally-x"], "yes")
+    sample.wait_calls("python", 2)
+    typed_once("tally-x", ["backend", "agent"])
+
+
+def typed_once(session: str, windows: list[str]) -> None:
+    """Each window's line shows once on its screen (typed once its shell's editor read:
+    not echoed by the terminal before the prompt, then again after it)."""
+    for window in windows:
+        argv = ["tmux", "capture-pane", "-p", "-J", "-t", f"={session}:={window}"]
+        screen = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        assert screen.count("TALLY_ACTIVATED") == 1, screen
 
 
 def test_window_lines_follow_the_running_servers_shell_over_shell(sample: Sample) -> None:

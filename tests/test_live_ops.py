@@ -252,6 +252,49 @@ def test_agent_states_in_list_and_on_waiting_once(
     poll(lambda: _agent(sample, "x").get("state") == "exited", timeout=20)
 
 
+def _pane(srv: libtmux.Server, target: str) -> str:
+    return "\n".join(srv.cmd("capture-pane", "-p", "-t", target).stdout)
+
+
+def test_send_types_a_line_into_the_agents_window(
+    sample: Sample, srv: libtmux.Server, standin_claude: Path
+) -> None:
+    assert inv(sample, "session.add", "x").returncode == 0
+    poll(lambda: _agent(sample, "x").get("state") == "idle", timeout=20)
+    r = inv(sample, "session.send", "x", "ask permission")
+    assert r.returncode == 0, r.stderr
+    assert lines(r, "✓ send         x: typed into claude")
+    poll(lambda: _agent(sample, "x").get("state") == "waiting", timeout=20)
+    r = run_cli(["tally-session", "send", "x", "--text=prompt"], sample.main)  # the answer
+    assert r.returncode == 0, r.stderr
+    poll(lambda: _agent(sample, "x").get("state") == "working", timeout=20)
+    # another window, and a line a shell and tmux would otherwise read: typed as it is
+    line = "echo '#{session_name} $HOME;'"
+    r = inv(sample, "session.send", "x", line, "--window", "backend")
+    assert r.returncode == 0, r.stderr
+    assert lines(r, "✓ send         x: typed into backend")
+    poll(lambda: line in _pane(srv, "=tally-x:=backend"))
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["x", "hi", "--window", "nope"], "session x has no window 'nope' (it has: backend, "),
+        (["nope", "hi"], "no session named 'nope'"),
+        (["x", "hi"], "session x is not running; start it with: inv session.resume --name x"),
+    ],
+    ids=["unknown-window", "unknown-session", "not-running"],
+)
+def test_send_refuses_in_one_line(
+    sample: Sample, srv: libtmux.Server, args: list[str], says: str
+) -> None:
+    assert inv(sample, "session.add", "x", "--no-wait").returncode == 0
+    srv.cmd("kill-session", "-t", "=tally-x")
+    r = inv(sample, "session.send", *args)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith(f"✗ {says}") and len(r.stderr.splitlines()) == 1, r.stderr
+
+
 def test_next_goes_to_the_longest_waiting(
     sample: Sample, srv: libtmux.Server, standin_claude: Path
 ) -> None:

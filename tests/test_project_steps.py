@@ -196,7 +196,9 @@ def test_a_failing_remove_step_stops_remove_unless_forced(
     project = sample.project(add_steps=BUILT, remove_steps=["broken"])
     tasks = recording(log)
     session = add_op.run(project, "x", srv, tasks=tasks)
-    with pytest.raises(TallyError, match=r"broken failed: `exit 3` failed with status 3; fix it"):
+    with pytest.raises(
+        TallyError, match=r"broken step failed: `exit 3` failed with status 3; fix it"
+    ):
         remove_op.run(project, "x", srv, tasks=tasks)
     assert session.worktree.is_dir() and "x" in sessions.load(project)
     remove_op.run(project, "x", srv, force=True, tasks=tasks)

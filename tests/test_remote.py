@@ -336,6 +336,22 @@ def test_step_tasks_and_doctor_run_there_with_their_flags_and_hints(
     assert "inv session.attach --name t --host box1" in r.stdout
 
 
+def test_send_types_into_the_hosts_agent_window(sample: Sample, hosts: dict[str, FakeHost]) -> None:
+    box1 = hosts["box1"]
+    assert run_cli(["inv", "session.add", "s", "--host", "box1", "-q"], sample.main).returncode == 0
+    line = "yes; #{session_name} '$HOME' -- --window"
+    r = run_cli(["tally-session", "send", "s", line, "--host", "box1"], sample.main)
+    assert r.returncode == 0, r.stderr
+    assert "✓ send         s: typed into agent" in r.stdout
+    poll(lambda: line in box1.tmux("capture-pane", "-p", "-t", "=tally-s:=agent").stdout)
+    box1.tmux("kill-session", "-t", "=tally-s")
+    r = run_cli(["inv", "session.send", "s", "hi", "--host", "box1"], sample.main)
+    assert r.returncode == 1
+    assert r.stderr == (
+        "✗ session s is not running; start it with: inv session.resume --name s --host box1\n"
+    )
+
+
 def test_land_prune_and_pr_run_there_with_their_flags(
     sample: Sample, hosts: dict[str, FakeHost]
 ) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import libtmux
@@ -156,13 +158,14 @@ def test_folders_and_window_names_with_formats_are_taken_literally(
     folder: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # where tmux would run a #(...) job
-    first, second, third = (tmp_path / f"{folder}-{i}" for i in range(3))
-    for d in (first, second, third):
+    first, second, third, fourth = (tmp_path / f"{folder}-{i}" for i in range(4))
+    for d in (first, second, third, fourth):
         d.mkdir()
     runs = [idle(f"w{folder}", first), idle(f"v{folder}", second)]
     tmux.create(server, "tally-x", runs, {"TALLY_SESSION": "x#(touch PWNED-env)"})
     tmux.add_windows(server, "tally-x", [idle(f"u{folder}", third)], {})
-    want = [(f"w{folder}", str(first)), (f"v{folder}", str(second)), (f"u{folder}", str(third))]
+    tmux.respawn(server, f"=tally-x:=u{folder}", fourth, {})  # respawn-pane -c is expanded too
+    want = [(f"w{folder}", str(first)), (f"v{folder}", str(second)), (f"u{folder}", str(fourth))]
     poll(lambda: panes(server, "tally-x") == want)
     assert tmux.window_names(server, "tally-x") == [w for w, _ in want]
     assert tmux.windows(server, "tally-x") == dict(want)
@@ -298,3 +301,164 @@ def test_inside_another_servers_pane_tally_still_talks_to_its_own(
 )
 def test_one_attach_line(socket_name: str, line: str) -> None:
     assert shlex.join(tmux.attach_argv(socket_name, "tally-x")[0]) == line
+
+
+# --- a line typed once its shell reads: shown once -------------------------------------------
+
+LINE = "printf 'ran-%s\\n' ok"  # the same words in bash, zsh, fish and sh
+# each shell's rc file, made slow: a line typed at once would land before its editor starts
+RC = {"sh": ".profile", "bash": ".profile", "zsh": ".zshrc", "fish": ".config/fish/config.fish"}
+
+
+def shell_of(name: str, home: Path, monkeypatch: pytest.MonkeyPatch, rc: str = "") -> str:
+    """Start the server's windows in shell `name` (its $SHELL), whose rc file ends with
+    a pause (and `rc`)."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (CI installs it: .ci/run)")
+    file = home / RC[name]
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with file.open("a") as f:
+        f.write(f"\nsleep 0.2\n{rc}\n")
+    monkeypatch.setenv("SHELL", path)
+    return path
+
+
+def screen(srv: tmux.TmuxServer, target: str) -> list[str]:
+    return [ln.rstrip() for ln in srv.cmd("capture-pane", "-p", "-J", "-t", target).stdout]
+
+
+def ran(srv: tmux.TmuxServer, target: str, times: int = 1) -> list[str]:
+    """The pane's screen once the line has run `times` times (its output, not its echo)."""
+    has = lambda: sum(ln.endswith("ran-ok") and "printf" not in ln for ln in lines) >= times  # noqa: E731
+    lines: list[str] = []
+
+    def shown() -> bool:
+        nonlocal lines
+        lines = screen(srv, target)
+        return has()
+
+    poll(shown)
+    return lines
+
+
+def typed(lines: list[str]) -> int:
+    return sum(LINE in ln for ln in lines)
+
+
+def start_one(srv: tmux.TmuxServer, how: str, run: WindowRun) -> str:
+    """Start `run` the way `how` does; the target of its pane."""
+    if how == "create":  # add
+        tmux.create(srv, "s", [run], {})
+    elif how == "create_many":  # resume
+        assert tmux.create_many(srv, [("t", [idle("w", run.dir)], {}), ("s", [run], {})]) == []
+    elif how == "add_windows":  # a window the user closed
+        tmux.create(srv, "s", [idle("other", run.dir)], {})
+        tmux.add_windows(srv, "s", [run], {})
+    else:  # restart of a window whose shell had died
+        tmux.create(srv, "s", [idle(run.name, run.dir)], {})
+        srv.cmd("set-option", "-w", "-t", f"=s:={run.name}", "remain-on-exit", "on")
+        poll(lambda: [ln for ln in screen(srv, f"=s:={run.name}") if ln])  # its prompt
+        tmux.type_line(srv, f"=s:={run.name}", "exit")
+        dead = ["list-panes", "-t", f"=s:={run.name}", "-F", "#{pane_dead}"]
+        poll(lambda: srv.cmd(*dead).stdout == ["1"])
+        srv.cmd("clear-history", "-t", f"=s:={run.name}")
+        tmux.respawn(srv, f"=s:={run.name}", run.dir, {}, run.keys)
+    return f"=s:={run.name}"
+
+
+HOW = ["create", "create_many", "add_windows", "respawn"]
+
+
+@pytest.mark.parametrize("name", ["bash", "zsh", "fish", "sh"])
+@pytest.mark.parametrize("how", HOW)
+def test_the_pane_shows_the_typed_line_once_and_keeps_it_in_history(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, how: str
+) -> None:
+    shell_of(name, isolated_env / "home", monkeypatch)
+    srv = tmux.Server()
+    target = start_one(srv, how, WindowRun("w", tmp_path, LINE))
+    lines = ran(srv, target)
+    assert typed(lines) == 1, lines
+    if name != "sh":  # a line editor: Up brings the line back, as if the user had typed it
+        srv.cmd("send-keys", "-t", target, "Up", ";", "send-keys", "-t", target, "Enter")
+        assert typed(ran(srv, target, 2)) == 2
+
+
+def test_create_many_types_into_the_sessions_made_before_one_failed(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    shell_of("bash", isolated_env / "home", monkeypatch)
+    srv = tmux.Server()
+    tmux.create(srv, "a", [idle("w", tmp_path)], {})
+    line = WindowRun("w", tmp_path, LINE)
+    # "a" is running: the one tmux call stops there, "c" is then made on its own
+    assert (
+        tmux.create_many(
+            srv, [("b", [line], {}), ("a", [idle("w", tmp_path)], {}), ("c", [line], {})]
+        )
+        == []
+    )
+    for target in ("=b:=w", "=c:=w"):
+        assert typed(ran(srv, target)) == 1
+
+
+def test_a_shell_whose_editor_never_reads_gets_its_line_after_the_wait(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # bash without line editing reads its terminal as it is: in canonical mode, for ever
+    shell_of("bash", isolated_env / "home", monkeypatch, rc="set +o emacs +o vi")
+    monkeypatch.setattr(tmux, "TYPE_WAIT", 0.5)
+    srv = tmux.Server()
+    started = time.monotonic()
+    tmux.create(srv, "s", [WindowRun("w", tmp_path, LINE)], {})
+    took = time.monotonic() - started
+    assert 0.5 <= took < 5.0
+    assert typed(ran(srv, "=s:=w")) == 1
+
+
+def test_a_shell_without_a_line_editor_is_typed_into_at_once(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    shell_of("sh", isolated_env / "home", monkeypatch)
+    monkeypatch.setattr(tmux, "TYPE_WAIT", 30.0)
+    srv = tmux.Server()
+    started = time.monotonic()
+    tmux.create(srv, "s", [WindowRun("w", tmp_path, LINE)], {})
+    assert time.monotonic() - started < 10.0
+    assert typed(ran(srv, "=s:=w")) == 1
+
+
+def test_a_shell_that_ends_at_start_up_is_skipped_and_the_others_typed(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    shell_of("bash", isolated_env / "home", monkeypatch, rc="case $PWD in */gone) exit;; esac")
+    monkeypatch.setattr(tmux, "TYPE_WAIT", 30.0)
+    (tmp_path / "gone").mkdir()
+    srv = tmux.Server()
+    runs = [
+        WindowRun(w, tmp_path / w if w == "gone" else tmp_path, LINE) for w in "w gone v".split()
+    ]
+    started = time.monotonic()
+    tmux.create(srv, "s", runs, {})
+    assert time.monotonic() - started < 10.0
+    for target in ("=s:=w", "=s:=v"):
+        assert typed(ran(srv, target)) == 1
+    poll(lambda: tmux.window_names(srv, "s") == ["w", "v"])
+
+
+def test_ctrl_c_while_waiting_types_the_lines_left_at_once(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    shell_of("bash", isolated_env / "home", monkeypatch)  # 0.2 s in its rc: still starting
+    srv = tmux.Server()
+
+    def ctrl_c(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(time, "sleep", ctrl_c)  # the first pause between rounds
+        with pytest.raises(KeyboardInterrupt):
+            tmux.create_many(srv, [("s", [WindowRun("w", tmp_path, LINE)], {})])
+    lines = ran(srv, "=s:=w")  # typed before its shell read it: shown twice, run once
+    assert sum(ln.endswith("ran-ok") and "printf" not in ln for ln in lines) == 1

@@ -131,6 +131,28 @@ def restart_windows(
     return done
 
 
+def send(
+    project: Project, session: Session, srv: tmux.TmuxServer, text: str, window: str | None = None
+) -> str:
+    """Type `text` and Enter into the session's agent window (or `window`), as a user types
+    it there (a prompt, or "yes" to a permission question). Returns the window."""
+    names = [w.name for w in project.settings.windows]
+    if window is not None and window not in names:
+        raise TallyError(
+            f"session {session.name} has no window {window!r} (it has: {', '.join(names)})"
+        )
+    target = window or panes.agent_or_last(project.settings.windows)
+    if target is None:
+        raise TallyError("tally.windows is empty; configure at least one window")
+    if session.tmux_name not in tmux.running(srv):
+        raise TallyError(
+            f"session {session.name} is not running; start it with: "
+            + output.command("resume", session.name)
+        )
+    tmux.type_line(srv, f"={session.tmux_name}:={target}", text)
+    return target
+
+
 def next_waiting(project: Project, srv: tmux.TmuxServer) -> Session | None:
     """The session whose agent has waited longest, or None."""
     known = {n: project.session(n, e) for n, e in sessions.load(project).items()}
