@@ -37,15 +37,22 @@ def invoke_modules(args: list[str], cwd: Path, **env: str) -> bool:
     return "invoke" in imported(r.stderr)
 
 
+def settled(sample: Sample) -> None:
+    """Session x, its servers up (their state no longer changing) and an age that stays
+    the same a while: both paths' runs see the same state."""
+    assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    registry = sample.registry()
+    registry["x"]["created"] = "2020-01-01T00:00:00+0000"
+    (sample.main / ".tally-sessions").write_text(json.dumps(registry))
+
+
 FLAGS = [[], ["--json"], ["--json", "--brief"], ["-j", "-b"], ["--git"], ["-g"]]
 
 
 @pytest.mark.parametrize("flags", FLAGS, ids=lambda f: " ".join(f) or "plain")
 def test_list_says_what_invokes_path_says(sample: Sample, flags: list[str]) -> None:
-    # its servers up (their state settled) and an age that stays the same a while
-    assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    settled(sample)
     registry = sample.registry()
-    registry["x"]["created"] = "2020-01-01T00:00:00+0000"
     # a stale entry: its note goes to stdout, or stderr with --json
     registry["gone"] = {**registry["x"], "worktree": str(sample.root / "nowhere")}
     (sample.main / ".tally-sessions").write_text(json.dumps(registry))
@@ -66,7 +73,7 @@ def test_list_in_every_situation_as_invoke_says_it(sample: Sample, case: str) ->
     elif case == "outside a checkout":
         cwd = sample.root
     elif case == "cwd in a worktree":
-        assert run_cli(["inv", "session.add", "x", "-q", "--no-wait"], cwd).returncode == 0
+        settled(sample)
         cwd = Path(sample.registry()["x"]["worktree"])
     ours, invokes = both(["list"], cwd)
     assert ours == invokes
