@@ -483,6 +483,8 @@ class Dashboard(App[None]):
             resume = output.command("resume", line.name)
             self.say(f"{line.name} is not running; start it with: {resume}")
             return
+        if line.state == "waiting":  # as `next` does: where the agent asks
+            live_.at_agent(self.project, self.srv, line.row["tmux"])
         argv, switch = tmux.attach_argv(self.project.settings.tmux_socket, line.row["tmux"])
         if switch:
             proc = subprocess.run(argv, capture_output=True, text=True)

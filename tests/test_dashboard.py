@@ -272,6 +272,13 @@ def test_s_talks_to_the_agent_and_a_wait_rings_the_bell_once(
         await until(pilot, lambda: agent().startswith("waiting"))
         await pilot.pause(1.0)
         assert app.bells == 2
+        srv.cmd("select-window", "-t", "=tally-alpha:=backend")
+        await pilot.press("enter")  # as `next` does: to the window where the agent asks
+        await until(pilot, lambda: "attach -t =tally-alpha" in app.message())
+        shown = srv.cmd(
+            "list-windows", "-t", "=tally-alpha", "-F", "#{window_active}#{window_name}"
+        )
+        assert "1claude" in shown.stdout
 
     drive(app, script)
 

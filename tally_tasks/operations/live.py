@@ -163,10 +163,15 @@ def next_waiting(project: Project, srv: tmux.TmuxServer) -> Session | None:
     return known[name] if name else None
 
 
+def at_agent(project: Project, srv: tmux.TmuxServer, tmux_name: str) -> None:
+    """Make the agent's window the one a client switching to the session sees."""
+    window = panes.agent_window(project.settings.windows)
+    if window:
+        srv.cmd("select-window", "-t", f"={tmux_name}:={window}")
+
+
 def go(project: Project, session: Session) -> None:
     """Switch the client to (or attach) the session, at its agent's window."""
-    window = panes.agent_window(project.settings.windows)
     sock = project.settings.tmux_socket
-    if window:
-        tmux.server(sock).cmd("select-window", "-t", f"={session.tmux_name}:={window}")
+    at_agent(project, tmux.server(sock), session.tmux_name)
     tmux.attach(sock, session.tmux_name)
