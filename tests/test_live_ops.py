@@ -17,7 +17,7 @@ import libtmux
 import pytest
 from conftest import Sample, poll, run_cli
 
-from tally_tasks import ports, tmux
+from tally_tasks import agent, ports, tmux
 
 BACKEND = {"name": "backend", "dir": "backend", "cmd": "python manage.py runserver {backend_port}"}
 FRONTEND = {"name": "frontend", "dir": "frontend", "cmd": "npm run dev -- --port {frontend_port}"}
@@ -239,13 +239,14 @@ def test_agent_states_in_list_and_on_waiting_once(
     assert found["reason"] == "permission" and found["session_id"] and found["since"]
     r = inv(sample, "session.list")
     assert "waiting 0s" in r.stdout or "waiting 1s" in r.stdout or "waiting " in r.stdout
-    _say(srv, "x", "ask permission")  # still waiting: not said again
     poll(lambda: said.exists() and said.read_text(), timeout=30)
-    _say(srv, "x", "finish")  # still waiting (for its answer to be read): not said again
-    poll(lambda: _agent(sample, "x").get("reason") == "done", timeout=20)
-    assert said.read_text() == "x permission\n"
-    _say(srv, "x", "prompt")
+    state_file = agent.state_path(sample.project().common_dir, "x")
+    _say(srv, "x", "idle")  # Claude's idle prompt while it waits: the wait holds
+    poll(lambda: (agent.read(state_file) or {}).get("event") == "Notification", timeout=20)
+    assert (agent.read(state_file) or {}).get("notify") is False  # not said again
+    _say(srv, "x", "prompt")  # answered: it works again
     poll(lambda: _agent(sample, "x").get("state") == "working", timeout=20)
+    assert said.read_text() == "x permission\n"
     _say(srv, "x", "finish")  # a turn done: the user is needed again
     poll(lambda: said.read_text() == "x permission\nx done\n", timeout=30)
     _say(srv, "x", "exit")
