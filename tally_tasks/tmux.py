@@ -472,9 +472,7 @@ def respawn(
     """Start a fresh shell in dead pane `target` (``respawn-pane -k``: tmux hangs the old
     one up; the jobs it forwards SIGHUP to end, a process ignoring it does not), and type
     `keys` into it once it reads (`_type_when_ready`)."""
-    args = ["respawn-pane", "-k", "-t", target, "-c", literal(str(folder))]
-    for key, value in env.items():
-        args += ["-e", f"{key}={value}"]
+    args = ["respawn-pane", "-k", "-t", target, "-c", literal(str(folder)), *_env(env)]
     out, err = _cmd(srv, *args, ";", "display-message", "-p", "-t", target, _PANE)
     if err:
         raise TallyError(f"tmux could not respawn {target}: {' '.join(err)}")
