@@ -176,10 +176,6 @@ def nothing_to_undo(ctx: Context, made: Made) -> None:
     """For steps whose work goes with the worktree."""
 
 
-def nothing_to_check(ctx: Context, report: Report) -> Checked:
-    return FINE
-
-
 def nothing_to_fix(ctx: Context, report: Report, mend: tuple[str, ...]) -> None:
     """For steps `check` finds nothing to mend in."""
 
