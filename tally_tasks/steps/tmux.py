@@ -54,8 +54,9 @@ def window_shell(srv: tmux.TmuxServer) -> str:
     can be written for, else the one-line error, before anything is made."""
     shell = tmux.default_shell(srv)
     if shell is None:
-        shell_.kind(shell_.login_shell())
-        return shell_.login_shell()
+        shell = shell_.login_shell()
+        shell_.kind(shell)
+        return shell
     shell_.kind(shell, "tmux's default-shell")
     return shell
 
@@ -96,7 +97,7 @@ def start(
         missing = [r for r in runs if r.name not in have]
         if missing:
             tmux.add_windows(srv, tname, missing, session.env())
-        died = restart_dead(project, session, srv)
+        died = restart_dead(project, session, srv, runs)
         if not missing and not died:
             output.step("tmux", f"{tname} running")
             return "running"
@@ -128,14 +129,16 @@ def dead_windows(project: Project, session: Session, srv: tmux.TmuxServer) -> li
     ]
 
 
-def restart_dead(project: Project, session: Session, srv: tmux.TmuxServer) -> list[str]:
-    """Restart, with their resume commands, the windows whose program has died; never a
-    live one. Returns their names."""
+def restart_dead(
+    project: Project, session: Session, srv: tmux.TmuxServer, runs: list[tmux.WindowRun]
+) -> list[str]:
+    """Restart, with their resume commands (`runs`: `window_runs(..., resume=True)`), the
+    windows whose program has died; never a live one. Returns their names."""
     dead = dead_windows(project, session, srv)
     if not dead:
         return []
     wanted = readiness.window_ports(project.settings.windows, session.ports)
-    for run in window_runs(project, session, resume=True, shell=window_shell(srv)):
+    for run in runs:
         if run.name in dead:
             restart.restart(srv, session, run, wanted[run.name], live=False)
     return dead
