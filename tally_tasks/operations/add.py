@@ -184,14 +184,15 @@ def plan(
     srv: tmux.TmuxServer,
     force: bool = False,
     tasks: ProjectTasks | None = None,
+    shell: str = "",
 ) -> bool:
     """The dry run of `run` (`force`: its --force, over existing copies): the same checks,
-    then each step's plan; False when the real add would refuse."""
+    then each step's plan; False when the real add would refuse. `shell`: as for `run`."""
     check_name(name)
     chosen = for_add(project, tasks)
     existing = _check_new(project, name)
     session = project.session(name, existing) if existing else project.new_session(name)
-    ctx = Context(project, session, srv, force=force)
+    ctx = Context(project, session, srv, force=force, shell=shell)
     lines: list[tuple[str, str]] = []
     refusals = []
     for _, step in chosen:
@@ -256,7 +257,7 @@ def create(
     shell = window_shell(srv)  # asked once: for the preflight and for the windows
     live.preflight(project, project.new_session(name), srv=srv, shell=shell)
     if dry_run:
-        return plan(project, name, srv, force, tasks)
+        return plan(project, name, srv, force, tasks, shell)
     session = run(project, name, srv, force=force, tasks=tasks, shell=shell)
     waits = wait and tmux.exists(srv, session.tmux_name)  # no tmux step: no windows
     found = live.problems(live.ready(project, session, srv)) if waits else ""

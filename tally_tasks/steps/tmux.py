@@ -172,7 +172,7 @@ def plan(ctx: Context) -> list[str]:
     """The windows exactly as `window_runs` types them; a folder the worktree (or the
     branch, before the worktree is made) lacks, and no link or copy makes, is refused."""
     project, session = ctx.project, ctx.session
-    shell = window_shell(ctx.server)
+    shell = ctx.shell or window_shell(ctx.server)
     try:
         runs = silently(lambda: window_runs(project, session, shell=shell))
     except TallyError as e:  # a window folder the worktree lacks
