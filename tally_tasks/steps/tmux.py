@@ -83,8 +83,8 @@ def start(
         raise TallyError(sessions.foreign_tmux_said(project, session, other))
     in_deleted = tmux.in_deleted_folders(shown or {})
     stale = [w for w in in_deleted if w in ours]
-    for other in (w for w in in_deleted if w not in ours):  # yours: an editor, say
-        output.warn("tmux", f"window {other} works in a deleted folder; not ours, left alone")
+    for win in (w for w in in_deleted if w not in ours):  # yours: an editor, say
+        output.warn("tmux", f"window {win} works in a deleted folder; not ours, left alone")
     if stale:
         output.warn("tmux", f"{', '.join(stale)}: working in a deleted folder, restarting")
         tmux.kill_windows(srv, tname, stale)
