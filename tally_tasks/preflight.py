@@ -119,15 +119,10 @@ def _noise(line: str) -> bool:
     return any(n in line for n in NO_TTY_NOISE)
 
 
-def warnings(finding: Finding, shell: str, activate: str) -> list[str]:
-    """The lines to show: what is missing and how to set it."""
-    broken, missing = split(finding, shell, activate)
-    return broken + missing
-
-
 def split(finding: Finding, shell: str, activate: str) -> tuple[list[str], list[str]]:
-    """(the activation fails: no window's command runs; a program some windows need is
-    missing: those windows say "not found", the session runs)."""
+    """The lines to show, what is missing and how to set it: (the activation fails: no
+    window's command runs; a program some windows need is missing: those windows say "not
+    found", the session runs)."""
     broken, missing = [], []
     name = os.path.basename(shell)
     if activate and finding.activate_status != 0:

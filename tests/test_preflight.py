@@ -44,13 +44,14 @@ def _activate(shell: str) -> str:
 def test_all_found(shell: str, tmp_path: Path) -> None:
     finding = preflight.check(shell, _activate(shell), WINDOWS, tmp_path, {})
     assert finding.activate_status == 0 and finding.missing == {}
-    assert preflight.warnings(finding, shell, _activate(shell)) == []
+    assert preflight.split(finding, shell, _activate(shell)) == ([], [])
 
 
 def test_workon_missing(shell: str, tmp_path: Path) -> None:
     finding = preflight.check(shell, "workon tally", WINDOWS, tmp_path, {})
     assert finding.activate_status not in (0, None) and finding.missing == {}
-    (line,) = preflight.warnings(finding, shell, "workon tally")
+    (line,), missing = preflight.split(finding, shell, "workon tally")
+    assert missing == []
     assert "`workon tally` fails in your login shell" in line and "tally.activate" in line
     assert "workon" in line  # what the shell said
 
@@ -59,7 +60,8 @@ def test_a_program_missing(shell: str, tmp_path: Path) -> None:
     windows = [*WINDOWS, Window("frontend", "frontend", "nosuchprog-x run dev", "")]
     finding = preflight.check(shell, "", windows, tmp_path, {})
     assert finding.missing == {"nosuchprog-x": ["frontend"]}
-    (line,) = preflight.warnings(finding, shell, "")
+    broken, (line,) = preflight.split(finding, shell, "")
+    assert broken == []
     assert line.startswith("nosuchprog-x is not found in your login shell")
     assert "frontend" in line and "tally.windows" in line
 
