@@ -36,11 +36,12 @@ def window_runs(
     values = session.values(project)
     kind = shell_.kind(shell or shell_.login_shell())
     activate = render(s.activate, values, shell_.quoter(kind)).strip()
+    # a dry run's plan comes before the worktree (or a folder add refuses is in its place)
+    checked_out = (session.worktree / ".git").exists()
     runs = []
     for i, win in enumerate(s.windows):
         folder = session.worktree / win.dir if win.dir else session.worktree
-        # a dry run's plan comes before the worktree (or a folder add refuses is in its place)
-        if (session.worktree / ".git").exists():
+        if checked_out:
             folder = config.window_folder(session.worktree, i, win, project.main)
         cmd = (win.resume_cmd if resume and win.resume_cmd else win.cmd).strip()
         line = shell_.joined(kind, activate, render(cmd, values))
