@@ -573,3 +573,14 @@ def test_an_unknown_name_is_a_one_line_error(sample: Sample, srv: libtmux.Server
         "no session named 'nope' (sessions: a); create it with: inv session.add --name nope"
     )
     assert [ln.split()[1] for ln in r.stdout.splitlines()] == ["tools"] * 2 + ["preflight"]
+
+
+def test_a_shell_no_line_is_written_for_is_one_problem_and_the_rest_is_checked(
+    sample: Sample, tmp_path: Path
+) -> None:
+    tcsh = tmp_path / "tcsh"  # a stand-in: doctor only looks at its name
+    tcsh.write_text('#!/bin/sh\nexec /bin/sh "$@"\n')
+    tcsh.chmod(0o755)
+    r = run_cli(["inv", "session.doctor"], sample.main, env={"SHELL": str(tcsh)})
+    assert_reported(r, f"$SHELL is {tcsh}, a shell tally-tasks cannot write window lines")
+    assert r.stderr.strip().splitlines()[-1].endswith("1 problem(s) found")

@@ -26,15 +26,16 @@ def check_tools(project: Project, report: Report) -> None:
             output.step("tools", f"{tool} found")
         else:
             report.bad("tools", f"{tool} is not on PATH; install it")
-    try:
-        shell_.kind(shell_.login_shell())
-    except TallyError as e:
-        report.bad("shell", str(e))
     have = tmux.version() if shutil.which("tmux") else None
     if have is not None and have < tmux.MIN_VERSION:
         report.bad(
             "tools", f"tmux {have[0]}.{have[1]} is too old; tally-tasks needs tmux 3.2 or newer"
         )
+    try:
+        shell_.kind(shell_.login_shell())
+    except TallyError as e:
+        report.bad("shell", str(e))
+        return  # the preflight runs in that shell: it would only fail the same way
     from . import live
 
     broken, missing = live.preflight_split(project, project.new_session("doctor"))
