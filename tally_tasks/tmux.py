@@ -348,10 +348,11 @@ def _type_when_ready(srv: TmuxServer, fresh: Sequence[_Fresh]) -> None:
         while left:
             late = time.monotonic() >= deadline
             ready = [f for f in left.values() if late or _editing(ttys[f.pane])]
-            with held():  # typed and struck off together
-                _type_all(srv, ready)
-                for f in ready:
-                    del left[f.pane]
+            if ready:
+                with held():  # typed and struck off together
+                    _type_all(srv, ready)
+                    for f in ready:
+                        del left[f.pane]
             if left:
                 time.sleep(0.005)
     except KeyboardInterrupt:
