@@ -15,19 +15,11 @@ from ..session import Project, Session, render
 from ..steps.tmux import attach_line, window_runs, window_shell
 
 
-def preflight_lines(
-    project: Project, session: Session, srv: tmux.TmuxServer | None = None, shell: str = ""
-) -> list[str]:
-    """What the windows' shell (`shell` when known, else tmux's default-shell on `srv`, else
-    $SHELL) says."""
-    broken, missing = preflight_split(project, session, srv, shell)
-    return broken + missing
-
-
 def preflight_split(
     project: Project, session: Session, srv: tmux.TmuxServer | None = None, shell: str = ""
 ) -> tuple[list[str], list[str]]:
-    """The preflight's lines as (the activation fails, programs some windows lack)."""
+    """What the windows' shell (`shell` when known, else tmux's default-shell on `srv`, else
+    $SHELL) says, as (the activation fails, programs some windows lack)."""
     s = project.settings
     shell = shell or (window_shell(srv) if srv is not None else shell_.login_shell())
     kind = shell_.kind(shell)
@@ -45,7 +37,8 @@ def preflight(
     shell: str = "",
 ) -> list[str]:
     """The preflight's warnings (`show`: as warning lines)."""
-    lines = preflight_lines(project, session, srv, shell)
+    broken, missing = preflight_split(project, session, srv, shell)
+    lines = broken + missing
     if show:
         for line in lines:
             output.warn("preflight", line)
