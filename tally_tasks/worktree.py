@@ -50,8 +50,9 @@ def listing(repo: repo_.Repo) -> list[Worktree]:
     return result
 
 
-def find(repo: repo_.Repo, path: Path) -> Worktree | None:
-    for wt in listing(repo):
+def find(repo: repo_.Repo, path: Path, listed: list[Worktree] | None = None) -> Worktree | None:
+    """git's record of the worktree at `path` (`listed`: `listing(repo)`, read already)."""
+    for wt in listing(repo) if listed is None else listed:
         if same(wt.path, path):
             return wt
     return None
