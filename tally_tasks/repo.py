@@ -229,9 +229,6 @@ class Refs:
     commits: dict[str, str] = field(default_factory=dict)  # name -> its commit
     gone: frozenset[str] = frozenset()  # the branches whose upstream is gone
 
-    def has(self, branch: str) -> bool:
-        return branch in self.branches
-
     def main_branch(self, into: str = "") -> str:
         """See `main_branch`."""
         if into:

@@ -172,11 +172,6 @@ def _git_making(path: Path) -> bool:
     return False
 
 
-def branch_clash(repo: repo_.Repo, branch: str) -> str:
-    """Why git cannot make `branch` beside the branches there are ("" when it can)."""
-    return repo_.refs(repo).clash(branch)
-
-
 def user_changes(path: Path, ours: set[str]) -> list[str]:
     """``git status`` lines of the user's changes, leaving out the tool's own paths.
 
