@@ -5,8 +5,8 @@
 #    when python3 cannot make a virtualenv;
 #  - creates a virtualenv in .venv and pip-installs this package with its test extras
 #    (invoke, fabric, and libtmux, pytest, hypothesis, ruff, mypy for the tests).
-# Safe to run again: it only does what is missing. pip runs again only when pyproject.toml
-# or the venv's Python changed (their hash is kept in .venv/.tally-bootstrap), or the
+# Safe to run again: it only does what is missing. pip runs again only when pyproject.toml,
+# setup.py or the venv's Python changed (their hash is kept in .venv/.tally-bootstrap), or the
 # package's scripts are gone.
 set -euo pipefail
 cd "$(dirname "$0")"

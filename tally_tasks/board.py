@@ -39,11 +39,6 @@ class Line:
     cells: tuple[str, ...]
 
 
-def agent_window(project: Project) -> str | None:
-    """The window the agent runs in (`panes.agent_or_last`)."""
-    return panes.agent_or_last(project.settings.windows)
-
-
 def _epoch(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -241,7 +236,6 @@ class Board:
     _marks: dict[str, tuple[int, ...]] = field(default_factory=dict)
     _git_at: float = -math.inf
     _states: dict[str, str] = field(default_factory=dict)
-    _primed: bool = False
     _holders: Remembered = field(default_factory=Remembered)
     _gitdirs: dict[str, str] = field(default_factory=dict)
 
@@ -298,7 +292,8 @@ class Board:
 
     def started_waiting(self, current: list[Line]) -> list[Line]:
         """The sessions whose agent has started waiting since the last call (none the first
-        time: a wait the user found on opening the dashboard is not news)."""
+        time, nor a session first seen waiting: a wait the user finds on opening the
+        dashboard is not news)."""
         fresh = [
             ln
             for ln in current
@@ -307,7 +302,4 @@ class Board:
             and self._states.get(ln.key, "waiting") != "waiting"
         ]
         self._states = {ln.key: ln.state for ln in current if ln.row is not None}
-        if not self._primed:
-            self._primed = True
-            return []
         return fresh

@@ -78,11 +78,7 @@ class TallyProgram(Program):
         if self.args.help.value not in (False, True, None) and (
             self.collection is None or self.args.help.value not in self.collection.task_names
         ):  # `help nosuch`: invoke would print its core help
-            commands = sorted(self.collection.task_names) if self.collection else []
-            output.error(
-                explain(ParseError(f"No idea what '{self.args.help.value}' is!"), commands)
-            )
-            raise Exit(code=1)
+            raise self._said(ParseError(f"No idea what '{self.args.help.value}' is!"))
         # `--complete`: session names where a session name goes, else invoke's candidates
         if self.args.complete.value and not (self.args.help.value or self.args.list.value):
             names = self.session_names()

@@ -28,7 +28,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Label, RichLog, Static
 
 from . import board as board_
-from . import output, remote, sessions, tmux
+from . import output, panes, remote, sessions, tmux
 from . import ports as ports_
 from . import repo as repo_
 from .errors import TallyError, one_line
@@ -319,9 +319,10 @@ class Dashboard(App[None]):
             pass  # closed just now
 
     def _draw(self, preview: tuple[tuple[str, str], str] | None) -> None:
-        for line in self.board.started_waiting(self.board.lines()):
+        every = self.board.lines()
+        for line in self.board.started_waiting(every):
             self._attention(line)
-        lines = board_.lines(self.board.answers, self.query_text)
+        lines = self.board.lines(self.query_text) if self.query_text else every
         table = self.table
         if [ln.key for ln in lines] == [ln.key for ln in self.shown]:
             # the same rows in the same order: only the cells that changed are drawn again
@@ -385,7 +386,7 @@ class Dashboard(App[None]):
     def _read_preview(self) -> tuple[tuple[str, str], str] | None:
         """(what, text) for the preview pane; runs in the refresh thread."""
         # before the first draw nothing is selected yet: the line that will be
-        line = self.current or next(iter(board_.lines(self.board.answers, self.query_text)), None)
+        line = self.current or next(iter(self.board.lines(self.query_text)), None)
         if line is None:
             return ("", ""), "no sessions; press n to make one"
         key = (line.key, self.view)
@@ -403,7 +404,7 @@ class Dashboard(App[None]):
             if self._preview_key == key:
                 return None  # git once per selection, not every second
             return key, _diff_stat(self.project, row)
-        agent = board_.agent_window(self.project)
+        agent = panes.agent_or_last(self.project.settings.windows)
         screens: dict[str, list[str] | None] = {}
         if self.view == "agent" and agent is not None:
             screens[agent] = tmux.capture(self.srv, row["tmux"], agent)  # one tmux call
@@ -544,10 +545,10 @@ class Dashboard(App[None]):
 
     @work(group="operation")
     async def action_remove(self) -> None:
-        line = self.selected()
-        if line is None or line.row is None:
-            self.say("remove: select a session first")
+        picked = self._chosen("remove")
+        if picked is None:
             return
+        line, row = picked
         name = line.name
         if line.host != board_.LOCAL:  # the host's own remove, as `remove --host` runs it
             host = self.hosts[line.host]
@@ -560,7 +561,7 @@ class Dashboard(App[None]):
                 return on_host(host, ["remove", "--name", name, *(["--force"] * force)])
 
         elif self.project is not None:
-            if tmux.current_session(self.srv) == line.row["tmux"]:
+            if tmux.current_session(self.srv) == row["tmux"]:
                 self.say(f"remove: the dashboard runs inside {name}'s tmux; remove it elsewhere")
                 return
             project, srv, tasks = self.project, self.srv, self.tasks
@@ -672,9 +673,9 @@ class Dashboard(App[None]):
             title = f"restart {name} on {line.host} ({', '.join(gone)})"
         elif self.project is not None:
             project, srv = self.project, self.srv
-            session = sessions.get(project, name)
 
-            def restart() -> bool:
+            def restart() -> bool:  # a session removed meanwhile: its error, on the screen
+                session = sessions.get(project, name)
                 done = live_.restart_windows(project, session, srv, live=False)
                 if done:
                     live_.wait(project, session, srv, done)

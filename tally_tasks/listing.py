@@ -21,14 +21,17 @@ def show(project: Project, json: bool = False, git: bool = False, brief: bool = 
     srv = tmux_.server(project.settings.tmux_socket)
     with_git = git or (json and not brief)
     snap = panes_.snapshot(srv)  # once, for the rows and the stale check
-    rows = status.rows(project, srv, git_state=with_git, snap=snap, pull_requests=json)
+    entries = sessions.load(project)  # once, too
+    rows = status.rows(
+        project, srv, git_state=with_git, snap=snap, pull_requests=json, entries=entries
+    )
     if json:
         output.data(_json.dumps(rows, indent=2))
     elif not rows:
         output.info("no sessions; create one with: " + output.command("add", "NAME"))
     else:
         output.table(table(rows, with_git))
-    for note in status.stale(project, srv, sessions.load(project), snap.paths):
+    for note in status.stale(project, srv, entries, snap.paths):
         output.warn("stale", note, to_stderr=json)
 
 

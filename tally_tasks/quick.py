@@ -91,10 +91,10 @@ def tally_config(main: Path, common_dir: Path) -> Any:
     """The `tally` mapping invoke's Config would give `tally-session` run in the checkout
     `main` (without INVOKE_* variables or a runtime file); `_Unsure` when it cannot say.
     The main checkout's YAML is kept parsed in `common_dir` (see `_Kept`)."""
-    from .config import DEFAULTS
+    from .config import DEFAULTS, plain
 
     kept = _Kept(common_dir / CACHE_FILE)
-    merged: dict[str, Any] = {"tally": _copy(DEFAULTS)}
+    merged: dict[str, Any] = {"tally": plain(DEFAULTS)}
     for base, keep in (
         ("/etc/invoke", None),
         (os.path.expanduser("~/.invoke"), None),
@@ -232,9 +232,3 @@ def _merge(base: dict[str, Any], updates: dict[str, Any]) -> None:
             _merge(base.setdefault(key, {}), value)
         else:
             base[key] = value
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    return value

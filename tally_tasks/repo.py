@@ -227,9 +227,7 @@ class Refs:
     current: str | None  # the main checkout's branch; None: detached, or no commit yet
     remote_heads: dict[str, str]  # remote -> the branch its HEAD names (origin -> main)
     commits: dict[str, str] = field(default_factory=dict)  # name -> its commit
-
-    def has(self, branch: str) -> bool:
-        return branch in self.branches
+    gone: frozenset[str] = frozenset()  # the branches whose upstream is gone
 
     def main_branch(self, into: str = "") -> str:
         """See `main_branch`."""
@@ -262,7 +260,8 @@ def refs(repo: Repo) -> Refs:
         repo,
         (
             "for-each-ref",
-            "--format=%(HEAD)%(refname)%00%(symref)%00%(tree)%00%(upstream)%00%(objectname)",
+            "--format=%(HEAD)%(refname)%00%(symref)%00%(tree)%00%(upstream)%00%(objectname)"
+            "%00%(upstream:track)",
             "refs/heads/",
             "refs/remotes/*/HEAD",
         ),
@@ -271,16 +270,19 @@ def refs(repo: Repo) -> Refs:
     current: str | None = None
     remote_heads: dict[str, str] = {}
     commits: dict[str, str] = {}
+    gone: set[str] = set()
     for line in out.splitlines():
         mark = line[:1]  # "*" for the branch checked out here
-        ref, symref, tree, upstream, commit = (line[1:].split("\0") + ["", "", "", ""])[:5]
+        ref, symref, tree, upstream, commit, track = (line[1:].split("\0") + [""] * 5)[:6]
         if ref.startswith("refs/heads/"):
             name = ref.removeprefix("refs/heads/")
             branches[name] = (tree, upstream)
             commits[name] = commit
+            if track == "[gone]":
+                gone.add(name)
             if mark == "*":
                 current = name
         elif symref:  # refs/remotes/origin/HEAD -> refs/remotes/origin/main
             remote = ref.removeprefix("refs/remotes/").removesuffix("/HEAD")
             remote_heads[remote] = symref.removeprefix(f"refs/remotes/{remote}/")
-    return Refs(branches, current, remote_heads, commits)
+    return Refs(branches, current, remote_heads, commits, frozenset(gone))

@@ -207,14 +207,13 @@ class Project:
         return paths
 
 
-_PORT_PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)_port\}")
-
-
 def window_ports(windows: Iterable[Window], ports: dict[str, int]) -> dict[str, list[int]]:
-    """Window name -> the session's ports its command (or resume command) names."""
+    """Window name -> the session's ports its command (or resume command) names (as
+    `render` fills them: ``${backend_port}`` is the shell's)."""
     found: dict[str, list[int]] = {}
     for win in windows:
-        names = _PORT_PLACEHOLDER.findall(win.cmd + " " + win.resume_cmd)
+        words = PLACEHOLDER.findall(win.cmd + " " + win.resume_cmd)
+        names = {w.removesuffix("_port") for w in words if w.endswith("_port")}
         found[win.name] = sorted({ports[n] for n in names if n in ports})
     return found
 

@@ -196,14 +196,16 @@ def rows(
     snap: panes_.Snapshot | None = None,
     pull_requests: bool = False,
     holders: Holders = ports_.holders,
+    entries: registry.Registry | None = None,
 ) -> list[dict[str, Any]]:
     """One dict per session, with `dirty`, `ahead`, `behind`, `merged` unless `git_state`
     is False, and then `pr` (a branch's pull request, when gh knows one) with `pull_requests`.
 
     `snap` is `panes.snapshot(srv)` when the caller already has it (one tmux call);
     `holders` tells who holds the listening ports (a pass over /proc: a caller that asks
-    every second may remember its answer, see `board.Remembered`)."""
-    entries = load(project)
+    every second may remember its answer, see `board.Remembered`); `entries` is
+    `sessions.load(project)` when the caller already has it (one read of the registry)."""
+    entries = load(project) if entries is None else entries
     if not entries:
         return []
     snap = panes_.snapshot(srv) if snap is None else snap

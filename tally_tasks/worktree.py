@@ -50,8 +50,9 @@ def listing(repo: repo_.Repo) -> list[Worktree]:
     return result
 
 
-def find(repo: repo_.Repo, path: Path) -> Worktree | None:
-    for wt in listing(repo):
+def find(repo: repo_.Repo, path: Path, listed: list[Worktree] | None = None) -> Worktree | None:
+    """git's record of the worktree at `path` (`listed`: `listing(repo)`, read already)."""
+    for wt in listing(repo) if listed is None else listed:
         if same(wt.path, path):
             return wt
     return None
@@ -169,11 +170,6 @@ def _git_making(path: Path) -> bool:
         if b"worktree" in argv and b"add" in argv and want in argv:
             return True
     return False
-
-
-def branch_clash(repo: repo_.Repo, branch: str) -> str:
-    """Why git cannot make `branch` beside the branches there are ("" when it can)."""
-    return repo_.refs(repo).clash(branch)
 
 
 def user_changes(path: Path, ours: set[str]) -> list[str]:

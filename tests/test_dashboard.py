@@ -15,7 +15,7 @@ import webbrowser
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import libtmux
 import pytest
@@ -31,6 +31,8 @@ from tally_tasks.dashboard import Ask, Confirm, Dashboard, Operation, Sessions
 from tally_tasks.operations import add as add_op
 from tally_tasks.ports import is_free
 from tally_tasks.steps.project import ProjectTasks
+
+S = TypeVar("S")
 
 
 def drive(app: Dashboard, script: Callable[[Pilot[None]], Awaitable[None]]) -> None:
@@ -65,22 +67,37 @@ async def asked(pilot: Pilot[None], app: Dashboard, timeout: float = 15.0) -> As
     return ask
 
 
+async def on_top(pilot: Pilot[None], app: Dashboard, kind: type[S], timeout: float = 15.0) -> S:
+    """The screen of `kind` once it is on top."""
+    screen: S = await until(pilot, lambda: isinstance(app.screen, kind) and app.screen, timeout)
+    return screen
+
+
+async def finished(pilot: Pilot[None], app: Dashboard, timeout: float = 30.0) -> Operation:
+    """The operation's screen once it says it is done."""
+    op = await on_top(pilot, app, Operation)
+    await until(pilot, lambda: op.done, timeout)
+    return op
+
+
 async def type_text(pilot: Pilot[None], text: str) -> None:
     await pilot.press(*text)
 
 
+def drawn(app: Dashboard) -> list[list[str]]:
+    """Each row's cells as drawn, in the table's order."""
+    t = app.query_one(Sessions)
+    return [[c.plain for c in t.get_row_at(i)] for i in range(t.row_count)]
+
+
 def table(app: Dashboard) -> dict[str, list[str]]:
     """NAME -> the row's cells as drawn, in the table's order."""
-    t = app.query_one(Sessions)
-    rows = [[c.plain for c in t.get_row_at(i)] for i in range(t.row_count)]
-    return {r[0]: r for r in rows}
+    return {r[0]: r for r in drawn(app)}
 
 
 def on(app: Dashboard, host: str) -> dict[str, list[str]]:
     """With a HOST column: NAME -> the row's cells, of `host`'s rows."""
-    t = app.query_one(Sessions)
-    rows = [[c.plain for c in t.get_row_at(i)] for i in range(t.row_count)]
-    return {r[1]: r for r in rows if r[0] == host}
+    return {r[1]: r for r in drawn(app) if r[0] == host}
 
 
 def preview(app: Dashboard) -> str:
@@ -184,8 +201,7 @@ async def new_session(pilot: Pilot[None], app: Dashboard, name: str) -> Operatio
     await asked(pilot, app)
     await type_text(pilot, name)
     await pilot.press("enter")
-    screen: Operation = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
-    await until(pilot, lambda: screen.done, timeout=30)
+    screen = await finished(pilot, app, 30)
     return screen
 
 
@@ -322,8 +338,7 @@ def test_r_restarts_a_dead_server_and_waits_for_it(sample: Sample, srv: libtmux.
         await until(pilot, lambda: ports().startswith(f"{backend}✗"))
         assert table(app)["alpha"][2].startswith("running")  # the agent is fine
         await pilot.press("r")
-        op = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
-        await until(pilot, lambda: op.done, timeout=40)
+        op = await finished(pilot, app, 40)
         said = "\n".join(op.said)
         assert "✓ backend      restarted" in said and f"up on :{backend}" in said, said
         assert "frontend     running, left alone" in said  # a live one is not touched
@@ -340,13 +355,12 @@ def test_d_removes_after_showing_the_dry_run(sample: Sample, srv: libtmux.Server
     async def script(pilot: Pilot[None]) -> None:
         await until(pilot, lambda: "alpha" in table(app))
         await pilot.press("d")
-        screen = await until(pilot, lambda: isinstance(app.screen, Confirm) and app.screen)
+        screen = await on_top(pilot, app, Confirm)
         assert "Would remove session alpha (dry run: nothing changed)" in screen.lines[0]
         assert any("kill tally-alpha" in line for line in screen.lines)
         assert "alpha" in sample.registry()  # a dry run so far
         await pilot.press("y")
-        op = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
-        await until(pilot, lambda: op.done, timeout=30)
+        op = await finished(pilot, app, 30)
         assert any("✓ registry" in line for line in op.said)
         await pilot.press("enter")
         await until(pilot, lambda: "alpha" not in table(app))
@@ -367,7 +381,7 @@ def test_d_shows_the_refusal_and_force_needs_the_name_typed(
     async def script(pilot: Pilot[None]) -> None:
         await until(pilot, lambda: "alpha" in table(app))
         await pilot.press("d")
-        refused = await until(pilot, lambda: isinstance(app.screen, Confirm) and app.screen)
+        refused = await on_top(pilot, app, Confirm)
         said = "\n".join(refused.lines)
         assert "refuse" in said and "precious.txt" in said, said
         await pilot.press("f")  # see what --force would do
@@ -377,8 +391,7 @@ def test_d_shows_the_refusal_and_force_needs_the_name_typed(
         await type_text(pilot, typed)
         await pilot.press("enter")
         if typed == "alpha":
-            op = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
-            await until(pilot, lambda: op.done, timeout=30)
+            await finished(pilot, app, 30)
         else:
             await until(pilot, lambda: "not confirmed" in app.message())
 
@@ -545,14 +558,13 @@ def test_a_hosts_session_is_removed_by_the_hosts_own_remove(
         await pilot.press("enter")  # headless: says the ssh line to the host's own attach
         await until(pilot, lambda: "ssh" in app.message() and "attach web" in app.message())
         await pilot.press("d")
-        refused = await until(pilot, lambda: isinstance(app.screen, Confirm) and app.screen, 30)
+        refused = await on_top(pilot, app, Confirm, 30)
         assert any("mine.txt" in line for line in refused.lines), refused.lines
         await pilot.press("f")
         await asked(pilot, app, 30)
         await type_text(pilot, "web")
         await pilot.press("enter")
-        op = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
-        await until(pilot, lambda: op.done, timeout=60)
+        op = await finished(pilot, app, 60)
         assert any("✓ registry" in line for line in op.said), op.said
 
     drive(app, script)
@@ -594,7 +606,7 @@ def test_s_and_r_on_a_hosts_session_run_the_hosts_own_send_and_restart(
         os.kill(server, signal.SIGTERM)  # the host's dev server dies in its window
         await until(pilot, lambda: f"{backend}✗" in port_cells(), 30)
         await pilot.press("r")
-        op = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
+        op = await on_top(pilot, app, Operation)
         assert "on box1 (backend)" in op.title_text
         await until(pilot, lambda: op.done, timeout=60)
         said = "\n".join(op.said)
@@ -668,7 +680,7 @@ def test_n_on_a_hosts_row_adds_there_unless_told_local(
         assert str(ask.prompt).startswith("New session on box1:")
         await type_text(pilot, "api")
         await pilot.press("enter")
-        op = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
+        op = await on_top(pilot, app, Operation)
         assert op.title_text == "add api on box1"
         await until(pilot, lambda: op.done, timeout=60)
         said = "\n".join(op.said)
@@ -685,7 +697,7 @@ def test_n_on_a_hosts_row_adds_there_unless_told_local(
             if says:
                 await until(pilot, lambda s=says: s in app.message())
                 continue
-            op = await until(pilot, lambda: isinstance(app.screen, Operation) and app.screen)
+            op = await on_top(pilot, app, Operation)
             assert op.title_text == "add here"
             await until(pilot, lambda o=op: o.done, timeout=60)
 

@@ -93,8 +93,9 @@ def test_a_missing_window(srv: libtmux.Server, tmp_path: Path) -> None:
         ("serve {frontend_port} {backend_port}", "", [5001, 8001]),
         ("x", "y {backend_port}", [8001]),
         ("{storybook_port}", "", []),
+        ('serve "${backend_port}"', "", []),
     ],
-    ids=["backend", "agent", "two", "resume-only", "unknown-port"],
+    ids=["backend", "agent", "two", "resume-only", "unknown-port", "shell-variable"],
 )
 def test_window_ports(cmd: str, resume: str, expected: list[int]) -> None:
     got = readiness.window_ports(

@@ -433,7 +433,7 @@ def test_a_branch_git_cannot_make_beside_another_is_said_plainly(
     sample: Sample, repo: repo_.Repo, have: str, want: str, clash: str
 ) -> None:
     git(sample.main, "branch", have)
-    got = worktree.branch_clash(repo, want)
+    got = repo_.refs(repo).clash(want)
     assert clash in got if clash else got == ""
     if clash:
         with pytest.raises(TallyError, match="pick another name"):

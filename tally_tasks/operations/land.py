@@ -90,7 +90,8 @@ def check(project: Project, name: str, method: str, message: str = "") -> Plan:
             f"session {name} cannot land: " + "; ".join(problems) + ". Commit or move what you "
             "want to keep (a stash: pop or drop it), then land again"
         )
-    into = repo_.main_branch(repo, project.settings.land_into)
+    refs = repo_.refs(repo)
+    into = refs.main_branch(project.settings.land_into)
     current = repo_.current_branch(repo)
     if current != into:
         switch = output.on_host(f"git -C {_q(project.main)} switch {into}")
@@ -107,7 +108,7 @@ def check(project: Project, name: str, method: str, message: str = "") -> Plan:
     into_old, tip = repo_.run(
         repo, "rev-parse", f"refs/heads/{into}", f"refs/heads/{session.branch}"
     ).split()
-    landed = merged.landed(repo, session.branch, merged.targets(repo, into))
+    landed = merged.landed(repo, session.branch, merged.targets(repo, into, refs), tip)
     if (
         landed is not None
         and landed.how == "merged"

@@ -15,19 +15,11 @@ from ..session import Project, Session, render
 from ..steps.tmux import attach_line, window_runs, window_shell
 
 
-def preflight_lines(
-    project: Project, session: Session, srv: tmux.TmuxServer | None = None, shell: str = ""
-) -> list[str]:
-    """What the windows' shell (`shell` when known, else tmux's default-shell on `srv`, else
-    $SHELL) says."""
-    broken, missing = preflight_split(project, session, srv, shell)
-    return broken + missing
-
-
 def preflight_split(
     project: Project, session: Session, srv: tmux.TmuxServer | None = None, shell: str = ""
 ) -> tuple[list[str], list[str]]:
-    """The preflight's lines as (the activation fails, programs some windows lack)."""
+    """What the windows' shell (`shell` when known, else tmux's default-shell on `srv`, else
+    $SHELL) says, as (the activation fails, programs some windows lack)."""
     s = project.settings
     shell = shell or (window_shell(srv) if srv is not None else shell_.login_shell())
     kind = shell_.kind(shell)
@@ -45,7 +37,8 @@ def preflight(
     shell: str = "",
 ) -> list[str]:
     """The preflight's warnings (`show`: as warning lines)."""
-    lines = preflight_lines(project, session, srv, shell)
+    broken, missing = preflight_split(project, session, srv, shell)
+    lines = broken + missing
     if show:
         for line in lines:
             output.warn("preflight", line)
@@ -95,6 +88,15 @@ def wait(
         )
 
 
+def _known_window(project: Project, session: Session, window: str | None) -> None:
+    """A clear error when `window` (None: any) is not one of the session's windows."""
+    names = [w.name for w in project.settings.windows]
+    if window is not None and window not in names:
+        raise TallyError(
+            f"session {session.name} has no window {window!r} (it has: {', '.join(names)})"
+        )
+
+
 def restart_windows(
     project: Project,
     session: Session,
@@ -109,9 +111,7 @@ def restart_windows(
             f"worktree {session.worktree} is missing; make it again with: "
             + output.command("worktree", session.name)
         )
-    if window is not None and window not in [w.name for w in project.settings.windows]:
-        names = ", ".join(w.name for w in project.settings.windows)
-        raise TallyError(f"session {session.name} has no window {window!r} (it has: {names})")
+    _known_window(project, session, window)
     if session.tmux_name not in tmux.running(srv):
         raise TallyError(
             f"tmux session {session.tmux_name} is not running; start it with: "
@@ -136,15 +136,11 @@ def send(
 ) -> str:
     """Type `text` and Enter into the session's agent window (or `window`), as a user types
     it there (a prompt, or "yes" to a permission question). Returns the window."""
-    names = [w.name for w in project.settings.windows]
-    if window is not None and window not in names:
-        raise TallyError(
-            f"session {session.name} has no window {window!r} (it has: {', '.join(names)})"
-        )
+    _known_window(project, session, window)
     target = window or panes.agent_or_last(project.settings.windows)
     if target is None:
         raise TallyError("tally.windows is empty; configure at least one window")
-    if session.tmux_name not in tmux.running(srv):
+    if not tmux.exists(srv, session.tmux_name):
         raise TallyError(
             f"session {session.name} is not running; start it with: "
             + output.command("resume", session.name)

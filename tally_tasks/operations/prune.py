@@ -75,31 +75,24 @@ def run(
 def finished(project: Project, repo: repo_.Repo, merged_: bool, gone: bool) -> list[Finished]:
     """The registered sessions whose branch is merged (`merged_`) or whose upstream is gone."""
     entries = sessions.load(project)
-    refs = repo_.run(
-        repo,
-        "for-each-ref",
-        "--format=%(refname:short)%00%(upstream:short)%00%(upstream:track)",
-        "refs/heads/",
-    )
-    upstreams: dict[str, tuple[str, str]] = {}
-    for line in refs.splitlines():
-        branch, upstream, track = (line.split("\0") + ["", ""])[:3]
-        upstreams[branch] = (upstream, track)
-    into = merged.targets(repo, repo_.main_branch(repo, project.settings.land_into))
+    refs = repo_.refs(repo)  # one git call: the branches, their tips and upstreams, main
+    into = merged.targets(repo, refs.main_branch(project.settings.land_into), refs)
     found = []
     for name, entry in entries.items():
         session = project.session(name, entry)
         branch = session.branch
-        if branch not in upstreams:
+        if branch not in refs:
             continue  # no branch: nothing to say about it (doctor does)
-        landed = merged.landed(repo, branch, into) if merged_ else None
+        tip = refs.commits.get(branch, "")
+        landed = merged.landed(repo, branch, into, tip) if merged_ else None
         # a branch that never moved since add made it is "merged": a session just begun
         begun = landed is not None and landed.how == "merged"
         if landed is not None and not (begun and merged.untouched(project.common_dir, branch)):
             found.append(Finished(session, f"{branch} is {landed}"))
             continue
-        upstream, track = upstreams[branch]
-        if gone and upstream and track == "[gone]":
+        if gone and branch in refs.gone:
+            upstream = refs.branches[branch][1].removeprefix("refs/remotes/")
+            upstream = upstream.removeprefix("refs/heads/")  # a local branch's
             found.append(Finished(session, f"{branch}'s upstream {upstream} is gone"))
     return found
 

@@ -422,7 +422,8 @@ def plan(
     wt = session.worktree
     output.info(output.bold(f"Would remove session {name} (dry run: nothing changed)"))
     with repo_.open_repo(project.main) as repo:
-        known = worktree.find(repo, wt)
+        listed = worktree.listing(repo)  # a dry run changes nothing: one reading serves
+        known = worktree.find(repo, wt, listed)
         why = refusal(project, session, known)
         if why:
             refuse_lines([why + " (--force does not change this)"], "nothing would be removed")
@@ -468,9 +469,7 @@ def plan(
             _said_ignored(ign, force, plan=True)
         delete, why = branch_fate(project, repo, session.branch, force, keep_branch)
         elsewhere = [
-            w.path
-            for w in worktree.listing(repo)
-            if w.branch == session.branch and not worktree.same(w.path, wt)
+            w.path for w in listed if w.branch == session.branch and not worktree.same(w.path, wt)
         ]
         if delete and elsewhere:
             plan_line("branch", f"keep {session.branch}: checked out at {elsewhere[0]}")
