@@ -147,7 +147,12 @@ def foreign_tmux(session: Session, paths: Iterable[str] | None) -> str:
     return found[0]
 
 
-def foreign_tmux_said(project: Project, session: Session, where: str) -> str:
+def foreign_tmux_said(project: Project, session: Session, paths: Iterable[str] | None) -> str:
+    """What to say when the tmux session of `session`'s name is not this session's
+    (`foreign_tmux`); "" when it is, or there is none."""
+    where = foreign_tmux(session, paths)
+    if not where:
+        return ""
     tname = session.tmux_name
     return (
         f"a tmux session {tname} already runs, working in {where}, not in "

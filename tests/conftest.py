@@ -61,6 +61,11 @@ elif prog == "claude" and sys.stdin.isatty():
 """
 
 
+def pane(srv: libtmux.Server, target: str) -> str:
+    """The visible screen of pane `target` (capture-pane), as one string."""
+    return "\n".join(srv.cmd("capture-pane", "-p", "-t", target).stdout)
+
+
 def poll(fn: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
     """Call `fn` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

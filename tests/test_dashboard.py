@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import libtmux
 import pytest
 import test_remote
-from conftest import VENV_BIN, Sample, git, imported_by, poll, run_cli, silent_server
+from conftest import VENV_BIN, Sample, git, imported_by, pane, poll, run_cli, silent_server
 from invoke import Collection, Config, Context, task
 from test_remote import SSHD, FakeHost
 from textual.pilot import Pilot
@@ -111,10 +111,6 @@ def app_for(sample: Sample, srv: libtmux.Server, **kw: Any) -> Dashboard:
 def add(sample: Sample, srv: libtmux.Server, *names: str) -> None:
     for name in names:
         add_op.run(sample.project(), name, srv)
-
-
-def pane(srv: libtmux.Server, target: str) -> str:
-    return "\n".join(srv.cmd("capture-pane", "-p", "-t", target).stdout)
 
 
 hosts = test_remote.hosts  # the fixture: two hosts, each a real sshd and main checkout

@@ -15,7 +15,7 @@ from typing import Any
 
 import libtmux
 import pytest
-from conftest import Sample, poll, run_cli
+from conftest import Sample, pane, poll, run_cli
 
 from tally_tasks import agent, ports, tmux
 
@@ -253,10 +253,6 @@ def test_agent_states_in_list_and_on_waiting_once(
     poll(lambda: _agent(sample, "x").get("state") == "exited", timeout=20)
 
 
-def _pane(srv: libtmux.Server, target: str) -> str:
-    return "\n".join(srv.cmd("capture-pane", "-p", "-t", target).stdout)
-
-
 def test_send_types_a_line_into_the_agents_window(
     sample: Sample, srv: libtmux.Server, standin_claude: Path
 ) -> None:
@@ -274,7 +270,7 @@ def test_send_types_a_line_into_the_agents_window(
     r = inv(sample, "session.send", "x", line, "--window", "backend")
     assert r.returncode == 0, r.stderr
     assert lines(r, "✓ send         x: typed into backend")
-    poll(lambda: line in _pane(srv, "=tally-x:=backend"))
+    poll(lambda: line in pane(srv, "=tally-x:=backend"))
 
 
 @pytest.mark.parametrize(

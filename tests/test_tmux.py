@@ -11,7 +11,7 @@ from pathlib import Path
 
 import libtmux
 import pytest
-from conftest import Sample, poll
+from conftest import Sample, pane, poll
 
 from tally_tasks import tmux
 from tally_tasks.errors import TallyError
@@ -101,7 +101,7 @@ def test_typed_line_runs_exactly_as_written(
     assert calls[-1]["argv"] == argv
     assert len(calls) == want
     # the shell saw the line as written, trailing `;` included
-    poll(lambda: line in "\n".join(srv.cmd("capture-pane", "-p", "-t", "=tally-x:=w").stdout))
+    poll(lambda: line in pane(srv, "=tally-x:=w"))
 
 
 def test_create_refuses_a_duplicate_and_leaves_the_running_one(

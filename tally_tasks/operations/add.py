@@ -69,9 +69,9 @@ def _tmux_taken(project: Project, name: str, srv: tmux.TmuxServer) -> str:
     panes = tmux.windows(srv, fresh.tmux_name)
     if panes is None:
         return ""
-    other = sessions.foreign_tmux(fresh, panes.values())
-    if other:
-        return sessions.foreign_tmux_said(project, fresh, other)
+    said = sessions.foreign_tmux_said(project, fresh, panes.values())
+    if said:
+        return said
     return (
         f"a tmux session {fresh.tmux_name} already runs but no session {name!r} is "
         "registered; end it with: " + output.on_host(f"tmux kill-session -t ={fresh.tmux_name}")

@@ -265,10 +265,9 @@ def run(
         # Run from one of the session's own windows, killing tmux first would hang up on
         # this very process halfway: then tmux goes last, and the hang-up is ignored.
         panes = tmux.windows(srv, session.tmux_name) or {}
-        other = sessions.foreign_tmux(session, panes.values())
-        inside = not other and tmux.current_session(srv) == session.tmux_name
-        if other:
-            said = sessions.foreign_tmux_said(project, session, other)
+        said = sessions.foreign_tmux_said(project, session, panes.values())
+        inside = not said and tmux.current_session(srv) == session.tmux_name
+        if said:
             output.warn("tmux", f"{said}; left alone")
         elif inside:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)

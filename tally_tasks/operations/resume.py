@@ -29,8 +29,8 @@ def run(project: Project, srv: tmux.TmuxServer, name: str | None = None) -> list
         why = sessions.misplaced(project, session.worktree)
         if why:
             output.warn("resume", f"{n}: its worktree {session.worktree} {why}; not started")
-        elif other := sessions.foreign_tmux(session, live.get(session.tmux_name)):
-            output.warn("resume", f"{n}: " + sessions.foreign_tmux_said(project, session, other))
+        elif said := sessions.foreign_tmux_said(project, session, live.get(session.tmux_name)):
+            output.warn("resume", f"{n}: {said}")
         elif session.tmux_name in live:
             output.step("resume", f"{n}: already running")
         elif not session.worktree.is_dir():

@@ -79,9 +79,9 @@ def start(
     shell = shell or window_shell(srv)
     ours = {w.name for w in project.settings.windows}
     shown = None if absent else tmux.windows(srv, tname)  # None: no such session
-    other = sessions.foreign_tmux(session, (shown or {}).values())
-    if other:
-        raise TallyError(sessions.foreign_tmux_said(project, session, other))
+    said = sessions.foreign_tmux_said(project, session, (shown or {}).values())
+    if said:
+        raise TallyError(said)
     in_deleted = tmux.in_deleted_folders(shown or {})
     stale = [w for w in in_deleted if w in ours]
     for win in (w for w in in_deleted if w not in ours):  # yours: an editor, say
@@ -226,9 +226,9 @@ def check(ctx: Context, report: Report) -> Checked:
             )
         return Checked(mend=(session.tmux_name,))
     shown = tmux.windows(ctx.server, session.tmux_name) or {}
-    other = sessions.foreign_tmux(session, shown.values())
-    if other:
-        report.bad(session.name, sessions.foreign_tmux_said(project, session, other))
+    said = sessions.foreign_tmux_said(project, session, shown.values())
+    if said:
+        report.bad(session.name, said)
         return Checked()
     missing = [w for w in want if w not in shown]
     stale = [w for w in tmux.in_deleted_folders(shown) if w in want]
