@@ -1023,6 +1023,9 @@ def test_a_window_of_yours_in_a_deleted_folder_is_left_alone(
     session = add_op.run(project, "x", srv)
     sample.wait_calls("claude")
     srv.cmd("new-window", "-d", "-t", "=tally-x:", "-n", "notes", "-c", str(session.worktree))
+    # its shell in the worktree first (deleted before tmux's child got there, it would
+    # start in HOME instead)
+    poll(lambda: (tmux.windows(srv, "tally-x") or {}).get("notes") == str(session.worktree))
     shutil.rmtree(session.worktree)
     worktree_step.create(project, session)
     poll(lambda: "notes" in tmux.windows_in_deleted_folders(srv, "tally-x"), timeout=10)
