@@ -51,7 +51,9 @@ class TaskContext(ParserContext):
 
     _BUILT_LATER = frozenset(("args", "positional_args", "flags", "inverse_flags"))
 
-    def __init__(self, name: str, aliases: Any, task: Task, ignore_unknown_help: Any) -> None:
+    def __init__(
+        self, name: str | None, aliases: Any, task: Task, ignore_unknown_help: Any
+    ) -> None:
         self.name, self.aliases = name, aliases
         self._pending: tuple[Task, Any] | None = (task, ignore_unknown_help)
 
