@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,9 +128,42 @@ def _git(
             errors="replace" if text else None,
         )
     except FileNotFoundError:
-        if not repo.path.is_dir():
-            raise TallyError(f"{repo.path} does not exist") from None
-        raise TallyError("git is not installed or not on PATH; install git first") from None
+        raise _not_found(repo) from None
+
+
+def _not_found(repo: Repo) -> TallyError:
+    if not repo.path.is_dir():
+        return TallyError(f"{repo.path} does not exist")
+    return TallyError("git is not installed or not on PATH; install git first")
+
+
+def begun(repo: Repo, *args: str) -> Callable[[], str]:
+    """`run`, started now and read when the returned function is called: git works while
+    the caller asks something else (a failure is raised then, as `run` raises it)."""
+    try:
+        proc = subprocess.Popen(
+            ["git", *args],
+            cwd=repo.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
+    except FileNotFoundError:
+        raise _not_found(repo) from None
+
+    def result() -> str:
+        try:
+            out, err = proc.communicate()
+        except BaseException:  # Ctrl-C while waiting: leave no git behind
+            proc.kill()
+            proc.wait()
+            raise
+        if proc.returncode != 0:
+            raise _failed(args, err, proc.returncode)
+        return str(out)
+
+    return result
 
 
 def _failed(args: tuple[str, ...], stderr: str, code: int) -> TallyError:

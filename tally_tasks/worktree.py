@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,19 @@ class Worktree:
 
 def listing(repo: repo_.Repo) -> list[Worktree]:
     """Every worktree git knows of (the main checkout first)."""
-    out = repo_.run(repo, "worktree", "list", "--porcelain", "-z")
+    return _parsed(repo_.run(repo, *_LIST))
+
+
+def listing_begun(repo: repo_.Repo) -> Callable[[], list[Worktree]]:
+    """`listing`, started now, read when the returned function is called."""
+    result = repo_.begun(repo, *_LIST)
+    return lambda: _parsed(result())
+
+
+_LIST = ("worktree", "list", "--porcelain", "-z")
+
+
+def _parsed(out: str) -> list[Worktree]:
     result: list[Worktree] = []
     for block in out.split("\0\0"):
         fields = [f for f in block.split("\0") if f]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
+from conftest import Sample
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -52,3 +54,34 @@ def test_branch_name_ok_is_gits_answer(name: str) -> None:
 @given(st.text(alphabet="aHEAD.-_/lock", min_size=1, max_size=12))
 def test_branch_name_ok_is_gits_rule_for_every_name_of_its_characters(name: str) -> None:
     assert branch_name_ok(name) == git_says(name), name
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("worktree", "list", "--porcelain"), ("rev-parse", "--verify", "nosuch"), ("nosuch",)],
+    ids=["answer", "git-says-no", "no-such-command"],
+)
+def test_begun_gives_what_run_gives(sample: Sample, args: tuple[str, ...]) -> None:
+    """A git call started early answers (or fails) exactly as the same call run at once."""
+    from tally_tasks.errors import TallyError
+    from tally_tasks.repo import Repo, begun, run
+
+    repo = Repo(sample.main)
+    result = begun(repo, *args)
+    try:
+        now: object = run(repo, *args)
+    except TallyError as e:
+        now = str(e)
+    try:
+        later: object = result()
+    except TallyError as e:
+        later = str(e)
+    assert later == now
+
+
+def test_begun_in_a_folder_that_is_gone(tmp_path: Path) -> None:
+    from tally_tasks.errors import TallyError
+    from tally_tasks.repo import Repo, begun
+
+    with pytest.raises(TallyError, match="does not exist"):
+        begun(Repo(tmp_path / "gone"), "status")
