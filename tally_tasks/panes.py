@@ -37,7 +37,7 @@ _FORMAT = "\t".join(
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Pane:
     """One pane of a session's window, as tmux lists it."""
 

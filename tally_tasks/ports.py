@@ -109,7 +109,7 @@ def allocate(
     return {n: found[n] for n in bases}
 
 
-@dataclass(frozen=True)
+@dataclass
 class Holder:
     """A process listening on a port (what ``lsof -i :PORT`` would show)."""
 

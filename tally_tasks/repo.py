@@ -252,7 +252,7 @@ def main_branch(repo: Repo, into: str = "") -> str:
     return into or refs(repo).main_branch()
 
 
-@dataclass(frozen=True)
+@dataclass
 class Refs:
     """The local branches, the one checked out in the main checkout and the remotes' HEADs,
     from one ``git for-each-ref``: what add and remove ask of refs, answered together."""

@@ -13,7 +13,7 @@ from . import repo as repo_
 from .errors import TallyError
 
 
-@dataclass(frozen=True)
+@dataclass
 class Worktree:
     """One of git's worktree records (`git worktree list`)."""
 
@@ -218,7 +218,7 @@ def user_changes(path: Path, ours: set[str]) -> list[str]:
     return lines
 
 
-@dataclass(frozen=True)
+@dataclass
 class Ignored:
     """The git-ignored files in a worktree that are not the tool's own: each ignored folder
     (git's own, without looking through it) and loose file with its number of files, and
