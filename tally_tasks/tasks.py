@@ -31,7 +31,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class TallyTask(Task):
-    """A task whose flags never take ``-h``: that stays invoke's help (``--host`` is ``-o``)."""
+    """A task whose flags never take ``-h``: that stays invoke's help (``--host`` is ``-o``),
+    and whose positional arguments are worked out (from its signature) when first asked
+    for, not when the module is imported: a command uses one task of the collection."""
+
+    _positional: Any = None
+
+    @property
+    def positional(self) -> Any:
+        if self._positional is None:
+            self._positional = list(Task.fill_implicit_positionals(self, None))
+        return self._positional
+
+    @positional.setter
+    def positional(self, value: Any) -> None:
+        self._positional = value
+
+    def fill_implicit_positionals(self, positional: Any) -> Any:
+        return positional  # None: the property above works them out on first use
 
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
         # -o stays --host's whatever comes before it (--no-wait would take it)

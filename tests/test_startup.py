@@ -278,3 +278,18 @@ def test_every_task_builds_its_arguments() -> None:
 
     for context in task_contexts(ns):
         assert context.args is not None, context.name
+
+
+def test_a_tasks_positional_arguments_are_invokes() -> None:
+    """Worked out on first use (TallyTask), they are what invoke's Task gives."""
+    from invoke import Task
+
+    from tally_tasks import ns
+    from tally_tasks.tasks import TallyTask
+
+    for name in ns.task_names:
+        ours = ns[name]
+        assert isinstance(ours, TallyTask)
+        theirs = Task(ours.body)
+        assert list(ours.positional) == list(theirs.positional), name
+    assert ns["session.add"].positional == ["name"]
