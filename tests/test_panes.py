@@ -46,6 +46,15 @@ def test_snapshot_tells_programs_from_idle_shells(srv: libtmux.Server, tmp_path:
     assert snap["sleep"].started is not None and abs(snap["sleep"].started - time.time()) < 30
     assert snap["sleep"].path == str(tmp_path)
     assert snap["idle"].shell_started is not None
+    # what runs, named as tmux names it (read from /proc on Linux, tmux's word elsewhere)
+    told = dict(
+        line.split("\t")
+        for line in srv.cmd(
+            "list-panes", "-s", "-t", "=s", "-F", "#{window_name}\t#{pane_current_command}"
+        ).stdout
+    )
+    assert {w: p.command for w, p in snap.items()} == told
+    assert snap["sleep"].command == "sleep"
 
 
 def test_a_dead_pane(srv: libtmux.Server, tmp_path: Path) -> None:
