@@ -362,16 +362,17 @@ def remove(repo: repo_.Repo, path: Path) -> bool:
         repo_.ok(repo, "worktree", "unlock", str(path))  # else prune keeps its record
     removed = False  # by git: folder and record
     if path.is_dir():
-        # A read-only folder (Go's module cache, some npm packages) stops git halfway,
-        # and git forgets the worktree all the same: open them up first.
-        make_removable(path)
         try:
             repo_.run(repo, "worktree", "remove", "--force", "--force", str(path))
             removed = not os.path.lexists(path)
         except TallyError:
             if path.is_symlink() or not path.is_dir():
                 raise
-            # git refused (a broken .git file) or stopped halfway: the rest goes below
+            # git refused (a broken .git file) or stopped halfway: a read-only folder (Go's
+            # module cache, some npm packages) stops it at its first file, and git forgets
+            # the worktree all the same. Opened up, the rest goes below; the folders are
+            # walked only then, not on every remove.
+            make_removable(path)
     if path.is_dir() and not path.is_symlink():
         # rmtree unlinks symlinks, it never follows them
         import shutil
