@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,14 @@ def open_repo(path: Path) -> Repo:
 def _git(
     repo: Repo, args: tuple[str, ...], env: dict[str, str] | None = None, text: bool = True
 ) -> subprocess.CompletedProcess[Any]:
+    started = _ahead.pop((str(repo.path), args, text), None) if env is None else None
+    if started is not None:
+        try:
+            out, err = started.communicate()
+        except BaseException:  # Ctrl-C while it runs: ended, as subprocess.run ends its own
+            _end(started)
+            raise
+        return subprocess.CompletedProcess(started.args, started.returncode, out, err)
     try:
         return subprocess.run(
             ["git", *args],
@@ -130,6 +140,62 @@ def _git(
         if not repo.path.is_dir():
             raise TallyError(f"{repo.path} does not exist") from None
         raise TallyError("git is not installed or not on PATH; install git first") from None
+
+
+# git calls started ahead of the question (`ahead`), by (folder, arguments, text)
+_ahead: dict[tuple[str, tuple[str, ...], bool], subprocess.Popen[Any]] = {}
+
+
+@contextlib.contextmanager
+def ahead() -> Iterator[Callable[..., None]]:
+    """``start(repo, *args, text=True)``: a git call begun now, before it is asked, so
+    that questions which do not depend on one another run at once, and while the caller
+    does other work. `run`, `names`, `git` or `ok` asking the same call (same folder,
+    arguments and mode, no `env`) in the block wait for that one's answer instead of
+    starting it again; what each of them says of an answer, or a failure, is as before.
+    A call not asked by the end of the block (an error, Ctrl-C) is ended there: none
+    is left running."""
+    from .interrupts import held  # here: list, which starts nothing ahead, needs none of it
+
+    mine: list[tuple[str, tuple[str, ...], bool]] = []
+
+    def start(repo: Repo, *args: str, text: bool = True) -> None:
+        key = (str(repo.path), args, text)
+        if key in _ahead:
+            return
+        # Ctrl-C waits until the process is where the block's end finds it
+        with held():
+            try:
+                proc = subprocess.Popen(
+                    ["git", *args],
+                    cwd=repo.path,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=text,
+                    errors="replace" if text else None,
+                )
+            except OSError:
+                return  # asked later, it says why (no git, no such folder) as any call does
+            _ahead[key] = proc
+            mine.append(key)
+
+    try:
+        yield start
+    finally:
+        for key in mine:
+            proc = _ahead.pop(key, None)
+            if proc is not None:
+                _end(proc)
+
+
+def _end(proc: subprocess.Popen[Any]) -> None:
+    """End a git call nobody waits for any more, and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def _failed(args: tuple[str, ...], stderr: str, code: int) -> TallyError:

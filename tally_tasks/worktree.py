@@ -172,6 +172,12 @@ def _git_making(path: Path) -> bool:
     return False
 
 
+# no optional locks: a question must not rewrite the index (land keeps it bit for bit)
+STATUS = ("--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all")
+# the ignored folders (git's own, not looked through) and files of a worktree
+IGNORED = ("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
+
+
 def user_changes(path: Path, ours: set[str]) -> list[str]:
     """``git status`` lines of the user's changes, leaving out the tool's own paths.
 
@@ -180,15 +186,7 @@ def user_changes(path: Path, ours: set[str]) -> list[str]:
     untracked unless left out here.
     """
     with repo_.open_repo(path) as wt_repo:
-        # no optional locks: a question must not rewrite the index (land keeps it bit for bit)
-        out = repo_.run(
-            wt_repo,
-            "--no-optional-locks",
-            "status",
-            "--porcelain=v1",
-            "-z",
-            "--untracked-files=all",
-        )
+        out = repo_.run(wt_repo, *STATUS)
     lines: list[str] = []
     entries = out.split("\0")
     i = 0
@@ -227,9 +225,7 @@ def ignored(path: Path, ours: set[str], protect: Sequence[str] = ()) -> Ignored:
     (git collapses each ignored folder), the files inside those folders, and which of all
     those `protect` (gitignore patterns) matches."""
     with repo_.open_repo(path) as wt_repo:
-        listed = repo_.names(
-            wt_repo, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"
-        )
+        listed = repo_.names(wt_repo, *IGNORED)
         # git also lists an untracked folder holding only ignored files, beside them: a
         # folder's entries sort right after it
         tops = sorted(e for e in listed if not _is_ours(e, ours))

@@ -20,6 +20,7 @@ import pytest
 from conftest import (
     VENV_BIN,
     Sample,
+    counting,
     free_base,
     git,
     make_sample,
@@ -800,24 +801,12 @@ def test_the_old_optional_name_becomes_a_flag(argv: list[str], expected: list[st
     assert translate(argv) == expected
 
 
-COUNTING = """#!/bin/sh
-printf '%s\\n' "$(basename "$0") $*" >> {log}
-exec {real} "$@"
-"""
-
-
 def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path: Path) -> None:
     """add's checks: the repository, the windows' shell, whose the tmux name is, the branch
     (held for the undo), git's worktrees, the refs: one call each; remove's whole run: its
     checks (changes, ignored files, stashes, whose the tmux session is, whether the branch
     is merged) and the four commands a person would type."""
-    wrappers, log = tmp_path / "counting", tmp_path / "calls.log"
-    wrappers.mkdir()
-    for prog in ("git", "tmux"):
-        real = subprocess.run(["sh", "-c", f"command -v {prog}"], capture_output=True, text=True)
-        (wrappers / prog).write_text(COUNTING.format(log=log, real=real.stdout.strip()))
-        (wrappers / prog).chmod(0o755)
-    path = f"{wrappers}:{os.environ['PATH']}"
+    path, log = counting(tmp_path / "counting", "git", "tmux")
 
     def calls(args: list[str]) -> list[str]:
         """Each call as its program and first two words that are not options."""
@@ -837,3 +826,35 @@ def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path:
     ], add
     remove = calls(["inv", "session.remove", "x", "-q"])
     assert len(remove) <= 16, remove
+
+
+WAITING = """#!/bin/sh
+case " $* " in
+  *" status "*)  # waits (10 s at most) until the other two questions have started
+    i=0
+    until [ -e {marks}/ls-files ] && [ -e {marks}/stash ]; do
+      i=$((i + 1))
+      if [ $i -gt 1000 ]; then echo "status alone" >> {log}; break; fi
+      sleep 0.01
+    done ;;
+  *" ls-files "*) : > {marks}/ls-files ;;
+  *" stash "*) : > {marks}/stash ;;
+esac
+exec {real} "$@"
+"""
+
+
+def test_removes_checks_ask_git_at_once(sample: Sample, tmp_path: Path) -> None:
+    """The changes (`git status`), the ignored files (`ls-files`) and the stashes do not
+    depend on one another: all three run at the same time (git's status here waits for
+    the other two to have started; asked one after another, it would wait alone)."""
+    wrappers, marks, log = tmp_path / "waiting", tmp_path / "marks", tmp_path / "calls.log"
+    wrappers.mkdir()
+    marks.mkdir()
+    real = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True)
+    (wrappers / "git").write_text(WAITING.format(marks=marks, log=log, real=real.stdout.strip()))
+    (wrappers / "git").chmod(0o755)
+    ok(["inv", "session.add", "x", "-q", "--no-wait"], sample.main)
+    ok(["inv", "session.remove", "x", "-q"], sample.main, PATH=f"{wrappers}:{os.environ['PATH']}")
+    assert sorted(p.name for p in marks.iterdir()) == ["ls-files", "stash"]
+    assert not log.exists() and not (sample.main.parent / "tally-x").exists()
