@@ -320,18 +320,18 @@ class Refs:
         return branch in self.branches
 
 
+REFS = (
+    "for-each-ref",
+    "--format=%(HEAD)%(refname)%00%(symref)%00%(tree)%00%(upstream)%00%(objectname)"
+    "%00%(upstream:track)",
+    "refs/heads/",
+    "refs/remotes/*/HEAD",
+)
+
+
 def refs(repo: Repo) -> Refs:
-    """The `Refs` of `repo`, in one git call."""
-    out = _git(
-        repo,
-        (
-            "for-each-ref",
-            "--format=%(HEAD)%(refname)%00%(symref)%00%(tree)%00%(upstream)%00%(objectname)"
-            "%00%(upstream:track)",
-            "refs/heads/",
-            "refs/remotes/*/HEAD",
-        ),
-    ).stdout
+    """The `Refs` of `repo`, in one git call (`REFS`)."""
+    out = _git(repo, REFS).stdout
     branches: dict[str, tuple[str, str]] = {}
     current: str | None = None
     remote_heads: dict[str, str] = {}

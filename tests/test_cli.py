@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -829,32 +830,41 @@ def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path:
 
 
 WAITING = """#!/bin/sh
-case " $* " in
-  *" status "*)  # waits (10 s at most) until the other two questions have started
-    i=0
-    until [ -e {marks}/ls-files ] && [ -e {marks}/stash ]; do
+wait_for() {{  # (10 s at most) until the calls named have started
+  i=0
+  for mark in "$@"; do
+    until [ -e {marks}/$mark ]; do
       i=$((i + 1))
-      if [ $i -gt 1000 ]; then echo "status alone" >> {log}; break; fi
+      if [ $i -gt 1000 ]; then echo "$* not started" >> {log}; break 2; fi
       sleep 0.01
-    done ;;
+    done
+  done
+}}
+case " $* " in
+  *" status "*) wait_for ls-files stash ;;
+  *" worktree remove "*) wait_for for-each-ref ;;
   *" ls-files "*) : > {marks}/ls-files ;;
   *" stash "*) : > {marks}/stash ;;
+  *" for-each-ref "*) : > {marks}/for-each-ref ;;
 esac
 exec {real} "$@"
 """
 
 
-def test_removes_checks_ask_git_at_once(sample: Sample, tmp_path: Path) -> None:
+def test_removes_questions_that_do_not_wait_for_one_another_run_at_once(
+    sample: Sample, tmp_path: Path
+) -> None:
     """The changes (`git status`), the ignored files (`ls-files`) and the stashes do not
-    depend on one another: all three run at the same time (git's status here waits for
-    the other two to have started; asked one after another, it would wait alone)."""
+    depend on one another: the three run at the same time; the branch's refs are read
+    while git deletes the worktree. (Here git's status waits for the other two to have
+    started, and the deletion for the refs: asked one after another, each would wait
+    alone and say so.)"""
     wrappers, marks, log = tmp_path / "waiting", tmp_path / "marks", tmp_path / "calls.log"
     wrappers.mkdir()
     marks.mkdir()
-    real = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True)
-    (wrappers / "git").write_text(WAITING.format(marks=marks, log=log, real=real.stdout.strip()))
+    (wrappers / "git").write_text(WAITING.format(marks=marks, log=log, real=shutil.which("git")))
     (wrappers / "git").chmod(0o755)
     ok(["inv", "session.add", "x", "-q", "--no-wait"], sample.main)
     ok(["inv", "session.remove", "x", "-q"], sample.main, PATH=f"{wrappers}:{os.environ['PATH']}")
-    assert sorted(p.name for p in marks.iterdir()) == ["ls-files", "stash"]
+    assert sorted(p.name for p in marks.iterdir()) == ["for-each-ref", "ls-files", "stash"]
     assert not log.exists() and not (sample.main.parent / "tally-x").exists()

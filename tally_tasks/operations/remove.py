@@ -328,7 +328,10 @@ def run(
             output.step("tmux", f"killed {session.tmux_name}")
         for h in sessions.stop_orphans(session, settle=0.0 if inside else 3.0):
             output.step("processes", f"stopped {h.describe()}, still holding a session port")
-        with sessions.locked_repo(project):
+        with sessions.locked_repo(project), repo_.ahead() as start:
+            # the branch's refs for its fate, read while git deletes the worktree (which
+            # moves no ref)
+            start(repo, *repo_.REFS)
             if leftover(wt, known):
                 _named("worktree", wt.rmdir, _kept(session))
                 output.step("worktree", f"removed the empty folder {wt} (a stopped remove's)")
