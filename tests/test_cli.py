@@ -826,7 +826,20 @@ def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path:
         "git for-each-ref refs/heads/",  # the branch, its clashes, HEAD: under the lock
     ], add
     remove = calls(["inv", "session.remove", "x", "-q"])
-    assert len(remove) <= 16, remove
+    # git's record of the worktree, then the changes, the ignored files and the stashes
+    # asked at once (logged in any order); whose the tmux session is; the commands a
+    # person types (kill-session, worktree remove, branch -D), git's record read again
+    # under the lock and the refs for the branch's fate, read while git deletes
+    assert remove[0] == "git worktree list", remove
+    assert sorted(remove[1:4]) == ["git ls-files", "git stash list", "git status"], remove
+    assert sorted(remove[4:]) == [
+        "git branch x",
+        "git for-each-ref refs/heads/",
+        "git worktree list",
+        "git worktree remove",
+        "tmux kill-session =tally-x",
+        "tmux list-panes =tally-x",
+    ], remove
 
 
 WAITING = """#!/bin/sh
