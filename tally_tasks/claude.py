@@ -19,8 +19,6 @@ import contextlib
 import copy
 import json
 import os
-import random
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,7 +28,6 @@ from typing import Any
 from . import interrupts
 from .errors import TallyError
 from .links import Outcome, guard
-from .nodejson import stringify
 from .registry import replacing, write_atomic
 
 DEFAULT_CONFIG = "~/.claude.json"
@@ -95,6 +92,8 @@ def _wait_or_take_over(lock: Path, stale: float, deadline: float) -> None:
         raise TallyError(
             f"{lock} is held by another program (Claude Code?); try again in a moment"
         ) from None
+    import random  # here: only a lock held by another needs it
+
     time.sleep(0.005 + random.random() * 0.01)  # jitter: no lockstep with a writer
 
 
@@ -143,6 +142,8 @@ def _update(config: Path, change: Callable[[dict[str, Any]], bool], stale: float
             raw, data = got
             if not change(data):
                 return "unchanged"
+            from .nodejson import stringify  # here: only a change writes the file
+
             text = stringify(data, newline=raw.endswith(b"\n"))  # as Claude Code wrote it
             try:
                 if config.read_bytes() != raw:
@@ -322,6 +323,10 @@ def prune(config: Path, under: Path, prefix: str, stale: float = 10.0) -> list[s
 
 def copy_local_settings(main: Path, worktree: Path) -> Outcome | None:
     """Copy (or merge into) the worktree's ``.claude/settings.local.json``."""
+    import shutil  # here and below: remove, which forgets a worktree's entry, needs neither
+
+    from .nodejson import stringify
+
     rel = ".claude/settings.local.json"
     src, dest = main / rel, worktree / rel
     if not src.is_file():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,12 +45,16 @@ def copy_one(main: Path, worktree: Path, rel: str, force: bool = False) -> Outco
 
 
 def _copy_file(src: Path, dest: Path) -> None:
+    import shutil  # here: remove, which reads this module (worktree_include), copies nothing
+
     with open(src, "rb") as inp, replacing(dest, src.stat().st_mode & 0o7777) as out:
         shutil.copyfileobj(inp, out)
     shutil.copystat(src, dest)
 
 
 def _copy_dir(src: Path, dest: Path) -> None:
+    import shutil
+
     with staging(dest, replace=True) as tmp:  # the old copy goes only once the new is whole
         shutil.copytree(src, tmp, symlinks=True)
 

@@ -12,11 +12,9 @@ import contextlib
 import errno
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,9 @@ from .config import Link
 from .errors import TallyError
 from .registry import write_atomic
 from .worktree import make_removable
+
+# shutil and tempfile are imported where a tree is made or deleted: remove, which reads this
+# module (exclude, tracked), needs neither
 
 # Caches tools keep inside node_modules (Vite's pre-bundled deps in .vite, babel-loader's
 # and others' in .cache): each session builds its own. Shared, every Vite would re-optimise
@@ -326,6 +327,8 @@ def _replace_symlink(src: Path, dest: Path) -> None:
 def staging(dest: Path, replace: bool = False) -> Iterator[Path]:
     """A temp path beside `dest`, renamed onto it when the body succeeds (`replace`: the
     old `dest` is moved aside first, and back if the swap fails)."""
+    import tempfile
+
     parent = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     tmp = parent / dest.name
     old = parent / "old"
@@ -350,6 +353,8 @@ def _remove(path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return
+    import shutil
+
     make_removable(path)
     shutil.rmtree(path, ignore_errors=True)
 
@@ -371,6 +376,8 @@ def _hardlink(src: Path, dest: Path) -> None:
 
 
 def _hardlink_tree(src: Path, dest: Path) -> None:
+    import shutil
+
     try:
         if not src.is_dir() or src.is_symlink():
             os.link(src, dest, follow_symlinks=False)
@@ -396,6 +403,8 @@ def _cannot_hardlink(src: Path, e: OSError) -> TallyError:
 
 def why(e: OSError) -> str:
     """The reason in a few words: copytree's ``shutil.Error`` has no strerror, only a list."""
+    import shutil
+
     if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
         failures = e.args[0]
         _, _, reason = failures[0]
@@ -416,6 +425,8 @@ def _reflink(src: Path, dest: Path) -> None:
 
 
 def _copy(src: Path, dest: Path) -> None:
+    import shutil
+
     try:
         if src.is_dir() and not src.is_symlink():
             shutil.copytree(src, dest, symlinks=True, ignore=_caches)

@@ -156,10 +156,8 @@ def load(path: Path) -> Registry:
 def replacing(path: Path, mode: int) -> Iterator[BinaryIO]:
     """Write `path` whole or not at all: a temp file beside it (0600 while written), given
     `mode`, then ``os.replace``d onto it. On any failure the temp file is removed."""
-    import tempfile  # here: reading the registry (list) needs none of it
-
     path = Path(os.path.realpath(path))  # a dotfiles symlink stays a symlink: write its target
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -171,6 +169,20 @@ def replacing(path: Path, mode: int) -> Iterator[BinaryIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new file ``.<name>.<random>.tmp`` beside `path`, 0600, made as tempfile.mkstemp
+    makes one (never an existing file or a link followed), without importing tempfile,
+    and shutil and random behind it, on every write (remove writes the registry)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = os.path.join(path.parent, f".{path.name}.{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue  # another writer's name: draw again
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path.parent))
 
 
 def write_atomic(path: Path, text: str, mode: int | None = None) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,9 @@ def open_repo(path: Path) -> Repo:
 def _git(
     repo: Repo, args: tuple[str, ...], env: dict[str, str] | None = None, text: bool = True
 ) -> subprocess.CompletedProcess[Any]:
+    started = _ahead.pop((str(repo.path), args, text), None) if env is None else None
+    if started is not None:
+        return _answer(started)
     try:
         return subprocess.run(
             ["git", *args],
@@ -222,29 +226,88 @@ def begun(repo: Repo, *args: str) -> Callable[[], str]:
     """`run`, started now and read when the returned function is called: git works while
     the caller asks something else (a failure is raised then, as `run` raises it)."""
     try:
-        proc = subprocess.Popen(
-            ["git", *args],
-            cwd=repo.path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-        )
+        proc = _popen(repo, args, text=True)
     except FileNotFoundError:
         raise _not_found(repo) from None
 
     def result() -> str:
-        try:
-            out, err = proc.communicate()
-        except BaseException:  # Ctrl-C while waiting: leave no git behind
-            proc.kill()
-            proc.wait()
-            raise
-        if proc.returncode != 0:
-            raise _failed(args, err, proc.returncode)
-        return str(out)
+        done = _answer(proc)
+        if done.returncode != 0:
+            raise _failed(args, done.stderr, done.returncode)
+        return str(done.stdout)
 
     return result
+
+
+def _popen(repo: Repo, args: tuple[str, ...], text: bool) -> subprocess.Popen[Any]:
+    """git started, its output to be read by `_answer` (as `_git` reads it)."""
+    return subprocess.Popen(
+        ["git", *args],
+        cwd=repo.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=text,
+        errors="replace" if text else None,
+    )
+
+
+def _answer(proc: subprocess.Popen[Any]) -> subprocess.CompletedProcess[Any]:
+    """What a started git call said, once it has ended."""
+    try:
+        out, err = proc.communicate()
+    except BaseException:  # Ctrl-C while waiting: ended, as subprocess.run ends its own
+        _end(proc)
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+# git calls started ahead of the question (`ahead`), by (folder, arguments, text)
+_ahead: dict[tuple[str, tuple[str, ...], bool], subprocess.Popen[Any]] = {}
+
+
+@contextlib.contextmanager
+def ahead() -> Iterator[Callable[..., None]]:
+    """``start(repo, *args, text=True)``: a git call begun now, before it is asked, so
+    that questions which do not depend on one another run at once, and while the caller
+    does other work. `run`, `names`, `git` or `ok` asking the same call (same folder,
+    arguments and mode, no `env`) in the block wait for that one's answer instead of
+    starting it again; what each of them says of an answer, or a failure, is as before.
+    A call not asked by the end of the block (an error, Ctrl-C) is ended there: none
+    is left running."""
+    from .interrupts import held  # here: list, which starts nothing ahead, needs none of it
+
+    mine: list[tuple[str, tuple[str, ...], bool]] = []
+
+    def start(repo: Repo, *args: str, text: bool = True) -> None:
+        key = (str(repo.path), args, text)
+        if key in _ahead:
+            return
+        # Ctrl-C waits until the process is where the block's end finds it
+        with held():
+            try:
+                proc = _popen(repo, args, text)
+            except OSError:
+                return  # asked later, it says why (no git, no such folder) as any call does
+            _ahead[key] = proc
+            mine.append(key)
+
+    try:
+        yield start
+    finally:
+        for key in mine:
+            proc = _ahead.pop(key, None)
+            if proc is not None:
+                _end(proc)
+
+
+def _end(proc: subprocess.Popen[Any]) -> None:
+    """End a git call nobody waits for any more, and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def _failed(args: tuple[str, ...], stderr: str, code: int) -> TallyError:
@@ -369,18 +432,18 @@ class Refs:
         return branch in self.branches
 
 
+REFS = (
+    "for-each-ref",
+    "--format=%(HEAD)%(refname)%00%(symref)%00%(tree)%00%(upstream)%00%(objectname)"
+    "%00%(upstream:track)",
+    "refs/heads/",
+    "refs/remotes/*/HEAD",
+)
+
+
 def refs(repo: Repo) -> Refs:
-    """The `Refs` of `repo`, in one git call."""
-    out = _git(
-        repo,
-        (
-            "for-each-ref",
-            "--format=%(HEAD)%(refname)%00%(symref)%00%(tree)%00%(upstream)%00%(objectname)"
-            "%00%(upstream:track)",
-            "refs/heads/",
-            "refs/remotes/*/HEAD",
-        ),
-    ).stdout
+    """The `Refs` of `repo`, in one git call (`REFS`)."""
+    out = _git(repo, REFS).stdout
     branches: dict[str, tuple[str, str]] = {}
     current: str | None = None
     remote_heads: dict[str, str] = {}

@@ -184,6 +184,12 @@ def _git_making(path: Path) -> bool:
     return False
 
 
+# no optional locks: a question must not rewrite the index (land keeps it bit for bit)
+STATUS = ("--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all")
+# the ignored folders (git's own, not looked through) and files of a worktree
+IGNORED = ("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
+
+
 def user_changes(path: Path, ours: set[str]) -> list[str]:
     """``git status`` lines of the user's changes, leaving out the tool's own paths.
 
@@ -192,15 +198,7 @@ def user_changes(path: Path, ours: set[str]) -> list[str]:
     untracked unless left out here.
     """
     with repo_.open_repo(path) as wt_repo:
-        # no optional locks: a question must not rewrite the index (land keeps it bit for bit)
-        out = repo_.run(
-            wt_repo,
-            "--no-optional-locks",
-            "status",
-            "--porcelain=v1",
-            "-z",
-            "--untracked-files=all",
-        )
+        out = repo_.run(wt_repo, *STATUS)
     lines: list[str] = []
     entries = out.split("\0")
     i = 0
@@ -239,9 +237,7 @@ def ignored(path: Path, ours: set[str], protect: Sequence[str] = ()) -> Ignored:
     (git collapses each ignored folder), the files inside those folders, and which of all
     those `protect` (gitignore patterns) matches."""
     with repo_.open_repo(path) as wt_repo:
-        listed = repo_.names(
-            wt_repo, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"
-        )
+        listed = repo_.names(wt_repo, *IGNORED)
         # git also lists an untracked folder holding only ignored files, beside them: a
         # folder's entries sort right after it
         tops = sorted(e for e in listed if not _is_ours(e, ours))
@@ -374,16 +370,17 @@ def remove(repo: repo_.Repo, path: Path) -> bool:
         repo_.ok(repo, "worktree", "unlock", str(path))  # else prune keeps its record
     removed = False  # by git: folder and record
     if path.is_dir():
-        # A read-only folder (Go's module cache, some npm packages) stops git halfway,
-        # and git forgets the worktree all the same: open them up first.
-        make_removable(path)
         try:
             repo_.run(repo, "worktree", "remove", "--force", "--force", str(path))
             removed = not os.path.lexists(path)
         except TallyError:
             if path.is_symlink() or not path.is_dir():
                 raise
-            # git refused (a broken .git file) or stopped halfway: the rest goes below
+            # git refused (a broken .git file) or stopped halfway: a read-only folder (Go's
+            # module cache, some npm packages) stops it at its first file, and git forgets
+            # the worktree all the same. Opened up, the rest goes below; the folders are
+            # walked only then, not on every remove.
+            make_removable(path)
     if path.is_dir() and not path.is_symlink():
         # rmtree unlinks symlinks, it never follows them
         import shutil

@@ -371,6 +371,27 @@ def imported_by(argv: list[str], cwd: Path) -> set[str]:
     return set(json.loads(r.stderr.strip().splitlines()[-1]))
 
 
+COUNTING = """#!/bin/sh
+printf '%s\\n' "$(basename "$0") $*" >> {log}
+exec {real} "$@"
+"""
+
+
+def counting(folder: Path, *progs: str) -> tuple[str, Path]:
+    """Stand-ins for `progs` (git, tmux) in `folder` that write each call to a log, a line
+    each ("git status --porcelain=v1 ..."), then run the real program: (the PATH that
+    puts them first, the log)."""
+    folder.mkdir()
+    log = folder / "calls.log"
+    log.write_text("")
+    for prog in progs:
+        real = shutil.which(prog)
+        assert real is not None, prog
+        (folder / prog).write_text(COUNTING.format(log=log, real=real))
+        (folder / prog).chmod(0o755)
+    return f"{folder}:{os.environ['PATH']}", log
+
+
 def obeying_permissions(argv: list[str]) -> list[str]:
     """`argv` run so that file permission bits hold: as it is for a normal user; for root
     (CI), under setpriv without the capabilities that let root ignore them. Skips the

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 from conftest import (
     VENV_BIN,
     Sample,
+    counting,
     free_base,
     git,
     make_sample,
@@ -800,24 +802,12 @@ def test_the_old_optional_name_becomes_a_flag(argv: list[str], expected: list[st
     assert translate(argv) == expected
 
 
-COUNTING = """#!/bin/sh
-printf '%s\\n' "$(basename "$0") $*" >> {log}
-exec {real} "$@"
-"""
-
-
 def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path: Path) -> None:
     """add's checks: the windows' shell, whose the tmux name is, the branch
     (held for the undo), git's worktrees, the refs: one call each; remove's whole run: its
     checks (changes, ignored files, stashes, whose the tmux session is, whether the branch
     is merged) and the four commands a person would type."""
-    wrappers, log = tmp_path / "counting", tmp_path / "calls.log"
-    wrappers.mkdir()
-    for prog in ("git", "tmux"):
-        real = subprocess.run(["sh", "-c", f"command -v {prog}"], capture_output=True, text=True)
-        (wrappers / prog).write_text(COUNTING.format(log=log, real=real.stdout.strip()))
-        (wrappers / prog).chmod(0o755)
-    path = f"{wrappers}:{os.environ['PATH']}"
+    path, log = counting(tmp_path / "counting", "git", "tmux")
 
     def calls(args: list[str]) -> list[str]:
         """Each call as its program and first two words that are not options."""
@@ -836,4 +826,58 @@ def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path:
         "git for-each-ref refs/heads/",  # the branch, its clashes, HEAD: under the lock
     ], add
     remove = calls(["inv", "session.remove", "x", "-q"])
-    assert len(remove) <= 16, remove
+    # git's record of the worktree, then the changes, the ignored files and the stashes
+    # asked at once (logged in any order); whose the tmux session is; the commands a
+    # person types (kill-session, worktree remove, branch -D), git's record read again
+    # under the lock and the refs for the branch's fate, read while git deletes
+    assert remove[0] == "git worktree list", remove
+    assert sorted(remove[1:4]) == ["git ls-files", "git stash list", "git status"], remove
+    assert sorted(remove[4:]) == [
+        "git branch x",
+        "git for-each-ref refs/heads/",
+        "git worktree list",
+        "git worktree remove",
+        "tmux kill-session =tally-x",
+        "tmux list-panes =tally-x",
+    ], remove
+
+
+WAITING = """#!/bin/sh
+wait_for() {{  # (10 s at most) until the calls named have started
+  i=0
+  for mark in "$@"; do
+    until [ -e {marks}/$mark ]; do
+      i=$((i + 1))
+      if [ $i -gt 1000 ]; then echo "$* not started" >> {log}; break 2; fi
+      sleep 0.01
+    done
+  done
+}}
+case " $* " in
+  *" status "*) wait_for ls-files stash ;;
+  *" worktree remove "*) wait_for for-each-ref ;;
+  *" ls-files "*) : > {marks}/ls-files ;;
+  *" stash "*) : > {marks}/stash ;;
+  *" for-each-ref "*) : > {marks}/for-each-ref ;;
+esac
+exec {real} "$@"
+"""
+
+
+def test_removes_questions_that_do_not_wait_for_one_another_run_at_once(
+    sample: Sample, tmp_path: Path
+) -> None:
+    """The changes (`git status`), the ignored files (`ls-files`) and the stashes do not
+    depend on one another: the three run at the same time; the branch's refs are read
+    while git deletes the worktree. (Here git's status waits for the other two to have
+    started, and the deletion for the refs: asked one after another, each would wait
+    alone and say so.)"""
+    wrappers, marks, log = tmp_path / "waiting", tmp_path / "marks", tmp_path / "calls.log"
+    wrappers.mkdir()
+    marks.mkdir()
+    (wrappers / "git").write_text(WAITING.format(marks=marks, log=log, real=shutil.which("git")))
+    (wrappers / "git").chmod(0o755)
+    ok(["inv", "session.add", "x", "-q", "--no-wait"], sample.main)
+    ok(["inv", "session.remove", "x", "-q"], sample.main, PATH=f"{wrappers}:{os.environ['PATH']}")
+    assert sorted(p.name for p in marks.iterdir()) == ["for-each-ref", "ls-files", "stash"]
+    assert not log.exists() and not (sample.main.parent / "tally-x").exists()

@@ -750,6 +750,66 @@ def test_remove_refuses_a_worktree_it_could_only_half_delete(sample: Sample, whe
     assert not wt.exists() and sample.registry() == {} and "x" not in branches(sample.main)
 
 
+HANGING = """#!/bin/sh
+case " $* " in
+  *" status "*|*" stash "*) : > {mark}; until [ -e {release} ]; do sleep 0.01; done ;;
+esac
+exec {real} "$@"
+"""
+
+
+def test_ctrl_c_in_removes_checks_changes_nothing_and_leaves_no_git_running(
+    sample: Sample, tmp_path: Path
+) -> None:
+    """Ctrl-C while remove's checks wait for git (status and the stashes hang here; the
+    three calls are started together): nothing is removed, and the git calls it had
+    started, the one it waited for and the one it had not asked yet, are ended, not left
+    running. The signal goes to inv alone: ending them is its job."""
+    wrappers, mark, release = tmp_path / "hanging", tmp_path / "in-status", tmp_path / "go"
+    wrappers.mkdir()
+    (wrappers / "git").write_text(
+        HANGING.format(mark=mark, release=release, real=shutil.which("git"))
+    )
+    (wrappers / "git").chmod(0o755)
+    assert run_cli(["inv", "session.add", "x", "-q", "--no-wait"], sample.main).returncode == 0
+    wt = sample.main.parent / "tally-x"
+
+    def ours() -> list[str]:
+        """Processes of the hanging git stand-in (its shell, and what it started)."""
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                argv = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if proc.name.isdigit() and str(wrappers).encode() in argv:
+                found.append(proc.name)
+        return found
+
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "inv"), "session.remove", "x", "-q"],
+        cwd=sample.main,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PATH": f"{wrappers}:{os.environ['PATH']}"},
+        start_new_session=True,
+    )
+    try:
+        poll(mark.exists, timeout=30)
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode != 0, out + err
+        assert (wt / ".git").is_file() and "x" in sample.registry(), out + err
+        assert "x" in branches(sample.main) and "tally-x" in tmux_sessions(), out + err
+        poll(lambda: not ours(), timeout=10)
+    finally:
+        release.touch()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_a_failed_worktree_step_of_remove_is_named(
     sample: Sample, srv: libtmux.Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:

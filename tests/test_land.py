@@ -18,6 +18,7 @@ from conftest import (
     Sample,
     add_origin,
     commit,
+    counting,
     forge_merge,
     git,
     git_state,
@@ -189,6 +190,23 @@ def test_a_pre_land_hook_that_changes_files_stops_land(sample: Sample, srv: libt
     assert (wt / "feature/a.txt").read_text() == "a\nformatted\n"  # the hook's, kept
 
 
+def test_what_pre_land_leaves_is_checked_again_before_the_remove(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    """The landing changes the worktree and runs pre_land: remove looks again at what it
+    would delete (here a database the hook made, which git ignores and tally.protect
+    keeps): the branch has landed, the session stays."""
+    project, wt = made(sample, srv, hooks={"pre_land": ["touch feature/db.sqlite3"]})
+    said = (
+        r"x landed in main, but the session stays: session x has work that would be lost: "
+        r"1 git-ignored file\(s\) that tally.protect keeps: feature/db.sqlite3"
+    )
+    with pytest.raises(TallyError, match=said):
+        land.run(project, "x", srv, "rebase")
+    assert (wt / "feature" / "db.sqlite3").exists() and "x" in sample.registry()
+    assert rev(sample.main, "main") == rev(wt)
+
+
 # --- conflicts and refusals: nothing changes ------------------------------------------------
 
 
@@ -322,6 +340,22 @@ def test_a_branch_merged_on_the_forge_has_nothing_to_land(
     assert f"deleted x ({verb} into origin/main)" in out
     assert rev(sample.main, "main") == old
     assert gone(sample, wt)
+
+
+def test_nothing_to_land_asks_removes_questions_once(
+    sample: Sample, srv: libtmux.Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing landed, nothing changed since land's checks: remove does not ask again."""
+    project, wt = made(sample, srv)
+    git(sample.main, "merge", "-q", "--no-edit", "x")
+    path, log = counting(tmp_path / "counting", "git")
+    monkeypatch.setenv("PATH", path)
+    land.run(project, "x", srv, "rebase")
+    asked = [
+        [w for w in line.split()[1:] if w[0] != "-"][0] for line in log.read_text().splitlines()
+    ]
+    assert gone(sample, wt)
+    assert [asked.count(c) for c in ("status", "ls-files", "stash")] == [1, 1, 1], asked
 
 
 # --- Ctrl-C ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import libtmux
 import pytest
-from conftest import Sample, add_origin, commit, forge_merge, git, git_state, run_cli
+from conftest import Sample, add_origin, commit, counting, forge_merge, git, git_state, run_cli
 
 from tally_tasks.errors import TallyError
 from tally_tasks.operations import add as add_op
@@ -111,6 +111,25 @@ def test_a_session_merged_locally_is_pruned(sample: Sample, srv: libtmux.Server)
     git(sample.main, "merge", "-q", "--no-edit", "done")
     prune.run(project, srv, merged_=True, gone=False)
     assert sample.registry() == {}
+
+
+def test_prune_asks_removes_questions_once(
+    sample: Sample, srv: libtmux.Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What prune found clear, just before, remove does not ask again: one `git status`,
+    one look at the ignored files and one at the stashes for the session."""
+    project = sample.project(add_steps=NO_TMUX)
+    add_op.run(project, "done", srv)
+    commit(sample.main.parent / "tally-done", "done.txt", "done\n", "done")
+    git(sample.main, "merge", "-q", "--no-edit", "done")
+    path, log = counting(tmp_path / "counting", "git")
+    monkeypatch.setenv("PATH", path)
+    prune.run(project, srv, merged_=True, gone=False)
+    asked = [
+        [w for w in line.split()[1:] if w[0] != "-"][0] for line in log.read_text().splitlines()
+    ]
+    assert sample.registry() == {} and not (sample.main.parent / "tally-done").exists()
+    assert [asked.count(c) for c in ("status", "ls-files", "stash")] == [1, 1, 1], asked
 
 
 @pytest.mark.parametrize("prog", ["inv", "tally-session"])

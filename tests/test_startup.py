@@ -63,6 +63,22 @@ def test_a_task_run_never_imports_unittest_mock(sample: Sample, args: list[str])
     assert not modules & set(HEAVY), modules & set(HEAVY)
 
 
+def test_remove_imports_only_what_it_runs(sample: Sample) -> None:
+    """remove copies no tree and makes no temp folder: neither tempfile, nor shutil (bz2,
+    lzma) or random behind it, nor the built-in steps of add, nor the JSON writer of
+    ~/.claude.json when nothing in it changes."""
+    assert run_cli(["inv", "session.add", "x", "-q"], sample.main).returncode == 0
+    r = run_cli(
+        ["inv", "session.remove", "x", "-q"], sample.main, env={"PYTHONPROFILEIMPORTTIME": "1"}
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    modules = imported(r.stderr)
+    assert "tally_tasks.operations.remove" in modules
+    unused = {"tempfile", "shutil", "random", "bz2", "lzma", "tally_tasks.nodejson"}
+    unused |= {f"tally_tasks.steps.{s}" for s in ("env", "links", "ports", "tmux", "worktree")}
+    assert not modules & unused, modules & unused
+
+
 MOCK_CONTEXT = """
 import sys
 from tally_tasks import startup

@@ -300,7 +300,9 @@ def read_only_tree(root: Path) -> list[Path]:
 
 REMOVE = (
     "import sys; from pathlib import Path; from tally_tasks import repo, worktree; "
-    "print(worktree.remove(repo.Repo(Path(sys.argv[1])), Path(sys.argv[2])))"
+    "walked = []; opened = worktree.make_removable; "
+    "worktree.make_removable = lambda p: (walked.append(p), opened(p)); "
+    "print(worktree.remove(repo.Repo(Path(sys.argv[1])), Path(sys.argv[2])), len(walked))"
 )
 
 
@@ -318,11 +320,25 @@ def test_remove_takes_a_tree_with_read_only_folders(
     assert (path / "gomod").stat().st_mode & 0o777 == 0o555
     argv = obeying_permissions([sys.executable, "-c", REMOVE, str(sample.main), str(path)])
     r = subprocess.run(argv, capture_output=True, text=True)
-    assert (r.returncode, r.stdout, r.stderr) == (0, "True\n", "")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "True 1\n", "")  # opened up once
     assert not path.exists()
     assert worktree.find(repo, path) is None
     assert [d.stat().st_mode & 0o777 for d in main_folders] == [0o555] * 4  # main's untouched
     assert (main_folders[2] / "lib.go").read_text() == "package lib\n"
+
+
+def test_remove_walks_the_tree_only_when_git_could_not_delete_it(
+    sample: Sample, repo: repo_.Repo, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its folders are opened up (a walk of the whole tree, a hard-linked node_modules
+    too) only after git stopped at one; a worktree git deletes at once is not walked."""
+    worktree.create(repo, path, "x")
+    with_tool_paths(sample, path)
+    walked: list[Path] = []
+    monkeypatch.setattr(worktree, "make_removable", walked.append)
+    assert worktree.remove(repo, path) is True
+    assert (walked, path.exists(), worktree.find(repo, path)) == ([], False, None)
+    main_data_intact(sample.main)
 
 
 def test_make_removable_opens_folders_inside_and_nothing_else(tmp_path: Path) -> None:

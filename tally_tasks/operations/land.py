@@ -67,6 +67,13 @@ class Plan:
 
 def check(project: Project, name: str, method: str, message: str = "") -> Plan:
     """What `land` would do, or why it refuses (TallyError); changes nothing."""
+    return _check(project, name, method, message)[0]
+
+
+def _check(
+    project: Project, name: str, method: str, message: str = ""
+) -> tuple[Plan, remove_.Verdict]:
+    """`check`, with what remove's checks found (clear: else it refused)."""
     if method not in LAND_METHODS:
         raise TallyError(f"unknown land method {method!r}; use one of " + ", ".join(LAND_METHODS))
     if message and method == "rebase":
@@ -79,16 +86,13 @@ def check(project: Project, name: str, method: str, message: str = "") -> Plan:
             + output.command("remove", name)
         )
     repo = repo_.Repo(project.main)
-    with sessions.locked_repo(project):
-        known = worktree.find(repo, wt)
-    refusal = remove_.refusal(project, session, known)
-    if refusal:
-        raise TallyError(refusal)
-    problems = remove_.problems(project, repo, session, known)
-    if problems:
+    verdict = remove_.examine(project, repo, session)
+    if verdict.refusal:
+        raise TallyError(verdict.refusal)
+    if verdict.problems:
         raise TallyError(
-            f"session {name} cannot land: " + "; ".join(problems) + ". Commit or move what you "
-            "want to keep (a stash: pop or drop it), then land again"
+            f"session {name} cannot land: " + "; ".join(verdict.problems) + ". Commit or move "
+            "what you want to keep (a stash: pop or drop it), then land again"
         )
     refs = repo_.refs(repo)
     into = refs.main_branch(project.settings.land_into)
@@ -119,7 +123,7 @@ def check(project: Project, name: str, method: str, message: str = "") -> Plan:
             "work first, or drop the session with: " + output.command("remove", name)
         )
     if landed is not None:
-        return Plan(session, into, into_old, tip, tip, landed=landed)
+        return Plan(session, into, into_old, tip, tip, landed=landed), verdict
     base = repo_.run(repo, "merge-base", into_old, tip).strip()
     commits = repo_.run(repo, "log", "--reverse", "--format=%h %s", f"{into_old}..{tip}")
     touched = repo_.run(repo, "diff", "--name-only", "-z", "--no-renames", base, tip)
@@ -132,7 +136,7 @@ def check(project: Project, name: str, method: str, message: str = "") -> Plan:
             f"{session.branch} changes: {shown}; commit or stash them there "
             f"({output.on_host(f'git -C {_q(project.main)} stash')}), then land again"
         )
-    return Plan(session, into, into_old, tip, base, commits.splitlines())
+    return Plan(session, into, into_old, tip, base, commits.splitlines()), verdict
 
 
 def run(
@@ -145,7 +149,9 @@ def run(
     tasks: ProjectTasks | None = None,
 ) -> None:
     """Land the session's branch in the main branch, then remove the session unless `keep`."""
-    plan = check(project, name, method, message)
+    plan, checked = _check(project, name, method, message)
+    # a landing changes the worktree (and runs pre_land): remove then checks it again
+    verdict = checked if plan.landed is not None else None
     branch = plan.session.branch
     if plan.landed is not None:
         output.step("land", f"nothing to land: {branch} is {plan.landed} already")
@@ -165,7 +171,7 @@ def run(
         output.step("session", f"kept {name} (--keep)")
         return
     try:
-        remove_.run(project, name, srv, tasks=tasks)
+        remove_.run(project, name, srv, tasks=tasks, verdict=verdict)
     except TallyError as e:
         if plan.landed is not None:
             raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import merged, output, sessions, tmux, worktree
+from .. import merged, output, sessions, tmux
 from .. import repo as repo_
 from ..errors import TallyError
 from ..session import Project, Session
@@ -51,10 +51,8 @@ def run(
     kept = []
     for f in done:
         name = f.session.name
-        with sessions.locked_repo(project):
-            known = worktree.find(repo, f.session.worktree)
-        refusal = remove_.refusal(project, f.session, known)
-        problems = [refusal] if refusal else remove_.problems(project, repo, f.session, known)
+        verdict = remove_.examine(project, repo, f.session)
+        problems = [verdict.refusal] if verdict.refusal else verdict.problems
         if problems:
             kept.append(name)
             output.warn("keep", f"{name}: {f.why}, but " + "; ".join(problems))
@@ -62,7 +60,8 @@ def run(
             plan_line("remove", f"{name}: {f.why}")
         else:
             output.step("prune", f"{name}: {f.why}")
-            remove_.run(project, name, srv, tasks=tasks)
+            # checked just now, nothing run since: remove does not ask again
+            remove_.run(project, name, srv, tasks=tasks, verdict=verdict)
     if kept:
         raise TallyError(
             f"{len(kept)} finished session(s) kept for work that would be lost: "

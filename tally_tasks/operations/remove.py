@@ -19,10 +19,12 @@ from ..steps import claude_perms as claude_step
 from ..steps.base import Context, Step, plan_line, refuse_lines
 from ..steps.project import ProjectTasks, for_remove
 
+STASHES = ("stash", "list", "--format=%gd %gs")
+
 
 def _stashes(repo: Any, branch: str) -> list[str]:
     """Stashes made on `branch` (git's own "WIP on b:" / "On b:" prefix, not the message)."""
-    out = repo_.run(repo, "stash", "list", "--format=%gd %gs")
+    out = repo_.run(repo, *STASHES)
     found = []
     for line in out.splitlines():
         ref, _, subject = line.partition(" ")
@@ -195,6 +197,59 @@ def problems(
     return problems + at_risk(project, repo, session, half, ign, known)
 
 
+class Verdict:
+    """What remove's checks found (`examine`): git's record of the worktree (`known`), the
+    git-ignored files that would go with it (`ign`), why it must not be touched even with
+    --force (`refusal`, "" when nothing stops it) and the work that would be lost
+    (`problems`, not looked for with --force)."""
+
+    __slots__ = ("ign", "known", "problems", "refusal")
+
+    def __init__(
+        self,
+        known: worktree.Worktree | None,
+        ign: worktree.Ignored | None = None,
+        refusal: str = "",
+        problems: list[str] | None = None,
+    ) -> None:
+        self.known, self.ign, self.refusal = known, ign, refusal
+        self.problems = problems or []
+
+
+def examine(
+    project: Project,
+    repo: repo_.Repo,
+    session: Session,
+    force: bool = False,
+    listed: list[worktree.Worktree] | None = None,
+) -> Verdict:
+    """remove's checks, in its order: git's record of the worktree (read under the lock,
+    unless `listed` already), the refusal, then, without `force`, the work at risk. Their
+    git calls that do not depend on one another (the changes, the ignored files, the
+    stashes) start together, and run while the worktree is walked for the refusal."""
+    wt = session.worktree
+    if listed is None:
+        with sessions.locked_repo(project):
+            known = worktree.find(repo, wt)
+    else:
+        known = worktree.find(repo, wt, listed)
+    there = known is not None and wt.is_dir()
+    with repo_.ahead() as start:
+        if there:
+            wt_repo = repo_.Repo(wt)
+            start(wt_repo, *worktree.IGNORED, text=False)
+            if not force:
+                start(wt_repo, *worktree.STATUS)
+        if not force and known is not None and known.branch == session.branch:
+            start(repo, *STASHES)
+        why = refusal(project, session, known)
+        if why:
+            return Verdict(known, refusal=why)
+        ign = lost_ignored(project, session) if there else None
+        found = [] if force else problems(project, repo, session, known, ign)
+    return Verdict(known, ign, problems=found)
+
+
 def branch_fate(
     project: Project, repo: repo_.Repo, branch: str, force: bool, keep: bool
 ) -> tuple[bool, str]:
@@ -228,29 +283,27 @@ def run(
     force: bool = False,
     keep_branch: bool = False,
     tasks: ProjectTasks | None = None,
+    verdict: Verdict | None = None,
 ) -> None:
-    """Take the session away; never the user's work unless `force` (README: Safety)."""
+    """Take the session away; never the user's work unless `force` (README: Safety).
+    `verdict`: what `examine` found just now (prune's, land's), not asked again."""
     session = sessions.get(project, name)
     chosen = for_remove(project, tasks)
     wt = session.worktree
     # Every `git worktree` call holds the repository lock: git reads all worktrees'
     # records, and another process's half-made one makes it fail.
     with repo_.open_repo(project.main) as repo:
-        with sessions.locked_repo(project):
-            known = worktree.find(repo, wt)
-        why = refusal(project, session, known)
-        if why:
-            raise TallyError(why)
-        ign = lost_ignored(project, session) if wt.is_dir() and known is not None else None
-        if not force:
-            found = problems(project, repo, session, known, ign)
-            if found:
-                raise TallyError(
-                    f"session {name} has work that would be lost: "
-                    + "; ".join(found)
-                    + ". Commit or move what you want to keep (a stash: pop or drop it), "
-                    "or run: " + output.command("remove", name, "--force")
-                )
+        found = verdict or examine(project, repo, session, force)
+        if found.refusal:
+            raise TallyError(found.refusal)
+        if found.problems and not force:
+            raise TallyError(
+                f"session {name} has work that would be lost: "
+                + "; ".join(found.problems)
+                + ". Commit or move what you want to keep (a stash: pop or drop it), "
+                "or run: " + output.command("remove", name, "--force")
+            )
+        known, ign = found.known, found.ign
         registry.check_writable(project.registry_path)  # before anything is taken away
         try:
             hooks.run(project, session, "pre_remove")
@@ -275,7 +328,10 @@ def run(
             output.step("tmux", f"killed {session.tmux_name}")
         for h in sessions.stop_orphans(session, settle=0.0 if inside else 3.0):
             output.step("processes", f"stopped {h.describe()}, still holding a session port")
-        with sessions.locked_repo(project):
+        with sessions.locked_repo(project), repo_.ahead() as start:
+            # the branch's refs for its fate, read while git deletes the worktree (which
+            # moves no ref)
+            start(repo, *repo_.REFS)
             if leftover(wt, known):
                 _named("worktree", wt.rmdir, _kept(session))
                 output.step("worktree", f"removed the empty folder {wt} (a stopped remove's)")
@@ -422,20 +478,19 @@ def plan(
     output.info(output.bold(f"Would remove session {name} (dry run: nothing changed)"))
     with repo_.open_repo(project.main) as repo:
         listed = worktree.listing(repo)  # a dry run changes nothing: one reading serves
-        known = worktree.find(repo, wt, listed)
-        why = refusal(project, session, known)
-        if why:
-            refuse_lines([why + " (--force does not change this)"], "nothing would be removed")
+        found = examine(project, repo, session, force, listed)
+        if found.refusal:
+            refuse_lines(
+                [found.refusal + " (--force does not change this)"], "nothing would be removed"
+            )
             return False
-        ign = lost_ignored(project, session) if wt.is_dir() and known is not None else None
-        if not force:
-            found = problems(project, repo, session, known, ign)
-            if found:
-                refuse_lines(
-                    ["work would be lost: " + "; ".join(found)],
-                    "nothing would be removed without --force",
-                )
-                return False
+        if found.problems:
+            refuse_lines(
+                ["work would be lost: " + "; ".join(found.problems)],
+                "nothing would be removed without --force",
+            )
+            return False
+        known, ign = found.known, found.ign
         pre = project.settings.hooks.get("pre_remove", ())
         if pre and not wt.is_dir():
             plan_line("pre-remove", f"not run: worktree {wt} is gone ({len(pre)} hook(s))")

@@ -18,7 +18,6 @@ from .. import output
 from ..config import StepSpec
 from ..errors import TallyError
 from ..session import Project, Session
-from . import builtin
 from .base import FINE, Checked, Context, Made, Report, Step
 
 if TYPE_CHECKING:
@@ -134,14 +133,15 @@ def resolve(
     """The step each entry names: a built-in one (when `builtins`), else a task of the
     project's collection; a name that is neither is one error naming the key."""
     found: list[Step] = []
+    named = _builtin() if builtins else {}
     for spec in specs:
-        if builtins and spec.task in builtin:
+        if spec.task in named:
             if spec.undo:
                 raise TallyError(
                     f"config key tally.{key}: {spec.task} is a built-in step, it has its own "
                     "undo; give `undo` to project tasks only"
                 )
-            found.append(builtin[spec.task])
+            found.append(named[spec.task])
             continue
         if tasks is None:
             raise TallyError(_unknown(key, spec.task, builtins))
@@ -160,8 +160,15 @@ def resolve(
     return found
 
 
+def _builtin() -> dict[str, Step]:
+    """The built-in steps, imported only where a step may be one (add's, not remove's)."""
+    from . import builtin
+
+    return builtin
+
+
 def _unknown(key: str, dotted: str, builtins: bool) -> str:
-    what = "neither a built-in step (" + ", ".join(builtin) + ") nor" if builtins else "not"
+    what = "neither a built-in step (" + ", ".join(_builtin()) + ") nor" if builtins else "not"
     return (
         f"config key tally.{key} names {dotted!r}, which is {what} a task of the project's "
         "Invoke collection (its tasks.py); fix the name, or add the task there"
@@ -174,7 +181,7 @@ def for_add(project: Project, tasks: ProjectTasks | None) -> list[tuple[str, Ste
     specs = project.settings.add_steps
     chosen = resolve(specs, "add_steps", tasks)
     names = [spec.task for spec in specs]
-    for key, step in builtin.items():
+    for key, step in _builtin().items():
         if step.required and step not in chosen:
             raise TallyError(f"tally.add_steps must include {key!r} (it has {names})")
         if step.opens and chosen[0] is not step:
