@@ -11,36 +11,35 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .errors import TallyError
-
-if TYPE_CHECKING:
-    import socket
 
 MAX_OFFSET = 1000
 
 
-def _probes() -> list[tuple[socket.AddressFamily, str]]:
-    import socket  # here and below: `list` reads /proc, it binds and connects nothing
+def _probes() -> list[tuple[int, str]]:
+    # `_socket`, socket's C half, here and in is_free: `socket` itself makes enums of
+    # every constant as it is imported (3 ms), and a bind needs none of them. Imported
+    # here: `list` reads /proc, it binds and connects nothing.
+    import _socket
 
     # 127.0.0.1 and 0.0.0.0 both: a server on all addresses blocks loopback and the other
     # way round (macOS's AirPlay Receiver holds 5000 and 7000 on every address).
-    found = [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET, "0.0.0.0")]
-    if socket.has_ipv6:
-        found += [(socket.AF_INET6, "::1"), (socket.AF_INET6, "::")]
+    found = [(_socket.AF_INET, "127.0.0.1"), (_socket.AF_INET, "0.0.0.0")]
+    if _socket.has_ipv6:
+        found += [(_socket.AF_INET6, "::1"), (_socket.AF_INET6, "::")]
     return found
 
 
 def is_free(port: int) -> bool:
     """True when nothing on this machine listens on `port` (probe by binding)."""
-    import socket
+    import _socket
 
     for family, host in _probes():
-        with contextlib.closing(socket.socket(family, socket.SOCK_STREAM)) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        with contextlib.closing(_socket.socket(family, _socket.SOCK_STREAM)) as s:
+            s.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            if family == _socket.AF_INET6:
+                s.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
             try:
                 s.bind((host, port))
             except OSError as e:
