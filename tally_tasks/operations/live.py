@@ -3,16 +3,19 @@ windows start, restarting windows, and going to the agent that waits longest."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from .. import live as live_
-from .. import output, panes, readiness, restart, sessions, tmux
+from .. import output, panes, restart, sessions, tmux
 from .. import ports as ports_
 from .. import preflight as preflight_
 from .. import shell as shell_
 from ..errors import TallyError
 from ..session import Project, Session, render
 from ..steps.tmux import attach_line, window_runs, window_shell
+
+if TYPE_CHECKING:  # imported where windows are waited for: `add --no-wait` waits for none
+    from .. import readiness
 
 
 def preflight_split(
@@ -49,6 +52,8 @@ def ready(
     project: Project, session: Session, srv: tmux.TmuxServer, windows: list[str] | None = None
 ) -> list[readiness.Ready]:
     """Wait for the session's windows (or those named) and print a line for each."""
+    from .. import readiness
+
     chosen = [w for w in project.settings.windows if windows is None or w.name in windows]
     results = readiness.check(session, chosen, srv, project.settings.ready_timeout)
     readiness.report(results, session, attach_line(project, session))
@@ -60,6 +65,10 @@ def ready_many(
 ) -> dict[str, list[readiness.Ready]]:
     """`ready` for several sessions at once (their windows started together): the waits
     overlap; the lines come out session by session."""
+    from concurrent.futures import ThreadPoolExecutor  # here: only resume starts many
+
+    from .. import readiness
+
     if not todo:
         return {}
     windows = list(project.settings.windows)
@@ -117,6 +126,8 @@ def restart_windows(
             f"tmux session {session.tmux_name} is not running; start it with: "
             + output.command("tmux", session.name)
         )
+    from .. import readiness
+
     wanted = readiness.window_ports(project.settings.windows, session.ports)
     done = []
     for run in window_runs(project, session, resume=True, shell=window_shell(srv)):
