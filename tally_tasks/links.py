@@ -259,11 +259,11 @@ def _sha256(data: bytes) -> str:
     whose import loads OpenSSL (3 ms, more than the digest); a big one's by OpenSSL's,
     faster per byte. The same digest either way."""
     if len(data) < 1 << 16:  # about a thousand files
-        for module in ("_sha2", "_sha256"):  # Python 3.12 on; before
-            try:
-                return str(__import__(module).sha256(data).hexdigest())
-            except ImportError:  # a build without it: hashlib has OpenSSL's
-                pass
+        try:
+            own = __import__("_sha2" if sys.version_info >= (3, 12) else "_sha256")
+            return str(own.sha256(data).hexdigest())
+        except ImportError:  # a build without it: hashlib has OpenSSL's
+            pass
     import hashlib  # here: only copied and hard-linked trees are fingerprinted
 
     return hashlib.sha256(data).hexdigest()
