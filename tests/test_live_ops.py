@@ -17,7 +17,7 @@ from typing import Any
 
 import libtmux
 import pytest
-from conftest import VENV_BIN, Sample, pane, poll, run_cli
+from conftest import VENV_BIN, Sample, in_group, pane, poll, run_cli
 
 from tally_tasks import agent, ports, tmux
 
@@ -259,7 +259,7 @@ def test_ctrl_c_while_the_preflights_shell_runs_ends_it_and_makes_nothing(
     out, err = proc.communicate(timeout=10)  # not the shell's 30 s, nor the 20 s timeout
     assert proc.returncode == 130, out + err
     assert "interrupted" in err and "Traceback" not in err
-    poll(lambda: not _in_group(shell), timeout=5)  # the shell and its rc file's sleep
+    poll(lambda: not in_group(shell), timeout=5)  # the shell and its rc file's sleep
     assert sample.registry() == {}
     assert not (sample.main.parent / "tally-x").exists()
 
@@ -277,19 +277,6 @@ def _preflights_in(folder: Path) -> list[int]:
                 found.append(int(proc.name))
         except OSError:
             continue
-    return found
-
-
-def _in_group(pgid: int) -> list[str]:
-    """The live processes of process group `pgid` (a zombie counts as gone)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if stat[2] == str(pgid) and stat[0] != "Z":
-            found.append(proc.name)
     return found
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import poll
+from conftest import in_group, poll
 
 from tally_tasks import preflight
 from tally_tasks.config import Window
@@ -86,26 +86,13 @@ def test_a_hanging_rc_file_is_bounded(isolated_env: Path, tmp_path: Path) -> Non
     assert finding.activate_status is None and "did not finish" in finding.output[0]
 
 
-def _group(pgid: int) -> list[str]:
-    """The processes of process group `pgid` (zombies, reaped at once, count as gone)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if stat[2] == str(pgid) and stat[0] != "Z":
-            found.append(proc.name)
-    return found
-
-
 def test_started_it_runs_while_the_caller_works_then_says_what_check_says(
     isolated_env: Path, tmp_path: Path
 ) -> None:
     windows = [*WINDOWS, Window("frontend", "frontend", "nosuchprog-x run dev", "")]
     with preflight.started("/bin/sh", "", windows, tmp_path, {}) as running:
         assert running.finding() == preflight.check("/bin/sh", "", windows, tmp_path, {})
-    assert not _group(running.proc.pid)
+    assert not in_group(running.proc.pid)
 
 
 def test_a_hanging_rc_file_started_early_is_bounded_from_its_start(
@@ -116,7 +103,7 @@ def test_a_hanging_rc_file_started_early_is_bounded_from_its_start(
         poll(lambda: time.monotonic() >= running.deadline)  # the caller's work took longer
         finding = running.finding()
         assert finding.activate_status is None and "did not finish in 1 s" in finding.output[0]
-        poll(lambda: not _group(running.proc.pid), timeout=5)  # the shell and its sleep
+        poll(lambda: not in_group(running.proc.pid), timeout=5)  # the shell and its sleep
 
 
 @pytest.mark.parametrize("how", ["error", "ctrl-c"])
@@ -127,10 +114,10 @@ def test_a_shell_still_running_as_the_block_ends_is_ended_with_its_rc_files_chil
     stop = RuntimeError("the caller's check failed") if how == "error" else KeyboardInterrupt()
     with pytest.raises(type(stop)):
         with preflight.started("/bin/sh", "", WINDOWS, tmp_path, {}) as running:
-            poll(lambda: len(_group(running.proc.pid)) == 2)  # the shell, and its sleep
+            poll(lambda: len(in_group(running.proc.pid)) == 2)  # the shell, and its sleep
             raise stop
     assert running.proc.returncode is not None  # the shell: ended and reaped
-    poll(lambda: not _group(running.proc.pid), timeout=5)  # its sleep: killed with it
+    poll(lambda: not in_group(running.proc.pid), timeout=5)  # its sleep: killed with it
 
 
 def test_programs_of() -> None:
