@@ -61,4 +61,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -x .venv/bin/tally-sessio
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
   echo "$want" >"$stamp"
 fi
+# the package's bytecode, as `pip install .` compiles it: `inv` never writes any (invoke
+# turns bytecode writing off before it loads tasks), so an editable install would compile
+# every changed module again on every `inv` run; cheap, so every time (after a `git pull`)
+env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -m compileall -q tally_tasks >/dev/null
 echo "bootstrap: ready (tmux $(tmux -V | cut -d' ' -f2), venv .venv)" >&2

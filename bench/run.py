@@ -54,6 +54,17 @@ CONFIG = {
 }
 
 
+def _package(bin_: Path) -> Path:
+    """The folder of the tally_tasks that the Python in `bin_` imports."""
+    out = subprocess.run(
+        [str(bin_ / "python"), "-c", "import tally_tasks; print(tally_tasks.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return Path(out.strip()).parent
+
+
 def sh(cmd: str, cwd: Path, env: dict[str, str]) -> None:
     subprocess.run(["bash", "-c", cmd], cwd=cwd, env=env, check=True, capture_output=True)
 
@@ -648,6 +659,15 @@ def main() -> int:
     results: dict[str, dict[str, Any]] = {}
     floors: dict[str, dict[str, float]] = {}
     breakdown: dict[str, dict[str, Any]] = {}
+    # the package's bytecode, as `pip install .` (and bootstrap.sh) compile it: `inv` never
+    # writes any, so a module changed since would be compiled again in every timed run
+    for bin_ in [BIN, *([Path(args.before)] if args.before else [])]:
+        subprocess.run(
+            [str(bin_ / "python"), "-m", "compileall", "-q", str(_package(bin_))],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     load = os.getloadavg()
     try:
         fabric_loaded = False

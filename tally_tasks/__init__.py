@@ -26,14 +26,12 @@ def __getattr__(name: str) -> Any:
     import sys
     from pathlib import Path
 
-    from invoke import Collection
-
     from . import completion, startup
     from .config import DEFAULTS, install_excepthook, tasks_folder
-    from .tasks import session
+    from .tasks import TallyCollection, session
 
     global ns
-    ns = Collection(session)
+    ns = TallyCollection(session)
     ns.configure({"tally": DEFAULTS})
     completion.install()  # `inv --complete`: session names after `--name` (see completion.py)
     if os.path.basename(sys.argv[0]) in ("inv", "invoke"):

@@ -26,7 +26,7 @@ BROKEN = ("exited", "missing", "down", "other")  # a window's state that needs t
 Answer = list[dict[str, Any]] | str | None  # rows, why there are none, or not asked yet
 
 
-@dataclass(frozen=True)
+@dataclass
 class Line:
     """One row of the table: a session, or a host that did not answer (`row` None)."""
 

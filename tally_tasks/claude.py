@@ -237,7 +237,7 @@ def forget(config: Path, paths: list[Path], stale: float = 10.0) -> str:
     return restore(config, Snapshot(_roots(paths), {}), stale)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Snapshot:
     """The project entries of some folders (and of folders inside them) as they were."""
 

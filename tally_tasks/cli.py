@@ -24,7 +24,7 @@ from . import __version__, completion, output
 from .config import DEFAULTS, did_you_mean, install_excepthook
 from .errors import TallyError
 from .repo import find_main
-from .tasks import session, use_program
+from .tasks import TallyCollection, session, use_program
 
 # Commands whose optional positional name invoke cannot express (`optional=` would make
 # `--name=x` ambiguous): the name is turned into --name here.
@@ -32,7 +32,7 @@ _OPTIONAL_NAME = {"resume", "doctor"}
 
 
 def collection() -> Collection:
-    ns = Collection()
+    ns = TallyCollection()
     for t in session.tasks.values():
         ns.add_task(t)
     ns.configure({"tally": DEFAULTS})

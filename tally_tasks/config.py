@@ -122,7 +122,7 @@ PLACEHOLDER = re.compile(r"(?<!\$)\{([a-z][a-z0-9_]*)\}")
 PLACEHOLDERS = ("name", "slug", "project", "session", "worktree", "branch", "main", "claude_resume")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Window:
     """A tmux window of every session: its name, folder, command and resume command."""
 
@@ -138,7 +138,7 @@ _WINDOW_KEYS = tuple(
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Link:
     """A path shared with the main checkout, and how (`LINK_MODES`)."""
 
@@ -146,7 +146,7 @@ class Link:
     mode: str = "symlink"
 
 
-@dataclass(frozen=True)
+@dataclass
 class StepSpec:
     """An entry of add_steps or remove_steps: a built-in step's name or a task of the
     project's Invoke collection (`undo`: the task that takes its work away again)."""
@@ -155,7 +155,7 @@ class StepSpec:
     undo: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Settings:
     """The checked `tally` settings (see DEFAULTS for each one's meaning)."""
 

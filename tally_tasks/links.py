@@ -37,7 +37,7 @@ EXCLUDE_BEGIN = "# >>> tally-tasks: its links in worktrees (written by tally-tas
 EXCLUDE_END = "# <<< tally-tasks"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Outcome:
     """What a link or copy step did to one path (False: worth a warning)."""
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json as _json
 from typing import Any
 
-from . import output, sessions, status
+from . import output, sessions, status, worktree
 from . import panes as panes_
 from . import tmux as tmux_
+from .errors import TallyError
+from .repo import Repo
 from .session import Project
 
 
@@ -20,6 +22,10 @@ def show(project: Project, json: bool = False, git: bool = False, brief: bool = 
     `brief`; `git`: the table with the git state)."""
     srv = tmux_.server(project.settings.tmux_socket)
     with_git = git or (json and not brief)
+    try:  # git lists the worktrees (for the stale check) while tmux lists the panes
+        listed = worktree.listing_begun(Repo(project.main))
+    except TallyError:
+        listed = None
     snap = panes_.snapshot(srv)  # once, for the rows and the stale check
     entries = sessions.load(project)  # once, too
     rows = status.rows(
@@ -31,7 +37,7 @@ def show(project: Project, json: bool = False, git: bool = False, brief: bool = 
         output.info("no sessions; create one with: " + output.command("add", "NAME"))
     else:
         output.table(table(rows, with_git))
-    for note in status.stale(project, srv, entries, snap.paths):
+    for note in status.stale(project, srv, entries, snap.paths, listed=listed):
         output.warn("stale", note, to_stderr=json)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from . import repo as repo_
 
 
-@dataclass(frozen=True)
+@dataclass
 class Landed:
     """How a branch's content is in another branch."""
 
@@ -35,7 +35,7 @@ class Landed:
         return f"{verb[self.how]} into {self.into}"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Target:
     """A branch a session's branch may be merged into."""
 

@@ -27,7 +27,7 @@ from .session import commands
 _MARK = "__tally_preflight__"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Finding:
     """What the windows' login shell said before `add` started them."""
 

@@ -28,7 +28,7 @@ CONNECT_TIMEOUT = 10.0  # seconds for TCP, the SSH banner and auth, each
 LIST_TIMEOUT = 5.0  # a listing asks every host: a silent one must not hold it up long
 
 
-@dataclass(frozen=True)
+@dataclass
 class Host:
     """A remote dev host from `tally.hosts`."""
 
@@ -245,7 +245,7 @@ KNOWN_HOSTS = "~/.ssh/known_hosts"
 _known_hosts_lock = threading.Lock()  # hosts are asked in parallel threads
 
 
-@dataclass(frozen=True)
+@dataclass
 class _AcceptNew:
     """paramiko's policy for a host not in known_hosts: trust it on first use and write
     its key into the user's ~/.ssh/known_hosts, as ssh's accept-new does (hashed when

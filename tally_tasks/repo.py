@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,10 @@ def find_main(start: Path) -> tuple[Path, Path]:
     known = _found.get(str(start))
     if known is not None and known[1].is_dir():
         return known
+    common = _discovered(start)
+    if common is not None:
+        _found[str(start)] = (common.parent, common)
+        return common.parent, common
     try:
         proc = subprocess.run(
             ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
@@ -67,6 +73,82 @@ def find_main(start: Path) -> tuple[Path, Path]:
         )
     _found[str(start)] = (common.parent, common)
     return common.parent, common
+
+
+# what makes git's discovery other than the plain walk up (or its answer other than ours)
+_DISCOVERY_ENV = (
+    "GIT_CEILING_DIRECTORIES",
+    "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+    "GIT_OBJECT_DIRECTORY",
+)
+
+
+def _discovered(start: Path) -> Path | None:
+    """What ``git rev-parse --path-format=absolute --git-common-dir`` says in `start`, found
+    without running git where git's rule is plain: walking up from `start` (its real path)
+    to the first folder with a valid ``.git`` (a repository folder, or a worktree's file
+    naming one), on one filesystem, everything owned by this user (git's safe.directory
+    check). None, to ask git, for anything else: a folder or file that is not what it
+    should be, another owner, a sudo'd root, the variables that change the walk."""
+    if any(os.environ.get(k) for k in _DISCOVERY_ENV) or not hasattr(os, "geteuid"):
+        return None
+    if os.geteuid() == 0 and os.environ.get("SUDO_UID"):
+        return None
+    uid = os.geteuid()
+    try:
+        folder = Path(os.path.realpath(start))
+        top = folder.stat()
+    except OSError:
+        return None
+    dev = top.st_dev
+    for here_ in (folder, *folder.parents):
+        try:
+            top = here_.stat()
+        except OSError:
+            return None
+        if top.st_dev != dev:
+            return None  # git stops at a filesystem's edge
+        try:
+            dot = (here_ / ".git").lstat()
+        except FileNotFoundError:
+            if _repository(here_, here_):
+                return None  # a bare repository, or inside .git: git has rules of its own
+            continue
+        except OSError:
+            return None
+        if top.st_uid != uid or dot.st_uid != uid:
+            return None
+        if stat.S_ISDIR(dot.st_mode):
+            common = here_ / ".git"
+            return common if _repository(common, common) else None
+        if not stat.S_ISREG(dot.st_mode):
+            return None
+        return _worktree_common(here_ / ".git", uid)
+    return None
+
+
+def _worktree_common(gitfile: Path, uid: int) -> Path | None:
+    """The common git dir of the worktree whose ``.git`` file is `gitfile` (None: ask git)."""
+    try:
+        text = gitfile.read_text()
+        name = text.removeprefix("gitdir: ").strip()
+        if not text.startswith("gitdir: ") or not name or "\n" in name:
+            return None
+        gitdir = Path(os.path.realpath(gitfile.parent / name))
+        if gitdir.stat().st_uid != uid:
+            return None
+        common_name = (gitdir / "commondir").read_text().strip()
+    except (OSError, UnicodeError):
+        return None
+    common = Path(os.path.realpath(gitdir / common_name))
+    return common if _repository(gitdir, common) else None
+
+
+def _repository(gitdir: Path, common: Path) -> bool:
+    """git's test of a repository folder: HEAD in it, objects and refs in the common dir."""
+    return (
+        (gitdir / "HEAD").is_file() and (common / "objects").is_dir() and (common / "refs").is_dir()
+    )
 
 
 def in_worktree(folder: Path, main: Path) -> bool:
@@ -127,9 +209,42 @@ def _git(
             errors="replace" if text else None,
         )
     except FileNotFoundError:
-        if not repo.path.is_dir():
-            raise TallyError(f"{repo.path} does not exist") from None
-        raise TallyError("git is not installed or not on PATH; install git first") from None
+        raise _not_found(repo) from None
+
+
+def _not_found(repo: Repo) -> TallyError:
+    if not repo.path.is_dir():
+        return TallyError(f"{repo.path} does not exist")
+    return TallyError("git is not installed or not on PATH; install git first")
+
+
+def begun(repo: Repo, *args: str) -> Callable[[], str]:
+    """`run`, started now and read when the returned function is called: git works while
+    the caller asks something else (a failure is raised then, as `run` raises it)."""
+    try:
+        proc = subprocess.Popen(
+            ["git", *args],
+            cwd=repo.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
+    except FileNotFoundError:
+        raise _not_found(repo) from None
+
+    def result() -> str:
+        try:
+            out, err = proc.communicate()
+        except BaseException:  # Ctrl-C while waiting: leave no git behind
+            proc.kill()
+            proc.wait()
+            raise
+        if proc.returncode != 0:
+            raise _failed(args, err, proc.returncode)
+        return str(out)
+
+    return result
 
 
 def _failed(args: tuple[str, ...], stderr: str, code: int) -> TallyError:
@@ -218,7 +333,7 @@ def main_branch(repo: Repo, into: str = "") -> str:
     return into or refs(repo).main_branch()
 
 
-@dataclass(frozen=True)
+@dataclass
 class Refs:
     """The local branches, the one checked out in the main checkout and the remotes' HEADs,
     from one ``git for-each-ref``: what add and remove ask of refs, answered together."""

@@ -104,7 +104,7 @@ def url_port(name: str, ports: Mapping[str, int], port: str = "") -> tuple[str, 
     return which, ports[which]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Session:
     """One session: its name, branch, worktree, tmux session and ports."""
 
@@ -149,7 +149,7 @@ class Session:
         return env
 
 
-@dataclass(frozen=True)
+@dataclass
 class Project:
     """The main checkout, its git common dir and its settings."""
 

@@ -84,8 +84,11 @@ def main() -> None:
 
 def quick_inv() -> None:
     """`inv` (invoke's script, whose Program is ``invoke.main.program``) runs its tasks with
-    `QuickExecutor`, unless it was given an executor of its own. (invoke reads a
-    collection's ``tasks.executor_class`` only per task, too late for its Program.)"""
+    `QuickExecutor`, unless it was given an executor of its own (invoke reads a
+    collection's ``tasks.executor_class`` only per task, too late for its Program), and
+    parses the command line against contexts whose arguments are built when used
+    (`tasks.task_contexts`: invoke copies the collection it loads into a plain
+    `Collection`, so our `to_contexts` is not the one its Program would call)."""
     main = sys.modules.get("invoke.main")
     program = getattr(main, "program", None)
     if program is None:
@@ -94,6 +97,20 @@ def quick_inv() -> None:
 
     if program.executor_class is Executor:
         program.executor_class = QuickExecutor
+    if callable(getattr(program, "_make_parser", None)):
+        program._make_parser = lambda: _lazy_parser(program)
+
+
+def _lazy_parser(program: Any) -> Any:
+    """What ``Program._make_parser`` makes, with `tasks.task_contexts`."""
+    from invoke.parser import Parser
+
+    from .tasks import task_contexts
+
+    ignore = program.config.tasks.ignore_unknown_help
+    return Parser(
+        initial=program.initial_context, contexts=task_contexts(program.collection, ignore)
+    )
 
 
 class QuickExecutor:

@@ -278,9 +278,11 @@ def stale(
     entries: registry.Registry,
     panes: Panes | None = None,
     checked: Collection[str] = (),
+    listed: Callable[[], list[worktree.Worktree]] | None = None,
 ) -> list[str]:
     """Plain-words reports of state that does not add up, each with the command that fixes it
-    (`checked`: sessions whose missing worktree was reported already, by doctor)."""
+    (`checked`: sessions whose missing worktree was reported already, by doctor; `listed`:
+    git's worktree list, begun already)."""
     from . import output  # local: keeps this module's import light for `rows`
 
     notes = []
@@ -304,7 +306,7 @@ def stale(
     prefix = f"{project.name}-"
     ours = {str(p) for p in registered}  # folders our worktrees are (or were) in
     try:
-        known = worktree.listing(Repo(project.main))
+        known = listed() if listed else worktree.listing(Repo(project.main))
     except TallyError:
         known = []
     for wt in known:

@@ -80,7 +80,7 @@ class _NotFound(Exception):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass
 class WindowRun:
     """A window to start: its name, folder and the line typed into it."""
 
@@ -278,7 +278,7 @@ _EDITORS = frozenset({"bash", "rbash", "zsh", "fish"})
 TYPE_WAIT = 5.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Fresh:
     """A pane whose shell has just started, and the line it is to run."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from . import repo as repo_
 from .errors import TallyError
 
 
-@dataclass(frozen=True)
+@dataclass
 class Worktree:
     """One of git's worktree records (`git worktree list`)."""
 
@@ -25,7 +25,19 @@ class Worktree:
 
 def listing(repo: repo_.Repo) -> list[Worktree]:
     """Every worktree git knows of (the main checkout first)."""
-    out = repo_.run(repo, "worktree", "list", "--porcelain", "-z")
+    return _parsed(repo_.run(repo, *_LIST))
+
+
+def listing_begun(repo: repo_.Repo) -> Callable[[], list[Worktree]]:
+    """`listing`, started now, read when the returned function is called."""
+    result = repo_.begun(repo, *_LIST)
+    return lambda: _parsed(result())
+
+
+_LIST = ("worktree", "list", "--porcelain", "-z")
+
+
+def _parsed(out: str) -> list[Worktree]:
     result: list[Worktree] = []
     for block in out.split("\0\0"):
         fields = [f for f in block.split("\0") if f]
@@ -206,7 +218,7 @@ def user_changes(path: Path, ours: set[str]) -> list[str]:
     return lines
 
 
-@dataclass(frozen=True)
+@dataclass
 class Ignored:
     """The git-ignored files in a worktree that are not the tool's own: each ignored folder
     (git's own, without looking through it) and loose file with its number of files, and

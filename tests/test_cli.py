@@ -807,7 +807,7 @@ exec {real} "$@"
 
 
 def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path: Path) -> None:
-    """add's checks: the repository, the windows' shell, whose the tmux name is, the branch
+    """add's checks: the windows' shell, whose the tmux name is, the branch
     (held for the undo), git's worktrees, the refs: one call each; remove's whole run: its
     checks (changes, ignored files, stashes, whose the tmux session is, whether the branch
     is merged) and the four commands a person would type."""
@@ -828,7 +828,7 @@ def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path:
 
     add = calls(["inv", "session.add", "x", "-q", "--no-wait"])
     assert add[: add.index("git worktree add")] == [
-        "git rev-parse",
+        # the repository: found by a walk up, as git finds it (repo._discovered)
         "tmux show-options default-shell",  # the windows' shell: for the preflight and add
         "tmux list-panes =tally-x",  # whose the tmux name is
         "git show-ref refs/heads/x",  # held for the undo: had the branch before

@@ -61,7 +61,10 @@ async def asked(pilot: Pilot[None], app: Dashboard, timeout: float = 15.0) -> As
 
     def ready() -> Ask | None:
         screen = app.screen
-        return screen if isinstance(screen, Ask) and screen.query_one(Input).has_focus else None
+        if not isinstance(screen, Ask):
+            return None
+        boxes = screen.query(Input)  # none yet while the screen is being put together
+        return screen if boxes and boxes.first().has_focus else None
 
     ask: Ask = await until(pilot, ready, timeout)
     return ask

@@ -46,13 +46,25 @@ def test_snapshot_tells_programs_from_idle_shells(srv: libtmux.Server, tmp_path:
     assert snap["sleep"].started is not None and abs(snap["sleep"].started - time.time()) < 30
     assert snap["sleep"].path == str(tmp_path)
     assert snap["idle"].shell_started is not None
+    # what runs, named as tmux names it (read from /proc on Linux, tmux's word elsewhere)
+    told = dict(
+        line.split("\t")
+        for line in srv.cmd(
+            "list-panes", "-s", "-t", "=s", "-F", "#{window_name}\t#{pane_current_command}"
+        ).stdout
+    )
+    assert {w: p.command for w, p in snap.items()} == told
+    assert snap["sleep"].command == "sleep"
 
 
 def test_a_dead_pane(srv: libtmux.Server, tmp_path: Path) -> None:
     srv.cmd("new-session", "-d", "-s", "d", "-n", "w", "sleep 60")
     srv.cmd("set-option", "-w", "-t", "=d:=w", "remain-on-exit", "on")
-    srv.cmd("respawn-pane", "-k", "-t", "=d:=w", "sh -c 'echo gone-now; exit 3'")
-    # the killed sleep may show as a dead pane (no status) before the new command runs
+    # the sleep ended first: `respawn-pane -k` of a live pane races tmux, which may take
+    # the killed program's end for the new one's (the pane dead, its status never set)
+    os.kill(int(srv.cmd("display", "-p", "-t", "=d:=w", "#{pane_pid}").stdout[0]), 15)
+    poll(lambda: (p := panes.snapshot(srv).get("d").get("w")) and p.dead)
+    srv.cmd("respawn-pane", "-t", "=d:=w", "sh -c 'echo gone-now; exit 3'")
     pane = poll(lambda: (p := panes.snapshot(srv).get("d").get("w")) and p.dead_status == 3 and p)
     assert pane.dead and not pane.running
     # tmux may see the exit before it has read the last output from the pane's terminal

@@ -233,3 +233,42 @@ def test_the_lsof_path_for_machines_without_proc_finds_pid_command_and_folder(
     finally:
         server.terminate()
         server.wait()
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="Linux only")
+def test_the_kernels_listening_sockets_are_what_proc_net_lists() -> None:
+    """sock_diag (asked over netlink) and /proc/net/tcp{,6} name the same listening sockets:
+    on 127.0.0.1, 0.0.0.0 and ::1, not one only bound, not a connection."""
+    opened = []
+    try:
+        for family, host, listen in [
+            (socket.AF_INET, "127.0.0.1", True),
+            (socket.AF_INET, "0.0.0.0", True),
+            (socket.AF_INET6, "::1", True),
+            (socket.AF_INET, "127.0.0.1", False),  # bound only
+        ]:
+            s = socket.socket(family)
+            opened.append(s)
+            s.bind((host, 0))
+            if listen:
+                s.listen()
+        client = socket.create_connection(opened[0].getsockname()[:2])
+        opened.append(client)
+        wanted = {s.getsockname()[1] for s in opened}
+        asked = ports._sock_diag_listening()
+        assert asked is not None
+        from_kernel = {inode: port for inode, port in asked if port in wanted}
+        assert from_kernel == ports._proc_net_listening(wanted)
+        assert set(from_kernel.values()) == {s.getsockname()[1] for s in opened[:3]}
+    finally:
+        for s in opened:
+            s.close()
+
+
+def test_without_sock_diag_proc_net_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        monkeypatch.setattr(ports, "_sock_diag_listening", lambda: None)
+        assert ports.listening([port, 1]) == {port}

@@ -237,3 +237,83 @@ def test_a_command_ends_without_the_interpreters_teardown(
     r = run_cli(args, sample.main, env={"PYTHONPATH": str(tmp_path)})
     assert ("teardown" in r.stderr) == teardown, (r.returncode, r.stdout, r.stderr)
     assert r.returncode == (1 if "nosuch" in args else 0), r.stderr
+
+
+# Names each task whose arguments are built, as the process ends.
+COUNT_ARGUMENTS = """import atexit, sys
+from invoke.tasks import Task
+_built = []
+_real = Task.get_arguments
+def _counting(self, *a, **k):
+    _built.append(self.name)
+    return _real(self, *a, **k)
+Task.get_arguments = _counting
+atexit.register(lambda: sys.stderr.write("built: " + " ".join(_built) + "\\n"))
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "built"),
+    [
+        (["inv", "session.list"], "list"),
+        (["inv", "session.list", "session.list", "--json"], "list list"),  # once for each
+        (["tally-session", "list", "--host", ""], "list"),  # invoke's path, not quick.py's
+        (["tally-session", "remove", "nosuch"], "remove"),
+    ],
+    ids=["inv", "inv-twice", "tally-session", "tally-session-remove"],
+)
+def test_only_the_tasks_named_have_their_arguments_built(
+    sample: Sample, tmp_path: Path, args: list[str], built: str
+) -> None:
+    """invoke's parser makes (and copies) a context per task of the collection; only the
+    named ones are built (tasks.TaskContext)."""
+    (tmp_path / "sitecustomize.py").write_text(COUNT_ARGUMENTS)
+    r = run_cli(args, sample.main, env={"PYTHONPATH": str(tmp_path)})
+    said = [ln for ln in r.stderr.splitlines() if ln.startswith("built:")]
+    assert said == [f"built: {built}"], (r.returncode, r.stderr)
+
+
+def test_a_task_context_is_built_when_used_and_copied_apart() -> None:
+    import copy
+
+    from tally_tasks import ns
+    from tally_tasks.tasks import TaskContext, task_contexts
+
+    contexts = {c.name: c for c in task_contexts(ns)}
+    add = contexts["session.add"]
+    assert isinstance(add, TaskContext)
+    assert repr(add) == "<parser/Context 'session.add' (arguments built when used)>"
+    unbuilt = copy.deepcopy(add)
+    assert unbuilt._pending is not None and unbuilt is not add
+    assert "--name" in add.flags and "--no-wait" in add.flags  # built on first use
+    assert "'name'" in repr(add)
+    copied = copy.deepcopy(add)
+    copied.args["name"].value = "x"
+    assert add.args["name"].value is None  # a parse of the copy leaves the original alone
+    assert copied.flags["--name"] is copied.args["name"]  # one Argument, two ways in
+    assert [a.name for a in unbuilt.positional_args] == [a.name for a in add.positional_args]
+
+
+def test_every_task_builds_its_arguments() -> None:
+    """Built only when used, a bad help key would show only when its task runs: every task
+    is built here (invoke raises for a help key that names no argument)."""
+    from tally_tasks import ns
+    from tally_tasks.tasks import task_contexts
+
+    for context in task_contexts(ns):
+        assert context.args is not None, context.name
+
+
+def test_a_tasks_positional_arguments_are_invokes() -> None:
+    """Worked out on first use (TallyTask), they are what invoke's Task gives."""
+    from invoke import Task
+
+    from tally_tasks import ns
+    from tally_tasks.tasks import TallyTask
+
+    for name in ns.task_names:
+        ours = ns[name]
+        assert isinstance(ours, TallyTask)
+        theirs = Task(ours.body)
+        assert list(ours.positional) == list(theirs.positional), name
+    assert ns["session.add"].positional == ["name"]

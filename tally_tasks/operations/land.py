@@ -54,7 +54,7 @@ _IN_PROGRESS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass
 class Plan:
     session: Session
     into: str  # the main branch
@@ -387,7 +387,7 @@ def _advance(main: repo_.Repo, plan: Plan, new: str) -> None:
 # --- putting everything back ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Saved:
     """Files git rewrites even when an operation is undone: the worktree's index (its
     stat data) and both checkouts' ORIG_HEAD. None: the file was not there."""

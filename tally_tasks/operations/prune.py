@@ -19,7 +19,7 @@ from ..steps.project import ProjectTasks
 from . import remove as remove_
 
 
-@dataclass(frozen=True)
+@dataclass
 class Finished:
     session: Session
     why: str  # "x is squash-merged into origin/main", "x's upstream origin/x is gone"

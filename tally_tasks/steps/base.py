@@ -43,7 +43,7 @@ class Context:
         return self.srv
 
 
-@dataclass(frozen=True)
+@dataclass
 class Made:
     """What a run made that its `undo` takes away: `what` is said in the undo list."""
 
@@ -51,7 +51,7 @@ class Made:
     data: Any = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Checked:
     """What `check` found: `mend` for `fix` to mend; `halt`: later steps have nothing to
     check (the worktree is gone)."""

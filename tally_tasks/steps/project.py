@@ -84,7 +84,7 @@ def _inside(session: Session) -> Iterator[None]:
                 os.environ[key] = value
 
 
-@dataclass(frozen=True)
+@dataclass
 class TaskStep:
     """A task of the project's collection as a step (`undo`: the task undoing it)."""
 
