@@ -106,8 +106,8 @@ def start(
         output.step("tmux", f"{tname}: restarted " + ", ".join([r.name for r in missing] + died))
         return "mended"
     runs = window_runs(project, session, resume or bool(stale), shell)
-    # a port that binds is held by no one: only the others are looked up (a read of
-    # /proc/net/tcp walks the kernel's whole socket table, 2 ms a table here)
+    # a port that binds is held by no one: only the others are looked up (in the
+    # kernel's socket tables, then every process's open files)
     if not all(ports_.is_free(p) for p in session.ports.values()):
         sessions.warn_foreign_ports(session)
     tmux.create(srv, tname, runs, session.env())
