@@ -111,15 +111,16 @@ class Running:
         return Finding(status if self.activate else 0, missing, said)
 
     def stop(self) -> None:
-        """End the shell (and what its rc files started in its group) if it still runs,
-        and reap it. Nothing to do once `finding` has read it."""
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        if self.proc.stdout is not None and not self.proc.stdout.closed:
-            self.proc.communicate()
+        """End the shell and what its rc files started in its group (one may hold its
+        output open after it exited), and reap it. Nothing to do once `finding` has read
+        it to the end."""
+        if self.proc.stdout is None or self.proc.stdout.closed:
+            return
+        try:  # not reaped yet: its pid is still its group's
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.communicate()
 
 
 @contextlib.contextmanager

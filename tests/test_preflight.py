@@ -95,13 +95,18 @@ def test_started_it_runs_while_the_caller_works_then_says_what_check_says(
     assert not in_group(running.proc.pid)
 
 
+@pytest.mark.parametrize(
+    "rc", ["sleep 30\n", "sleep 30 &\n"], ids=["hangs", "leaves-a-child-holding-its-output"]
+)
 def test_a_hanging_rc_file_started_early_is_bounded_from_its_start(
-    isolated_env: Path, tmp_path: Path
+    isolated_env: Path, tmp_path: Path, rc: str
 ) -> None:
-    (isolated_env / "home" / ".profile").write_text("sleep 30\n")
+    (isolated_env / "home" / ".profile").write_text(rc)
     with preflight.started("/bin/sh", "", WINDOWS, tmp_path, {}, timeout=1) as running:
         poll(lambda: time.monotonic() >= running.deadline)  # the caller's work took longer
+        asked = time.monotonic()
         finding = running.finding()
+        assert time.monotonic() - asked < 5  # not until the rc file's sleep ends
         assert finding.activate_status is None and "did not finish in 1 s" in finding.output[0]
         poll(lambda: not in_group(running.proc.pid), timeout=5)  # the shell and its sleep
 
