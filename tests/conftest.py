@@ -370,6 +370,22 @@ def in_group(pgid: int) -> list[str]:
     return found
 
 
+def preflights_in(folder: Path) -> list[int]:
+    """The pids of preflight shells working in `folder`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (
+                proc.name.isdigit()
+                and b"__tally_preflight__" in (proc / "cmdline").read_bytes()
+                and os.readlink(proc / "cwd") == str(folder)
+            ):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def imported_by(argv: list[str], cwd: Path) -> set[str]:
     """The modules a command (`["inv", "session.list"]`) imports, run as invoke runs it in
     a fresh interpreter; the command must succeed."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import libtmux
 import pytest
-from conftest import VENV_BIN, Sample, in_group, pane, poll, run_cli
+from conftest import VENV_BIN, Sample, in_group, pane, poll, preflights_in, run_cli
 
 from tally_tasks import agent, ports, tmux
 
@@ -254,7 +254,7 @@ def test_ctrl_c_while_the_preflights_shell_runs_ends_it_and_makes_nothing(
         text=True,
         start_new_session=True,  # its own group, as a terminal's foreground job
     )
-    [shell] = poll(lambda: _preflights_in(sample.main), timeout=30)
+    [shell] = poll(lambda: preflights_in(sample.main), timeout=30)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=10)  # not the shell's 30 s, nor the 20 s timeout
     assert proc.returncode == 130, out + err
@@ -262,22 +262,6 @@ def test_ctrl_c_while_the_preflights_shell_runs_ends_it_and_makes_nothing(
     poll(lambda: not in_group(shell), timeout=5)  # the shell and its rc file's sleep
     assert sample.registry() == {}
     assert not (sample.main.parent / "tally-x").exists()
-
-
-def _preflights_in(folder: Path) -> list[int]:
-    """The pids of preflight shells working in `folder`."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if (
-                proc.name.isdigit()
-                and b"__tally_preflight__" in (proc / "cmdline").read_bytes()
-                and os.readlink(proc / "cwd") == str(folder)
-            ):
-                found.append(int(proc.name))
-        except OSError:
-            continue
-    return found
 
 
 # --- the agent: states in list, on_waiting once, next --------------------------------------
