@@ -11,36 +11,36 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import TallyError
-
-if TYPE_CHECKING:
-    import socket
 
 MAX_OFFSET = 1000
 
 
-def _probes() -> list[tuple[socket.AddressFamily, str]]:
-    import socket  # here and below: `list` reads /proc, it binds and connects nothing
+def _probes() -> list[tuple[int, str]]:
+    # `_socket`, socket's C half, here and in is_free: `socket` itself makes enums of
+    # every constant as it is imported (3 ms), and a bind needs none of them. Imported
+    # here: `list` reads /proc, it binds and connects nothing.
+    import _socket
 
     # 127.0.0.1 and 0.0.0.0 both: a server on all addresses blocks loopback and the other
     # way round (macOS's AirPlay Receiver holds 5000 and 7000 on every address).
-    found = [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET, "0.0.0.0")]
-    if socket.has_ipv6:
-        found += [(socket.AF_INET6, "::1"), (socket.AF_INET6, "::")]
+    found = [(_socket.AF_INET, "127.0.0.1"), (_socket.AF_INET, "0.0.0.0")]
+    if _socket.has_ipv6:
+        found += [(_socket.AF_INET6, "::1"), (_socket.AF_INET6, "::")]
     return found
 
 
 def is_free(port: int) -> bool:
     """True when nothing on this machine listens on `port` (probe by binding)."""
-    import socket
+    import _socket
 
     for family, host in _probes():
-        with contextlib.closing(socket.socket(family, socket.SOCK_STREAM)) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        with contextlib.closing(_socket.socket(family, _socket.SOCK_STREAM)) as s:
+            s.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            if family == _socket.AF_INET6:
+                s.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
             try:
                 s.bind((host, port))
             except OSError as e:
@@ -151,17 +151,18 @@ def _sock_diag_listening() -> list[tuple[str, int]] | None:
 
     /proc/net/tcp and tcp6 are made by walking the kernel's whole socket tables: 1.5 ms
     each here with one socket open, every time; this asks for the listening ones only."""
-    import socket
+    import _socket  # socket's C half, as in _probes: without the 3 ms of socket's enums
     import struct
 
-    if not hasattr(socket, "AF_NETLINK"):
+    if not hasattr(_socket, "AF_NETLINK"):
         return None
     found: list[tuple[str, int]] = []
     try:
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_SOCK_DIAG) as nl:
-            for seq, family in enumerate((socket.AF_INET, socket.AF_INET6), 1):
+        asking = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW, _NETLINK_SOCK_DIAG)
+        with contextlib.closing(asking) as nl:
+            for seq, family in enumerate((_socket.AF_INET, _socket.AF_INET6), 1):
                 # inet_diag_req_v2: family, protocol, ext, pad, states; a zero socket id
-                req = struct.pack("=BBBxI", family, socket.IPPROTO_TCP, 0, 1 << _TCP_LISTEN)
+                req = struct.pack("=BBBxI", family, _socket.IPPROTO_TCP, 0, 1 << _TCP_LISTEN)
                 req += bytes(48)
                 head = struct.pack(
                     "=IHHII", 16 + len(req), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST_DUMP, seq, 0

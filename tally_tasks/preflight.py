@@ -9,14 +9,17 @@ and the setting to change, not a surprise inside a window.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
 import subprocess
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import interrupts
 from .config import Window
 from .hooks import NO_TTY_NOISE
 from .session import commands
@@ -64,6 +67,97 @@ def script(shell: str, activate: str, programs: Iterable[str]) -> str:
     return "\n".join(lines)
 
 
+class Running:
+    """The one login-shell call, started (`started`): it runs while the caller does other
+    work; `finding` waits for what it says, `stop` ends it if it still runs."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[str],
+        shell: str,
+        activate: str,
+        needed: dict[str, list[str]],
+        timeout: float,
+    ) -> None:
+        self.proc, self.shell, self.activate, self.needed = proc, shell, activate, needed
+        self.timeout, self.deadline = timeout, time.monotonic() + timeout
+
+    def finding(self) -> Finding:
+        """What the shell said (waiting until `timeout` s after its start, at most)."""
+        shell, proc, needed = self.shell, self.proc, self.needed
+        try:
+            out, _ = proc.communicate(timeout=max(self.deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return Finding(None, {}, [f"{shell} -lic did not finish in {self.timeout:.0f} s"])
+        status: int | None = None
+        missing: dict[str, list[str]] = {}
+        said: list[str] = []
+        finished = False
+        for line in out.splitlines():
+            if not line.startswith(_MARK + " "):
+                if line.strip() and not _noise(line):
+                    said.append(line.strip())
+                continue
+            word, _, rest = line[len(_MARK) + 1 :].partition(" ")
+            if word == "status":
+                status = int(rest) if rest.strip().lstrip("-").isdigit() else None
+            elif word == "missing" and rest in needed:
+                missing[rest] = needed[rest]
+            elif word == "done":
+                finished = True
+        if not finished and not said:
+            said = [f"{shell} -lic exited with status {proc.returncode}"]
+        return Finding(status if self.activate else 0, missing, said)
+
+    def stop(self) -> None:
+        """End the shell and what its rc files started in its group (one may hold its
+        output open after it exited), and reap it. Nothing to do once `finding` has read
+        it to the end."""
+        if self.proc.stdout is None or self.proc.stdout.closed:
+            return
+        try:  # not reaped yet: its pid is still its group's
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.communicate()
+
+
+@contextlib.contextmanager
+def started(
+    shell: str,
+    activate: str,
+    windows: Iterable[Window],
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float = 20.0,
+) -> Iterator[Running]:
+    """The one login-shell call, started: it runs while the block does other work, and
+    the block reads it when it wants (`Running.finding` waits at most `timeout` s from
+    now: rc files may hang). Still running as the block ends (Ctrl-C, an error), it is
+    ended."""
+    needed = programs_of(windows)
+    running = None
+    try:
+        with interrupts.held():  # started and handed to the `finally`, or not started
+            proc = subprocess.Popen(
+                [shell, "-lic", script(shell, activate, needed)],
+                cwd=cwd,
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                start_new_session=True,  # an interactive shell must not take our terminal
+            )
+            running = Running(proc, shell, activate, needed, timeout)
+        yield running
+    finally:
+        if running is not None:
+            running.stop()
+
+
 def check(
     shell: str,
     activate: str,
@@ -73,46 +167,8 @@ def check(
     timeout: float = 20.0,
 ) -> Finding:
     """Run the one login-shell call (at most `timeout` s: rc files may hang)."""
-    needed = programs_of(windows)
-    proc = subprocess.Popen(
-        [shell, "-lic", script(shell, activate, needed)],
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        start_new_session=True,  # an interactive shell must not take our terminal
-    )
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        out, _ = proc.communicate()
-        return Finding(None, {}, [f"{shell} -lic did not finish in {timeout:.0f} s"])
-    status: int | None = None
-    missing: dict[str, list[str]] = {}
-    said: list[str] = []
-    finished = False
-    for line in out.splitlines():
-        if not line.startswith(_MARK + " "):
-            if line.strip() and not _noise(line):
-                said.append(line.strip())
-            continue
-        word, _, rest = line[len(_MARK) + 1 :].partition(" ")
-        if word == "status":
-            status = int(rest) if rest.strip().lstrip("-").isdigit() else None
-        elif word == "missing" and rest in needed:
-            missing[rest] = needed[rest]
-        elif word == "done":
-            finished = True
-    if not finished and not said:
-        said = [f"{shell} -lic exited with status {proc.returncode}"]
-    return Finding(status if activate else 0, missing, said)
+    with started(shell, activate, windows, cwd, env, timeout) as running:
+        return running.finding()
 
 
 def _noise(line: str) -> bool:

@@ -357,6 +357,35 @@ def silent_server(kind: str) -> tuple[int, Callable[[], None]]:
     return int(server.getsockname()[1]), close
 
 
+def in_group(pgid: int) -> list[str]:
+    """The live processes of process group `pgid` (a zombie counts as gone)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if stat[2] == str(pgid) and stat[0] != "Z":
+            found.append(proc.name)
+    return found
+
+
+def preflights_in(folder: Path) -> list[int]:
+    """The pids of preflight shells working in `folder`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (
+                proc.name.isdigit()
+                and b"__tally_preflight__" in (proc / "cmdline").read_bytes()
+                and os.readlink(proc / "cwd") == str(folder)
+            ):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def imported_by(argv: list[str], cwd: Path) -> set[str]:
     """The modules a command (`["inv", "session.list"]`) imports, run as invoke runs it in
     a fresh interpreter; the command must succeed."""

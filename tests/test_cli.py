@@ -881,3 +881,19 @@ def test_removes_questions_that_do_not_wait_for_one_another_run_at_once(
     ok(["inv", "session.remove", "x", "-q"], sample.main, PATH=f"{wrappers}:{os.environ['PATH']}")
     assert sorted(p.name for p in marks.iterdir()) == ["for-each-ref", "ls-files", "stash"]
     assert not log.exists() and not (sample.main.parent / "tally-x").exists()
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["add", "add-quiet"])
+def test_add_starts_the_preflights_login_shell_only_when_its_warnings_would_show(
+    sample: Sample, tmp_path: Path, quiet: bool
+) -> None:
+    """One login shell for the preflight; none with --quiet, which shows no warning."""
+    shells, log = tmp_path / "shells", tmp_path / "shells.log"
+    shells.mkdir()
+    (shells / "sh").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nexec /bin/sh "$@"\n')
+    (shells / "sh").chmod(0o755)
+    sample.write_config(add_steps=FAST)
+    args = ["inv", "session.add", "x", "--no-wait", *(["-q"] if quiet else [])]
+    ok(args, sample.main, SHELL=str(shells / "sh"))
+    said = log.read_text() if log.exists() else ""  # each call's "$*": its script's lines
+    assert said.count("__tally_preflight__ done") == (0 if quiet else 1), said

@@ -23,7 +23,16 @@ from typing import Any
 
 import libtmux
 import pytest
-from conftest import VENV_BIN, Sample, git, make_sample, obeying_permissions, poll, run_cli
+from conftest import (
+    VENV_BIN,
+    Sample,
+    git,
+    make_sample,
+    obeying_permissions,
+    poll,
+    preflights_in,
+    run_cli,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -1257,10 +1266,10 @@ def in_worktree(wt: Path) -> list[str]:
 class Sweep:
     """`inv session.add x` run again and again, Ctrl-C'd at a different moment each time."""
 
-    def __init__(self, sample: Sample, tmp_path: Path) -> None:
+    def __init__(self, sample: Sample, tmp_path: Path, flags: tuple[str, ...] = ("-q",)) -> None:
         import shutil
 
-        self.sample = sample
+        self.sample, self.flags = sample, flags
         self.wt = sample.main.parent / "tally-x"
         self.counter = tmp_path / "calls"
         wrappers = tmp_path / "sweep-bin"
@@ -1278,7 +1287,7 @@ class Sweep:
     def add(self, **env: str) -> subprocess.Popen[str]:
         self.counter.unlink(missing_ok=True)
         return subprocess.Popen(
-            [str(VENV_BIN / "inv"), "session.add", "x", "-q"],
+            [str(VENV_BIN / "inv"), "session.add", "x", *self.flags],
             cwd=self.sample.main,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -1316,10 +1325,16 @@ class Sweep:
         return "undone"
 
 
+@pytest.mark.parametrize(
+    "flags",
+    # without --quiet, the preflight's login shell runs beside the checks' calls
+    [("-q",), ("--no-wait",)],
+    ids=["quiet", "preflight-beside-the-checks"],
+)
 def test_ctrl_c_at_every_moment_of_add_leaves_nothing_behind(
-    sample: Sample, tmp_path: Path
+    sample: Sample, tmp_path: Path, flags: tuple[str, ...]
 ) -> None:
-    sweep = Sweep(sample, tmp_path)
+    sweep = Sweep(sample, tmp_path, flags)
     # how many git and tmux calls a whole add makes
     assert sweep.settled(sweep.add(), "never") == "complete"
     total = sweep.calls()
@@ -1350,3 +1365,4 @@ def test_ctrl_c_at_every_moment_of_add_leaves_nothing_behind(
         outcomes[f"{delay:.2f}s"] = sweep.settled(proc, f"at {delay:.2f} s")
     assert outcomes["call 1"] == outcomes["ports"] == outcomes["hook"] == "undone", outcomes
     assert list(outcomes.values()).count("undone") >= total, outcomes
+    assert not preflights_in(sample.main)  # none left running by an interrupted add

@@ -5,7 +5,9 @@ once, next. Real tmux, real processes; the stand-in claude runs its hooks."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -15,7 +17,7 @@ from typing import Any
 
 import libtmux
 import pytest
-from conftest import Sample, pane, poll, run_cli
+from conftest import VENV_BIN, Sample, in_group, pane, poll, preflights_in, run_cli
 
 from tally_tasks import agent, ports, tmux
 
@@ -203,6 +205,8 @@ def test_preflight_names_a_missing_workon(sample: Sample, srv: libtmux.Server, s
     assert f"`workon tally` fails in your login shell ({shell})" in line
     assert "tally.activate" in line
     assert lines(r, "✓ ports")  # a warning: add goes on
+    # its shell ran while add checked git and tmux; its line still comes first
+    assert r.stdout.splitlines()[0] == line
 
 
 def test_preflight_names_a_missing_program(sample: Sample, srv: libtmux.Server) -> None:
@@ -210,6 +214,54 @@ def test_preflight_names_a_missing_program(sample: Sample, srv: libtmux.Server) 
     r = inv(sample, "session.add", "x", "--dry-run")
     (line,) = lines(r, "! preflight")
     assert line.split()[2:5] == ["vite", "is", "not"] and "frontend" in line
+    assert r.stdout.splitlines()[0] == line  # before the plan's first line
+
+
+def _said(sample: Sample, *args: str) -> tuple[int, list[str]]:
+    """`inv ARGS`: its status, and its stdout and stderr lines in the order written."""
+    r = subprocess.run(
+        [str(VENV_BIN / "inv"), *args],
+        cwd=sample.main,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=90,
+    )
+    return r.returncode, r.stdout.splitlines()
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["add", "dry-run"])
+def test_an_add_its_checks_refuse_says_the_preflight_first(
+    sample: Sample, srv: libtmux.Server, dry_run: bool
+) -> None:
+    assert inv(sample, "session.add", "x", "-q", "--no-wait").returncode == 0
+    sample.write_config(activate="workon {project}")
+    code, said = _said(sample, "session.add", "x", *(["--dry-run"] if dry_run else []))
+    assert code == 1
+    assert [ln.split()[:2] for ln in said] == [["!", "preflight"], ["✗", "session"]], said
+    assert "already exists" in said[1]
+
+
+def test_ctrl_c_while_the_preflights_shell_runs_ends_it_and_makes_nothing(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    (sample.home / ".profile").write_text("sleep 30\n")  # a login shell that hangs
+    proc = Popen(
+        [str(VENV_BIN / "inv"), "session.add", "x", "--no-wait"],
+        cwd=sample.main,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group, as a terminal's foreground job
+    )
+    [shell] = poll(lambda: preflights_in(sample.main), timeout=30)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=10)  # not the shell's 30 s, nor the 20 s timeout
+    assert proc.returncode == 130, out + err
+    assert "interrupted" in err and "Traceback" not in err
+    poll(lambda: not in_group(shell), timeout=5)  # the shell and its rc file's sleep
+    assert sample.registry() == {}
+    assert not (sample.main.parent / "tally-x").exists()
 
 
 # --- the agent: states in list, on_waiting once, next --------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import threading
 from pathlib import Path
@@ -27,6 +28,7 @@ from conftest import (
     run_cli,
 )
 
+from tally_tasks import ports as ports_
 from tally_tasks import sessions, status, tmux
 from tally_tasks.errors import TallyError
 from tally_tasks.operations import add as add_op
@@ -301,6 +303,36 @@ def test_step_tmux_starts_a_missing_session(
     _, session = made
     assert tmux_step.start(sample.project(), session, srv) == "started"
     assert tmux.window_names(srv, "tally-x") == ["backend", "frontend", "claude"]
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["ports-free", "backend-held"])
+def test_step_tmux_names_a_port_another_program_holds_and_looks_only_then(
+    sample: Sample,
+    srv: libtmux.Server,
+    made: tuple[Project, Session],
+    held: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before the windows start: a port of the session's that another program listens on
+    is named; while every port binds, /proc is not read for holders (nobody holds one)."""
+    _, session = made
+    looked: list[list[int]] = []
+    real = ports_.holders
+    monkeypatch.setattr(ports_, "holders", lambda ps: looked.append(sorted(ps)) or real(ps))
+    port = session.ports["backend"]
+    with socket.socket() as other:
+        if held:
+            other.bind(("127.0.0.1", port))
+            other.listen()
+        assert tmux_step.start(sample.project(), session, srv) == "started"
+    out = capsys.readouterr().out
+    if held:
+        assert looked == [sorted(session.ports.values())]
+        assert f"backend port {port} is held by pid {os.getpid()}" in out
+    else:
+        assert looked == []
+        assert "is held by" not in out
 
 
 def test_a_worktree_deleted_by_hand_is_made_again_on_its_branch(

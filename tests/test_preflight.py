@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
+from conftest import in_group, poll
 
 from tally_tasks import preflight
 from tally_tasks.config import Window
@@ -82,6 +84,45 @@ def test_a_hanging_rc_file_is_bounded(isolated_env: Path, tmp_path: Path) -> Non
     (isolated_env / "home" / ".profile").write_text("sleep 30\n")
     finding = preflight.check("/bin/sh", "", WINDOWS, tmp_path, {}, timeout=1)
     assert finding.activate_status is None and "did not finish" in finding.output[0]
+
+
+def test_started_it_runs_while_the_caller_works_then_says_what_check_says(
+    isolated_env: Path, tmp_path: Path
+) -> None:
+    windows = [*WINDOWS, Window("frontend", "frontend", "nosuchprog-x run dev", "")]
+    with preflight.started("/bin/sh", "", windows, tmp_path, {}) as running:
+        assert running.finding() == preflight.check("/bin/sh", "", windows, tmp_path, {})
+    assert not in_group(running.proc.pid)
+
+
+@pytest.mark.parametrize(
+    "rc", ["sleep 30\n", "sleep 30 &\n"], ids=["hangs", "leaves-a-child-holding-its-output"]
+)
+def test_a_hanging_rc_file_started_early_is_bounded_from_its_start(
+    isolated_env: Path, tmp_path: Path, rc: str
+) -> None:
+    (isolated_env / "home" / ".profile").write_text(rc)
+    with preflight.started("/bin/sh", "", WINDOWS, tmp_path, {}, timeout=1) as running:
+        poll(lambda: time.monotonic() >= running.deadline)  # the caller's work took longer
+        asked = time.monotonic()
+        finding = running.finding()
+        assert time.monotonic() - asked < 5  # not until the rc file's sleep ends
+        assert finding.activate_status is None and "did not finish in 1 s" in finding.output[0]
+        poll(lambda: not in_group(running.proc.pid), timeout=5)  # the shell and its sleep
+
+
+@pytest.mark.parametrize("how", ["error", "ctrl-c"])
+def test_a_shell_still_running_as_the_block_ends_is_ended_with_its_rc_files_children(
+    isolated_env: Path, tmp_path: Path, how: str
+) -> None:
+    (isolated_env / "home" / ".profile").write_text("sleep 30\n")
+    stop = RuntimeError("the caller's check failed") if how == "error" else KeyboardInterrupt()
+    with pytest.raises(type(stop)):
+        with preflight.started("/bin/sh", "", WINDOWS, tmp_path, {}) as running:
+            poll(lambda: len(in_group(running.proc.pid)) == 2)  # the shell, and its sleep
+            raise stop
+    assert running.proc.returncode is not None  # the shell: ended and reaped
+    poll(lambda: not in_group(running.proc.pid), timeout=5)  # its sleep: killed with it
 
 
 def test_programs_of() -> None:

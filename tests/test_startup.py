@@ -79,6 +79,30 @@ def test_remove_imports_only_what_it_runs(sample: Sample) -> None:
     assert not modules & unused, modules & unused
 
 
+def test_add_imports_what_it_uses_when_it_uses_it(sample: Sample) -> None:
+    """add binds its ports' probes with _socket, fingerprints a small tree without
+    hashlib (OpenSSL) and, with --no-wait, waits for no window: none of them imported;
+    the wait imports what it needs."""
+    sample.write_config(links=[{"path": "frontend/node_modules", "mode": "auto"}])
+    unused = {"socket", "hashlib", "concurrent.futures", "tally_tasks.readiness"}
+    r = run_cli(
+        ["inv", "session.add", "x", "-q", "--no-wait"],
+        sample.main,
+        env={"PYTHONPROFILEIMPORTTIME": "1"},
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    modules = imported(r.stderr)
+    assert {"_socket", "tally_tasks.links", "tally_tasks.operations.add"} <= modules
+    assert not modules & unused, modules & unused
+    stamps = sample.main / ".git" / "worktrees" / "tally-x" / "tally-trees.json"
+    assert "frontend/node_modules" in stamps.read_text()  # the tree was fingerprinted
+    r = run_cli(
+        ["inv", "session.add", "y", "-q"], sample.main, env={"PYTHONPROFILEIMPORTTIME": "1"}
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "tally_tasks.readiness" in imported(r.stderr)
+
+
 MOCK_CONTEXT = """
 import sys
 from tally_tasks import startup

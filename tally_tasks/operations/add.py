@@ -8,11 +8,12 @@ the dry run over the same steps.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +120,20 @@ class _Undo:
         return done
 
 
+@contextlib.contextmanager
+def _after(first: Callable[[], object]) -> Iterator[None]:
+    """What `first` says (the preflight's warnings) comes before what the block says or
+    its error, as when it was asked first; a Ctrl-C stops at once."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        first()
+        raise
+    first()
+
+
 def run(
     project: Project,
     name: str,
@@ -126,18 +141,22 @@ def run(
     force: bool = False,
     tasks: ProjectTasks | None = None,
     shell: str = "",
+    first: Callable[[], object] = lambda: None,
 ) -> Session:
     """The whole add. On failure, undoes what this run created (see README: Safety).
-    `shell`: the windows' shell, when the caller has asked tmux already."""
-    check_name(name)
-    chosen = for_add(project, tasks)
-    existing = _check_new(project, name)
-    taken = _tmux_taken(project, name, srv) if existing is None else ""
-    if taken:
-        raise TallyError(taken + ", or pick another name")
-    ctx = Context(project, project.new_session(name), srv, adding=True, force=force)
-    ctx.no_tmux = existing is None  # asked just now: the tmux step need not ask again
-    _check_shells(project, ctx, [n for n, _ in chosen], shell)
+    `shell`: the windows' shell, when the caller has asked tmux already; `first`: says
+    what must come before anything else (the preflight, running meanwhile), called once
+    the checks are done, before the first step."""
+    with _after(first):
+        check_name(name)
+        chosen = for_add(project, tasks)
+        existing = _check_new(project, name)
+        taken = _tmux_taken(project, name, srv) if existing is None else ""
+        if taken:
+            raise TallyError(taken + ", or pick another name")
+        ctx = Context(project, project.new_session(name), srv, adding=True, force=force)
+        ctx.no_tmux = existing is None  # asked just now: the tmux step need not ask again
+        _check_shells(project, ctx, [n for n, _ in chosen], shell)
     undo = _Undo()
     current = chosen[0][0]
     try:
@@ -185,21 +204,24 @@ def plan(
     force: bool = False,
     tasks: ProjectTasks | None = None,
     shell: str = "",
+    first: Callable[[], object] = lambda: None,
 ) -> bool:
     """The dry run of `run` (`force`: its --force, over existing copies): the same checks,
-    then each step's plan; False when the real add would refuse. `shell`: as for `run`."""
-    check_name(name)
-    chosen = for_add(project, tasks)
-    existing = _check_new(project, name)
-    session = project.session(name, existing) if existing else project.new_session(name)
-    ctx = Context(project, session, srv, force=force, shell=shell)
-    lines: list[tuple[str, str]] = []
-    refusals = []
-    for _, step in chosen:
-        try:
-            lines += [(step.name, line) for line in step.plan(ctx)]
-        except Refused as e:
-            refusals.append(str(e))
+    then each step's plan; False when the real add would refuse. `shell`, `first`: as for
+    `run` (`first` is called before the plan's first line)."""
+    with _after(first):
+        check_name(name)
+        chosen = for_add(project, tasks)
+        existing = _check_new(project, name)
+        session = project.session(name, existing) if existing else project.new_session(name)
+        ctx = Context(project, session, srv, force=force, shell=shell)
+        lines: list[tuple[str, str]] = []
+        refusals = []
+        for _, step in chosen:
+            try:
+                lines += [(step.name, line) for line in step.plan(ctx)]
+            except Refused as e:
+                refusals.append(str(e))
     output.info(output.bold(f"Would create session {name} (dry run: nothing changed)"))
     taken = _tmux_taken(project, name, srv) if existing is None else ""
     if taken:
@@ -251,14 +273,16 @@ def create(
     warnings, then the dry run (False: the real add would refuse), or the steps, the wait
     for the windows to come up and the summary. Windows that did not come up are the
     error; the session is kept (the user wants to look at it)."""
-    from . import live  # readiness lives there; only add waits on it
+    from . import live  # the preflight and readiness live there
 
     check_name(name)
     shell = window_shell(srv)  # asked once: for the preflight and for the windows
-    live.preflight(project, project.new_session(name), srv=srv, shell=shell)
-    if dry_run:
-        return plan(project, name, srv, force, tasks, shell)
-    session = run(project, name, srv, force=force, tasks=tasks, shell=shell)
+    # the preflight's login shell runs while the checks ask git and tmux; its warnings
+    # still come first
+    with live.preflight(project, project.new_session(name), shell) as say:
+        if dry_run:
+            return plan(project, name, srv, force, tasks, shell, first=say)
+        session = run(project, name, srv, force=force, tasks=tasks, shell=shell, first=say)
     waits = wait and tmux.exists(srv, session.tmux_name)  # no tmux step: no windows
     found = live.problems(live.ready(project, session, srv)) if waits else ""
     summary(project, session, ready=not found)

@@ -3,10 +3,12 @@ windows start, restarting windows, and going to the agent that waits longest."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from .. import live as live_
-from .. import output, panes, readiness, restart, sessions, tmux
+from .. import output, panes, restart, sessions, tmux
 from .. import ports as ports_
 from .. import preflight as preflight_
 from .. import shell as shell_
@@ -14,41 +16,69 @@ from ..errors import TallyError
 from ..session import Project, Session, render
 from ..steps.tmux import attach_line, window_runs, window_shell
 
+if TYPE_CHECKING:  # imported where windows are waited for: `add --no-wait` waits for none
+    from .. import readiness
 
-def preflight_split(
+
+@contextlib.contextmanager
+def _preflight_started(
     project: Project, session: Session, srv: tmux.TmuxServer | None = None, shell: str = ""
-) -> tuple[list[str], list[str]]:
-    """What the windows' shell (`shell` when known, else tmux's default-shell on `srv`, else
-    $SHELL) says, as (the activation fails, programs some windows lack)."""
+) -> Iterator[preflight_.Running]:
+    """The preflight's login shell, started (`preflight_.started`): the windows' shell
+    (`shell` when known, else tmux's default-shell on `srv`, else $SHELL)."""
     s = project.settings
     shell = shell or (window_shell(srv) if srv is not None else shell_.login_shell())
     kind = shell_.kind(shell)
     activate = render(s.activate, session.values(project), shell_.quoter(kind)).strip()
     cwd = session.worktree if session.worktree.is_dir() else project.main
-    found = preflight_.check(shell, activate, s.windows, cwd, session.env())
-    return preflight_.split(found, shell, activate)
+    with preflight_.started(shell, activate, s.windows, cwd, session.env()) as running:
+        yield running
 
 
-def preflight(
-    project: Project,
-    session: Session,
-    show: bool = True,
-    srv: tmux.TmuxServer | None = None,
-    shell: str = "",
-) -> list[str]:
-    """The preflight's warnings (`show`: as warning lines)."""
-    broken, missing = preflight_split(project, session, srv, shell)
-    lines = broken + missing
-    if show:
-        for line in lines:
-            output.warn("preflight", line)
-    return lines
+def _split(running: preflight_.Running) -> tuple[list[str], list[str]]:
+    return preflight_.split(running.finding(), running.shell, running.activate)
+
+
+def preflight_split(
+    project: Project, session: Session, srv: tmux.TmuxServer | None = None, shell: str = ""
+) -> tuple[list[str], list[str]]:
+    """What the windows' shell (as `_preflight_started` picks it) says, as (the activation
+    fails, programs some windows lack)."""
+    with _preflight_started(project, session, srv, shell) as running:
+        return _split(running)
+
+
+@contextlib.contextmanager
+def preflight(project: Project, session: Session, shell: str) -> Iterator[Callable[[], None]]:
+    """The preflight, its login shell started at once to run while the caller checks other
+    things; the function given waits for it and says its warnings (the first time it is
+    called: `add` calls it before its first line, or its error). A shell still running at
+    the end (Ctrl-C, an error) is ended. With --quiet, which would show none of its
+    warnings, no shell is started."""
+    if output.is_quiet():
+        yield lambda: None
+        return
+    with _preflight_started(project, session, shell=shell) as running:
+        said = False
+
+        def say() -> None:
+            nonlocal said
+            if said:
+                return
+            said = True
+            broken, missing = _split(running)
+            for line in broken + missing:
+                output.warn("preflight", line)
+
+        yield say
 
 
 def ready(
     project: Project, session: Session, srv: tmux.TmuxServer, windows: list[str] | None = None
 ) -> list[readiness.Ready]:
     """Wait for the session's windows (or those named) and print a line for each."""
+    from .. import readiness
+
     chosen = [w for w in project.settings.windows if windows is None or w.name in windows]
     results = readiness.check(session, chosen, srv, project.settings.ready_timeout)
     readiness.report(results, session, attach_line(project, session))
@@ -60,6 +90,10 @@ def ready_many(
 ) -> dict[str, list[readiness.Ready]]:
     """`ready` for several sessions at once (their windows started together): the waits
     overlap; the lines come out session by session."""
+    from concurrent.futures import ThreadPoolExecutor  # here: only resume starts many
+
+    from .. import readiness
+
     if not todo:
         return {}
     windows = list(project.settings.windows)
@@ -117,6 +151,8 @@ def restart_windows(
             f"tmux session {session.tmux_name} is not running; start it with: "
             + output.command("tmux", session.name)
         )
+    from .. import readiness
+
     wanted = readiness.window_ports(project.settings.windows, session.ports)
     done = []
     for run in window_runs(project, session, resume=True, shell=window_shell(srv)):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import shlex
 import time
 
-from .. import config, hooks, output, panes, readiness, restart, sessions, tmux
+from .. import config, hooks, output, panes, restart, sessions, tmux
+from .. import ports as ports_
 from .. import repo as repo_
 from .. import shell as shell_
 from ..errors import TallyError
@@ -105,7 +106,10 @@ def start(
         output.step("tmux", f"{tname}: restarted " + ", ".join([r.name for r in missing] + died))
         return "mended"
     runs = window_runs(project, session, resume or bool(stale), shell)
-    sessions.warn_foreign_ports(session)
+    # a port that binds is held by no one: only the others are looked up (in the
+    # kernel's socket tables, then every process's open files)
+    if not all(ports_.is_free(p) for p in session.ports.values()):
+        sessions.warn_foreign_ports(session)
     tmux.create(srv, tname, runs, session.env())
     output.step("tmux", f"{tname}  ({', '.join(r.name for r in runs)})")
     return "started"
@@ -114,6 +118,8 @@ def start(
 def dead_pane(pane: panes.Pane) -> bool:
     """Its program is gone: the pane is dead, or its shell is back at its prompt and past
     its start-up (readiness.SETTLE: a shell may still be reading its rc files)."""
+    from .. import readiness  # here and below: a new session's windows wait for nothing
+
     if pane.running:
         return False
     born = pane.shell_started
@@ -138,6 +144,8 @@ def restart_dead(
     dead = dead_windows(project, session, srv)
     if not dead:
         return []
+    from .. import readiness
+
     wanted = readiness.window_ports(project.settings.windows, session.ports)
     for run in runs:
         if run.name in dead:
@@ -268,6 +276,8 @@ def fix(ctx: Context, report: Report, mend: tuple[str, ...]) -> None:
 def ready(ctx: Context, report: Report, windows: list[str] | None) -> None:
     """After --fix started windows: wait for them, a line each; one that does not come up
     is a problem left."""
+    from .. import readiness
+
     project, session = ctx.project, ctx.session
     chosen = [w for w in project.settings.windows if windows is None or w.name in windows]
     results = readiness.check(session, chosen, ctx.server, project.settings.ready_timeout)
