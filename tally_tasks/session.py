@@ -208,14 +208,27 @@ class Project:
 
 
 def window_ports(windows: Iterable[Window], ports: dict[str, int]) -> dict[str, list[int]]:
-    """Window name -> the session's ports its command (or resume command) names (as
-    `render` fills them: ``${backend_port}`` is the shell's)."""
-    found: dict[str, list[int]] = {}
+    """Window name -> the session's ports it serves: those its command (or resume command)
+    names (as `render` fills them: ``${backend_port}`` is the shell's). A port more than
+    one window names (a frontend told where the backend is) is served by the window of
+    its name (``backend_port``: the backend window) when that one names it, else by the
+    first naming it: the others are not waited for on it, nor is its holder stopped when
+    they restart."""
+    windows = list(windows)
+    named: dict[str, set[str]] = {}
     for win in windows:
         words = PLACEHOLDER.findall(win.cmd + " " + win.resume_cmd)
-        names = {w.removesuffix("_port") for w in words if w.endswith("_port")}
-        found[win.name] = sorted({ports[n] for n in names if n in ports})
-    return found
+        named[win.name] = {w.removesuffix("_port") for w in words if w.endswith("_port")}
+    owner: dict[str, str] = {}
+    for win in windows:
+        for port in named[win.name] & set(ports):
+            if port in named.get(port, set()):
+                owner[port] = port  # the window of the port's name names it
+            else:
+                owner.setdefault(port, win.name)
+    return {
+        win.name: sorted(ports[p] for p, o in owner.items() if o == win.name) for win in windows
+    }
 
 
 def find_project(raw_settings: Callable[[Path], Any]) -> Project:

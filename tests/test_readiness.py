@@ -104,6 +104,45 @@ def test_window_ports(cmd: str, resume: str, expected: list[int]) -> None:
     assert got == {"w": expected}
 
 
+@pytest.mark.parametrize(
+    ("windows", "expected"),
+    [
+        (
+            [
+                ("backend", "serve {backend_port}"),
+                ("frontend", "vite {frontend_port} {backend_port}"),
+            ],
+            {"backend": [8001], "frontend": [5001]},
+        ),
+        (
+            [
+                ("frontend", "vite {frontend_port} {backend_port}"),
+                ("backend", "serve {backend_port}"),
+            ],
+            {"frontend": [5001], "backend": [8001]},
+        ),
+        (
+            [("web", "serve {frontend_port} {backend_port}"), ("proxy", "p {backend_port}")],
+            {"web": [5001, 8001], "proxy": []},
+        ),
+        (
+            [("backend", "serve"), ("frontend", "vite {frontend_port} {backend_port}")],
+            {"backend": [], "frontend": [5001, 8001]},
+        ),
+    ],
+    ids=["frontend-names-backend", "in-the-other-order", "first-names-it", "only-one-names-it"],
+)
+def test_a_port_two_windows_name_is_one_windows(
+    windows: list[tuple[str, str]], expected: dict[str, list[int]]
+) -> None:
+    """A frontend told the backend's port serves its own: it is not up because the backend
+    is, and its restart never stops the backend (the demo's frontend was both)."""
+    got = readiness.window_ports(
+        [Window(n, "", cmd, "") for n, cmd in windows], {"backend": 8001, "frontend": 5001}
+    )
+    assert got == expected
+
+
 def test_report_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     session = _session(tmp_path, 8001)
     results = [
