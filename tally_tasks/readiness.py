@@ -51,11 +51,15 @@ def check(
     timeout: float,
     clock: Callable[[], float] = time.monotonic,
     interval: float = 0.1,
+    among: Iterable[Window] = (),
 ) -> list[Ready]:
     """Wait (at most `timeout` s) until every window is up, running or has failed; a
-    window without a command (an idle shell by design) is not waited for."""
+    window without a command (an idle shell by design) is not waited for. `among`: all
+    the session's windows, when `windows` are some of them (which window serves a port
+    two of them name: `window_ports`)."""
     windows = [w for w in windows if w.cmd.strip() or w.resume_cmd.strip()]
-    wanted = window_ports(windows, session.ports)
+    served = window_ports([*among] or windows, session.ports)
+    wanted = {w.name: served.get(w.name, []) for w in windows}
     start, wall = clock(), time.time()
     seen_running: set[str] = set()
     done: dict[str, Ready] = {}

@@ -143,6 +143,30 @@ def test_a_port_two_windows_name_is_one_windows(
     assert got == expected
 
 
+def test_a_window_waited_for_alone_serves_only_its_own_port(
+    srv: libtmux.Server, tmp_path: Path
+) -> None:
+    """The frontend restarted alone (its window only) is not up because the backend's
+    port, which its command names, answers: it is waited for on its own."""
+    base = free_base()
+    session = _session(tmp_path, base)
+    session.ports["frontend"] = base + 1
+    windows = [
+        Window("backend", "", SERVE, ""),
+        Window("frontend", "", "sleep 60 # {frontend_port} {backend_port}", ""),
+    ]
+    runs = [
+        WindowRun(w.name, session.worktree, w.cmd.replace("{backend_port}", str(base)))
+        for w in windows
+    ]
+    tmux.create(srv, session.tmux_name, runs, {})
+    assert readiness.check(session, windows[:1], srv, 20)[0].state == "up"
+    (r,) = readiness.check(session, windows[1:], srv, 1, among=windows)
+    assert (r.state, r.port) == ("timeout", base + 1)
+    (r,) = readiness.check(session, windows[1:], srv, 1)  # not knowing the backend window
+    assert (r.state, r.port) == ("up", base)
+
+
 def test_report_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     session = _session(tmp_path, 8001)
     results = [

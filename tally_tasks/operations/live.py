@@ -80,7 +80,9 @@ def ready(
     from .. import readiness
 
     chosen = [w for w in project.settings.windows if windows is None or w.name in windows]
-    results = readiness.check(session, chosen, srv, project.settings.ready_timeout)
+    results = readiness.check(
+        session, chosen, srv, project.settings.ready_timeout, among=project.settings.windows
+    )
     readiness.report(results, session, attach_line(project, session))
     return results
 

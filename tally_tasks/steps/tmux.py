@@ -280,7 +280,9 @@ def ready(ctx: Context, report: Report, windows: list[str] | None) -> None:
 
     project, session = ctx.project, ctx.session
     chosen = [w for w in project.settings.windows if windows is None or w.name in windows]
-    results = readiness.check(session, chosen, ctx.server, project.settings.ready_timeout)
+    results = readiness.check(
+        session, chosen, ctx.server, project.settings.ready_timeout, among=project.settings.windows
+    )
     readiness.report(results, session, attach_line(project, session))
     for r in results:
         if not r.ok:
