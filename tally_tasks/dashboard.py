@@ -397,9 +397,7 @@ class Dashboard(App[None]):
             return key, f"{line.key}: a session on {line.host}; Enter attaches to it over SSH"
         row = line.row
         if not row.get("running"):
-            return key, f"{line.name} is not running; start it with: " + output.command(
-                "resume", line.name
-            )
+            return key, _not_running(line)
         if self.view == "diff":
             if self._preview_key == key:
                 return None  # git once per selection, not every second
@@ -459,12 +457,8 @@ class Dashboard(App[None]):
             return None
         return line, line.row
 
-    def _not_running(self, what: str, line: board_.Line) -> None:
-        there = () if line.host == board_.LOCAL else ("--host", line.host)
-        self.say(
-            f"{what}: {line.name} is not running; start it with: "
-            + output.command("resume", line.name, *there)
-        )
+    def _say_not_running(self, what: str, line: board_.Line) -> None:
+        self.say(f"{what}: {_not_running(line)}")
 
     @on(DataTable.RowSelected)
     def _enter(self) -> None:
@@ -481,8 +475,7 @@ class Dashboard(App[None]):
         if self.project is None:
             return
         if not line.row.get("running"):
-            resume = output.command("resume", line.name)
-            self.say(f"{line.name} is not running; start it with: {resume}")
+            self.say(_not_running(line))
             return
         if line.state == "waiting":  # as `next` does: where the agent asks
             live_.at_agent(self.project, self.srv, line.row["tmux"])
@@ -613,7 +606,7 @@ class Dashboard(App[None]):
             return
         line, row = picked
         if not row.get("running"):
-            self._not_running("send", line)
+            self._say_not_running("send", line)
             return
         where = "" if line.host == board_.LOCAL else f" on {line.host}"
         text = await self.push_screen_wait(
@@ -823,6 +816,14 @@ def _diff_stat(project: Project, row: Mapping[str, Any]) -> str:
         return f"no common commit with {head}"
     stat = repo_.git(here, "diff", "--stat", "--color=always", base).stdout.rstrip()
     return stat or f"no changes against {head}"
+
+
+def _not_running(line: board_.Line) -> str:
+    """`line`'s session is not running, and the command that starts it (on its host)."""
+    there = () if line.host == board_.LOCAL else ("--host", line.host)
+    return f"{line.name} is not running; start it with: " + output.command(
+        "resume", line.name, *there
+    )
 
 
 def on_host(host: remote.Host, argv: list[str]) -> bool:

@@ -158,19 +158,6 @@ def started(
             running.stop()
 
 
-def check(
-    shell: str,
-    activate: str,
-    windows: Iterable[Window],
-    cwd: Path,
-    env: Mapping[str, str],
-    timeout: float = 20.0,
-) -> Finding:
-    """Run the one login-shell call (at most `timeout` s: rc files may hang)."""
-    with started(shell, activate, windows, cwd, env, timeout) as running:
-        return running.finding()
-
-
 def _noise(line: str) -> bool:
     return any(n in line for n in NO_TTY_NOISE)
 

@@ -16,7 +16,7 @@ from invoke import Collection, Context, Exit, Program, Task
 from invoke import task as _task
 from invoke.parser import ParserContext
 
-from . import listing, output, sessions, status
+from . import output, sessions
 from . import tmux as tmux_
 from .config import explain_file
 from .errors import TallyError
@@ -484,11 +484,13 @@ def list_(
     if all_hosts:
         _list_all_hosts(c, json)
         return
+    from . import listing  # here: add and remove need none of its status and live state
+
     listing.show(project_of(c), json=json, git=git, brief=brief)
 
 
 def _list_all_hosts(c: Context, as_json: bool) -> None:
-    from . import remote
+    from . import listing, remote, status
 
     rows: list[dict[str, Any]] = []
     unreachable: dict[str, str] = {}

@@ -39,18 +39,26 @@ def shell(request: pytest.FixtureRequest, isolated_env: Path) -> str:
     return str(shutil.which(name))
 
 
+def check(
+    shell: str, activate: str, windows: list[Window], cwd: Path, env: dict[str, str], **kw: float
+) -> preflight.Finding:
+    """The one login-shell call, run to its end (`add` reads it while it checks git)."""
+    with preflight.started(shell, activate, windows, cwd, env, **kw) as running:
+        return running.finding()
+
+
 def _activate(shell: str) -> str:
     return "set -gx TALLY_ACTIVATED yes" if shell.endswith("fish") else "export TALLY_ACTIVATED=yes"
 
 
 def test_all_found(shell: str, tmp_path: Path) -> None:
-    finding = preflight.check(shell, _activate(shell), WINDOWS, tmp_path, {})
+    finding = check(shell, _activate(shell), WINDOWS, tmp_path, {})
     assert finding.activate_status == 0 and finding.missing == {}
     assert preflight.split(finding, shell, _activate(shell)) == ([], [])
 
 
 def test_workon_missing(shell: str, tmp_path: Path) -> None:
-    finding = preflight.check(shell, "workon tally", WINDOWS, tmp_path, {})
+    finding = check(shell, "workon tally", WINDOWS, tmp_path, {})
     assert finding.activate_status not in (0, None) and finding.missing == {}
     (line,), missing = preflight.split(finding, shell, "workon tally")
     assert missing == []
@@ -60,7 +68,7 @@ def test_workon_missing(shell: str, tmp_path: Path) -> None:
 
 def test_a_program_missing(shell: str, tmp_path: Path) -> None:
     windows = [*WINDOWS, Window("frontend", "frontend", "nosuchprog-x run dev", "")]
-    finding = preflight.check(shell, "", windows, tmp_path, {})
+    finding = check(shell, "", windows, tmp_path, {})
     assert finding.missing == {"nosuchprog-x": ["frontend"]}
     broken, (line,) = preflight.split(finding, shell, "")
     assert broken == []
@@ -76,22 +84,22 @@ def test_a_program_found_only_after_activation(shell: str, tmp_path: Path) -> No
     fish = shell.endswith("fish")
     activate = f"set -gx PATH {tool} $PATH" if fish else f'export PATH="{tool}:$PATH"'
     windows = [Window("backend", "", "djangoish runserver", "")]
-    assert preflight.check(shell, activate, windows, tmp_path, {}).missing == {}
-    assert preflight.check(shell, "", windows, tmp_path, {}).missing == {"djangoish": ["backend"]}
+    assert check(shell, activate, windows, tmp_path, {}).missing == {}
+    assert check(shell, "", windows, tmp_path, {}).missing == {"djangoish": ["backend"]}
 
 
 def test_a_hanging_rc_file_is_bounded(isolated_env: Path, tmp_path: Path) -> None:
     (isolated_env / "home" / ".profile").write_text("sleep 30\n")
-    finding = preflight.check("/bin/sh", "", WINDOWS, tmp_path, {}, timeout=1)
+    finding = check("/bin/sh", "", WINDOWS, tmp_path, {}, timeout=1)
     assert finding.activate_status is None and "did not finish" in finding.output[0]
 
 
-def test_started_it_runs_while_the_caller_works_then_says_what_check_says(
+def test_started_it_runs_while_the_caller_works_then_says_what_a_whole_run_says(
     isolated_env: Path, tmp_path: Path
 ) -> None:
     windows = [*WINDOWS, Window("frontend", "frontend", "nosuchprog-x run dev", "")]
     with preflight.started("/bin/sh", "", windows, tmp_path, {}) as running:
-        assert running.finding() == preflight.check("/bin/sh", "", windows, tmp_path, {})
+        assert running.finding() == check("/bin/sh", "", windows, tmp_path, {})
     assert not in_group(running.proc.pid)
 
 

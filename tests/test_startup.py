@@ -76,6 +76,7 @@ def test_remove_imports_only_what_it_runs(sample: Sample) -> None:
     assert "tally_tasks.operations.remove" in modules
     unused = {"tempfile", "shutil", "random", "bz2", "lzma", "tally_tasks.nodejson"}
     unused |= {f"tally_tasks.steps.{s}" for s in ("env", "links", "ports", "tmux", "worktree")}
+    unused |= {"tally_tasks.listing", "tally_tasks.status"}
     assert not modules & unused, modules & unused
 
 
@@ -85,6 +86,7 @@ def test_add_imports_what_it_uses_when_it_uses_it(sample: Sample) -> None:
     the wait imports what it needs."""
     sample.write_config(links=[{"path": "frontend/node_modules", "mode": "auto"}])
     unused = {"socket", "hashlib", "concurrent.futures", "tally_tasks.readiness"}
+    unused |= {"tally_tasks.listing", "tally_tasks.status"}  # list's, imported by list only
     r = run_cli(
         ["inv", "session.add", "x", "-q", "--no-wait"],
         sample.main,

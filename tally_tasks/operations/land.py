@@ -94,9 +94,9 @@ def _check(
             f"session {name} cannot land: " + "; ".join(verdict.problems) + ". Commit or move "
             "what you want to keep (a stash: pop or drop it), then land again"
         )
-    refs = repo_.refs(repo)
+    refs = repo_.refs(repo)  # one git call: the main branch, the checked-out one, the tips
     into = refs.main_branch(project.settings.land_into)
-    current = repo_.current_branch(repo)
+    current = refs.current
     if current != into:
         switch = output.on_host(f"git -C {_q(project.main)} switch {into}")
         raise TallyError(
@@ -109,9 +109,12 @@ def _check(
             f"the main checkout is in the middle of a {busy}; finish or abort it there "
             "first, then land again"
         )
-    into_old, tip = repo_.run(
-        repo, "rev-parse", f"refs/heads/{into}", f"refs/heads/{session.branch}"
-    ).split()
+    into_old, tip = refs.commits[into], refs.commits.get(session.branch, "")
+    if not tip:
+        raise TallyError(
+            f"branch {session.branch} does not exist, so session {name} has nothing to land; "
+            "drop it with: " + output.command("remove", name)
+        )
     landed = merged.landed(repo, session.branch, merged.targets(repo, into, refs), tip)
     if (
         landed is not None

@@ -14,7 +14,7 @@ from .. import preflight as preflight_
 from .. import shell as shell_
 from ..errors import TallyError
 from ..session import Project, Session, render
-from ..steps.tmux import attach_line, window_runs, window_shell
+from ..steps.tmux import attach_line, wait_for, window_runs, window_shell
 
 if TYPE_CHECKING:  # imported where windows are waited for: `add --no-wait` waits for none
     from .. import readiness
@@ -77,14 +77,7 @@ def ready(
     project: Project, session: Session, srv: tmux.TmuxServer, windows: list[str] | None = None
 ) -> list[readiness.Ready]:
     """Wait for the session's windows (or those named) and print a line for each."""
-    from .. import readiness
-
-    chosen = [w for w in project.settings.windows if windows is None or w.name in windows]
-    results = readiness.check(
-        session, chosen, srv, project.settings.ready_timeout, among=project.settings.windows
-    )
-    readiness.report(results, session, attach_line(project, session))
-    return results
+    return wait_for(project, session, srv, windows)
 
 
 def ready_many(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shlex
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -197,23 +198,17 @@ def problems(
     return problems + at_risk(project, repo, session, half, ign, known)
 
 
+@dataclass
 class Verdict:
     """What remove's checks found (`examine`): git's record of the worktree (`known`), the
     git-ignored files that would go with it (`ign`), why it must not be touched even with
     --force (`refusal`, "" when nothing stops it) and the work that would be lost
     (`problems`, not looked for with --force)."""
 
-    __slots__ = ("ign", "known", "problems", "refusal")
-
-    def __init__(
-        self,
-        known: worktree.Worktree | None,
-        ign: worktree.Ignored | None = None,
-        refusal: str = "",
-        problems: list[str] | None = None,
-    ) -> None:
-        self.known, self.ign, self.refusal = known, ign, refusal
-        self.problems = problems or []
+    known: worktree.Worktree | None
+    ign: worktree.Ignored | None = None
+    refusal: str = ""
+    problems: list[str] = field(default_factory=list)
 
 
 def examine(

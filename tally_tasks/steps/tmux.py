@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from typing import TYPE_CHECKING
 
 from .. import config, hooks, output, panes, restart, sessions, tmux
 from .. import ports as ports_
@@ -22,6 +23,9 @@ from .base import (
     silently,
     stop_orphans,
 )
+
+if TYPE_CHECKING:  # imported where windows are waited for
+    from .. import readiness
 
 name = "tmux"
 required = False
@@ -273,17 +277,24 @@ def fix(ctx: Context, report: Report, mend: tuple[str, ...]) -> None:
     ready(ctx, report, list(mend))
 
 
+def wait_for(
+    project: Project, session: Session, srv: tmux.TmuxServer, windows: list[str] | None = None
+) -> list[readiness.Ready]:
+    """Wait for the session's windows (or those named), a line each."""
+    from .. import readiness
+
+    chosen = [w for w in project.settings.windows if windows is None or w.name in windows]
+    results = readiness.check(
+        session, chosen, srv, project.settings.ready_timeout, among=project.settings.windows
+    )
+    readiness.report(results, session, attach_line(project, session))
+    return results
+
+
 def ready(ctx: Context, report: Report, windows: list[str] | None) -> None:
     """After --fix started windows: wait for them, a line each; one that does not come up
     is a problem left."""
-    from .. import readiness
-
-    project, session = ctx.project, ctx.session
-    chosen = [w for w in project.settings.windows if windows is None or w.name in windows]
-    results = readiness.check(
-        session, chosen, ctx.server, project.settings.ready_timeout, among=project.settings.windows
-    )
-    readiness.report(results, session, attach_line(project, session))
-    for r in results:
+    session = ctx.session
+    for r in wait_for(ctx.project, session, ctx.server, windows):
         if not r.ok:
             report.problems.append(f"{session.name}: {r.window} {r.state} after --fix")
