@@ -22,7 +22,7 @@ from pathlib import Path
 from . import repo as repo_
 from .config import Link
 from .errors import TallyError
-from .registry import write_atomic
+from .registry import temp_folder, write_atomic
 from .worktree import make_removable
 
 # shutil and tempfile are imported where a tree is made or deleted: remove, which reads this
@@ -339,9 +339,7 @@ def _replace_symlink(src: Path, dest: Path) -> None:
 def staging(dest: Path, replace: bool = False) -> Iterator[Path]:
     """A temp path beside `dest`, renamed onto it when the body succeeds (`replace`: the
     old `dest` is moved aside first, and back if the swap fails)."""
-    import tempfile
-
-    parent = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    parent = temp_folder(dest)
     tmp = parent / dest.name
     old = parent / "old"
     try:

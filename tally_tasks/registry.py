@@ -20,9 +20,9 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from .errors import TallyError
 
@@ -176,10 +176,24 @@ def _temp_beside(path: Path) -> tuple[int, str]:
     makes one (never an existing file or a link followed), without importing tempfile,
     and shutil and random behind it, on every write (remove writes the registry)."""
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return _drawn(path, ".tmp", lambda tmp: os.open(tmp, flags, 0o600))
+
+
+def temp_folder(path: Path) -> Path:
+    """A new folder ``.<name>.<random>`` beside `path`, 0700, as tempfile.mkdtemp makes
+    one, without importing tempfile (2.5 ms, with random behind it, of every add)."""
+    return Path(_drawn(path, "", lambda tmp: os.mkdir(tmp, 0o700))[1])
+
+
+T = TypeVar("T")
+
+
+def _drawn(path: Path, suffix: str, make: Callable[[str], T]) -> tuple[T, str]:
+    """`make` of a new random name beside `path`, drawn again while it exists."""
     for _ in range(100):
-        tmp = os.path.join(path.parent, f".{path.name}.{os.urandom(6).hex()}.tmp")
+        tmp = os.path.join(path.parent, f".{path.name}.{os.urandom(6).hex()}{suffix}")
         try:
-            return os.open(tmp, flags, 0o600), tmp
+            return make(tmp), tmp
         except FileExistsError:
             continue  # another writer's name: draw again
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(path.parent))

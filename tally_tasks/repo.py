@@ -358,8 +358,13 @@ def ok(repo: Repo, *args: str) -> bool:
     return _git(repo, args).returncode == 0
 
 
+def branch_ref(branch: str) -> tuple[str, ...]:
+    """The git call `branch_exists` makes."""
+    return ("show-ref", "--verify", "--quiet", f"refs/heads/{branch}")
+
+
 def branch_exists(repo: Repo, branch: str) -> bool:
-    return ok(repo, "show-ref", "--verify", "--quiet", f"refs/heads/{branch}")
+    return ok(repo, *branch_ref(branch))
 
 
 def current_branch(repo: Repo) -> str | None:

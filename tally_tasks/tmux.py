@@ -178,16 +178,22 @@ def current_session(srv: TmuxServer) -> str | None:
     return name if same else None
 
 
+def _list_panes(name: str) -> list[str]:
+    # `=name:`: with no colon, tmux takes an absent session's name as a prefix (=tally-x
+    # listed tally-xy's panes)
+    return ["list-panes", "-s", "-t", f"={name}:", "-F", "#{window_name}\t#{pane_current_path}"]
+
+
 def windows(srv: TmuxServer, name: str) -> dict[str, str] | None:
     """Window name -> the folder its pane works in, for session `name`, in one call; None
     when there is no such session."""
-    out, err = _cmd(
-        srv, "list-panes", "-s", "-t", f"={name}", "-F", "#{window_name}\t#{pane_current_path}"
-    )
-    if err:
-        return None
+    out, err = _cmd(srv, *_list_panes(name))
+    return None if err else _windows(out)
+
+
+def _windows(lines: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
-    for line in out:
+    for line in lines:
         window, _, path = line.partition("\t")
         found.setdefault(window, path)
     return found
@@ -211,12 +217,24 @@ def kill_windows(srv: TmuxServer, name: str, windows: Sequence[str]) -> None:
         _cmd(srv, *args)
 
 
+_DEFAULT_SHELL = ("show-options", "-gv", "default-shell")
+
+
 def default_shell(srv: TmuxServer) -> str | None:
     """The shell a running server starts in a new window: its default-shell (your $SHELL
     unless tmux.conf sets another); None when no server runs. (Starting one just to ask
     races with its exit: the next new-session then fails 1 time in 20.)"""
-    out, err = _cmd(srv, "show-options", "-gv", "default-shell")
+    out, err = _cmd(srv, *_DEFAULT_SHELL)
     return out[-1] if out and not err else None
+
+
+def shell_and_windows(srv: TmuxServer, name: str) -> tuple[str | None, dict[str, str] | None]:
+    """`default_shell` and `windows(name)`, in one tmux call (add asks both first)."""
+    out, err = _cmd(srv, *_DEFAULT_SHELL, ";", *_list_panes(name))
+    if not out:  # no server (or show-options failed, and tmux stopped there)
+        return None, (None if not err or _no_server(err) else windows(srv, name))
+    # the shell's line, then list-panes': none, and its error, when there is no session
+    return out[0], (None if err else _windows(out[1:]))
 
 
 def exists(srv: TmuxServer, name: str) -> bool:
@@ -330,16 +348,18 @@ def _type_when_ready(srv: TmuxServer, fresh: Sequence[_Fresh]) -> None:
     """Type each line into its pane once the pane's shell reads it with its line editor
     (its terminal out of canonical mode), so the line shows once; after `TYPE_WAIT`
     seconds (a slow rc file) typed anyway. All panes are watched together, in rounds
-    of a few ms: the wait is the slowest shell's start, not the sum; the lines of the
-    panes ready in a round are typed in one tmux call. A shell without a line editor gets
-    its line at once (the terminal's echo is then the only one). Ctrl-C while waiting
-    types the lines left at once, then goes on: no line is lost (a resumed session runs
-    its programs; an add's undo ends its session anyway), none typed twice."""
+    of a ms (5 ms after the first 100 ms): the wait is the slowest shell's start, not
+    the sum; the lines of the panes ready in a round are typed in one tmux call. A shell
+    without a line editor gets its line at once (the terminal's echo is then the only
+    one). Ctrl-C while waiting types the lines left at once, then goes on: no line is
+    lost (a resumed session runs its programs; an add's undo ends its session anyway),
+    none typed twice."""
     import time
 
     from .interrupts import held
 
-    deadline = time.monotonic() + TYPE_WAIT
+    began = time.monotonic()
+    deadline = began + TYPE_WAIT
     left = {f.pane: f for f in fresh}
     ttys: dict[str, int | None] = {}
     try:
@@ -353,8 +373,8 @@ def _type_when_ready(srv: TmuxServer, fresh: Sequence[_Fresh]) -> None:
                     _type_all(srv, ready)
                     for f in ready:
                         del left[f.pane]
-            if left:
-                time.sleep(0.005)
+            if left:  # a shell without rc files reads within ms; one with a slow rc, later
+                time.sleep(0.001 if time.monotonic() - began < 0.1 else 0.005)
     except KeyboardInterrupt:
         with held(deliver=False), contextlib.suppress(TallyError):
             _type_all(srv, list(left.values()))

@@ -25,16 +25,16 @@ class Worktree:
 
 def listing(repo: repo_.Repo) -> list[Worktree]:
     """Every worktree git knows of (the main checkout first)."""
-    return _parsed(repo_.run(repo, *_LIST))
+    return _parsed(repo_.run(repo, *LIST))
 
 
 def listing_begun(repo: repo_.Repo) -> Callable[[], list[Worktree]]:
     """`listing`, started now, read when the returned function is called."""
-    result = repo_.begun(repo, *_LIST)
+    result = repo_.begun(repo, *LIST)
     return lambda: _parsed(result())
 
 
-_LIST = ("worktree", "list", "--porcelain", "-z")
+LIST = ("worktree", "list", "--porcelain", "-z")
 
 
 def _parsed(out: str) -> list[Worktree]:

@@ -803,8 +803,8 @@ def test_the_old_optional_name_becomes_a_flag(argv: list[str], expected: list[st
 
 
 def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path: Path) -> None:
-    """add's checks: the windows' shell, whose the tmux name is, the branch
-    (held for the undo), git's worktrees, the refs: one call each; remove's whole run: its
+    """add's checks: the windows' shell and whose the tmux name is (one tmux call), the
+    branch (held for the undo), git's worktrees, the refs: one call each; remove's whole run: its
     checks (changes, ignored files, stashes, whose the tmux session is, whether the branch
     is merged) and the four commands a person would type."""
     path, log = counting(tmp_path / "counting", "git", "tmux")
@@ -817,14 +817,17 @@ def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path:
         return [" ".join([w[0], *[x for x in w[1:] if not x.startswith("-")][:2]]) for w in words]
 
     add = calls(["inv", "session.add", "x", "-q", "--no-wait"])
-    assert add[: add.index("git worktree add")] == [
-        # the repository: found by a walk up, as git finds it (repo._discovered)
-        "tmux show-options default-shell",  # the windows' shell: for the preflight and add
-        "tmux list-panes =tally-x",  # whose the tmux name is
+    # the repository: found by a walk up, as git finds it (repo._discovered); the worktree
+    # step's git calls begun at once (logged in any order), while tmux is asked
+    assert sorted(add[: add.index("git worktree add")]) == [
+        "git for-each-ref refs/heads/",  # the branch, its clashes, HEAD
         "git show-ref refs/heads/x",  # held for the undo: had the branch before
         "git worktree list",
-        "git for-each-ref refs/heads/",  # the branch, its clashes, HEAD: under the lock
+        # the windows' shell (for the preflight and add), and whose the tmux name is
+        "tmux show-options default-shell",
     ], add
+    tmux_call = [line for line in log.read_text().splitlines() if "show-options" in line][0]
+    assert " default-shell ; list-panes -s -t =tally-x: " in tmux_call, tmux_call
     remove = calls(["inv", "session.remove", "x", "-q"])
     # git's record of the worktree, then the changes, the ignored files and the stashes
     # asked at once (logged in any order); whose the tmux session is; the commands a
@@ -838,7 +841,7 @@ def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path:
         "git worktree list",
         "git worktree remove",
         "tmux kill-session =tally-x",
-        "tmux list-panes =tally-x",
+        "tmux list-panes =tally-x:",
     ], remove
 
 
@@ -854,14 +857,35 @@ wait_for() {{  # (10 s at most) until the calls named have started
   done
 }}
 case " $* " in
+{cases}
+esac
+exec {real} "$@"
+"""
+
+REMOVE_WAITS = """\
   *" status "*) wait_for ls-files stash ;;
   *" worktree remove "*) wait_for for-each-ref ;;
   *" ls-files "*) : > {marks}/ls-files ;;
   *" stash "*) : > {marks}/stash ;;
-  *" for-each-ref "*) : > {marks}/for-each-ref ;;
-esac
-exec {real} "$@"
-"""
+  *" for-each-ref "*) : > {marks}/for-each-ref ;;"""
+
+ADD_WAITS = """\
+  *" show-ref "*) : > {marks}/show-ref; wait_for worktree-list for-each-ref ;;
+  *" worktree list "*) : > {marks}/worktree-list ;;
+  *" for-each-ref "*) : > {marks}/for-each-ref ;;"""
+
+
+def waiting(tmp_path: Path, cases: str) -> tuple[str, Path, Path]:
+    """A git that waits as `cases` say (`wait_for` marks): (its PATH, the marks, the log
+    of what did not start in time)."""
+    wrappers, marks, log = tmp_path / "waiting", tmp_path / "marks", tmp_path / "calls.log"
+    wrappers.mkdir()
+    marks.mkdir()
+    real = shutil.which("git")
+    script = WAITING.format(cases=cases.format(marks=marks), marks=marks, log=log, real=real)
+    (wrappers / "git").write_text(script)
+    (wrappers / "git").chmod(0o755)
+    return f"{wrappers}:{os.environ['PATH']}", marks, log
 
 
 def test_removes_questions_that_do_not_wait_for_one_another_run_at_once(
@@ -872,15 +896,21 @@ def test_removes_questions_that_do_not_wait_for_one_another_run_at_once(
     while git deletes the worktree. (Here git's status waits for the other two to have
     started, and the deletion for the refs: asked one after another, each would wait
     alone and say so.)"""
-    wrappers, marks, log = tmp_path / "waiting", tmp_path / "marks", tmp_path / "calls.log"
-    wrappers.mkdir()
-    marks.mkdir()
-    (wrappers / "git").write_text(WAITING.format(marks=marks, log=log, real=shutil.which("git")))
-    (wrappers / "git").chmod(0o755)
+    path, marks, log = waiting(tmp_path, REMOVE_WAITS)
     ok(["inv", "session.add", "x", "-q", "--no-wait"], sample.main)
-    ok(["inv", "session.remove", "x", "-q"], sample.main, PATH=f"{wrappers}:{os.environ['PATH']}")
+    ok(["inv", "session.remove", "x", "-q"], sample.main, PATH=path)
     assert sorted(p.name for p in marks.iterdir()) == ["for-each-ref", "ls-files", "stash"]
     assert not log.exists() and not (sample.main.parent / "tally-x").exists()
+
+
+def test_adds_git_questions_run_at_once(sample: Sample, tmp_path: Path) -> None:
+    """The worktree step's questions (the branch, git's worktrees, the refs) are begun
+    together, before add's checks: git's show-ref waits here for the other two to have
+    started (asked one after another, it would wait alone and say so)."""
+    path, marks, log = waiting(tmp_path, ADD_WAITS)
+    ok(["inv", "session.add", "x", "-q", "--no-wait"], sample.main, PATH=path)
+    assert sorted(p.name for p in marks.iterdir()) == ["for-each-ref", "show-ref", "worktree-list"]
+    assert not log.exists() and (sample.main.parent / "tally-x" / ".git").exists()
 
 
 @pytest.mark.parametrize("quiet", [False, True], ids=["add", "add-quiet"])

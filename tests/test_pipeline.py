@@ -153,6 +153,16 @@ def test_two_sessions_get_distinct_ports(sample: Sample, srv: libtmux.Server) ->
         assert a.ports[port] >= base and b.ports[port] >= base
 
 
+def test_a_running_session_whose_name_begins_with_the_new_ones_is_not_its(
+    sample: Sample, srv: libtmux.Server
+) -> None:
+    """tmux takes an absent session's name as a prefix unless told not to: adding x
+    while xy runs was refused as "a tmux session tally-x already runs"."""
+    add(sample, srv, "xy")
+    add(sample, srv, "x")
+    assert {"tally-x", "tally-xy"} <= tmux.running(srv)
+
+
 def test_a_name_with_a_slash_gets_a_flat_folder_and_tmux_name(
     sample: Sample, srv: libtmux.Server
 ) -> None:

@@ -221,6 +221,23 @@ def test_no_server_running_means_nothing_runs(server: tmux.TmuxServer) -> None:
     assert tmux.kill(server, "tally-x") is False
 
 
+def test_shell_and_windows_answer_as_both_questions_asked_apart(
+    server: tmux.TmuxServer, dirs: dict[str, Path]
+) -> None:
+    """No server; a server without the session (an exact name: tally-xy is not tally-x);
+    the session: the same answers as `default_shell` and `windows`, from one call."""
+    assert tmux.shell_and_windows(server, "tally-x") == (None, None)
+    tmux.create(server, "tally-xy", [idle("w", dirs["a"])], {})
+    shell = tmux.default_shell(server)
+    assert shell and os.path.isabs(shell)
+    assert tmux.windows(server, "tally-x") is None  # tally-xy's are not its
+    assert tmux.shell_and_windows(server, "tally-x") == (shell, None)
+    tmux.create(server, "tally-x", [idle("w", dirs["a"]), idle("v#(x)", dirs["b"])], {})
+    want = {"w": str(dirs["a"]), "v#(x)": str(dirs["b"])}
+    poll(lambda: tmux.windows(server, "tally-x") == want)
+    assert tmux.shell_and_windows(server, "tally-x") == (shell, want)
+
+
 def test_kill_an_absent_session_on_a_live_server(
     server: tmux.TmuxServer, dirs: dict[str, Path]
 ) -> None:

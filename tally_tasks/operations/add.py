@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import hooks, interrupts, output, registry, sessions, tmux
+from .. import repo as repo_
 from .. import shell as shell_
 from ..config import tasks_folder
 from ..errors import TallyError
 from ..session import Project, Session, check_name, render
+from ..steps import worktree as worktree_step
 from ..steps.base import Context, Refused, plan_line, refuse_lines
 from ..steps.project import ProjectTasks, for_add
-from ..steps.tmux import attach_line, window_shell
+from ..steps.tmux import attach_line, checked_shell, window_shell
 
 _FAULT_ENV = "TALLY_TEST_FAULT"  # tests: "pause:<step>" / "fail:<step>" to hit a boundary
 
@@ -64,10 +66,16 @@ def _check_new(project: Project, name: str) -> registry.Entry | None:
     return existing
 
 
-def _tmux_taken(project: Project, name: str, srv: tmux.TmuxServer) -> str:
+# tmux's answer for the new session's windows (`tmux.windows`), when asked already
+Shown = Callable[[], "dict[str, str] | None"]
+
+
+def _tmux_taken(
+    project: Project, name: str, srv: tmux.TmuxServer, shown: Shown | None = None
+) -> str:
     """Why the new session's tmux name is taken ("" when it is free)."""
     fresh = project.new_session(name)
-    panes = tmux.windows(srv, fresh.tmux_name)
+    panes = shown() if shown is not None else tmux.windows(srv, fresh.tmux_name)
     if panes is None:
         return ""
     said = sessions.foreign_tmux_said(project, fresh, panes.values())
@@ -142,16 +150,18 @@ def run(
     tasks: ProjectTasks | None = None,
     shell: str = "",
     first: Callable[[], object] = lambda: None,
+    shown: Shown | None = None,
 ) -> Session:
     """The whole add. On failure, undoes what this run created (see README: Safety).
-    `shell`: the windows' shell, when the caller has asked tmux already; `first`: says
-    what must come before anything else (the preflight, running meanwhile), called once
-    the checks are done, before the first step."""
+    `shell`, `shown`: the windows' shell and the session's windows (`tmux.windows`), when
+    the caller has asked tmux already; `first`: says what must come before anything else
+    (the preflight, running meanwhile), called once the checks are done, before the
+    first step."""
     with _after(first):
         check_name(name)
         chosen = for_add(project, tasks)
         existing = _check_new(project, name)
-        taken = _tmux_taken(project, name, srv) if existing is None else ""
+        taken = _tmux_taken(project, name, srv, shown) if existing is None else ""
         if taken:
             raise TallyError(taken + ", or pick another name")
         ctx = Context(project, project.new_session(name), srv, adding=True, force=force)
@@ -205,10 +215,11 @@ def plan(
     tasks: ProjectTasks | None = None,
     shell: str = "",
     first: Callable[[], object] = lambda: None,
+    shown: Shown | None = None,
 ) -> bool:
     """The dry run of `run` (`force`: its --force, over existing copies): the same checks,
-    then each step's plan; False when the real add would refuse. `shell`, `first`: as for
-    `run` (`first` is called before the plan's first line)."""
+    then each step's plan; False when the real add would refuse. `shell`, `first`,
+    `shown`: as for `run` (`first` is called before the plan's first line)."""
     with _after(first):
         check_name(name)
         chosen = for_add(project, tasks)
@@ -223,7 +234,7 @@ def plan(
             except Refused as e:
                 refusals.append(str(e))
     output.info(output.bold(f"Would create session {name} (dry run: nothing changed)"))
-    taken = _tmux_taken(project, name, srv) if existing is None else ""
+    taken = _tmux_taken(project, name, srv, shown) if existing is None else ""
     if taken:
         refusals.insert(0, taken)
     if refusals:
@@ -276,13 +287,20 @@ def create(
     from . import live  # the preflight and readiness live there
 
     check_name(name)
-    shell = window_shell(srv)  # asked once: for the preflight and for the windows
-    # the preflight's login shell runs while the checks ask git and tmux; its warnings
-    # still come first
-    with live.preflight(project, project.new_session(name), shell) as say:
-        if dry_run:
-            return plan(project, name, srv, force, tasks, shell, first=say)
-        session = run(project, name, srv, force=force, tasks=tasks, shell=shell, first=say)
+    fresh = project.new_session(name)
+    with repo_.ahead() as start:
+        if not dry_run:  # the worktree step's git calls run at once, and with the checks
+            worktree_step.ask_ahead(project, fresh, start)
+        # the windows' shell, for the preflight and the windows, and whether the session's
+        # tmux name is taken, in one tmux call
+        asked, panes = tmux.shell_and_windows(srv, fresh.tmux_name)
+        shell = checked_shell(asked)
+        # the preflight's login shell runs while the checks ask git and tmux; its warnings
+        # still come first
+        with live.preflight(project, fresh, shell) as say:
+            if dry_run:
+                return plan(project, name, srv, force, tasks, shell, say, lambda: panes)
+            session = run(project, name, srv, force, tasks, shell, say, lambda: panes)
     waits = wait and tmux.exists(srv, session.tmux_name)  # no tmux step: no windows
     found = live.problems(live.ready(project, session, srv)) if waits else ""
     summary(project, session, ready=not found)

@@ -58,7 +58,11 @@ def window_shell(srv: tmux.TmuxServer) -> str:
     """The shell the windows run: the running server's default-shell, else $SHELL (what
     a new server starts with, unless tmux.conf sets default-shell), checked: one a line
     can be written for, else the one-line error, before anything is made."""
-    shell = tmux.default_shell(srv)
+    return checked_shell(tmux.default_shell(srv))
+
+
+def checked_shell(shell: str | None) -> str:
+    """`window_shell` of the server's default-shell, asked already (None: no server)."""
     if shell is None:
         shell = shell_.login_shell()
         shell_.kind(shell)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from .. import output, sessions, tmux, worktree
@@ -37,6 +38,19 @@ def hold(ctx: Context) -> Made | None:
         return None
     with repo_.open_repo(ctx.project.main) as repo:
         return Made("worktree", data=repo_.branch_exists(repo, session.branch))
+
+
+def ask_ahead(project: Project, session: Session, start: Callable[..., None]) -> None:
+    """Begin the git calls `hold` and `run` make for a worktree not there yet (the branch,
+    git's worktrees, the refs), with `repo.ahead`'s `start`: they run at once, while add's
+    checks run. Read-only: a session's own worktree and branch change only under its
+    claim, taken before they are asked."""
+    if session.worktree.exists() or session.worktree.is_symlink():
+        return
+    repo = repo_.Repo(project.main)
+    start(repo, *repo_.branch_ref(session.branch))
+    start(repo, *worktree.LIST)
+    start(repo, *repo_.REFS)
 
 
 def run(ctx: Context) -> Made | None:
