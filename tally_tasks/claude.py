@@ -323,9 +323,7 @@ def prune(config: Path, under: Path, prefix: str, stale: float = 10.0) -> list[s
 
 def copy_local_settings(main: Path, worktree: Path) -> Outcome | None:
     """Copy (or merge into) the worktree's ``.claude/settings.local.json``."""
-    import shutil  # here and below: remove, which forgets a worktree's entry, needs neither
-
-    from .nodejson import stringify
+    from .nodejson import stringify  # here: remove, which forgets a worktree's entry, writes none
 
     rel = ".claude/settings.local.json"
     src, dest = main / rel, worktree / rel
@@ -336,13 +334,14 @@ def copy_local_settings(main: Path, worktree: Path) -> Outcome | None:
     if (refused := guard(worktree, dest, rel, through=True)) is not None:
         return refused
     try:
-        theirs = json.loads(src.read_text(encoding="utf-8"))
+        data = src.read_bytes()
+        theirs = json.loads(data.decode("utf-8"))
     except (OSError, ValueError):
         return Outcome(rel, False, f"main's {rel} is not valid JSON, not copied")
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with open(src, "rb") as inp, replacing(dest, src.stat().st_mode & 0o777) as out:
-            shutil.copyfileobj(inp, out)
+        with replacing(dest, src.stat().st_mode & 0o777) as out:
+            out.write(data)
         return Outcome(rel, True, f"{rel} copied")
     try:
         text = dest.read_text(encoding="utf-8")

@@ -45,11 +45,13 @@ def copy_one(main: Path, worktree: Path, rel: str, force: bool = False) -> Outco
 
 
 def _copy_file(src: Path, dest: Path) -> None:
-    import shutil  # here: remove, which reads this module (worktree_include), copies nothing
-
-    with open(src, "rb") as inp, replacing(dest, src.stat().st_mode & 0o7777) as out:
-        shutil.copyfileobj(inp, out)
-    shutil.copystat(src, dest)
+    """`src`'s bytes, mode and times at `dest` (as ``cp -p``), written whole or not at all.
+    Without shutil: its import (with bz2 and lzma) costs every add 3 ms."""
+    st = src.stat()
+    with open(src, "rb") as inp, replacing(dest, st.st_mode & 0o7777) as out:
+        while chunk := inp.read(1 << 20):
+            out.write(chunk)
+    os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _copy_dir(src: Path, dest: Path) -> None:

@@ -120,13 +120,15 @@ def _check(path: Path, data: Any) -> Registry:
 def _sweep(path: Path) -> None:
     """Temp files of writers killed mid-write (we hold the lock: no one else writes now)."""
     real = Path(os.path.realpath(path))
+    prefix = f".{real.name}."  # what glob(".<name>.*.tmp") finds, without its regex
     try:
-        leftovers = list(real.parent.glob(f".{real.name}.*.tmp"))
+        names = os.listdir(real.parent)
     except OSError:
         return
-    for tmp in leftovers:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".tmp") and len(name) >= len(prefix) + 4:
+            with contextlib.suppress(OSError):
+                os.unlink(real.parent / name)
 
 
 def load(path: Path) -> Registry:

@@ -70,12 +70,14 @@ def test_a_copy_keeps_its_sources_mode_under_umask_0(
 ) -> None:
     _, session = made
     (sample.main / ENV).chmod(mode)
+    os.utime(sample.main / ENV, ns=(1_000_000_000, 2_000_000_000))
     with umask(0):
         outcomes = envfiles.apply(sample.main, session.worktree, [ENV])
     assert [(o.ok, o.detail) for o in outcomes] == [(True, f"{ENV} copied")]
     copy = session.worktree / ENV
     assert copy.read_text() == "SECRET_KEY=s3cret\n"
     assert mode_of(copy) == mode
+    assert copy.stat().st_mtime_ns == 2_000_000_000  # its times too, as cp -p
     assert leftovers(copy) == []
 
 

@@ -212,6 +212,48 @@ def test_hardlink_builds_a_tree_sharing_mains_inodes_and_keeps_symlinks(
     assert leftovers(dest) == []
 
 
+def test_the_hard_linked_tree_is_what_copytree_made(tmp_path: Path) -> None:
+    """`links._hardlink_tree` writes out ``shutil.copytree(symlinks=True, copy_function=link,
+    ignore=the caches)``: the same names, folders with their modes and times, symlinks
+    (relative, absolute, dangling) as symlinks, files sharing the source's inodes, the
+    caches left out of every node_modules (nested ones too)."""
+    src = tmp_path / "node_modules"
+    for folder in ("pkg/lib", "pkg/node_modules/.cache", ".vite/deps", ".cache", "empty"):
+        (src / folder).mkdir(parents=True)
+    for rel in ("pkg/index.js", "pkg/lib/x.js", "pkg/node_modules/.cache/c", ".vite/deps/d.js"):
+        (src / rel).write_text(rel)
+    (src / "pkg" / "lib" / "x.js").chmod(0o755)
+    (src / "pkg" / "lib").chmod(0o750)
+    (src / ".bin").mkdir()
+    (src / ".bin" / "tool").symlink_to("../pkg/index.js")
+    (src / "abs").symlink_to(src / "pkg")
+    (src / "gone").symlink_to("nowhere")
+    os.utime(src / "pkg", ns=(1_000_000_000, 2_000_000_000))
+
+    def link(a: str, b: str) -> None:
+        os.link(a, b, follow_symlinks=False)
+
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    links._hardlink_tree(src, ours)
+    shutil.copytree(src, theirs, symlinks=True, copy_function=link, ignore=links._caches)
+
+    def described(root: Path) -> dict[str, tuple[object, ...]]:
+        found: dict[str, tuple[object, ...]] = {}
+        for path in sorted(root.rglob("*")):
+            st = path.lstat()
+            if path.is_symlink():
+                found[str(path.relative_to(root))] = ("link", os.readlink(path))
+            elif path.is_dir():
+                found[str(path.relative_to(root))] = ("dir", st.st_mode, st.st_mtime_ns)
+            else:
+                found[str(path.relative_to(root))] = ("file", st.st_ino, st.st_mode)
+        return found
+
+    assert described(ours) == described(theirs)
+    assert "pkg/node_modules/.cache" not in described(ours) and ".vite" not in described(ours)
+    assert (ours / "pkg" / "index.js").stat().st_ino == (src / "pkg" / "index.js").stat().st_ino
+
+
 def test_hardlink_again_is_a_no_op(sample: Sample, made: tuple[Project, Session]) -> None:
     _, session = made
     grow_node_modules(sample.main)

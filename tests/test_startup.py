@@ -82,10 +82,12 @@ def test_remove_imports_only_what_it_runs(sample: Sample) -> None:
 
 def test_add_imports_what_it_uses_when_it_uses_it(sample: Sample) -> None:
     """add binds its ports' probes with _socket, fingerprints a small tree without
-    hashlib (OpenSSL) and, with --no-wait, waits for no window: none of them imported;
-    the wait imports what it needs."""
+    hashlib (OpenSSL), links a tree, copies files and stages them without shutil and
+    tempfile (bz2, lzma, random behind them) and, with --no-wait, waits for no window:
+    none of them imported; the wait imports what it needs."""
     sample.write_config(links=[{"path": "frontend/node_modules", "mode": "auto"}])
     unused = {"socket", "hashlib", "concurrent.futures", "tally_tasks.readiness"}
+    unused |= {"shutil", "tempfile", "bz2", "lzma", "random"}
     unused |= {"tally_tasks.listing", "tally_tasks.status"}  # list's, imported by list only
     r = run_cli(
         ["inv", "session.add", "x", "-q", "--no-wait"],
@@ -96,6 +98,8 @@ def test_add_imports_what_it_uses_when_it_uses_it(sample: Sample) -> None:
     modules = imported(r.stderr)
     assert {"_socket", "tally_tasks.links", "tally_tasks.operations.add"} <= modules
     assert not modules & unused, modules & unused
+    wt = sample.main.parent / "tally-x"
+    assert (wt / "backend" / ".env").is_file()  # copied: the files of `copies` were there
     stamps = sample.main / ".git" / "worktrees" / "tally-x" / "tally-trees.json"
     assert "frontend/node_modules" in stamps.read_text()  # the tree was fingerprinted
     r = run_cli(
