@@ -83,11 +83,14 @@ def test_remove_imports_only_what_it_runs(sample: Sample) -> None:
 def test_add_imports_what_it_uses_when_it_uses_it(sample: Sample) -> None:
     """add binds its ports' probes with _socket, fingerprints a small tree without
     hashlib (OpenSSL), links a tree, copies files and stages them without shutil and
-    tempfile (bz2, lzma, random behind them) and, with --no-wait, waits for no window:
-    none of them imported; the wait imports what it needs."""
+    tempfile (bz2, lzma, random behind them), reads no pane of its new session, with -q
+    starts no preflight and, with --no-wait, waits for no window: none of them imported;
+    the wait imports what it needs."""
     sample.write_config(links=[{"path": "frontend/node_modules", "mode": "auto"}])
     unused = {"socket", "hashlib", "concurrent.futures", "tally_tasks.readiness"}
     unused |= {"shutil", "tempfile", "bz2", "lzma", "random"}
+    # a new session's panes are neither read nor restarted; -q starts no preflight
+    unused |= {f"tally_tasks.{m}" for m in ("panes", "restart", "live", "preflight")}
     unused |= {"tally_tasks.listing", "tally_tasks.status"}  # list's, imported by list only
     r = run_cli(
         ["inv", "session.add", "x", "-q", "--no-wait"],

@@ -7,16 +7,16 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from .. import live as live_
-from .. import output, panes, restart, sessions, tmux
+from .. import output, sessions, tmux
 from .. import ports as ports_
-from .. import preflight as preflight_
 from .. import shell as shell_
 from ..errors import TallyError
 from ..session import Project, Session, render
 from ..steps.tmux import attach_line, wait_for, window_runs, window_shell
 
-if TYPE_CHECKING:  # imported where windows are waited for: `add --no-wait` waits for none
+if TYPE_CHECKING:  # imported where windows are waited for (`add --no-wait` waits for
+    # none), a preflight runs (not with --quiet), panes are read or restarted
+    from .. import preflight as preflight_
     from .. import readiness
 
 
@@ -26,6 +26,8 @@ def _preflight_started(
 ) -> Iterator[preflight_.Running]:
     """The preflight's login shell, started (`preflight_.started`): the windows' shell
     (`shell` when known, else tmux's default-shell on `srv`, else $SHELL)."""
+    from .. import preflight as preflight_
+
     s = project.settings
     shell = shell or (window_shell(srv) if srv is not None else shell_.login_shell())
     kind = shell_.kind(shell)
@@ -36,6 +38,8 @@ def _preflight_started(
 
 
 def _split(running: preflight_.Running) -> tuple[list[str], list[str]]:
+    from .. import preflight as preflight_
+
     return preflight_.split(running.finding(), running.shell, running.activate)
 
 
@@ -146,7 +150,7 @@ def restart_windows(
             f"tmux session {session.tmux_name} is not running; start it with: "
             + output.command("tmux", session.name)
         )
-    from .. import readiness
+    from .. import readiness, restart
 
     wanted = readiness.window_ports(project.settings.windows, session.ports)
     done = []
@@ -167,6 +171,8 @@ def send(
 ) -> str:
     """Type `text` and Enter into the session's agent window (or `window`), as a user types
     it there (a prompt, or "yes" to a permission question). Returns the window."""
+    from .. import panes
+
     _known_window(project, session, window)
     target = window or panes.agent_or_last(project.settings.windows)
     if target is None:
@@ -182,6 +188,9 @@ def send(
 
 def next_waiting(project: Project, srv: tmux.TmuxServer) -> Session | None:
     """The session whose agent has waited longest, or None."""
+    from .. import live as live_
+    from .. import panes
+
     known = {n: project.session(n, e) for n, e in sessions.load(project).items()}
     numbers = [p for s in known.values() for p in s.ports.values()]
     up = ports_.listening(numbers)
@@ -192,6 +201,8 @@ def next_waiting(project: Project, srv: tmux.TmuxServer) -> Session | None:
 
 def at_agent(project: Project, srv: tmux.TmuxServer, tmux_name: str) -> None:
     """Make the agent's window the one a client switching to the session sees."""
+    from .. import panes
+
     window = panes.agent_window(project.settings.windows)
     if window:
         srv.cmd("select-window", "-t", f"={tmux_name}:={window}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import shlex
 
-from .. import agent, claude, output, panes, sessions
+from .. import agent, claude, output, sessions
 from ..session import Project, Session, programs
 from .base import FINE, Checked, Context, Made, Report, require_worktree, show
 
@@ -148,6 +148,8 @@ def fix(ctx: Context, report: Report, mend: tuple[str, ...]) -> None:
     if not done.ok:
         report.bad(session.name, done.detail)
         return
+    from .. import panes  # here: doctor --fix's; add reads no pane
+
     window = panes.agent_window(ctx.project.settings.windows)
     report.mended(
         session.name,

@@ -7,7 +7,7 @@ import shlex
 import time
 from typing import TYPE_CHECKING
 
-from .. import config, hooks, output, panes, restart, sessions, tmux
+from .. import config, hooks, output, sessions, tmux
 from .. import ports as ports_
 from .. import repo as repo_
 from .. import shell as shell_
@@ -24,8 +24,8 @@ from .base import (
     stop_orphans,
 )
 
-if TYPE_CHECKING:  # imported where windows are waited for
-    from .. import readiness
+if TYPE_CHECKING:  # imported where windows are waited for, or looked at
+    from .. import panes, readiness
 
 name = "tmux"
 required = False
@@ -136,6 +136,8 @@ def dead_pane(pane: panes.Pane) -> bool:
 
 def dead_windows(project: Project, session: Session, srv: tmux.TmuxServer) -> list[str]:
     """The windows whose program has died (a window with no command is idle by design)."""
+    from .. import panes  # here and in restart_dead: a new session's windows are all alive
+
     have = panes.snapshot(srv).get(session.tmux_name)
     return [
         w.name
@@ -152,7 +154,7 @@ def restart_dead(
     dead = dead_windows(project, session, srv)
     if not dead:
         return []
-    from .. import readiness
+    from .. import readiness, restart
 
     wanted = readiness.window_ports(project.settings.windows, session.ports)
     for run in runs:
