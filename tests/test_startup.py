@@ -342,3 +342,22 @@ def test_a_tasks_positional_arguments_are_invokes() -> None:
         theirs = Task(ours.body)
         assert list(ours.positional) == list(theirs.positional), name
     assert ns["session.add"].positional == ["name"]
+
+
+def test_the_collection_inv_loads_shares_our_tasks() -> None:
+    """invoke deep-copies the collection of a tasks.py (`ns`): the same names, the same
+    task objects (a task is not changed once defined), a collection of its own."""
+    import copy
+    import types
+
+    from invoke import Collection
+
+    from tally_tasks import ns
+
+    module = types.ModuleType("tasks")
+    module.ns = ns  # type: ignore[attr-defined]
+    loaded = Collection.from_module(module)
+    assert loaded is not ns and loaded.task_names == ns.task_names
+    for name in ns.task_names:
+        assert loaded[name] is ns[name], name
+    assert copy.deepcopy(ns["session.add"]) is ns["session.add"]
