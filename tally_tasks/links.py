@@ -25,8 +25,9 @@ from .errors import TallyError
 from .registry import temp_folder, write_atomic
 from .worktree import make_removable
 
-# shutil and tempfile are imported where a tree is made or deleted: remove, which reads this
-# module (exclude, tracked), needs neither
+# shutil is imported where a tree is copied (not hard-linked) or a half-made one deleted:
+# neither add's default tree of hard links nor remove, which reads this module (exclude,
+# tracked), needs it; tempfile is not imported (registry.temp_folder)
 
 # Caches tools keep inside node_modules (Vite's pre-bundled deps in .vite, babel-loader's
 # and others' in .cache): each session builds its own. Shared, every Vite would re-optimise

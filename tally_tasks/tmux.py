@@ -4,7 +4,9 @@ Each window's line is typed in a second call, once the window's shell reads it w
 line editor (`_type_when_ready`): typed at once, it would show twice.
 
 ``-t name`` matches by prefix (``tally-a`` would hit ``tally-ab``), so every target here
-is ``=name``. Windows are targeted as ``=session:=window`` for the same reason.
+is ``=name``. Windows are targeted as ``=session:=window`` for the same reason, and a
+session where a window is expected (``list-panes -s``) as ``=name:``: tmux takes a bare
+``=name`` there that names no session as a window, then a session by prefix.
 
 tmux expands formats (``#(cmd)`` runs a command, ``#S`` is the session's name) in some
 arguments: `literal` escapes every such string. Measured on tmux 3.3a: new-session's
