@@ -323,8 +323,6 @@ def prune(config: Path, under: Path, prefix: str, stale: float = 10.0) -> list[s
 
 def copy_local_settings(main: Path, worktree: Path) -> Outcome | None:
     """Copy (or merge into) the worktree's ``.claude/settings.local.json``."""
-    from .nodejson import stringify  # here: remove, which forgets a worktree's entry, writes none
-
     rel = ".claude/settings.local.json"
     src, dest = main / rel, worktree / rel
     if not src.is_file():
@@ -352,6 +350,8 @@ def copy_local_settings(main: Path, worktree: Path) -> Outcome | None:
         return Outcome(rel, False, f"{rel} is not a JSON object, left alone")
     if not _merge_permissions(mine, theirs):
         return Outcome(rel, True, f"{rel} ok")
+    from .nodejson import stringify  # here, as in _update: only a change writes the file
+
     write_atomic(dest, stringify(mine, newline=text.endswith("\n")))
     return Outcome(rel, True, f"{rel} merged")
 

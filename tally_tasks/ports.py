@@ -228,7 +228,9 @@ def _proc_cmd(pid: int) -> str:
 
 
 def holders(ports: Iterable[int]) -> dict[int, list[Holder]]:
-    """For each port that something listens on: the processes holding it (when visible)."""
+    """For each port that something listens on: the processes holding it (when visible).
+    Only the ports something listens on are looked up (every process's open files, or
+    lsof): while they all bind, nothing is."""
     wanted = set(ports)
     result: dict[int, list[Holder]] = {}
     if Path("/proc/net/tcp").exists():
@@ -263,7 +265,7 @@ def holders(ports: Iterable[int]) -> dict[int, list[Holder]]:
         for port in set(inodes.values()) - set(result):
             result[port] = []  # listening, but the holder is not ours to see
         return result
-    return _lsof_holders(wanted)
+    return _lsof_holders({p for p in wanted if not is_free(p)})
 
 
 def _lsof_holders(ports: set[int]) -> dict[int, list[Holder]]:

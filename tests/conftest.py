@@ -522,3 +522,17 @@ def standin_claude(isolated_env: Path) -> Path:
     prog.write_text(f"#!{sys.executable}\n" + STANDIN_CLAUDE.read_text())
     prog.chmod(0o755)
     return prog
+
+
+def proc_walks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every walk of /proc that `ports.holders` makes from here on (a folder each)."""
+    walked: list[str] = []
+
+    class Spy(type(Path())):  # type: ignore[misc]
+        def iterdir(self) -> Iterator[Path]:
+            if str(self) == "/proc":
+                walked.append(str(self))
+            return super().iterdir()
+
+    monkeypatch.setattr(ports, "Path", Spy)
+    return walked

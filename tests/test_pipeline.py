@@ -25,10 +25,10 @@ from conftest import (
     git,
     init_submodules,
     poll,
+    proc_walks,
     run_cli,
 )
 
-from tally_tasks import ports as ports_
 from tally_tasks import sessions, status, tmux
 from tally_tasks.errors import TallyError
 from tally_tasks.operations import add as add_op
@@ -325,11 +325,10 @@ def test_step_tmux_names_a_port_another_program_holds_and_looks_only_then(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Before the windows start: a port of the session's that another program listens on
-    is named; while every port binds, /proc is not read for holders (nobody holds one)."""
+    is named; while every port binds, /proc is not walked for holders (nobody holds one:
+    `ports.holders` asks the kernel's socket tables first)."""
     _, session = made
-    looked: list[list[int]] = []
-    real = ports_.holders
-    monkeypatch.setattr(ports_, "holders", lambda ps: looked.append(sorted(ps)) or real(ps))
+    walked = proc_walks(monkeypatch)
     port = session.ports["backend"]
     with socket.socket() as other:
         if held:
@@ -338,10 +337,10 @@ def test_step_tmux_names_a_port_another_program_holds_and_looks_only_then(
         assert tmux_step.start(sample.project(), session, srv) == "started"
     out = capsys.readouterr().out
     if held:
-        assert looked == [sorted(session.ports.values())]
+        assert walked
         assert f"backend port {port} is held by pid {os.getpid()}" in out
     else:
-        assert looked == []
+        assert walked == []
         assert "is held by" not in out
 
 

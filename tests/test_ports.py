@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import proc_walks
 
 from tally_tasks import ports
 from tally_tasks.errors import TallyError
@@ -201,6 +202,24 @@ def test_holders_names_this_process() -> None:
         assert [h.pid for h in found[port]] == [os.getpid()]
         assert found[port][0].describe().startswith(f"pid {os.getpid()} (")
     assert ports.holders([port]) == {}
+
+
+def test_holders_are_looked_up_only_for_ports_something_listens_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the ports bind, /proc is not walked (nor lsof run, where there is no /proc):
+    the kernel's socket tables say first whether anything listens."""
+    walked = proc_walks(monkeypatch)
+    with listener(socket.AF_INET, "127.0.0.1") as free:
+        pass
+    assert ports.holders([free]) == {} and walked == []
+    with listener(socket.AF_INET, "127.0.0.1") as port:
+        assert ports.holders([port, free])[port] and walked == ["/proc"]
+        asked: list[set[int]] = []
+        monkeypatch.setattr(ports, "_lsof_holders", lambda ps: asked.append(ps) or {})
+        monkeypatch.setattr(ports.Path, "exists", lambda self: str(self) != "/proc/net/tcp")
+        ports.holders([port, free])
+    assert asked == [{port}]
 
 
 def test_holders_know_each_holders_folder(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import time
 from typing import TYPE_CHECKING
 
 from .. import config, hooks, output, sessions, tmux
-from .. import ports as ports_
 from .. import repo as repo_
 from .. import shell as shell_
 from ..errors import TallyError
@@ -114,10 +113,7 @@ def start(
         output.step("tmux", f"{tname}: restarted " + ", ".join([r.name for r in missing] + died))
         return "mended"
     runs = window_runs(project, session, resume or bool(stale), shell)
-    # a port that binds is held by no one: only the others are looked up (in the
-    # kernel's socket tables, then every process's open files)
-    if not all(ports_.is_free(p) for p in session.ports.values()):
-        sessions.warn_foreign_ports(session)
+    sessions.warn_foreign_ports(session)
     tmux.create(srv, tname, runs, session.env())
     output.step("tmux", f"{tname}  ({', '.join(r.name for r in runs)})")
     return "started"
