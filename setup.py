@@ -2,10 +2,11 @@
 
 Python's `site` runs a ``.pth`` file's ``import`` line at every start of this
 environment's Python, so the line does nothing but compare the program's name unless it
-is `inv`; then it puts the stand-in for ``unittest.mock`` in place before invoke's
-script imports invoke (tally_tasks/startup.py; README: Benchmarks). A wheel's top-level
-files land in site-packages: `build_py` adds the file to a wheel, and `editable_wheel`
-to the wheel of ``pip install -e .`` (whose build leaves out every file but its finder).
+is `inv`; then it puts the stand-ins for ``unittest.mock`` and invoke's PyYAML in place
+before invoke's script imports invoke (tally_tasks/startup.py; README: Benchmarks). A
+wheel's top-level files land in site-packages: `build_py` adds the file to a wheel, and
+`editable_wheel` to the wheel of ``pip install -e .`` (whose build leaves out every file
+but its finder).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ PTH = "tally_tasks_startup.pth"  # sorts after the editable install's own .pth: 
 # is in place when this line imports the package
 LINE = (
     'import sys; (getattr(sys, "argv", None) or [""])[0].rpartition("/")[2] in ("inv", '
-    '"invoke") and __import__("tally_tasks.startup").startup.defer_mock()\n'
+    '"invoke") and __import__("tally_tasks.startup").startup.defer()\n'
 )
 
 

@@ -240,10 +240,16 @@ def median_pair(
 
 
 def row(t: dict[str, list[float]]) -> dict[str, float]:
-    """min and median of each side; ours over the bare commands, and over the floor."""
+    """min and median of each side; ours over the bare commands, and over the floor; and
+    the median of each round's own difference over the bare commands (`paired`: the two
+    ran one after the other, so a slow stretch of the disk is in both)."""
     out: dict[str, float] = {}
     for side, xs in t.items():
         out[side], out[side + "_min"] = statistics.median(xs), min(xs)
+    if "bare" in t:
+        out["over_bare_paired"] = statistics.median(
+            o - b for o, b in zip(t["ours"], t["bare"], strict=True)
+        )
     for stat in ("", "_min"):
         if "bare" in t:
             out["over_bare" + stat] = out["ours" + stat] - out["bare" + stat]
@@ -703,6 +709,12 @@ def main() -> int:
         x = f"{r['x_floor_min']:.2f} / {r['x_floor']:.2f}" if "x_floor" in r else ""
         cells = [ms(r, "ours"), ms(r, "bare"), ms(r, "over_bare"), f"{ms(r, 'floor'):>13}"]
         print(f"{op:<30} {' '.join(cells)}  {x}" + (f"  ({r['made']})" if "made" in r else ""))
+    paired = [
+        f"{op} {r['over_bare_paired'] * 1000:.0f}"
+        for op, r in results.items()
+        if "over_bare_paired" in r
+    ]
+    print("over bare, the median of each round's own difference (ms): " + ", ".join(paired))
     print(
         f"\n{'breakdown, ms (min)':<30} {'total':>6} {'python':>7} {'invoke':>7} {'ours':>6}"
         f" {'subprocesses':>15} {'rest':>6}"

@@ -21,9 +21,8 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import interrupts
 from .errors import TallyError
@@ -238,8 +237,7 @@ def forget(config: Path, paths: list[Path], stale: float = 10.0) -> str:
     return restore(config, Snapshot(_roots(paths), {}), stale)
 
 
-@dataclass
-class Snapshot:
+class Snapshot(NamedTuple):
     """The project entries of some folders (and of folders inside them) as they were."""
 
     roots: tuple[Path, ...]

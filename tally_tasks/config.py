@@ -13,9 +13,8 @@ import math
 import os
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import TallyError
 
@@ -122,8 +121,7 @@ PLACEHOLDER = re.compile(r"(?<!\$)\{([a-z][a-z0-9_]*)\}")
 PLACEHOLDERS = ("name", "slug", "project", "session", "worktree", "branch", "main", "claude_resume")
 
 
-@dataclass
-class Window:
+class Window(NamedTuple):
     """A tmux window of every session: its name, folder, command and resume command."""
 
     name: str
@@ -132,22 +130,18 @@ class Window:
     resume_cmd: str
 
 
-# the keys of a window entry, whether the dataclass or the defaults gained one
-_WINDOW_KEYS = tuple(
-    dict.fromkeys([*(f.name for f in fields(Window)), *(k for w in DEFAULTS["windows"] for k in w)])
-)
+# the keys of a window entry, whether the record or the defaults gained one
+_WINDOW_KEYS = tuple(dict.fromkeys([*Window._fields, *(k for w in DEFAULTS["windows"] for k in w)]))
 
 
-@dataclass
-class Link:
+class Link(NamedTuple):
     """A path shared with the main checkout, and how (`LINK_MODES`)."""
 
     path: str
     mode: str = "symlink"
 
 
-@dataclass
-class StepSpec:
+class StepSpec(NamedTuple):
     """An entry of add_steps or remove_steps: a built-in step's name or a task of the
     project's Invoke collection (`undo`: the task that takes its work away again)."""
 
@@ -155,15 +149,14 @@ class StepSpec:
     undo: str = ""
 
 
-@dataclass
-class Settings:
+class Settings(NamedTuple):
     """The checked `tally` settings (see DEFAULTS for each one's meaning)."""
 
     project: str = ""
     worktrees: str = ""
     registry: str = ".tally-sessions"
     lock_timeout: float = 30.0
-    ports: dict[str, int] = field(default_factory=dict)
+    ports: dict[str, int] = {}  # shared by defaults, never changed: settings_from gives its own
     links: tuple[Link, ...] = ()
     copies: tuple[str, ...] = ()
     activate: str = ""
@@ -175,7 +168,7 @@ class Settings:
     claude_trust: str = "inherit"
     claude_lock_stale: float = 10.0
     tmux_socket: str = ""
-    hooks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    hooks: dict[str, tuple[str, ...]] = {}  # as ports
     land_method: str = "rebase"
     land_into: str = ""
     ready_timeout: float = 30.0
@@ -326,7 +319,7 @@ def _links(value: Any) -> tuple[Link, ...]:
         if isinstance(item, str):
             links.append(Link(_rel_path(item, f"links[{i}]")))
         elif isinstance(item, Mapping):
-            check_keys(item, [f.name for f in fields(Link)], f"links[{i}]")
+            check_keys(item, Link._fields, f"links[{i}]")
             mode = item.get("mode") or "symlink"
             if mode not in LINK_MODES:
                 raise _bad(f"links[{i}].mode", "one of " + ", ".join(LINK_MODES), mode)

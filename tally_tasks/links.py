@@ -16,8 +16,8 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from . import repo as repo_
 from .config import Link
@@ -39,8 +39,7 @@ EXCLUDE_BEGIN = "# >>> tally-tasks: its links in worktrees (written by tally-tas
 EXCLUDE_END = "# <<< tally-tasks"
 
 
-@dataclass
-class Outcome:
+class Outcome(NamedTuple):
     """What a link or copy step did to one path (False: worth a warning)."""
 
     path: str

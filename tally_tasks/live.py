@@ -11,8 +11,7 @@ window without one is ``running`` or ``exited``; ``missing`` when it is not ther
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import agent, panes
 from . import ports as ports_
@@ -20,13 +19,12 @@ from .session import Project, Session, window_ports
 from .sessions import works_in
 
 
-@dataclass
-class Live:
+class Live(NamedTuple):
     """A session's live state: tmux there, its agent's state, each window's."""
 
     running: bool  # the tmux session is there
     agent: dict[str, Any] | None = None  # state, since, reason, session_id, window
-    windows: dict[str, str] = field(default_factory=dict)
+    windows: dict[str, str] = {}  # shared by the stopped: never changed
 
     def status(self, now: float | None = None) -> str:
         """The STATUS column: the agent's state (``waiting 3m``), then each window
@@ -62,7 +60,8 @@ def gather(
             result[name] = Live(running=False)
             continue
         have = snap.get(session.tmux_name)
-        live = Live(running=True)
+        agent_state: dict[str, Any] | None = None
+        shown_windows: dict[str, str] = {}
         for win, numbers in window_ports(windows, session.ports).items():
             pane = have.get(win)
             if win == agent_window:
@@ -70,17 +69,17 @@ def gather(
                 shown, since = panes.agent_status(state, pane)
                 recorded = state or {}
                 believed = shown == recorded.get("state")
-                live.agent = {
+                agent_state = {
                     "state": shown,
                     "since": since,
                     "reason": recorded.get("reason", "") if believed else "",
                     "session_id": recorded.get("session_id") or None,
                     "window": win,
                 }
-                live.windows[win] = shown
+                shown_windows[win] = shown
             else:
-                live.windows[win] = _window(session, numbers, pane, up, held)
-        result[name] = live
+                shown_windows[win] = _window(session, numbers, pane, up, held)
+        result[name] = Live(True, agent_state, shown_windows)
     return result
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import agent, tmux
 from .config import Window
@@ -40,8 +40,7 @@ _FORMAT = "\t".join(
 _FORMAT_PROC = _FORMAT.replace("#{pane_current_command}", "")
 
 
-@dataclass
-class Pane:
+class Pane(NamedTuple):
     """One pane of a session's window, as tmux lists it."""
 
     session: str
@@ -94,8 +93,7 @@ def foreground(
         return tpgid, None, leader[0] if leader else ""
 
 
-@dataclass
-class Snapshot:
+class Snapshot(NamedTuple):
     """Every pane on the server: session -> window -> its (first) pane, and session ->
     the folders all its panes are in."""
 

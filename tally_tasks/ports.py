@@ -9,9 +9,8 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import TallyError
 
@@ -109,8 +108,7 @@ def allocate(
     return {n: found[n] for n in bases}
 
 
-@dataclass
-class Holder:
+class Holder(NamedTuple):
     """A process listening on a port (what ``lsof -i :PORT`` would show)."""
 
     pid: int

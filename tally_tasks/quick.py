@@ -15,18 +15,19 @@ invoke merges them (mappings key by key; a mapping against a value is an error: 
 invoke). Environment variables and a runtime file (-f) are invoke's only other sources:
 an ``INVOKE_*`` variable (INVOKE_RUNTIME_CONFIG among them) or a core option sends the
 command to invoke. YAML is read by invoke's own vendored copy of PyYAML, loaded without
-importing invoke.
+importing invoke, and the main checkout's file is kept parsed (tally_tasks.yamlcache).
 """
 
 from __future__ import annotations
 
-import marshal
 import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from .yamlcache import Kept
 
 _FLAGS = {
     "--json": "json",
@@ -40,7 +41,6 @@ _FLAGS = {
 # this in step): a file that sets one is left to invoke, which merges it with them.
 INVOKE_KEYS = ("run", "runners", "sudo", "tasks", "timeouts")
 _SUFFIXES = ("yaml", "yml", "json", "py")
-CACHE_FILE = "tally-settings.cache"
 
 
 class _Unsure(Exception):
@@ -90,10 +90,11 @@ def _list_flags(words: list[str]) -> dict[str, bool] | None:
 def tally_config(main: Path, common_dir: Path) -> Any:
     """The `tally` mapping invoke's Config would give `tally-session` run in the checkout
     `main` (without INVOKE_* variables or a runtime file); `_Unsure` when it cannot say.
-    The main checkout's YAML is kept parsed in `common_dir` (see `_Kept`)."""
+    The main checkout's YAML is kept parsed in `common_dir` (tally_tasks.yamlcache)."""
     from .config import DEFAULTS, plain
+    from .yamlcache import CACHE_FILE, Kept
 
-    kept = _Kept(common_dir / CACHE_FILE)
+    kept = Kept(common_dir / CACHE_FILE)
     merged: dict[str, Any] = {"tally": plain(DEFAULTS)}
     for base, keep in (
         ("/etc/invoke", None),
@@ -110,7 +111,7 @@ def tally_config(main: Path, common_dir: Path) -> Any:
     return merged["tally"]
 
 
-def _read_first(base: str, kept: _Kept | None) -> Any:
+def _read_first(base: str, kept: Kept | None) -> Any:
     """The data of the first of `base`.yaml/.yml/.json/.py that exists, as invoke's
     `Config._load_file` reads it (None when there is none or it is empty)."""
     for suffix in _SUFFIXES:
@@ -131,95 +132,14 @@ def _read_first(base: str, kept: _Kept | None) -> Any:
                 import json
 
                 return json.loads(text)
-            return kept.parse(path, text) if kept else _yaml().safe_load(text)
+            if kept is None:
+                from .yamlcache import invokes_yaml
+
+                return invokes_yaml().safe_load(text)
+            return kept.parse(path, text)
         except Exception:  # invoke's traceback, or the excepthook's line
             raise _Unsure from None
     return None
-
-
-class _Kept:
-    """The main checkout's YAML file as invoke's PyYAML parsed it, kept (marshal) in the
-    git common dir with its whole text, so that `list` imports no PyYAML (a fifth of its
-    time) while the file stays as it is. It counts only for the same file, the same text,
-    the same PyYAML files and Python; an unreadable one is none. Only the project's file:
-    the user's and the system's (rare) are parsed each time, never copied into a
-    repository."""
-
-    def __init__(self, cache: Path) -> None:
-        self.cache = cache
-        self.entry: tuple[Any, ...] | None = None
-        self.new: tuple[Any, ...] | None = None
-        try:
-            entry = marshal.loads(cache.read_bytes())
-        except (OSError, ValueError, EOFError, TypeError):
-            return
-        if isinstance(entry, tuple) and len(entry) == 4:
-            self.entry = entry
-
-    def parse(self, path: str, text: str) -> Any:
-        stamp = _yaml_stamp()
-        if self.entry is not None and self.entry[:3] == (stamp, path, text):
-            return self.entry[3]
-        data = _yaml().safe_load(text)
-        self.new = (stamp, path, text, data)
-        return data
-
-    def save(self) -> None:
-        if self.new is None:
-            return
-        try:
-            blob = marshal.dumps(self.new)
-        except ValueError:  # a date, say: parsed each time
-            return
-        from .registry import replacing
-
-        try:
-            with replacing(self.cache, 0o600) as f:
-                f.write(blob)
-        except OSError:  # a checkout this user cannot write: parsed each time
-            pass
-
-
-def _yaml_folder() -> str:
-    """invoke's vendored PyYAML (invoke/vendor/yaml), found without importing invoke."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("invoke")
-    if spec is None or not spec.submodule_search_locations:
-        raise _Unsure
-    return os.path.join(spec.submodule_search_locations[0], "vendor", "yaml")
-
-
-def _yaml_stamp() -> tuple[Any, ...]:
-    """What a kept parse depends on: this Python, and which PyYAML files."""
-    folder = _yaml_folder()
-    init = os.stat(os.path.join(folder, "__init__.py"))
-    return (sys.version, folder, init.st_mtime_ns, init.st_size)
-
-
-def _yaml() -> Any:
-    """invoke's vendored PyYAML, loaded under a name of its own so that invoke itself is
-    not imported."""
-    name = "tally_tasks._invoke_yaml"
-    module = sys.modules.get(name)
-    if module is not None:
-        return module
-    import importlib.util
-
-    folder = _yaml_folder()
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(folder, "__init__.py"), submodule_search_locations=[folder]
-    )
-    if spec is None or spec.loader is None:
-        raise _Unsure
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
 
 
 def _merge(base: dict[str, Any], updates: dict[str, Any]) -> None:

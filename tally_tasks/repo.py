@@ -8,9 +8,8 @@ import re
 import stat
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import TallyError
 
@@ -404,15 +403,14 @@ def main_branch(repo: Repo, into: str = "") -> str:
     return into or refs(repo).main_branch()
 
 
-@dataclass
-class Refs:
+class Refs(NamedTuple):
     """The local branches, the one checked out in the main checkout and the remotes' HEADs,
     from one ``git for-each-ref``: what add and remove ask of refs, answered together."""
 
     branches: dict[str, tuple[str, str]]  # name -> (its commit's tree, its upstream ref)
     current: str | None  # the main checkout's branch; None: detached, or no commit yet
     remote_heads: dict[str, str]  # remote -> the branch its HEAD names (origin -> main)
-    commits: dict[str, str] = field(default_factory=dict)  # name -> its commit
+    commits: dict[str, str]  # name -> its commit
     gone: frozenset[str] = frozenset()  # the branches whose upstream is gone
 
     def main_branch(self, into: str = "") -> str:

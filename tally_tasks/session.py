@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import agent
 from .config import PLACEHOLDER, Settings, Window, explain_file, settings_from
@@ -104,15 +103,14 @@ def url_port(name: str, ports: Mapping[str, int], port: str = "") -> tuple[str, 
     return which, ports[which]
 
 
-@dataclass
-class Session:
+class Session(NamedTuple):
     """One session: its name, branch, worktree, tmux session and ports."""
 
     name: str
     branch: str
     worktree: Path
     tmux_name: str
-    ports: dict[str, int] = field(default_factory=dict)
+    ports: dict[str, int]
 
     @property
     def slug(self) -> str:
@@ -149,8 +147,7 @@ class Session:
         return env
 
 
-@dataclass
-class Project:
+class Project(NamedTuple):
     """The main checkout, its git common dir and its settings."""
 
     main: Path
@@ -187,6 +184,7 @@ class Project:
             branch=name,
             worktree=self.worktrees_dir / f"{self.name}-{slug}",
             tmux_name=self.tmux_name(name),
+            ports={},
         )
 
     def session(self, name: str, entry: Entry) -> Session:

@@ -9,6 +9,14 @@ beside the package, run by Python's `site` at start-up) calls it when the progra
 `inv`. Only ``sys``, ``os`` and ``types`` are imported here (and ``typing``, which
 invoke imports anyway).
 
+``invoke.util`` imports invoke's vendored PyYAML (an eighth of invoke's import: its
+reader's and resolver's expressions are compiled as it is imported) for one use,
+`Config` parsing each config file with ``yaml.safe_load``. `defer_yaml` puts a stand-in
+in its place: a checkout's own ``invoke.yaml`` whose parse is kept (tally_tasks.yamlcache:
+in the checkout's git folder, with the file's whole text) is read without it; any other
+file, a changed one, or any other name asked of it imports the real module. `defer`
+does both, for `inv` (the .pth file) and `tally-session` (`main`).
+
 `quick_exit` ends the process once the command is done, its output flushed, its threads
 and exit handlers run, skipping the interpreter's teardown of every module (a fifth of
 a short command's time): `main` (`tally-session`) when its Program is done, and
@@ -24,6 +32,7 @@ import types
 from typing import Any
 
 _MOCK = "unittest.mock"
+_YAML = "invoke.vendor.yaml"
 
 
 def _real_mock(*args: Any, **kwargs: Any) -> Any:
@@ -57,6 +66,52 @@ class _StandIn(types.ModuleType):
         return getattr(mock, name)
 
 
+class _YamlStandIn(types.ModuleType):
+    """``invoke.vendor.yaml`` until more than a kept parse is asked of it."""
+
+    def safe_load(self, stream: Any) -> Any:
+        from .yamlcache import safe_load
+
+        return safe_load(stream, _real_yaml)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "__path__":  # the import system asks whether it is a package: no
+            raise AttributeError(name)
+        return getattr(_real_yaml(), name)
+
+
+_yaml: list[Any] = []  # the real module, once imported
+
+
+def _real_yaml() -> Any:
+    """invoke's vendored PyYAML (PyYAML itself where a packager took it out of invoke, as
+    ``invoke.util`` falls back to), imported once; the stand-in leaves ``sys.modules``."""
+    if not _yaml:
+        if isinstance(sys.modules.get(_YAML), _YamlStandIn):
+            del sys.modules[_YAML]
+        import importlib
+
+        try:
+            _yaml.append(importlib.import_module(_YAML))
+        except ImportError:
+            _yaml.append(importlib.import_module("yaml"))
+    return _yaml[0]
+
+
+def defer() -> None:
+    """`defer_mock` and `defer_yaml`: what `inv` and `tally-session` do before invoke is
+    imported."""
+    defer_mock()
+    defer_yaml()
+
+
+def defer_yaml() -> None:
+    """Put the stand-in for invoke's PyYAML in place, unless invoke (or its PyYAML) is
+    imported already."""
+    if _YAML not in sys.modules and "invoke.util" not in sys.modules:
+        sys.modules[_YAML] = _YamlStandIn(_YAML)
+
+
 def defer_mock() -> None:
     """Put the stand-in for ``unittest.mock`` in place, unless something has imported the
     real one or invoke already (then there is nothing left to save)."""
@@ -65,9 +120,9 @@ def defer_mock() -> None:
 
 
 def main() -> None:
-    """`tally-session`: `defer_mock`; `list` without invoke when it can (tally_tasks.quick),
+    """`tally-session`: `defer`; `list` without invoke when it can (tally_tasks.quick),
     else the program (tally_tasks.cli); then `quick_exit`."""
-    defer_mock()
+    defer()
     from .quick import run as quickly
 
     code = quickly(sys.argv)

@@ -29,9 +29,8 @@ import re
 import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .errors import TallyError
 
@@ -42,8 +41,7 @@ class TmuxServer(Protocol):
     def cmd(self, cmd: str, *args: Any) -> Any: ...
 
 
-@dataclass
-class _Result:
+class _Result(NamedTuple):
     """What a tmux call gave back: its output lines and exit status."""
 
     stdout: list[str]
@@ -82,8 +80,7 @@ class _NotFound(Exception):
     pass
 
 
-@dataclass
-class WindowRun:
+class WindowRun(NamedTuple):
     """A window to start: its name, folder and the line typed into it."""
 
     name: str
@@ -298,8 +295,7 @@ _EDITORS = frozenset({"bash", "rbash", "zsh", "fish"})
 TYPE_WAIT = 5.0
 
 
-@dataclass
-class _Fresh:
+class _Fresh(NamedTuple):
     """A pane whose shell has just started, and the line it is to run."""
 
     pane: str  # %N

@@ -6,15 +6,14 @@ import os
 import stat
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from . import repo as repo_
 from .errors import TallyError
 
 
-@dataclass
-class Worktree:
+class Worktree(NamedTuple):
     """One of git's worktree records (`git worktree list`)."""
 
     path: Path
@@ -64,7 +63,11 @@ def _parsed(out: str) -> list[Worktree]:
 
 def find(repo: repo_.Repo, path: Path, listed: list[Worktree] | None = None) -> Worktree | None:
     """git's record of the worktree at `path` (`listed`: `listing(repo)`, read already)."""
-    for wt in listing(repo) if listed is None else listed:
+    worktrees = listing(repo) if listed is None else listed
+    if not os.path.exists(path):  # as `same` compares then: by absolute path, one stat
+        target = os.path.abspath(path)
+        return next((wt for wt in worktrees if os.path.abspath(wt.path) == target), None)
+    for wt in worktrees:
         if same(wt.path, path):
             return wt
     return None
@@ -216,8 +219,7 @@ def user_changes(path: Path, ours: set[str]) -> list[str]:
     return lines
 
 
-@dataclass
-class Ignored:
+class Ignored(NamedTuple):
     """The git-ignored files in a worktree that are not the tool's own: each ignored folder
     (git's own, without looking through it) and loose file with its number of files, and
     those `protect` patterns match."""

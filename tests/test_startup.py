@@ -1,8 +1,10 @@
 """Start-up and exit: no ``unittest.mock`` in a task run, a MockContext that still works,
-the .pth file that does it for `inv`, and the quick exit that loses nothing."""
+no PyYAML import for a kept invoke.yaml and the same settings as invoke's, the .pth file
+that does it for `inv`, and the quick exit that loses nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -161,6 +163,137 @@ def test_the_stand_in_answers_as_the_real_module(code: str) -> None:
     assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
 
 
+# --- invoke's PyYAML: a kept parse, else the real module ------------------------------
+
+
+def yaml_imported(stderr: str) -> bool:
+    """Whether PyYAML (invoke's, or its own) was imported (``-X importtime`` lines)."""
+    return any(m.startswith(("invoke.vendor.yaml", "yaml")) for m in imported(stderr))
+
+
+@pytest.mark.parametrize("where", ["main", "worktree"])
+def test_a_kept_invoke_yaml_imports_no_yaml(sample: Sample, where: str) -> None:
+    """The first run parses the checkout's invoke.yaml and keeps it in its git folder (a
+    worktree's own); every later run, `inv` or tally-session through invoke, reads it
+    without importing PyYAML. A changed file is parsed again."""
+    assert run_cli(["inv", "session.add", "x", "-q", "--no-wait"], sample.main).returncode == 0
+    here = sample.main if where == "main" else sample.main.parent / "tally-x"
+    kept = (
+        sample.main / ".git" / "tally-settings.cache"
+        if where == "main"
+        else sample.main / ".git" / "worktrees" / "tally-x" / "tally-settings.cache"
+    )
+    kept.unlink(missing_ok=True)
+    timing = {"PYTHONPROFILEIMPORTTIME": "1"}
+    first = run_cli(["inv", "session.list", "--json"], here, env=timing)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert yaml_imported(first.stderr)
+    assert kept.is_file() and kept.stat().st_mode & 0o777 == 0o600
+    for args in (
+        ["inv", "session.list", "--json"],
+        ["tally-session", "list", "--json", "--host", ""],  # invoke's path, not quick's
+    ):
+        r = run_cli(args, here, env=timing)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert [(e["name"], e["worktree"]) for e in json.loads(r.stdout)] == [
+            (e["name"], e["worktree"]) for e in json.loads(first.stdout)
+        ]
+        assert "invoke" in imported(r.stderr) and not yaml_imported(r.stderr), r.stderr[-2000:]
+    text = (here / "invoke.yaml").read_text()
+    (here / "invoke.yaml").write_text(text.replace("TALLY_ACTIVATED=yes", "TALLY_ACTIVATED=no!"))
+    r = run_cli(["inv", "session.list", "--json"], here, env=timing)
+    assert r.returncode == 0 and yaml_imported(r.stderr), r.stderr[-2000:]
+
+
+# Each file as invoke's Config loads it, twice (parsed, then kept), with the stand-in in
+# place, printed with whether the real PyYAML was imported by the end.
+LOAD = """
+import sys
+from tally_tasks import startup
+startup.defer()
+from invoke import Config
+for _ in range(2):
+    c = Config(lazy=True)
+    c.set_project_location(sys.argv[1])
+    try:
+        c.load_project()
+        print(repr(c._project))
+    except Exception as e:
+        print(type(e).__name__, str(e))
+print(type(sys.modules.get("invoke.vendor.yaml")).__name__)
+"""
+
+YAML_TEXTS = [
+    ("plain", "tally:\n  activate: x\n  ports: {backend: 9000}\n", "module"),
+    ("yaml 1.1 words", "tally:\n  attention: {bell: no, message: on}\nother: [yes, ~]\n", "module"),
+    ("empty", "", "module"),
+    ("a date: parsed each time", "tally:\n  project: p\nwhen: 2024-01-02\n", "module"),
+    ("not YAML", "tally: [\n", "module"),
+]
+
+
+@pytest.mark.parametrize("text", [t[1] for t in YAML_TEXTS], ids=[t[0] for t in YAML_TEXTS])
+def test_the_yaml_stand_in_loads_what_invoke_loads(tmp_path: Path, text: str) -> None:
+    """The same data (or the same error, naming the file) as invoke's own PyYAML gives,
+    kept or not; the real module is imported only where the file is parsed."""
+    from invoke import Config
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "invoke.yaml").write_text(text)
+    c = Config(lazy=True)
+    c.set_project_location(str(tmp_path))
+    try:
+        c.load_project()
+        expected = repr(c._project)
+    except Exception as e:
+        expected = f"{type(e).__name__} {e}"
+    load = LOAD.replace("sys.argv[1]", repr(str(tmp_path)))
+    r = python(load)
+    assert r.stdout == f"{expected}\n{expected}\nmodule\n", r.stderr  # parsed
+    kept = (tmp_path / ".git" / "tally-settings.cache").exists()
+    assert kept == ("2024" not in text and "[\n" not in text)
+    if kept:  # a fresh process reads the kept parse, without PyYAML
+        r = python(load)
+        assert r.stdout == f"{expected}\n{expected}\n_YamlStandIn\n", r.stderr
+
+
+OTHER_YAML_NAME = """
+import sys
+from tally_tasks import startup
+startup.defer()
+import invoke.util
+stand_in = invoke.util.yaml
+assert type(stand_in).__name__ == "_YamlStandIn"
+assert stand_in.safe_dump({"a": 1}) == "a: 1\\n"  # any other name: the real module
+import invoke.vendor.yaml
+assert type(invoke.vendor.yaml).__name__ == "module" and invoke.vendor.yaml is not stand_in
+assert stand_in.YAMLError is invoke.vendor.yaml.YAMLError
+print("ok")
+"""
+
+NOT_A_PROJECT = """
+import sys
+from tally_tasks import startup
+startup.defer()
+import invoke.util, io
+s = io.StringIO("a: 1\\n"); s.name = sys.argv[1]
+assert invoke.util.yaml.safe_load(s) == {"a": 1}
+assert type(sys.modules["invoke.vendor.yaml"]).__name__ == "module"
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("code", [OTHER_YAML_NAME, NOT_A_PROJECT], ids=["other-name", "not-kept"])
+def test_the_yaml_stand_in_gives_the_real_module(tmp_path: Path, code: str) -> None:
+    """Any other name, and a file that is not a checkout's own invoke.yaml (the user's
+    ~/.invoke.yaml, a runtime file), get the real PyYAML; nothing is kept for them."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    user_file = str(tmp_path / ".invoke.yaml")
+    r = python(code.replace("sys.argv[1]", repr(user_file)))
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
+    assert not (tmp_path / ".git" / "tally-settings.cache").exists()
+
+
 PTH = Path(sysconfig.get_paths()["purelib"]) / "tally_tasks_startup.pth"
 
 
@@ -174,16 +307,17 @@ def test_the_pth_file_is_installed_and_quiet_outside_inv() -> None:
     assert r.stdout == "[]\n", r.stdout + r.stderr
 
 
-def test_the_pth_file_defers_mock_for_inv(tmp_path: Path) -> None:
-    """What `site` runs for a program named inv: the stand-in is in place."""
+def test_the_pth_file_defers_mock_and_yaml_for_inv(tmp_path: Path) -> None:
+    """What `site` runs for a program named inv: the stand-ins are in place."""
     line = PTH.read_text()
     script = tmp_path / "inv"
     script.write_text(
         "import sys\n"
-        "print(type(sys.modules.get('unittest.mock')).__name__, 'invoke' in sys.modules)\n"
+        "print(type(sys.modules.get('unittest.mock')).__name__, 'invoke' in sys.modules,\n"
+        "      type(sys.modules.get('invoke.vendor.yaml')).__name__)\n"
     )
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
-    assert r.stdout == "_StandIn False\n", (line, r.stdout, r.stderr)
+    assert r.stdout == "_StandIn False _YamlStandIn\n", (line, r.stdout, r.stderr)
 
 
 QUICK = """

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from .. import output, sessions, tmux
 from ..errors import TallyError
@@ -43,16 +43,14 @@ class Context:
         return self.srv
 
 
-@dataclass
-class Made:
+class Made(NamedTuple):
     """What a run made that its `undo` takes away: `what` is said in the undo list."""
 
     what: str
     data: Any = None
 
 
-@dataclass
-class Checked:
+class Checked(NamedTuple):
     """What `check` found: `mend` for `fix` to mend; `halt`: later steps have nothing to
     check (the worktree is gone)."""
 
