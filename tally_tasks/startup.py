@@ -13,9 +13,11 @@ invoke imports anyway).
 reader's and resolver's expressions are compiled as it is imported) for one use,
 `Config` parsing each config file with ``yaml.safe_load``. `defer_yaml` puts a stand-in
 in its place: a checkout's own ``invoke.yaml`` whose parse is kept (tally_tasks.yamlcache:
-in the checkout's git folder, with the file's whole text) is read without it; any other
-file, a changed one, or any other name asked of it imports the real module. `defer`
-does both, for `inv` (the .pth file) and `tally-session` (`main`).
+in the checkout's git folder, with the file's whole text) is read without it, when the
+tasks loaded are ours (``tally_tasks.tasks`` imported: `inv` in another project of this
+environment keeps nothing in its repository); any other file, a changed one, or any
+other name asked of it imports the real module. `defer` does both, for `inv` (the .pth
+file) and `tally-session` (`main`).
 
 `quick_exit` ends the process once the command is done, its output flushed, its threads
 and exit handlers run, skipping the interpreter's teardown of every module (a fifth of
@@ -70,6 +72,8 @@ class _YamlStandIn(types.ModuleType):
     """``invoke.vendor.yaml`` until more than a kept parse is asked of it."""
 
     def safe_load(self, stream: Any) -> Any:
+        if "tally_tasks.tasks" not in sys.modules:  # another project's: not ours to keep
+            return _real_yaml().safe_load(stream)
         from .yamlcache import safe_load
 
         return safe_load(stream, _real_yaml)

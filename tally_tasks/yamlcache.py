@@ -1,7 +1,7 @@
 """A checkout's invoke.yaml as invoke's PyYAML parses it, kept in the checkout's git folder.
 
 Importing PyYAML is an eighth of importing invoke; a project's settings file rarely
-changes. `Kept` holds one file's parse with its whole text (``tally-settings.cache`` in
+changes. `Kept` holds a file's parse with its whole text (``tally-yaml.cache`` in
 the main checkout's ``.git``, or a worktree's own git folder, which git removes with the
 worktree); `safe_load` is what invoke's Config gets for ``yaml.safe_load`` when
 tally_tasks.startup's stand-in is in place, and tally_tasks.quick reads the main
@@ -20,24 +20,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-CACHE_FILE = "tally-settings.cache"
+CACHE_FILE = "tally-yaml.cache"
+KEEP = 4  # parses kept per file: per install of PyYAML and Python, and file
 
 
 class Kept:
     """A checkout's YAML file as invoke's PyYAML parsed it, kept (marshal) in its git
-    folder with its whole text. It counts only for the same file, the same text, the
-    same PyYAML files and Python; an unreadable one is none."""
+    folder with its whole text. A parse counts only for the same file, the same text,
+    the same PyYAML files and Python; the last few are kept (two installs of the tool, or
+    of invoke, reading one checkout keep one each instead of parsing in turn); an
+    unreadable file is none."""
 
     def __init__(self, cache: Path) -> None:
         self.cache = cache
-        self.entry: tuple[Any, ...] | None = None
+        self.entries: list[tuple[Any, ...]] = []
         self.new: tuple[Any, ...] | None = None
         try:
-            entry = marshal.loads(cache.read_bytes())
+            kept = marshal.loads(cache.read_bytes())
         except (OSError, ValueError, EOFError, TypeError):
             return
-        if isinstance(entry, tuple) and len(entry) == 4:
-            self.entry = entry
+        if isinstance(kept, list):
+            self.entries = [e for e in kept if isinstance(e, tuple) and len(e) == 4]
 
     def parse(self, path: str, text: str, load: Callable[[], Any] | None = None) -> Any:
         """The data of `path`, whose whole text is `text`: kept, or parsed now (`load`,
@@ -46,18 +49,22 @@ class Kept:
             stamp = _stamp()
         except (OSError, LookupError):  # no vendored PyYAML to stamp a parse with
             stamp = None
-        if stamp and self.entry is not None and self.entry[:3] == (stamp, path, text):
-            return self.entry[3]
+        if stamp:
+            for entry in self.entries:
+                if entry[:3] == (stamp, path, text):
+                    return entry[3]
         data = load() if load is not None else invokes_yaml().safe_load(text)
         if stamp:
             self.new = (stamp, path, text, data)
         return data
 
     def save(self) -> None:
+        """Keep the new parse first, and the last others of other installs or files."""
         if self.new is None:
             return
+        others = [e for e in self.entries if e[:2] != self.new[:2]][: KEEP - 1]
         try:
-            blob = marshal.dumps(self.new)
+            blob = marshal.dumps([self.new, *others])
         except ValueError:  # a date, say: parsed each time
             return
         from .registry import replacing

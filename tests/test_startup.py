@@ -179,9 +179,9 @@ def test_a_kept_invoke_yaml_imports_no_yaml(sample: Sample, where: str) -> None:
     assert run_cli(["inv", "session.add", "x", "-q", "--no-wait"], sample.main).returncode == 0
     here = sample.main if where == "main" else sample.main.parent / "tally-x"
     kept = (
-        sample.main / ".git" / "tally-settings.cache"
+        sample.main / ".git" / "tally-yaml.cache"
         if where == "main"
-        else sample.main / ".git" / "worktrees" / "tally-x" / "tally-settings.cache"
+        else sample.main / ".git" / "worktrees" / "tally-x" / "tally-yaml.cache"
     )
     kept.unlink(missing_ok=True)
     timing = {"PYTHONPROFILEIMPORTTIME": "1"}
@@ -211,6 +211,7 @@ LOAD = """
 import sys
 from tally_tasks import startup
 startup.defer()
+import tally_tasks.tasks  # our tasks loaded, as by `inv` in a project of ours
 from invoke import Config
 for _ in range(2):
     c = Config(lazy=True)
@@ -250,7 +251,7 @@ def test_the_yaml_stand_in_loads_what_invoke_loads(tmp_path: Path, text: str) ->
     load = LOAD.replace("sys.argv[1]", repr(str(tmp_path)))
     r = python(load)
     assert r.stdout == f"{expected}\n{expected}\nmodule\n", r.stderr  # parsed
-    kept = (tmp_path / ".git" / "tally-settings.cache").exists()
+    kept = (tmp_path / ".git" / "tally-yaml.cache").exists()
     assert kept == ("2024" not in text and "[\n" not in text)
     if kept:  # a fresh process reads the kept parse, without PyYAML
         r = python(load)
@@ -291,7 +292,46 @@ def test_the_yaml_stand_in_gives_the_real_module(tmp_path: Path, code: str) -> N
     user_file = str(tmp_path / ".invoke.yaml")
     r = python(code.replace("sys.argv[1]", repr(user_file)))
     assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
-    assert not (tmp_path / ".git" / "tally-settings.cache").exists()
+    assert not (tmp_path / ".git" / "tally-yaml.cache").exists()
+
+
+def test_another_projects_invoke_yaml_is_not_kept(tmp_path: Path, isolated_env: Path) -> None:
+    """`inv` in a project of this environment whose tasks are not ours: its invoke.yaml
+    is parsed as invoke parses it, and nothing is written into its repository."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "tasks.py").write_text(
+        "from invoke import task\n\n@task\ndef hi(c):\n    print(c.config.greeting)\n"
+    )
+    (tmp_path / "invoke.yaml").write_text("greeting: hello\n")
+    for _ in range(2):
+        r = run_cli(["inv", "hi"], tmp_path)
+        assert (r.returncode, r.stdout) == (0, "hello\n"), r.stderr
+    assert not (tmp_path / ".git" / "tally-yaml.cache").exists()
+
+
+def test_each_install_keeps_its_own_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two installs (another PyYAML, another Python) reading one checkout keep a parse
+    each, the last few, instead of parsing in turn."""
+    from tally_tasks import yamlcache
+
+    cache = tmp_path / yamlcache.CACHE_FILE
+    parsed: list[str] = []
+
+    def keep(stamp: str, text: str) -> object:
+        monkeypatch.setattr(yamlcache, "_stamp", lambda: (stamp,))
+        kept = yamlcache.Kept(cache)
+        data = kept.parse("/p/invoke.yaml", text, lambda: parsed.append(stamp) or {"t": text})
+        kept.save()
+        return data
+
+    for _ in range(3):
+        for stamp in ("a", "b"):
+            assert keep(stamp, "x: 1\n") == {"t": "x: 1\n"}
+    assert parsed == ["a", "b"]  # once each
+    assert keep("a", "x: 2\n") == {"t": "x: 2\n"} and parsed[-1] == "a"  # changed: again
+    for stamp in "cdef":
+        keep(stamp, "x: 1\n")
+    assert len(yamlcache.Kept(cache).entries) == yamlcache.KEEP
 
 
 PTH = Path(sysconfig.get_paths()["purelib"]) / "tally_tasks_startup.pth"
