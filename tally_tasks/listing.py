@@ -9,7 +9,7 @@ from __future__ import annotations
 import json as _json
 from typing import Any
 
-from . import output, sessions, status, worktree
+from . import output, sessions, worktree
 from . import panes as panes_
 from . import tmux as tmux_
 from .errors import TallyError
@@ -26,8 +26,11 @@ def show(project: Project, json: bool = False, git: bool = False, brief: bool = 
         listed = worktree.listing_begun(Repo(project.main))
     except TallyError:
         listed = None
-    snap = panes_.snapshot(srv)  # once, for the rows and the stale check
+    snapped = panes_.snapshot_begun(srv)  # once, for the rows and the stale check
+    from . import status  # here: imported while git and tmux answer
+
     entries = sessions.load(project)  # once, too
+    snap = snapped()
     rows = status.rows(
         project, srv, git_state=with_git, snap=snap, pull_requests=json, entries=entries
     )
@@ -43,6 +46,8 @@ def show(project: Project, json: bool = False, git: bool = False, brief: bool = 
 
 def table(rows: list[dict[str, Any]], with_git: bool, host_column: bool = False) -> list[list[str]]:
     """The rows of `status.rows` as the cells of `list`'s table, header first."""
+    from . import status
+
     ports = list(dict.fromkeys(k[:-5] for r in rows for k in r if k.endswith("_port")))
     header = ["HOST"] if host_column else []
     header += ["NAME", "BRANCH", "RUNNING", "STATUS", *[p.upper() for p in ports]]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from . import agent, tmux
@@ -106,8 +106,19 @@ class Snapshot(NamedTuple):
 
 def snapshot(srv: tmux.TmuxServer) -> Snapshot:
     """What runs in every pane of the server, in one tmux call."""
+    return snapshot_begun(srv)()
+
+
+def snapshot_begun(srv: tmux.TmuxServer) -> Callable[[], Snapshot]:
+    """`snapshot`, its tmux call started now and read when the returned function is
+    called: tmux answers while the caller works."""
     boot = _boot_time()
-    out, err = tmux._cmd(srv, "list-panes", "-a", "-F", _FORMAT if boot is None else _FORMAT_PROC)
+    answer = tmux.begun(srv, "list-panes", "-a", "-F", _FORMAT if boot is None else _FORMAT_PROC)
+    return lambda: _snapshot(answer, boot)
+
+
+def _snapshot(answer: Callable[[], tuple[list[str], list[str]]], boot: float | None) -> Snapshot:
+    out, err = answer()
     if err and not tmux._no_server(err):
         raise TallyError("tmux list-panes failed: " + " ".join(err))
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

@@ -28,7 +28,7 @@ import os
 import re
 import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -56,24 +56,52 @@ class Server:
         self.socket_name = socket_name or None
 
     def cmd(self, cmd: str, *args: Any) -> _Result:
+        try:
+            proc = subprocess.run(
+                self._argv(cmd, args), capture_output=True, text=True, errors="replace"
+            )
+        except FileNotFoundError:
+            raise _NotFound() from None
+        return _result(proc.stdout, proc.stderr, proc.returncode)
+
+    def begin(self, cmd: str, *args: Any) -> Callable[[], _Result]:
+        """`cmd`, started now and read when the returned function is called: tmux answers
+        while the caller works (a read-only call: one not read runs to its end alone)."""
+        try:
+            proc = subprocess.Popen(
+                self._argv(cmd, args),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+            )
+        except FileNotFoundError:
+            raise _NotFound() from None
+
+        def result() -> _Result:
+            out, err = proc.communicate()
+            return _result(out, err, proc.returncode)
+
+        return result
+
+    def _argv(self, cmd: str, args: tuple[Any, ...]) -> list[str]:
         # -u: in a C locale tmux would turn the tabs of our -F formats into "_"; always a
         # socket: without one, tmux run inside another server's pane ($TMUX) talks to that
         # server, where the sessions are not
-        argv = ["tmux", "-u", f"-L{self.socket_name or 'default'}", cmd, *(str(a) for a in args)]
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, errors="replace")
-        except FileNotFoundError:
-            raise _NotFound() from None
-        err = [ln for ln in proc.stderr.splitlines() if ln]
-        if proc.returncode != 0 and not err:
-            err = [f"tmux exited with status {proc.returncode}"]
-        return _Result(proc.stdout.splitlines(), err, proc.returncode)
+        return ["tmux", "-u", f"-L{self.socket_name or 'default'}", cmd, *(str(a) for a in args)]
 
     def is_alive(self) -> bool:
         return self.cmd("list-sessions").returncode == 0
 
     def kill(self) -> None:
         self.cmd("kill-server")
+
+
+def _result(stdout: str, stderr: str, returncode: int) -> _Result:
+    err = [ln for ln in stderr.splitlines() if ln]
+    if returncode != 0 and not err:
+        err = [f"tmux exited with status {returncode}"]
+    return _Result(stdout.splitlines(), err, returncode)
 
 
 class _NotFound(Exception):
@@ -104,11 +132,33 @@ def _cmd(srv: TmuxServer, *args: str) -> tuple[list[str], list[str]]:
     except Exception as e:  # libtmux raises its own TmuxCommandNotFound
         if not isinstance(e, _NotFound) and type(e).__name__ != "TmuxCommandNotFound":
             raise
-        raise TallyError(
-            "tmux is not installed or not on PATH; install it (apt-get install tmux, "
-            "brew install tmux) and run the command again"
-        ) from None
+        raise _not_installed() from None
     return proc.stdout, proc.stderr
+
+
+def begun(srv: TmuxServer, *args: str) -> Callable[[], tuple[list[str], list[str]]]:
+    """`_cmd`, started now where the server is ours (`Server.begin`), read when the
+    returned function is called; another server (libtmux's) is asked then."""
+    begin = getattr(srv, "begin", None)
+    if begin is None:
+        return lambda: _cmd(srv, *args)
+    try:
+        result = begin(*args)
+    except _NotFound:
+        raise _not_installed() from None
+
+    def answer() -> tuple[list[str], list[str]]:
+        proc = result()
+        return proc.stdout, proc.stderr
+
+    return answer
+
+
+def _not_installed() -> TallyError:
+    return TallyError(
+        "tmux is not installed or not on PATH; install it (apt-get install tmux, "
+        "brew install tmux) and run the command again"
+    )
 
 
 def _no_server(stderr: list[str]) -> bool:

@@ -143,3 +143,20 @@ def test_agent_status(
 )
 def test_age(seconds: float | None, expected: str) -> None:
     assert panes.age(None if seconds is None else 1000.0 - seconds, now=1000.0) == expected
+
+
+def test_a_begun_snapshot_is_the_snapshot(srv: libtmux.Server, tmp_path: Path) -> None:
+    """`snapshot_begun` on our own Server (tmux asked at once, read later) gives what
+    `snapshot` gives, on libtmux's (asked when read) too; no server is no panes."""
+    ours = tmux.server(srv.socket_name or "")
+    assert panes.snapshot_begun(ours)() == panes.Snapshot({}, {})  # no server yet
+    _start(srv, tmp_path, {"idle": "", "sleep": "sleep 60"})
+    poll(lambda: (s := panes.snapshot(srv).get("s")) and s["sleep"].running)
+    begun = panes.snapshot_begun(ours)
+    assert begun() == panes.snapshot(ours) == panes.snapshot_begun(srv)()
+
+
+def test_begun_says_when_tmux_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with monkeypatch.context() as m, pytest.raises(tmux.TallyError, match="tmux is not installed"):
+        m.setenv("PATH", str(tmp_path))  # no tmux on it
+        panes.snapshot_begun(tmux.server("x"))
