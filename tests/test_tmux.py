@@ -309,6 +309,8 @@ def test_inside_another_servers_pane_tally_still_talks_to_its_own(
         assert tmux.running(tmux.server("")) == {"tally-x"}
     finally:
         subprocess.run([*other, "kill-server"], capture_output=True)
+        # the teardown's kill-server would ask the other server too, and leave ours running
+        monkeypatch.delenv("TMUX")
 
 
 @pytest.mark.parametrize(
