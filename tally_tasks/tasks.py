@@ -50,6 +50,17 @@ class TallyTask(Task):
     def fill_implicit_positionals(self, positional: Any) -> Any:
         return positional  # None: the property above works them out on first use
 
+    def argspec(self, body: Callable[..., Any]) -> inspect.Signature:
+        """invoke's, with ``host`` (before ``quiet``) for a `hosted` task: worked out
+        when the task's arguments are, not for every task as the module is imported."""
+        sig = super().argspec(body)
+        if not getattr(body, "tally_hosted", False):
+            return sig
+        params = list(sig.parameters.values())
+        at = next((i for i, p in enumerate(params) if p.name == "quiet"), len(params))
+        host = inspect.Parameter("host", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="")
+        return sig.replace(parameters=[*params[:at], host, *params[at:]])
+
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
         # -o stays --host's whatever comes before it (--no-wait would take it)
         reserved = {"h"} if name == "host" else {"h", "o"}
@@ -261,13 +272,8 @@ def hosted(*local_only: str) -> Callable[[F], F]:
             _on_host(c, host, task_name, **kwargs)
             return None
 
-        # invoke reads the flags from the signature: add --host (before --quiet)
-        sig = inspect.signature(fn)
-        params = list(sig.parameters.values())
-        at = next((i for i, p in enumerate(params) if p.name == "quiet"), len(params))
-        host = inspect.Parameter("host", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="")
-        params.insert(at, host)
-        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        # invoke reads the flags from the signature: `TallyTask.argspec` adds --host
+        wrapper.tally_hosted = True  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return wrap
