@@ -127,16 +127,26 @@ def _discovered(start: Path) -> Path | None:
     return None
 
 
-def _worktree_common(gitfile: Path, uid: int) -> Path | None:
-    """The common git dir of the worktree whose ``.git`` file is `gitfile` (None: ask git)."""
+def worktree_gitdir(gitfile: Path, uid: int) -> Path | None:
+    """The git dir a worktree's ``.git`` file `gitfile` names, when it is owned by `uid`
+    (None: not such a file, or another's)."""
     try:
         text = gitfile.read_text()
         name = text.removeprefix("gitdir: ").strip()
         if not text.startswith("gitdir: ") or not name or "\n" in name:
             return None
         gitdir = Path(os.path.realpath(gitfile.parent / name))
-        if gitdir.stat().st_uid != uid:
-            return None
+        return gitdir if gitdir.stat().st_uid == uid else None
+    except (OSError, UnicodeError):
+        return None
+
+
+def _worktree_common(gitfile: Path, uid: int) -> Path | None:
+    """The common git dir of the worktree whose ``.git`` file is `gitfile` (None: ask git)."""
+    gitdir = worktree_gitdir(gitfile, uid)
+    if gitdir is None:
+        return None
+    try:
         common_name = (gitdir / "commondir").read_text().strip()
     except (OSError, UnicodeError):
         return None

@@ -14,6 +14,7 @@ import re
 import shlex
 import subprocess
 from collections.abc import Callable, Collection, Mapping
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,25 +101,22 @@ def _landed(
     return found
 
 
-# what `add` writes (time.strftime's %Y-%m-%dT%H:%M:%S%z), read without datetime or
-# strptime, whose imports cost every `list` a few milliseconds; any other shape, or a
-# date that is not one, goes to strptime
+# what `add` writes (time.strftime's %Y-%m-%dT%H:%M:%S%z), read without strptime, whose
+# import costs every `list` a few milliseconds; any other shape goes to strptime
 _WRITTEN = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)([+-])(\d\d)([0-5]\d)")
-_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def epoch(created: str) -> float | None:
     """Seconds since the epoch of an ISO time; one without an offset is local time."""
     m = _WRITTEN.fullmatch(created)
     if m:
-        y, mo, d, h, mi, s, hours, minutes = (int(g) for i, g in enumerate(m.groups()) if i != 6)
-        leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
-        if 1 <= mo <= 12 and 1 <= d <= _MONTH_DAYS[mo - 1] + (mo == 2 and leap):
-            if y >= 1 and h < 24 and mi < 60 and s < 60 and hours < 24:
-                offset = (hours * 60 + minutes) * 60 * (-1 if m.group(7) == "-" else 1)
-                return float(_civil_seconds(y, mo, d) + h * 3600 + mi * 60 + s - offset)
-    from datetime import datetime
-
+        y, mo, d, h, mi, s, sign, hours, minutes = m.groups()
+        offset = timedelta(hours=int(hours), minutes=int(minutes)) * (-1 if sign == "-" else 1)
+        try:
+            when = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s))
+            return when.replace(tzinfo=timezone(offset)).timestamp()
+        except ValueError:
+            pass  # strptime says the same, below
     for text, fmt in (
         (created, "%Y-%m-%dT%H:%M:%S%z"),  # what `add` writes: 2024-05-01T10:00:00+0200
         (created[:19], "%Y-%m-%dT%H:%M:%S"),
@@ -128,17 +126,6 @@ def epoch(created: str) -> float | None:
         except ValueError:
             continue
     return None
-
-
-def _civil_seconds(y: int, mo: int, d: int) -> int:
-    """Seconds from 1970-01-01 to the start of that day of the proleptic Gregorian
-    calendar, as datetime counts them (days_from_civil, H. Hinnant's algorithm)."""
-    y -= mo <= 2
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    doy = (153 * (mo + (-3 if mo > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return (era * 146097 + doe - 719468) * 86400
 
 
 def age(created: object, now: float | None = None) -> str:
@@ -274,8 +261,6 @@ def _agent(found: dict[str, Any] | None) -> dict[str, Any] | None:
     if found is None:
         return None
     since = found.get("since")
-    from datetime import datetime  # only for --json
-
     when = (
         datetime.fromtimestamp(since).astimezone().isoformat(timespec="seconds") if since else None
     )

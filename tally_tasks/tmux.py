@@ -56,52 +56,42 @@ class Server:
         self.socket_name = socket_name or None
 
     def cmd(self, cmd: str, *args: Any) -> _Result:
-        try:
-            proc = subprocess.run(
-                self._argv(cmd, args), capture_output=True, text=True, errors="replace"
-            )
-        except FileNotFoundError:
-            raise _NotFound() from None
-        return _result(proc.stdout, proc.stderr, proc.returncode)
+        return self.begin(cmd, *args)()
 
     def begin(self, cmd: str, *args: Any) -> Callable[[], _Result]:
         """`cmd`, started now and read when the returned function is called: tmux answers
-        while the caller works (a read-only call: one not read runs to its end alone)."""
+        while the caller works (a read-only call: one not read runs to its end alone).
+        Ctrl-C while it is read ends it, as ``subprocess.run`` ends its own."""
+        # -u: in a C locale tmux would turn the tabs of our -F formats into "_"; always a
+        # socket: without one, tmux run inside another server's pane ($TMUX) talks to that
+        # server, where the sessions are not
+        argv = ["tmux", "-u", f"-L{self.socket_name or 'default'}", cmd, *(str(a) for a in args)]
         try:
             proc = subprocess.Popen(
-                self._argv(cmd, args),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
+                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace"
             )
         except FileNotFoundError:
             raise _NotFound() from None
 
         def result() -> _Result:
-            out, err = proc.communicate()
-            return _result(out, err, proc.returncode)
+            try:
+                out, err = proc.communicate()
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            lines = [ln for ln in err.splitlines() if ln]
+            if proc.returncode != 0 and not lines:
+                lines = [f"tmux exited with status {proc.returncode}"]
+            return _Result(out.splitlines(), lines, proc.returncode)
 
         return result
-
-    def _argv(self, cmd: str, args: tuple[Any, ...]) -> list[str]:
-        # -u: in a C locale tmux would turn the tabs of our -F formats into "_"; always a
-        # socket: without one, tmux run inside another server's pane ($TMUX) talks to that
-        # server, where the sessions are not
-        return ["tmux", "-u", f"-L{self.socket_name or 'default'}", cmd, *(str(a) for a in args)]
 
     def is_alive(self) -> bool:
         return self.cmd("list-sessions").returncode == 0
 
     def kill(self) -> None:
         self.cmd("kill-server")
-
-
-def _result(stdout: str, stderr: str, returncode: int) -> _Result:
-    err = [ln for ln in stderr.splitlines() if ln]
-    if returncode != 0 and not err:
-        err = [f"tmux exited with status {returncode}"]
-    return _Result(stdout.splitlines(), err, returncode)
 
 
 class _NotFound(Exception):

@@ -94,30 +94,25 @@ def safe_load(stream: Any, real: Callable[[], Any]) -> Any:
         named.name = path
         return real().safe_load(named)
 
-    kept = Kept(Path(folder, CACHE_FILE))
+    kept = Kept(folder / CACHE_FILE)
     data = kept.parse(str(path), text, parse)
     kept.save()
     return data
 
 
-def _git_folder(path: str) -> str | None:
+def _git_folder(path: str) -> Path | None:
     """The git folder of the checkout whose own invoke.yaml/.yml `path` is (a `.git`
-    folder beside it, or the folder a worktree's `.git` file names), else None."""
+    folder beside it, or the folder a worktree's `.git` file names: this user's), else
+    None."""
     folder, name = os.path.split(path)
     if name not in ("invoke.yaml", "invoke.yml") or not os.path.isabs(path):
         return None
-    dot = os.path.join(folder, ".git")
-    if os.path.isdir(dot):
+    dot = Path(folder, ".git")
+    if dot.is_dir():
         return dot
-    try:
-        with open(dot, encoding="utf-8") as f:
-            line = f.read(4096)
-    except (OSError, UnicodeError):
-        return None
-    if not line.startswith("gitdir: "):
-        return None
-    gitdir = os.path.join(folder, line[len("gitdir: ") :].strip())
-    return gitdir if os.path.isdir(gitdir) else None
+    from .repo import worktree_gitdir
+
+    return worktree_gitdir(dot, os.geteuid()) if hasattr(os, "geteuid") else None
 
 
 def _folder() -> str:

@@ -16,8 +16,6 @@ from typing import Any
 import libtmux
 import pytest
 from conftest import Sample, add_origin, commit, forge_merge, git, poll, run_cli
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tally_tasks import status, tmux
 from tally_tasks.operations import add as add_op
@@ -418,64 +416,3 @@ def test_the_sessions_own_server_is_plain(
     _, rows = table(list_(sample).stdout)
     assert rows["x"]["BACKEND"] == str(session.ports["backend"])
     assert json_rows(sample, "--brief")["x"]["listening"]["backend"] is True
-
-
-# --- the AGE column's time, read without datetime -------------------------------------------
-
-
-def _epoch_by_datetime(created: str) -> float | None:
-    """How `epoch` read a time before (datetime for `add`'s shape, then strptime)."""
-    m = status._WRITTEN.fullmatch(created)
-    if m:
-        y, mo, d, h, mi, s, sign, hours, minutes = m.groups()
-        offset = timedelta(hours=int(hours), minutes=int(minutes)) * (-1 if sign == "-" else 1)
-        try:
-            when = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s))
-            return when.replace(tzinfo=timezone(offset)).timestamp()
-        except ValueError:
-            pass
-    for text, fmt in ((created, "%Y-%m-%dT%H:%M:%S%z"), (created[:19], "%Y-%m-%dT%H:%M:%S")):
-        try:
-            return datetime.strptime(text, fmt).timestamp()
-        except ValueError:
-            continue
-    return None
-
-
-@settings(max_examples=400, deadline=None)
-@given(
-    st.tuples(
-        st.integers(0, 9999),
-        st.integers(0, 13),
-        st.integers(0, 32),
-        st.integers(0, 25),
-        st.integers(0, 61),
-        st.integers(0, 61),
-        st.sampled_from("+-"),
-        st.integers(0, 30),
-        st.integers(0, 59),
-    )
-)
-def test_epoch_is_datetimes_for_adds_shape(parts: tuple[Any, ...]) -> None:
-    """Every time of `add`'s shape, real dates, leap days and impossible ones (month 13,
-    30 February, hour 24, an offset of a day) alike: the same as datetime reads it."""
-    y, mo, d, h, mi, s, sign, oh, om = parts
-    text = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}{sign}{oh:02d}{om:02d}"
-    assert status.epoch(text) == _epoch_by_datetime(text)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "2024-02-29T23:59:59+0000",
-        "1970-01-01T00:00:00+0000",
-        "2026-11-29T15:00:00-0830",
-        "0001-01-01T00:00:00+2359",
-        "9999-12-31T23:59:59-2359",
-        "2023-02-29T10:00:00+0100",
-        "2024-05-01T10:00:00",
-        "not a time",
-    ],
-)
-def test_epoch_examples(text: str) -> None:
-    assert status.epoch(text) == _epoch_by_datetime(text)
