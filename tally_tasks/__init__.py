@@ -24,9 +24,14 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import os
     import sys
+
+    from . import startup
+
+    if os.path.basename(sys.argv[0]) in ("inv", "invoke"):
+        startup.hold_gc()  # until a task runs (tasks.boundary)
     from pathlib import Path
 
-    from . import completion, startup
+    from . import completion
     from .config import DEFAULTS, install_excepthook, tasks_folder
     from .tasks import TallyCollection, session
 

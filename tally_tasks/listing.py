@@ -7,6 +7,7 @@ without invoke: this module imports only what listing needs.
 from __future__ import annotations
 
 import json as _json
+from collections.abc import Callable
 from typing import Any
 
 from . import output, sessions, worktree
@@ -22,17 +23,33 @@ def show(project: Project, json: bool = False, git: bool = False, brief: bool = 
     `brief`; `git`: the table with the git state)."""
     srv = tmux_.server(project.settings.tmux_socket)
     with_git = git or (json and not brief)
-    try:  # git lists the worktrees (for the stale check) while tmux lists the panes
-        listed = worktree.listing_begun(Repo(project.main))
-    except TallyError:
-        listed = None
-    snapped = panes_.snapshot_begun(srv)  # once, for the rows and the stale check
-    from . import status  # here: imported while git and tmux answer
+    # tmux lists the panes (once, for the rows and the stale check) while the status
+    # module is imported and the registry and the ports are read; then git lists the
+    # worktrees (for the stale check) while the rows are made: each answers while this
+    # process works, and not at once (on two cores, the two slowed each other and us)
+    snapped = panes_.snapshot_begun(srv)
+    from . import status
 
     entries = sessions.load(project)  # once, too
-    snap = snapped()
+    made = status.made_of(project, entries)
+    listed: list[Callable[[], list[worktree.Worktree]] | None] = []
+
+    def snapshot() -> panes_.Snapshot:
+        snap = snapped()
+        try:
+            listed.append(worktree.listing_begun(Repo(project.main)))
+        except TallyError:
+            listed.append(None)
+        return snap
+
     rows = status.rows(
-        project, srv, git_state=with_git, snap=snap, pull_requests=json, entries=entries
+        project,
+        srv,
+        git_state=with_git,
+        snapped=snapshot,
+        pull_requests=json,
+        entries=entries,
+        made=made,
     )
     if json:
         output.data(_json.dumps(rows, indent=2))
@@ -40,7 +57,9 @@ def show(project: Project, json: bool = False, git: bool = False, brief: bool = 
         output.info("no sessions; create one with: " + output.command("add", "NAME"))
     else:
         output.table(table(rows, with_git))
-    for note in status.stale(project, srv, entries, snap.paths, listed=listed):
+    paths = snapped().paths  # the snapshot rows read (made once)
+    begun = listed[0] if listed else None
+    for note in status.stale(project, srv, entries, paths, listed=begun, made=made):
         output.warn("stale", note, to_stderr=json)
 
 

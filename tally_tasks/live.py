@@ -11,11 +11,12 @@ window without one is ``running`` or ``exited``; ``missing`` when it is not ther
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from . import agent, panes
 from . import ports as ports_
-from .session import Project, Session, window_ports
+from .session import Project, Session, port_windows, window_ports
 from .sessions import works_in
 
 
@@ -46,7 +47,7 @@ class Live(NamedTuple):
 
 def gather(
     project: Project,
-    sessions: dict[str, Session],
+    sessions: Mapping[str, Session],
     snap: panes.Snapshot,
     up: set[int],
     held: dict[int, list[ports_.Holder]],
@@ -54,6 +55,7 @@ def gather(
     """Each session's live state (no tmux or process calls here: all is given)."""
     windows = project.settings.windows
     agent_window = panes.agent_window(windows)
+    owners: dict[frozenset[str], dict[str, str]] = {}  # one per set of port names
     result: dict[str, Live] = {}
     for name, session in sessions.items():
         if session.tmux_name not in snap.sessions:
@@ -62,7 +64,10 @@ def gather(
         have = snap.get(session.tmux_name)
         agent_state: dict[str, Any] | None = None
         shown_windows: dict[str, str] = {}
-        for win, numbers in window_ports(windows, session.ports).items():
+        names = frozenset(session.ports)
+        if names not in owners:
+            owners[names] = port_windows(windows, names)
+        for win, numbers in window_ports(windows, session.ports, owners[names]).items():
             pane = have.get(win)
             if win == agent_window:
                 state = agent.read(agent.state_path(project.common_dir, session.slug))

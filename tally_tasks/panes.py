@@ -111,10 +111,18 @@ def snapshot(srv: tmux.TmuxServer) -> Snapshot:
 
 def snapshot_begun(srv: tmux.TmuxServer) -> Callable[[], Snapshot]:
     """`snapshot`, its tmux call started now and read when the returned function is
-    called: tmux answers while the caller works."""
+    first called (it gives that snapshot again after): tmux answers while the caller
+    works."""
     boot = _boot_time()
     answer = tmux.begun(srv, "list-panes", "-a", "-F", _FORMAT if boot is None else _FORMAT_PROC)
-    return lambda: _snapshot(answer, boot)
+    made: list[Snapshot] = []
+
+    def snapshot() -> Snapshot:  # the one answer, made once however often it is asked
+        if not made:
+            made.append(_snapshot(answer, boot))
+        return made[0]
+
+    return snapshot
 
 
 def _snapshot(answer: Callable[[], tuple[list[str], list[str]]], boot: float | None) -> Snapshot:

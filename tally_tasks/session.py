@@ -205,13 +205,25 @@ class Project(NamedTuple):
         return paths
 
 
-def window_ports(windows: Iterable[Window], ports: dict[str, int]) -> dict[str, list[int]]:
+def window_ports(
+    windows: Iterable[Window], ports: dict[str, int], owner: dict[str, str] | None = None
+) -> dict[str, list[int]]:
     """Window name -> the session's ports it serves: those its command (or resume command)
     names (as `render` fills them: ``${backend_port}`` is the shell's). A port more than
     one window names (a frontend told where the backend is) is served by the window of
     its name (``backend_port``: the backend window) when that one names it, else by the
     first naming it: the others are not waited for on it, nor is its holder stopped when
-    they restart."""
+    they restart. `owner`: `port_windows` of these, when the caller has it."""
+    windows = list(windows)
+    owner = port_windows(windows, ports) if owner is None else owner
+    return {
+        win.name: sorted(ports[p] for p, o in owner.items() if o == win.name) for win in windows
+    }
+
+
+def port_windows(windows: Iterable[Window], names: Iterable[str]) -> dict[str, str]:
+    """Port name -> the window that serves it, among `names` (`window_ports`' rule): the
+    same for every session with those port names."""
     windows = list(windows)
     named: dict[str, set[str]] = {}
     for win in windows:
@@ -219,14 +231,12 @@ def window_ports(windows: Iterable[Window], ports: dict[str, int]) -> dict[str, 
         named[win.name] = {w.removesuffix("_port") for w in words if w.endswith("_port")}
     owner: dict[str, str] = {}
     for win in windows:
-        for port in named[win.name] & set(ports):
+        for port in named[win.name] & set(names):
             if port in named.get(port, set()):
                 owner[port] = port  # the window of the port's name names it
             else:
                 owner.setdefault(port, win.name)
-    return {
-        win.name: sorted(ports[p] for p, o in owner.items() if o == win.name) for win in windows
-    }
+    return owner
 
 
 def find_project(raw_settings: Callable[[Path], Any]) -> Project:

@@ -193,27 +193,29 @@ def rows(
     project: Project,
     srv: tmux.TmuxServer,
     git_state: bool = True,
-    snap: panes_.Snapshot | None = None,
+    snapped: Callable[[], panes_.Snapshot] | None = None,
     pull_requests: bool = False,
     holders: Holders = ports_.holders,
     entries: registry.Registry | None = None,
+    made: Mapping[str, Session] | None = None,
 ) -> list[dict[str, Any]]:
     """One dict per session, with `dirty`, `ahead`, `behind`, `merged` unless `git_state`
     is False, and then `pr` (a branch's pull request, when gh knows one) with `pull_requests`.
 
-    `snap` is `panes.snapshot(srv)` when the caller already has it (one tmux call);
-    `holders` tells who holds the listening ports (a pass over /proc: a caller that asks
-    every second may remember its answer, see `board.Remembered`); `entries` is
-    `sessions.load(project)` when the caller already has it (one read of the registry)."""
+    `snapped` gives the caller's pane snapshot (`panes.snapshot_begun(srv)`: tmux answers
+    while the ports are read here); `holders` tells who holds the listening ports (a pass
+    over /proc: a caller that asks every second may remember its answer, see
+    `board.Remembered`); `entries` is `sessions.load(project)` when the caller already has
+    it (one read of the registry), and `made` their sessions (`made_of`)."""
     entries = load(project) if entries is None else entries
     if not entries:
         return []
-    snap = panes_.snapshot(srv) if snap is None else snap
-    live = snap.paths  # session -> the folders its panes are in
-    sessions = {n: project.session(n, e) for n, e in entries.items()}
+    sessions = made_of(project, entries) if made is None else made
     all_ports = [p for s in sessions.values() for p in s.ports.values()]
     up = ports_.listening(all_ports)
     held = holders(up) if up else {}  # who holds them: one pass over /proc
+    snap = panes_.snapshot(srv) if snapped is None else snapped()
+    live = snap.paths  # session -> the folders its panes are in
     states = live_.gather(project, sessions, snap, up, held)
     git = git_of(project, sessions, pull_requests) if git_state else {}
     result = []
@@ -256,6 +258,11 @@ def rows(
     return result
 
 
+def made_of(project: Project, entries: registry.Registry) -> dict[str, Session]:
+    """Each entry's session, as recorded (`Project.session`)."""
+    return {n: project.session(n, e) for n, e in entries.items()}
+
+
 def _agent(found: dict[str, Any] | None) -> dict[str, Any] | None:
     """The agent for --json: state, since (ISO time), reason, Claude's session id."""
     if found is None:
@@ -279,14 +286,15 @@ def stale(
     panes: Panes | None = None,
     checked: Collection[str] = (),
     listed: Callable[[], list[worktree.Worktree]] | None = None,
+    made: Mapping[str, Session] | None = None,
 ) -> list[str]:
     """Plain-words reports of state that does not add up, each with the command that fixes it
     (`checked`: sessions whose missing worktree was reported already, by doctor; `listed`:
-    git's worktree list, begun already)."""
+    git's worktree list, begun already; `made`: the entries' sessions, `made_of`)."""
     from . import output  # local: keeps this module's import light for `rows`
 
     notes = []
-    made = {n: project.session(n, e) for n, e in entries.items()}
+    made = made_of(project, entries) if made is None else made
     registered = {s.worktree for s in made.values()}
     for n, e in entries.items():
         s = made[n]

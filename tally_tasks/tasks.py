@@ -16,7 +16,7 @@ from invoke import Collection, Context, Exit, Program, Task
 from invoke import task as _task
 from invoke.parser import ParserContext
 
-from . import output, sessions
+from . import output, sessions, startup
 from . import tmux as tmux_
 from .config import explain_file
 from .errors import TallyError
@@ -87,17 +87,20 @@ class TaskContext(ParserContext):
     _BUILT_LATER = frozenset(("args", "positional_args", "flags", "inverse_flags"))
 
     def __init__(
-        self, name: str | None, aliases: Any, task: Task, ignore_unknown_help: Any
+        self, name: str | None, aliases: Any, collection: Collection, ignore_unknown_help: Any
     ) -> None:
         self.name, self.aliases = name, aliases
-        self._pending: tuple[Task, Any] | None = (task, ignore_unknown_help)
+        # the task is looked up then, too: ``collection[name]`` merges and copies the
+        # collection's configuration for each lookup (1.5 ms for every task of this one)
+        self._pending: tuple[Collection, Any] | None = (collection, ignore_unknown_help)
 
     def __getattr__(self, attr: str) -> Any:  # only for what the instance does not have
         pending = self.__dict__.get("_pending")
         if pending is None or attr not in self._BUILT_LATER:
             raise AttributeError(attr)
         self._pending = None
-        task, ignore = pending
+        collection, ignore = pending
+        task = collection[self.name]
         ParserContext.__init__(
             self, self.name, self.aliases, task.get_arguments(ignore_unknown_help=ignore)
         )
@@ -122,7 +125,7 @@ class TaskContext(ParserContext):
 def task_contexts(collection: Collection, ignore_unknown_help: Any = None) -> list[ParserContext]:
     """`Collection.to_contexts`, each task's arguments built when used (`TaskContext`)."""
     return [
-        TaskContext(primary, aliases, collection[primary], ignore_unknown_help)
+        TaskContext(primary, aliases, collection, ignore_unknown_help)
         for primary, aliases in collection.task_names.items()
     ]
 
@@ -144,6 +147,7 @@ def boundary(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(c: Context, *args: Any, **kwargs: Any) -> Any:
+        startup.release_gc()  # held while the program was imported (startup.hold_gc)
         output.set_quiet(bool(kwargs.get("quiet")))
         try:
             if any(kwargs.get(k) in ("-h", "--help") for k in ("name", "text")):

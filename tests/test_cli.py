@@ -845,6 +845,20 @@ def test_add_and_remove_ask_git_and_tmux_few_questions(sample: Sample, tmp_path:
     ], remove
 
 
+def test_list_asks_tmux_then_git_each_while_it_works(sample: Sample, tmp_path: Path) -> None:
+    """`list`: tmux's panes first (answered while the status module is imported and the
+    registry and ports read), git's worktrees once tmux has answered (while the rows are
+    made): each answers while list works, and the two never slow each other down."""
+    path, log = counting(tmp_path / "counting", "git", "tmux")
+    ok(["inv", "session.add", "x", "-q", "--no-wait"], sample.main)
+    for args in (["inv", "session.list"], ["tally-session", "list"]):
+        log.write_text("")
+        ok(args, sample.main, PATH=path)
+        words = [line.split()[:4] for line in log.read_text().splitlines()]
+        assert [w[0] for w in words] == ["tmux", "git"], words
+        assert "list-panes" in words[0] and words[1][1:3] == ["worktree", "list"], words
+
+
 WAITING = """#!/bin/sh
 wait_for() {{  # (10 s at most) until the calls named have started
   i=0

@@ -154,6 +154,7 @@ def test_a_begun_snapshot_is_the_snapshot(srv: libtmux.Server, tmp_path: Path) -
     poll(lambda: (s := panes.snapshot(srv).get("s")) and s["sleep"].running)
     begun = panes.snapshot_begun(ours)
     assert begun() == panes.snapshot(ours) == panes.snapshot_begun(srv)()
+    assert begun() is begun()  # tmux's one answer, made into a snapshot once
 
 
 def test_begun_says_when_tmux_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -472,6 +472,37 @@ def test_only_the_tasks_named_have_their_arguments_built(
     assert said == [f"built: {built}"], (r.returncode, r.stderr)
 
 
+COUNT_LOOKUPS = """import atexit, sys
+from invoke.collection import Collection
+_asked = []
+_real = Collection.task_with_config
+def _counting(self, name):
+    _asked.append(name)
+    return _real(self, name)
+Collection.task_with_config = _counting
+atexit.register(lambda: sys.stderr.write("looked up: " + " ".join(sorted(set(_asked))) + "\\n"))
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "asked"),
+    [
+        (["inv", "session.list"], "list session.list"),
+        (["tally-session", "list", "--host", ""], "list"),
+    ],
+    ids=["inv", "tally-session"],
+)
+def test_only_the_tasks_named_are_looked_up(
+    sample: Sample, tmp_path: Path, args: list[str], asked: str
+) -> None:
+    """A task looked up in the collection has the collection's configuration merged and
+    copied for it (invoke's `task_with_config`): only the tasks named are."""
+    (tmp_path / "sitecustomize.py").write_text(COUNT_LOOKUPS)
+    r = run_cli(args, sample.main, env={"PYTHONPATH": str(tmp_path)})
+    said = [ln for ln in r.stderr.splitlines() if ln.startswith("looked up:")]
+    assert said == [f"looked up: {asked}"], (r.returncode, r.stderr)
+
+
 def test_a_task_context_is_built_when_used_and_copied_apart() -> None:
     import copy
 
@@ -535,3 +566,66 @@ def test_the_collection_inv_loads_shares_our_tasks() -> None:
     for name in ns.task_names:
         assert loaded[name] is ns[name], name
     assert copy.deepcopy(ns["session.add"]) is ns["session.add"]
+
+
+# passes of the collector while our modules are imported (tally_tasks.config imported,
+# nothing frozen yet: no task has run), and the collector's state at exit
+GC_SEEN = """import atexit, gc, sys
+_passes = []
+def _seen(phase, info):
+    if phase == "start" and "tally_tasks.config" in sys.modules and not gc.get_freeze_count():
+        _passes.append(info["generation"])
+gc.callbacks.append(_seen)
+atexit.register(lambda: sys.stderr.write(
+    f"gc: enabled={gc.isenabled()} frozen={gc.get_freeze_count() > 0} "
+    f"passes={len(_passes)}\\n"))
+"""
+
+
+def _gc_seen(r: subprocess.CompletedProcess[str]) -> str:
+    said = [ln for ln in r.stderr.splitlines() if ln.startswith("gc:")]
+    assert len(said) == 1, (r.returncode, r.stderr)
+    return said[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "seen"),
+    [
+        (["inv", "session.list"], "enabled=True frozen=True passes=0"),
+        (["tally-session", "list", "--host", ""], "enabled=True frozen=True passes=0"),
+        (["tally-session", "list"], "enabled=False frozen=False passes=0"),  # quick.py's
+    ],
+    ids=["inv", "tally-session", "tally-session-quick"],
+)
+def test_the_collector_is_held_while_our_modules_are_imported(
+    sample: Sample, tmp_path: Path, args: list[str], seen: str
+) -> None:
+    """No pass of the cyclic collector while the program's modules are imported; the task
+    runs with it enabled again, what start-up made frozen (not walked again)."""
+    (tmp_path / "sitecustomize.py").write_text(GC_SEEN)
+    r = run_cli(args, sample.main, env={"PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    assert _gc_seen(r) == f"gc: {seen}"
+
+
+def test_another_projects_inv_keeps_the_collector_as_it_is(
+    tmp_path: Path, isolated_env: Path
+) -> None:
+    """`inv` with tasks not ours: the collector is never held (their task may run long)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(GC_SEEN)
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "tasks.py").write_text("from invoke import task\n\n@task\ndef hi(c):\n    pass\n")
+    r = run_cli(["inv", "hi"], project, env={"PYTHONPATH": str(site)})
+    assert r.returncode == 0, r.stderr
+    assert _gc_seen(r) == "gc: enabled=True frozen=False passes=0"
+
+
+def test_importing_the_collection_elsewhere_leaves_the_collector_alone() -> None:
+    """pytest, a script: `ns` imported outside `inv` holds nothing."""
+    r = python(
+        "import gc\nfrom tally_tasks import ns\nprint(gc.isenabled(), gc.get_freeze_count())"
+    )
+    assert r.stdout == "True 0\n", r.stderr
