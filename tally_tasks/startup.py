@@ -19,6 +19,11 @@ environment keeps nothing in its repository); any other file, a changed one, or 
 other name asked of it imports the real module. `defer` does both, for `inv` (the .pth
 file) and `tally-session` (`main`).
 
+`hold_gc` holds Python's cyclic garbage collector while the program's modules are imported
+(from ``tally_tasks.ns`` being built, for `inv`; from `main`, for `tally-session`), and
+`release_gc` (the tasks' boundary) lets it go, everything made until then frozen, when a
+task runs: another project's `inv` is never held.
+
 `quick_exit` ends the process once the command is done, its output flushed, its threads
 and exit handlers run, skipping the interpreter's teardown of every module (a fifth of
 a short command's time): `main` (`tally-session`) when its Program is done, and
