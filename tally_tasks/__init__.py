@@ -27,19 +27,19 @@ def __getattr__(name: str) -> Any:
 
     from . import startup
 
-    if os.path.basename(sys.argv[0]) in ("inv", "invoke"):
-        startup.hold_gc()  # until a task runs (tasks.boundary)
-    from pathlib import Path
+    inv = os.path.basename(sys.argv[0]) in ("inv", "invoke")
+    with startup.collector_held(inv):  # `inv`'s process is ours; another program's is not
+        from pathlib import Path
 
-    from . import completion
-    from .config import DEFAULTS, install_excepthook, tasks_folder
-    from .tasks import TallyCollection, session
+        from . import completion
+        from .config import DEFAULTS, install_excepthook, tasks_folder
+        from .tasks import TallyCollection, session
 
     global ns
     ns = TallyCollection(session)
     ns.configure({"tally": DEFAULTS})
     completion.install()  # `inv --complete`: session names after `--name` (see completion.py)
-    if os.path.basename(sys.argv[0]) in ("inv", "invoke"):
+    if inv:
         # a broken invoke.yaml (beside tasks.py): one line, not invoke's traceback
         install_excepthook(lambda: tasks_folder(Path.cwd()))
         startup.quick_inv()  # `inv` ends without the interpreter's teardown

@@ -19,10 +19,11 @@ environment keeps nothing in its repository); any other file, a changed one, or 
 other name asked of it imports the real module. `defer` does both, for `inv` (the .pth
 file) and `tally-session` (`main`).
 
-`hold_gc` holds Python's cyclic garbage collector while the program's modules are imported
-(from ``tally_tasks.ns`` being built, for `inv`; from `main`, for `tally-session`), and
-`release_gc` (the tasks' boundary) lets it go, everything made until then frozen, when a
-task runs: another project's `inv` is never held.
+`collector_held` holds Python's cyclic garbage collector while the program's modules are
+imported (our collection's, when `inv` asks for ``tally_tasks.ns``; `tally-session`'s, in
+`main`) and lets it go once they are, everything made until then frozen: no task (ours, or
+a project's own added to our collection) runs with it held, and `inv` without our
+collection never holds it.
 
 `quick_exit` ends the process once the command is done, its output flushed, its threads
 and exit handlers run, skipping the interpreter's teardown of every module (a fifth of
@@ -128,44 +129,44 @@ def defer_mock() -> None:
         sys.modules[_MOCK] = _StandIn(_MOCK)
 
 
-_held: list[bool] = []  # the collector held by `hold_gc`, until `release_gc`
+class collector_held:
+    """Python's cyclic garbage collector held (``with``) while this program's modules are
+    imported: it finds nothing to free among them (modules, classes and functions live as
+    long as the process), yet it walked them all, again and again as they grew (`inv
+    session.list`: 9 of its 26 passes came after invoke had loaded, about 2 ms). On the
+    way out it goes again, what was made until then frozen (``gc.freeze``: kept for good,
+    not walked by its later passes). `hold` False, or a collector off already: nothing."""
 
-
-def hold_gc() -> None:
-    """Hold Python's cyclic garbage collector while this program's modules are imported:
-    it finds nothing to free among them (modules, classes and functions live as long as
-    the process), yet it walked them all, again and again as they grew (`inv
-    session.list`: 8 of its 26 passes, 3 ms). `release_gc` lets it go once a task runs."""
-    import gc
-
-    if gc.isenabled() and not _held:
-        gc.disable()
-        _held.append(True)
-
-
-def release_gc() -> None:
-    """The collector as it was, minus what was made before (`gc.freeze`: the modules and
-    the program, kept for good, are not walked by its later passes); nothing if
-    `hold_gc` held nothing."""
-    if _held:
+    def __init__(self, hold: bool = True) -> None:
         import gc
 
-        _held.clear()
-        gc.freeze()
-        gc.enable()
+        self._held = hold and gc.isenabled()
+
+    def __enter__(self) -> None:
+        if self._held:
+            import gc
+
+            gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._held:
+            import gc
+
+            gc.freeze()
+            gc.enable()
 
 
 def main() -> None:
     """`tally-session`: `defer`; `list` without invoke when it can (tally_tasks.quick),
     else the program (tally_tasks.cli); then `quick_exit`."""
-    hold_gc()
-    defer()
-    from .quick import run as quickly
+    with collector_held():  # until the program is imported (a quick `list` ends inside)
+        defer()
+        from .quick import run as quickly
 
-    code = quickly(sys.argv)
-    if code is not None:
-        quick_exit(code)
-    from .cli import main as run
+        code = quickly(sys.argv)
+        if code is not None:
+            quick_exit(code)
+        from .cli import main as run
 
     try:
         run()

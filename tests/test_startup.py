@@ -601,11 +601,24 @@ def test_the_collector_is_held_while_our_modules_are_imported(
     sample: Sample, tmp_path: Path, args: list[str], seen: str
 ) -> None:
     """No pass of the cyclic collector while the program's modules are imported; the task
-    runs with it enabled again, what start-up made frozen (not walked again)."""
+    runs with it enabled again, what they made frozen (not walked again)."""
     (tmp_path / "sitecustomize.py").write_text(GC_SEEN)
     r = run_cli(args, sample.main, env={"PYTHONPATH": str(tmp_path)})
     assert r.returncode == 0, r.stderr
     assert _gc_seen(r) == f"gc: {seen}"
+
+
+def test_a_projects_own_task_runs_with_the_collector(sample: Sample, tmp_path: Path) -> None:
+    """A project's task added to our collection (README: project tasks as steps), run
+    by `inv` itself: the collector is let go once our modules are imported."""
+    (tmp_path / "sitecustomize.py").write_text(GC_SEEN)
+    (sample.main / "tasks.py").write_text(
+        "from invoke import task\nfrom tally_tasks import ns\n\n\n"
+        "@task\ndef hi(c):\n    import gc\n    print(gc.isenabled())\n\n\nns.add_task(hi)\n"
+    )
+    r = run_cli(["inv", "hi"], sample.main, env={"PYTHONPATH": str(tmp_path)})
+    assert (r.returncode, r.stdout) == (0, "True\n"), r.stderr
+    assert _gc_seen(r) == "gc: enabled=True frozen=True passes=0"
 
 
 def test_another_projects_inv_keeps_the_collector_as_it_is(
@@ -624,7 +637,7 @@ def test_another_projects_inv_keeps_the_collector_as_it_is(
 
 
 def test_importing_the_collection_elsewhere_leaves_the_collector_alone() -> None:
-    """pytest, a script: `ns` imported outside `inv` holds nothing."""
+    """pytest, a script: `ns` imported outside `inv` holds and freezes nothing."""
     r = python(
         "import gc\nfrom tally_tasks import ns\nprint(gc.isenabled(), gc.get_freeze_count())"
     )
