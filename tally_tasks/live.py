@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from . import agent, panes
 from . import ports as ports_
-from .session import Project, Session, port_windows, window_ports
+from .session import Project, Session, window_ports
 from .sessions import works_in
 
 
@@ -55,7 +55,6 @@ def gather(
     """Each session's live state (no tmux or process calls here: all is given)."""
     windows = project.settings.windows
     agent_window = panes.agent_window(windows)
-    owners: dict[frozenset[str], dict[str, str]] = {}  # one per set of port names
     result: dict[str, Live] = {}
     for name, session in sessions.items():
         if session.tmux_name not in snap.sessions:
@@ -64,10 +63,7 @@ def gather(
         have = snap.get(session.tmux_name)
         agent_state: dict[str, Any] | None = None
         shown_windows: dict[str, str] = {}
-        names = frozenset(session.ports)
-        if names not in owners:
-            owners[names] = port_windows(windows, names)
-        for win, numbers in window_ports(windows, session.ports, owners[names]).items():
+        for win, numbers in window_ports(windows, session.ports).items():
             pane = have.get(win)
             if win == agent_window:
                 state = agent.read(agent.state_path(project.common_dir, session.slug))

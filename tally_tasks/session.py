@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping
@@ -205,26 +206,25 @@ class Project(NamedTuple):
         return paths
 
 
-def window_ports(
-    windows: Iterable[Window], ports: dict[str, int], owner: dict[str, str] | None = None
-) -> dict[str, list[int]]:
+def window_ports(windows: Iterable[Window], ports: dict[str, int]) -> dict[str, list[int]]:
     """Window name -> the session's ports it serves: those its command (or resume command)
     names (as `render` fills them: ``${backend_port}`` is the shell's). A port more than
     one window names (a frontend told where the backend is) is served by the window of
     its name (``backend_port``: the backend window) when that one names it, else by the
     first naming it: the others are not waited for on it, nor is its holder stopped when
-    they restart. `owner`: `port_windows` of these, when the caller has it."""
-    windows = list(windows)
-    owner = port_windows(windows, ports) if owner is None else owner
+    they restart."""
+    windows = tuple(windows)
+    owner = port_windows(windows, frozenset(ports))
     return {
         win.name: sorted(ports[p] for p, o in owner.items() if o == win.name) for win in windows
     }
 
 
-def port_windows(windows: Iterable[Window], names: Iterable[str]) -> dict[str, str]:
+@functools.lru_cache(maxsize=16)
+def port_windows(windows: tuple[Window, ...], names: frozenset[str]) -> dict[str, str]:
     """Port name -> the window that serves it, among `names` (`window_ports`' rule): the
-    same for every session with those port names."""
-    windows = list(windows)
+    same for every session with those port names, so worked out once for them (`list`
+    asks it for every session). Not to be changed by the caller."""
     named: dict[str, set[str]] = {}
     for win in windows:
         words = PLACEHOLDER.findall(win.cmd + " " + win.resume_cmd)

@@ -6,8 +6,8 @@ invoke take a stand-in for ``Mock`` instead: the real module is imported the fir
 time one is made. `tally-session` calls it first thing (`main`); for `inv`, whose own
 script imports invoke before any of our code, ``tally_tasks_startup.pth`` (installed
 beside the package, run by Python's `site` at start-up) calls it when the program is
-`inv`. Only ``sys``, ``os`` and ``types`` are imported here (and ``typing``, which
-invoke imports anyway).
+`inv`. Only ``sys``, ``os``, ``types`` and ``gc`` are imported here (and ``typing``, which
+invoke imports anyway, with ``contextlib`` and ``collections.abc``).
 
 ``invoke.util`` imports invoke's vendored PyYAML (an eighth of invoke's import: its
 reader's and resolver's expressions are compiled as it is imported) for one use,
@@ -34,9 +34,12 @@ run every task it was given, which is the last thing invoke's script does.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import sys
 import types
+from collections.abc import Iterator
 from typing import Any
 
 _MOCK = "unittest.mock"
@@ -129,29 +132,21 @@ def defer_mock() -> None:
         sys.modules[_MOCK] = _StandIn(_MOCK)
 
 
-class collector_held:
-    """Python's cyclic garbage collector held (``with``) while this program's modules are
-    imported: it finds nothing to free among them (modules, classes and functions live as
-    long as the process), yet it walked them all, again and again as they grew (`inv
+@contextlib.contextmanager
+def collector_held(hold: bool = True) -> Iterator[None]:
+    """Python's cyclic garbage collector held while this program's modules are imported:
+    it finds nothing to free among them (modules, classes and functions live as long as
+    the process), yet it walked them all, again and again as they grew (`inv
     session.list`: 9 of its 26 passes came after invoke had loaded, about 2 ms). On the
     way out it goes again, what was made until then frozen (``gc.freeze``: kept for good,
     not walked by its later passes). `hold` False, or a collector off already: nothing."""
-
-    def __init__(self, hold: bool = True) -> None:
-        import gc
-
-        self._held = hold and gc.isenabled()
-
-    def __enter__(self) -> None:
-        if self._held:
-            import gc
-
-            gc.disable()
-
-    def __exit__(self, *exc: object) -> None:
-        if self._held:
-            import gc
-
+    held = hold and gc.isenabled()
+    if held:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if held:
             gc.freeze()
             gc.enable()
 

@@ -28,7 +28,7 @@ import os
 import re
 import shlex
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -117,38 +117,36 @@ def server(socket_name: str = "") -> Server:
 
 
 def _cmd(srv: TmuxServer, *args: str) -> tuple[list[str], list[str]]:
-    try:
-        proc = srv.cmd(*args)
-    except Exception as e:  # libtmux raises its own TmuxCommandNotFound
-        if not isinstance(e, _NotFound) and type(e).__name__ != "TmuxCommandNotFound":
-            raise
-        raise _not_installed() from None
-    return proc.stdout, proc.stderr
+    return begun(srv, *args)()
 
 
 def begun(srv: TmuxServer, *args: str) -> Callable[[], tuple[list[str], list[str]]]:
-    """`_cmd`, started now where the server is ours (`Server.begin`), read when the
-    returned function is called; another server (libtmux's) is asked then."""
+    """A tmux call's (stdout, stderr) lines, the call started now where the server is
+    ours (`Server.begin`) and read when the returned function is called; another server
+    (libtmux's) is asked then. A tmux not installed is one plain error, either way."""
     begin = getattr(srv, "begin", None)
-    if begin is None:
-        return lambda: _cmd(srv, *args)
-    try:
-        result = begin(*args)
-    except _NotFound:
-        raise _not_installed() from None
+    with _said_if_missing():
+        result = begin(*args) if begin is not None else lambda: srv.cmd(*args)
 
     def answer() -> tuple[list[str], list[str]]:
-        proc = result()
+        with _said_if_missing():
+            proc = result()
         return proc.stdout, proc.stderr
 
     return answer
 
 
-def _not_installed() -> TallyError:
-    return TallyError(
-        "tmux is not installed or not on PATH; install it (apt-get install tmux, "
-        "brew install tmux) and run the command again"
-    )
+@contextlib.contextmanager
+def _said_if_missing() -> Iterator[None]:
+    try:
+        yield
+    except Exception as e:  # libtmux raises its own TmuxCommandNotFound
+        if not isinstance(e, _NotFound) and type(e).__name__ != "TmuxCommandNotFound":
+            raise
+        raise TallyError(
+            "tmux is not installed or not on PATH; install it (apt-get install tmux, "
+            "brew install tmux) and run the command again"
+        ) from None
 
 
 def _no_server(stderr: list[str]) -> bool:

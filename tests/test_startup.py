@@ -569,7 +569,7 @@ def test_the_collection_inv_loads_shares_our_tasks() -> None:
 
 
 # passes of the collector while our modules are imported (tally_tasks.config imported,
-# nothing frozen yet: no task has run), and the collector's state at exit
+# nothing frozen yet: their import is not over), and the collector's state at exit
 GC_SEEN = """import atexit, gc, sys
 _passes = []
 def _seen(phase, info):
